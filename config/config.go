@@ -1,0 +1,261 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Config is the whole daemon configuration. YAML keys are the snake_case
+// names in the tags; the seed configuration's sections (vcenter,
+// connection_pool, webhooks, export, database) are all here.
+type Config struct {
+	// DataDir holds the database, the generated admin token and, by default,
+	// exports. Default: $XDG_DATA_HOME/hypersdk or ~/.local/share/hypersdk.
+	DataDir string `yaml:"data_dir"`
+
+	Log      Log      `yaml:"log"`
+	API      API      `yaml:"api"`
+	Database Database `yaml:"database"`
+	Jobs     Jobs     `yaml:"jobs"`
+	Export   Export   `yaml:"export"`
+
+	// VCenter is the seed configuration's single vCenter; it becomes a
+	// vsphere provider instance named VCenter.Name (default "vcenter").
+	VCenter        *VCenter `yaml:"vcenter"`
+	ConnectionPool Pool     `yaml:"connection_pool"`
+
+	// Providers are named provider instances (two vCenters, an AWS
+	// account…). See ProviderInstance.
+	Providers []ProviderInstance `yaml:"providers"`
+
+	Webhooks        []Webhook       `yaml:"webhooks"`
+	WebhookDelivery WebhookDelivery `yaml:"webhook_delivery"`
+
+	// path is the file this configuration was read from, if any.
+	path string
+}
+
+// Path returns the configuration file the values came from ("" if none).
+func (c *Config) Path() string { return c.path }
+
+// Log configures the daemon's structured logs.
+type Log struct {
+	Level  string `yaml:"level"`  // debug, info, warn, error
+	Format string `yaml:"format"` // text or json
+}
+
+// API configures the HTTP server.
+type API struct {
+	// Listen is the address of the REST API, default 127.0.0.1:8080.
+	Listen  string `yaml:"listen"`
+	TLSCert string `yaml:"tls_cert"`
+	TLSKey  string `yaml:"tls_key"`
+	// Tokens are the accepted bearer tokens. With none configured the daemon
+	// generates an admin token at <data_dir>/admin.token on first start.
+	Tokens []Token `yaml:"tokens"`
+	// MaxBodyBytes caps request bodies.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+}
+
+// Roles a token can carry; each includes the rights of the ones before it.
+const (
+	RoleViewer   = "viewer"   // read everything
+	RoleOperator = "operator" // plus submit and cancel jobs
+	RoleAdmin    = "admin"    // plus delete, manage webhooks and schedules
+)
+
+// Token is one API credential.
+type Token struct {
+	Name  string `yaml:"name"`
+	Role  string `yaml:"role"`
+	Token Secret `yaml:"token"`
+}
+
+// Database selects the store: SQLite at Path (default) or PostgreSQL at URL.
+type Database struct {
+	// Path is the SQLite file, default <data_dir>/hypersdk.db.
+	Path string `yaml:"path"`
+	// EnableWAL is accepted for compatibility with the seed configuration;
+	// WAL is always on (River and the daemon's concurrency need it), so
+	// false is rejected.
+	EnableWAL *bool `yaml:"enable_wal"`
+	// URL, when set, selects PostgreSQL: postgres://user@host:5432/db.
+	URL Secret `yaml:"url"`
+	// MaxConns caps the PostgreSQL connection pool.
+	MaxConns int `yaml:"max_conns"`
+}
+
+// Jobs configures the durable job engine.
+type Jobs struct {
+	// MaxConcurrent is how many exports this daemon runs at once.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// PerProviderLimit caps concurrent exports per provider instance (across
+	// all daemons sharing the database); a provider instance may set a
+	// lower max_concurrent. 0 means only MaxConcurrent applies.
+	PerProviderLimit int `yaml:"per_provider_limit"`
+	// MaxAttempts is how many times a job runs before it fails for good;
+	// permanent errors (unknown VM, bad credentials) are never retried.
+	MaxAttempts int `yaml:"max_attempts"`
+	// RetryBackoff is the delay before the first retry; it doubles up to
+	// RetryBackoffMax.
+	RetryBackoff    time.Duration `yaml:"retry_backoff"`
+	RetryBackoffMax time.Duration `yaml:"retry_backoff_max"`
+	// Timeout bounds one attempt; 0 means no limit.
+	Timeout time.Duration `yaml:"timeout"`
+	// Retention is how long finished jobs are kept; 0 keeps them forever.
+	Retention time.Duration `yaml:"retention"`
+	// HeartbeatStale is how long a running job may go without a heartbeat
+	// before another daemon (or this one, after a crash) takes it over.
+	HeartbeatStale time.Duration `yaml:"heartbeat_stale"`
+}
+
+// Export holds defaults for every export; a job request overrides them.
+type Export struct {
+	// OutputDir is where exports go when a job names a relative directory
+	// or none. Default <data_dir>/exports.
+	OutputDir string `yaml:"output_dir"`
+	// AllowedRoots are the directories absolute output paths must be under.
+	// Default: OutputDir only.
+	AllowedRoots      []string `yaml:"allowed_roots"`
+	Format            string   `yaml:"format"` // ovf or ova
+	Compress          bool     `yaml:"compress"`
+	Compression       string   `yaml:"compression"` // gzip or zstd
+	CompressionLevel  int      `yaml:"compression_level"`
+	CleanupOVF        bool     `yaml:"cleanup_ovf"`
+	ParallelDownloads int      `yaml:"parallel_downloads"`
+	// BandwidthLimit caps each export, in bytes per second (0: unlimited).
+	BandwidthLimit int64 `yaml:"bandwidth_limit"`
+}
+
+// VCenter is the seed's `vcenter:` block: one vSphere endpoint.
+type VCenter struct {
+	// Name is the provider instance name, default "vcenter".
+	Name    string `yaml:"name"`
+	VSphere `yaml:",inline"`
+}
+
+// VSphere is a vSphere endpoint.
+type VSphere struct {
+	URL        string `yaml:"url"`
+	Username   string `yaml:"username"`
+	Password   Secret `yaml:"password"`
+	Insecure   bool   `yaml:"insecure"`
+	Thumbprint string `yaml:"thumbprint"`
+	// Datacenter limits discovery to one datacenter (default: all).
+	Datacenter string `yaml:"datacenter"`
+}
+
+// Pool configures pooled vSphere sessions (seed 1.1).
+type Pool struct {
+	Enabled             bool          `yaml:"enabled"`
+	MaxConnections      int           `yaml:"max_connections"`
+	IdleTimeout         time.Duration `yaml:"idle_timeout"`
+	HealthCheckInterval time.Duration `yaml:"health_check_interval"`
+}
+
+// Webhook is one notification endpoint (seed 1.2).
+type Webhook struct {
+	URL     string            `yaml:"url"`
+	Events  []string          `yaml:"events"`
+	Headers map[string]Secret `yaml:"headers"`
+	Timeout time.Duration     `yaml:"timeout"`
+	// Retry is how many times a failed delivery is retried.
+	Retry   int    `yaml:"retry"`
+	Enabled *bool  `yaml:"enabled"`
+	Secret  Secret `yaml:"secret"`
+}
+
+// IsEnabled reports whether the endpoint is enabled (default true).
+func (w Webhook) IsEnabled() bool { return w.Enabled == nil || *w.Enabled }
+
+// WebhookDelivery holds settings for all webhook delivery.
+type WebhookDelivery struct {
+	// AllowPrivateTargets permits loopback, link-local and private
+	// addresses as webhook targets (off by default: SSRF guard).
+	AllowPrivateTargets bool `yaml:"allow_private_targets"`
+	Workers             int  `yaml:"workers"`
+}
+
+// Default returns the configuration used when nothing is configured.
+func Default() *Config {
+	return &Config{
+		DataDir: defaultDataDir(),
+		Log:     Log{Level: "info", Format: "text"},
+		API: API{
+			Listen:       "127.0.0.1:8080",
+			MaxBodyBytes: 1 << 20,
+		},
+		Database: Database{MaxConns: 10},
+		Jobs: Jobs{
+			MaxConcurrent:   4,
+			MaxAttempts:     3,
+			RetryBackoff:    10 * time.Second,
+			RetryBackoffMax: 10 * time.Minute,
+			HeartbeatStale:  30 * time.Second,
+		},
+		Export: Export{
+			Format:            "ovf",
+			Compression:       "gzip",
+			CompressionLevel:  6,
+			ParallelDownloads: 3,
+		},
+		ConnectionPool: Pool{
+			Enabled:             true,
+			MaxConnections:      5,
+			IdleTimeout:         5 * time.Minute,
+			HealthCheckInterval: 30 * time.Second,
+		},
+		WebhookDelivery: WebhookDelivery{Workers: 4},
+	}
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "hypersdk")
+	}
+	if home, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(home, ".local", "share", "hypersdk")
+	}
+	return "hypersdk-data"
+}
+
+// DefaultDataDir is the data directory used when none is configured.
+func DefaultDataDir() string { return defaultDataDir() }
+
+// DatabasePath is the SQLite file in use.
+func (c *Config) DatabasePath() string {
+	if c.Database.Path != "" {
+		return c.Database.Path
+	}
+	return filepath.Join(c.DataDir, "hypersdk.db")
+}
+
+// ExportDir is the directory relative export paths resolve against.
+func (c *Config) ExportDir() string {
+	if c.Export.OutputDir != "" {
+		return c.Export.OutputDir
+	}
+	return filepath.Join(c.DataDir, "exports")
+}
+
+// UsesPostgres reports whether the store is PostgreSQL.
+func (c *Config) UsesPostgres() bool { return c.Database.URL.IsSet() }
+
+// ProviderInstances returns every configured provider instance: the
+// `providers:` list plus the seed's `vcenter:` block.
+func (c *Config) ProviderInstances() []ProviderInstance {
+	out := make([]ProviderInstance, 0, len(c.Providers)+1)
+	if c.VCenter != nil {
+		vs := c.VCenter.VSphere
+		out = append(out, ProviderInstance{Name: c.vcenterName(), Type: "vsphere", VSphere: &vs})
+	}
+	return append(out, c.Providers...)
+}
+
+func (c *Config) vcenterName() string {
+	if c.VCenter != nil && c.VCenter.Name != "" {
+		return c.VCenter.Name
+	}
+	return "vcenter"
+}

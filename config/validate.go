@@ -1,0 +1,181 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Validate checks every setting and returns all problems at once, each
+// naming its key and what is allowed.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	intRange := func(key string, v, lo, hi int) {
+		if v < lo || v > hi {
+			bad(key, "must be between %d and %d, got %d", lo, hi, v)
+		}
+	}
+	durRange := func(key string, v, lo, hi time.Duration) {
+		if v < lo || v > hi {
+			bad(key, "must be between %s and %s, got %s", lo, hi, v)
+		}
+	}
+	oneOf := func(key, v string, allowed ...string) {
+		if !slices.Contains(allowed, v) {
+			bad(key, "must be one of %s, got %q", strings.Join(allowed, ", "), v)
+		}
+	}
+
+	if c.DataDir == "" {
+		bad("data_dir", "must not be empty")
+	}
+	oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	oneOf("log.format", c.Log.Format, "text", "json")
+
+	if _, _, err := net.SplitHostPort(c.API.Listen); err != nil {
+		bad("api.listen", "must be HOST:PORT (e.g. 127.0.0.1:8080), got %q", c.API.Listen)
+	}
+	if (c.API.TLSCert == "") != (c.API.TLSKey == "") {
+		bad("api.tls_cert", "api.tls_cert and api.tls_key must be set together")
+	}
+	if c.API.MaxBodyBytes < 1024 || c.API.MaxBodyBytes > 64<<20 {
+		bad("api.max_body_bytes", "must be between 1024 and %d, got %d", 64<<20, c.API.MaxBodyBytes)
+	}
+	tokenNames := map[string]bool{}
+	for i, t := range c.API.Tokens {
+		key := fmt.Sprintf("api.tokens[%d]", i)
+		if t.Name == "" {
+			bad(key+".name", "required")
+		} else if tokenNames[t.Name] {
+			bad(key+".name", "duplicate token name %q", t.Name)
+		}
+		tokenNames[t.Name] = true
+		oneOf(key+".role", t.Role, RoleViewer, RoleOperator, RoleAdmin)
+		if n := len(t.Token.Reveal()); n < 16 {
+			bad(key+".token", "must be at least 16 characters, got %d", n)
+		}
+	}
+
+	if c.Database.EnableWAL != nil && !*c.Database.EnableWAL {
+		bad("database.enable_wal", "WAL cannot be turned off: the job engine needs concurrent readers (remove the key or set true)")
+	}
+	if c.Database.URL.IsSet() {
+		u, err := url.Parse(c.Database.URL.Reveal())
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("database.url", "must be a postgres:// or postgresql:// URL")
+		}
+		if c.Database.Path != "" {
+			bad("database.path", "set either database.path (SQLite) or database.url (PostgreSQL), not both")
+		}
+	}
+	intRange("database.max_conns", c.Database.MaxConns, 2, 1000)
+
+	intRange("jobs.max_concurrent", c.Jobs.MaxConcurrent, 1, 256)
+	intRange("jobs.per_provider_limit", c.Jobs.PerProviderLimit, 0, 256)
+	intRange("jobs.max_attempts", c.Jobs.MaxAttempts, 1, 100)
+	durRange("jobs.retry_backoff", c.Jobs.RetryBackoff, 100*time.Millisecond, time.Hour)
+	durRange("jobs.retry_backoff_max", c.Jobs.RetryBackoffMax, c.Jobs.RetryBackoff, 24*time.Hour)
+	durRange("jobs.timeout", c.Jobs.Timeout, 0, 7*24*time.Hour)
+	durRange("jobs.retention", c.Jobs.Retention, 0, 10*365*24*time.Hour)
+	durRange("jobs.heartbeat_stale", c.Jobs.HeartbeatStale, 5*time.Second, time.Hour)
+
+	oneOf("export.format", c.Export.Format, "ovf", "ova")
+	oneOf("export.compression", c.Export.Compression, "gzip", "zstd")
+	intRange("export.compression_level", c.Export.CompressionLevel, 0, 9)
+	intRange("export.parallel_downloads", c.Export.ParallelDownloads, 1, 32)
+	if c.Export.BandwidthLimit < 0 {
+		bad("export.bandwidth_limit", "must be 0 (unlimited) or a positive number of bytes per second")
+	}
+	for i, r := range c.Export.AllowedRoots {
+		if !filepath.IsAbs(r) {
+			bad(fmt.Sprintf("export.allowed_roots[%d]", i), "must be an absolute path, got %q", r)
+		}
+	}
+
+	intRange("connection_pool.max_connections", c.ConnectionPool.MaxConnections, 1, 100)
+	durRange("connection_pool.idle_timeout", c.ConnectionPool.IdleTimeout, time.Second, 24*time.Hour)
+	durRange("connection_pool.health_check_interval", c.ConnectionPool.HealthCheckInterval, time.Second, time.Hour)
+
+	names := map[string]string{}
+	for i, p := range c.ProviderInstances() {
+		key := fmt.Sprintf("providers[%d]", i-boolInt(c.VCenter != nil))
+		if c.VCenter != nil && i == 0 {
+			key = "vcenter"
+		}
+		if !instanceName.MatchString(p.Name) {
+			bad(key+".name", "must match %s (lowercase letters, digits, - and _), got %q", instanceName, p.Name)
+		}
+		if prev, dup := names[p.Name]; dup {
+			bad(key+".name", "provider name %q is already used by %s", p.Name, prev)
+		}
+		names[p.Name] = key
+		if _, ok := providerSettings[p.Type]; !ok {
+			bad(key+".type", "must be one of %s, got %q", strings.Join(ProviderTypes(), ", "), p.Type)
+			continue
+		}
+		intRange(key+".max_concurrent", p.MaxConcurrent, 0, 256)
+		if p.VSphere != nil {
+			validateVSphere(key, p.VSphere, bad)
+		} else if p.settings() == nil {
+			bad(key, "settings for type %s are missing", p.Type)
+		}
+	}
+
+	for i, w := range c.Webhooks {
+		key := fmt.Sprintf("webhooks[%d]", i)
+		u, err := url.Parse(w.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad(key+".url", "must be an absolute http:// or https:// URL, got %q", w.URL)
+		}
+		if len(w.Events) == 0 {
+			bad(key+".events", "list at least one event type (e.g. job.completed or job.*)")
+		}
+		for j, e := range w.Events {
+			if !eventPattern.MatchString(e) {
+				bad(fmt.Sprintf("%s.events[%d]", key, j), "must be an event type such as job.completed or a wildcard such as job.* or *, got %q", e)
+			}
+		}
+		if w.Timeout != 0 {
+			durRange(key+".timeout", w.Timeout, 100*time.Millisecond, 5*time.Minute)
+		}
+		intRange(key+".retry", w.Retry, 0, 50)
+	}
+	intRange("webhook_delivery.workers", c.WebhookDelivery.Workers, 1, 64)
+
+	return errors.Join(errs...)
+}
+
+var (
+	instanceName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+	eventPattern = regexp.MustCompile(`^(\*|[a-z]+(\.(\*|[a-z_]+))?)$`)
+)
+
+func validateVSphere(key string, v *VSphere, bad func(string, string, ...any)) {
+	u, err := url.Parse(v.URL)
+	switch {
+	case v.URL == "":
+		bad(key+".url", "required (e.g. https://vcenter.example.com/sdk)")
+	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
+		bad(key+".url", "must be an https:// URL of the vCenter or ESXi host, got %q", v.URL)
+	case u.User != nil:
+		if _, hasPw := u.User.Password(); hasPw {
+			bad(key+".url", "must not contain a password; use the password key ({env: NAME} keeps it out of the file)")
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,62 @@
+package providers
+
+import (
+	"context"
+	"errors"
+)
+
+// Error classes. Providers wrap these (fmt.Errorf("...: %w", ErrNotFound)) so
+// that the job engine can tell a request that can never succeed from a
+// failure worth retrying.
+var (
+	// ErrNotFound: the VM (or other named object) does not exist.
+	ErrNotFound = errors.New("not found")
+	// ErrAmbiguous: an identifier matched more than one VM.
+	ErrAmbiguous = errors.New("ambiguous identifier")
+	// ErrAuth: the platform rejected the credentials.
+	ErrAuth = errors.New("authentication failed")
+	// ErrInvalidArgument: the request itself is wrong (bad option, a
+	// powered-on VM without snapshot or power_off…).
+	ErrInvalidArgument = errors.New("invalid argument")
+	// ErrUnsupported: the provider cannot do what was asked.
+	ErrUnsupported = errors.New("unsupported")
+)
+
+// permanentError marks an error as not worth retrying.
+type permanentError struct{ err error }
+
+func (e *permanentError) Error() string { return e.err.Error() }
+func (e *permanentError) Unwrap() error { return e.err }
+
+// Permanent marks err as permanent: retrying the same request cannot succeed.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &permanentError{err: err}
+}
+
+// IsPermanent reports whether retrying the operation that returned err is
+// pointless: the error is marked Permanent or wraps one of the request error
+// classes above. Context cancellation is not permanent (the job engine
+// handles it separately); everything else is treated as transient.
+func IsPermanent(err error) bool {
+	if err == nil {
+		return false
+	}
+	var p *permanentError
+	if errors.As(err, &p) {
+		return true
+	}
+	for _, target := range []error{ErrNotFound, ErrAmbiguous, ErrAuth, ErrInvalidArgument, ErrUnsupported} {
+		if errors.Is(err, target) {
+			return true
+		}
+	}
+	return false
+}
+
+// IsCancelled reports whether err comes from a cancelled context.
+func IsCancelled(err error) bool {
+	return errors.Is(err, context.Canceled)
+}

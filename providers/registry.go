@@ -1,0 +1,225 @@
+package providers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/internal/backoff"
+)
+
+// Deps are what the composition root hands every provider it creates.
+type Deps struct {
+	Logger *slog.Logger
+	// Pool configures pooled sessions for providers that pool (vSphere).
+	Pool config.Pool
+}
+
+// Factory creates an unconnected Provider for a configured instance.
+type Factory func(inst config.ProviderInstance, deps Deps) (Provider, error)
+
+// Registry maps provider types to factories. The daemon registers the
+// providers it is built with; nothing registers itself.
+type Registry struct {
+	factories map[Type]Factory
+}
+
+// NewRegistry returns an empty registry.
+func NewRegistry() *Registry { return &Registry{factories: map[Type]Factory{}} }
+
+// Register adds the factory for t, replacing any earlier one.
+func (r *Registry) Register(t Type, f Factory) { r.factories[t] = f }
+
+// Types lists the registered types.
+func (r *Registry) Types() []Type {
+	out := make([]Type, 0, len(r.factories))
+	for t := range r.factories {
+		out = append(out, t)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Create builds the provider for inst.
+func (r *Registry) Create(inst config.ProviderInstance, deps Deps) (Provider, error) {
+	f, ok := r.factories[Type(inst.Type)]
+	if !ok {
+		return nil, fmt.Errorf("provider %s: type %q is not available in this build (available: %v)", inst.Name, inst.Type, r.Types())
+	}
+	p, err := f(inst, deps)
+	if err != nil {
+		return nil, fmt.Errorf("provider %s: %w", inst.Name, err)
+	}
+	return p, nil
+}
+
+// Health is the last known state of a provider's connection.
+type Health struct {
+	Healthy   bool      `json:"healthy"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// Instance is one live provider with its concurrency limit and health.
+type Instance struct {
+	Provider
+	// Limit caps concurrent exports from this instance; 0 means no
+	// instance-specific limit.
+	Limit int
+
+	mu        sync.Mutex
+	connected bool
+	health    Health
+}
+
+// Health returns the last health check result.
+func (i *Instance) Health() Health {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.health
+}
+
+func (i *Instance) setHealth(err error) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.health = Health{Healthy: err == nil, CheckedAt: time.Now().UTC()}
+	if err != nil {
+		i.health.Error = err.Error()
+	}
+}
+
+// Set holds the daemon's provider instances by name.
+type Set struct {
+	byName map[string]*Instance
+	log    *slog.Logger
+}
+
+// NewSet returns a set of the given instances.
+func NewSet(log *slog.Logger, instances ...*Instance) (*Set, error) {
+	s := &Set{byName: map[string]*Instance{}, log: log}
+	for _, in := range instances {
+		if err := s.Add(in); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Add registers another instance; names are unique.
+func (s *Set) Add(in *Instance) error {
+	if _, dup := s.byName[in.Name()]; dup {
+		return fmt.Errorf("provider %q is configured twice", in.Name())
+	}
+	in.health = Health{Error: "not connected yet"}
+	s.byName[in.Name()] = in
+	return nil
+}
+
+// Get returns the named instance.
+func (s *Set) Get(name string) (*Instance, bool) {
+	in, ok := s.byName[name]
+	return in, ok
+}
+
+// List returns every instance, sorted by name.
+func (s *Set) List() []*Instance {
+	out := make([]*Instance, 0, len(s.byName))
+	for _, in := range s.byName {
+		out = append(out, in)
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a].Name() < out[b].Name() })
+	return out
+}
+
+// Run connects every instance and then checks its health every interval
+// until ctx ends, reconnecting instances that never connected. A platform
+// that is down at start does not stop the daemon: its instance reports
+// unhealthy and jobs for it fail with a transient error and are retried.
+func (s *Set) Run(ctx context.Context, interval time.Duration) {
+	var wg sync.WaitGroup
+	for _, in := range s.List() {
+		wg.Go(func() { s.watch(ctx, in, interval) })
+	}
+	wg.Wait()
+}
+
+func (s *Set) watch(ctx context.Context, in *Instance, interval time.Duration) {
+	log := s.log.With("provider", in.Name())
+	attempt := 0
+	for {
+		err := s.check(ctx, in)
+		if ctx.Err() != nil {
+			return
+		}
+		wait := interval
+		if err != nil {
+			attempt++
+			log.Warn("provider unhealthy", "err", err, "attempt", attempt)
+			wait = min(interval, backoff.Default.Delay(attempt))
+		} else {
+			if attempt > 0 {
+				log.Info("provider healthy again")
+			}
+			attempt = 0
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Check runs one connection/health check of in now.
+func (s *Set) check(ctx context.Context, in *Instance) error {
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	in.mu.Lock()
+	connected := in.connected
+	in.mu.Unlock()
+	var err error
+	if !connected {
+		if err = in.Connect(cctx); err == nil {
+			in.mu.Lock()
+			in.connected = true
+			in.mu.Unlock()
+		}
+	} else {
+		err = in.ValidateCredentials(cctx)
+	}
+	in.setHealth(err)
+	return err
+}
+
+// ConnectAll connects every instance once, returning the errors joined; the
+// daemon uses Run instead, this is for tools and tests.
+func (s *Set) ConnectAll(ctx context.Context) error {
+	var errs []error
+	for _, in := range s.List() {
+		if err := s.check(ctx, in); err != nil {
+			errs = append(errs, fmt.Errorf("provider %s: %w", in.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Close disconnects every connected instance.
+func (s *Set) Close() {
+	for _, in := range s.List() {
+		in.mu.Lock()
+		connected := in.connected
+		in.connected = false
+		in.mu.Unlock()
+		if connected {
+			if err := in.Disconnect(); err != nil {
+				s.log.Warn("disconnect failed", "provider", in.Name(), "err", err)
+			}
+		}
+	}
+}

@@ -1,0 +1,214 @@
+package providers
+
+import (
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+)
+
+// PowerState is a VM's power state, normalised across platforms.
+type PowerState string
+
+// Power states. Platforms with richer state models map onto these.
+const (
+	PowerOn      PowerState = "poweredOn"
+	PowerOff     PowerState = "poweredOff"
+	PowerSuspend PowerState = "suspended"
+	PowerUnknown PowerState = "unknown"
+)
+
+// VMInfo describes one VM as discovered on its platform.
+type VMInfo struct {
+	// ID is the platform's stable identifier (a MoRef such as "vm-42" on
+	// vSphere, an instance ID on EC2…). GetVM accepts it.
+	ID       string `json:"id"`
+	Name     string `json:"name"`
+	Provider string `json:"provider"`
+	// Path is the inventory path ("/DC0/vm/prod/web01") where the platform has
+	// one.
+	Path         string     `json:"path,omitempty"`
+	Datacenter   string     `json:"datacenter,omitempty"`
+	PowerState   PowerState `json:"power_state"`
+	GuestOS      string     `json:"guest_os,omitempty"`
+	CPUs         int        `json:"cpus"`
+	MemoryMiB    int64      `json:"memory_mib"`
+	UUID         string     `json:"uuid,omitempty"`
+	InstanceUUID string     `json:"instance_uuid,omitempty"`
+	Disks        []DiskInfo `json:"disks"`
+	NICs         []NICInfo  `json:"nics"`
+	// Labels holds platform tags or annotations.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// TotalDiskBytes is the sum of the capacities of the VM's disks.
+func (v *VMInfo) TotalDiskBytes() int64 {
+	var n int64
+	for _, d := range v.Disks {
+		n += d.CapacityBytes
+	}
+	return n
+}
+
+// DiskInfo describes one virtual disk.
+type DiskInfo struct {
+	Label         string `json:"label"`
+	CapacityBytes int64  `json:"capacity_bytes"`
+	// Path is the backing location on the platform ("[datastore1] web01/web01.vmdk").
+	Path string `json:"path,omitempty"`
+	// Provisioning is "thin", "thick" or "eagerZeroedThick" where known.
+	Provisioning string `json:"provisioning,omitempty"`
+	Controller   string `json:"controller,omitempty"`
+}
+
+// NICInfo describes one network adapter.
+type NICInfo struct {
+	Label   string `json:"label"`
+	Network string `json:"network,omitempty"`
+	MAC     string `json:"mac,omitempty"`
+	Type    string `json:"type,omitempty"`
+}
+
+// VMFilter narrows ListVMs. Zero fields match everything.
+type VMFilter struct {
+	Datacenter string `json:"datacenter,omitempty"`
+	// FolderPrefix matches VMs whose inventory path starts with it.
+	FolderPrefix string `json:"folder,omitempty"`
+	// Name is a glob (path.Match syntax) applied to the VM name.
+	Name       string     `json:"name,omitempty"`
+	PowerState PowerState `json:"power_state,omitempty"`
+	// GuestOS matches a case-insensitive substring of the guest OS.
+	GuestOS string `json:"guest_os,omitempty"`
+}
+
+// Format is the packaging of an export.
+type Format string
+
+// Export packagings.
+const (
+	FormatOVF Format = "ovf" // a directory with .ovf, .mf and disk files
+	FormatOVA Format = "ova" // one tar archive (DSP0243)
+)
+
+// ExportOptions controls ExportVM. The job engine fills it from the job
+// request merged over the `export:` configuration defaults.
+type ExportOptions struct {
+	// OutputDir receives the export; it is created if needed.
+	OutputDir string `json:"output_dir"`
+	Format    Format `json:"format"`
+	// Compress packs an OVA through gzip (or Compression) as .ova.gz.
+	Compress         bool   `json:"compress,omitempty"`
+	Compression      string `json:"compression,omitempty"` // "gzip" (default) or "zstd"
+	CompressionLevel int    `json:"compression_level,omitempty"`
+	// CleanupOVF removes intermediate OVF files once they are in the OVA.
+	CleanupOVF bool `json:"cleanup_ovf,omitempty"`
+	// ParallelDownloads is how many disks of one VM download at once.
+	ParallelDownloads int `json:"parallel_downloads,omitempty"`
+	// Snapshot exports a powered-on VM from a temporary snapshot.
+	Snapshot bool `json:"snapshot,omitempty"`
+	// PowerOff shuts a powered-on VM down (guest shutdown, then hard
+	// power-off after PowerOffTimeout) before exporting.
+	PowerOff        bool          `json:"power_off,omitempty"`
+	PowerOffTimeout time.Duration `json:"power_off_timeout,omitempty"`
+	// BandwidthLimit caps the export's download rate in bytes per second;
+	// 0 means unlimited.
+	BandwidthLimit int64 `json:"bandwidth_limit,omitempty"`
+
+	// Progress, when set, is called as the export advances. It must be
+	// cheap and must not block; it may be called from several goroutines.
+	Progress ProgressFunc `json:"-"`
+	// Logger receives the export's log lines; nil means slog.Default().
+	Logger *slog.Logger `json:"-"`
+}
+
+// Log returns the logger to use for the export.
+func (o *ExportOptions) Log() *slog.Logger {
+	if o.Logger != nil {
+		return o.Logger
+	}
+	return slog.Default()
+}
+
+// Report sends p to the progress callback, if any.
+func (o *ExportOptions) Report(p Progress) {
+	if o.Progress != nil {
+		o.Progress(p)
+	}
+}
+
+// Phases of an export, reported in Progress.Phase.
+const (
+	PhaseConnecting  = "connecting"
+	PhasePreparing   = "preparing" // snapshot, power-off, lease
+	PhaseDownloading = "downloading"
+	PhasePackaging   = "packaging"
+	PhaseVerifying   = "verifying"
+	PhaseCleanup     = "cleanup"
+)
+
+// Progress is a snapshot of an export's advance. Rates and ETAs are derived
+// from successive snapshots by the consumer (see transfer.Meter).
+type Progress struct {
+	Phase      string `json:"phase"`
+	BytesDone  int64  `json:"bytes_done"`
+	BytesTotal int64  `json:"bytes_total"`
+	// Item names what is being worked on, e.g. a disk file.
+	Item string `json:"item,omitempty"`
+}
+
+// ProgressFunc receives progress reports.
+type ProgressFunc func(Progress)
+
+// ExportedFile is one file of a finished export.
+type ExportedFile struct {
+	// Path is relative to ExportResult.OutputDir.
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+	// Kind is "ovf", "manifest", "disk", "nvram", "ova" or "other".
+	Kind string `json:"kind"`
+}
+
+// ExportResult records what an export produced.
+type ExportResult struct {
+	VM        *VMInfo        `json:"vm,omitempty"`
+	OutputDir string         `json:"output_dir"`
+	Format    Format         `json:"format"`
+	Files     []ExportedFile `json:"files"`
+	// OVAPath is set for OVA exports (relative to OutputDir).
+	OVAPath string `json:"ova_path,omitempty"`
+	// Manifest is the manifest file name, relative to OutputDir.
+	Manifest   string        `json:"manifest,omitempty"`
+	Bytes      int64         `json:"bytes"`
+	Duration   time.Duration `json:"duration_ns"`
+	Throughput float64       `json:"throughput_bytes_per_second"`
+}
+
+// ExportCapabilities describes what a provider can export.
+type ExportCapabilities struct {
+	Formats           []Format `json:"formats"`
+	DiskFormats       []string `json:"disk_formats"`
+	Compression       []string `json:"compression,omitempty"`
+	SupportsSnapshot  bool     `json:"supports_snapshot"`
+	SupportsPowerOff  bool     `json:"supports_power_off"`
+	ParallelDownloads bool     `json:"parallel_downloads"`
+	Resumable         bool     `json:"resumable"`
+}
+
+// Validate checks opts against the capabilities and returns an error
+// wrapping ErrInvalidArgument naming the first unsupported option.
+func (c ExportCapabilities) Validate(opts ExportOptions) error {
+	if opts.Format != "" && !slices.Contains(c.Formats, opts.Format) {
+		return fmt.Errorf("%w: format %q is not supported (supported: %v)", ErrInvalidArgument, opts.Format, c.Formats)
+	}
+	if opts.Snapshot && !c.SupportsSnapshot {
+		return fmt.Errorf("%w: snapshot export is not supported by this provider", ErrInvalidArgument)
+	}
+	if opts.PowerOff && !c.SupportsPowerOff {
+		return fmt.Errorf("%w: power_off is not supported by this provider", ErrInvalidArgument)
+	}
+	if opts.Compress && opts.Compression != "" && !slices.Contains(c.Compression, opts.Compression) {
+		return fmt.Errorf("%w: compression %q is not supported (supported: %v)", ErrInvalidArgument, opts.Compression, c.Compression)
+	}
+	return nil
+}
