@@ -1,0 +1,530 @@
+package jobs_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/daemon/store/storetest"
+	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/providers/providertest"
+)
+
+type env struct {
+	t    *testing.T
+	db   *store.DB
+	fake *providertest.Fake
+	set  *providers.Set
+	dir  string
+	opts jobs.Options
+}
+
+func newEnv(t *testing.T, db *store.DB, limit int) *env {
+	t.Helper()
+	fake := providertest.NewFake("fake", providertest.DefaultFakeVMs(8)...)
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	set, err := providers.NewSet(quiet, &providers.Instance{Provider: fake, Limit: limit})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.ConnectAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	cfg := config.Default()
+	cfg.Jobs.RetryBackoff = 50 * time.Millisecond
+	cfg.Jobs.RetryBackoffMax = 200 * time.Millisecond
+	cfg.Jobs.HeartbeatStale = 5 * time.Second
+	return &env{t: t, db: db, fake: fake, set: set, dir: dir, opts: jobs.Options{
+		NodeID: "node-a", Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: dir,
+		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: quiet,
+	}}
+}
+
+func (e *env) manager(mod ...func(*jobs.Options)) *jobs.Manager {
+	e.t.Helper()
+	o := e.opts
+	for _, f := range mod {
+		f(&o)
+	}
+	m, err := jobs.New(e.db, e.set, o)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return m
+}
+
+func (e *env) start(mod ...func(*jobs.Options)) *jobs.Manager {
+	e.t.Helper()
+	m := e.manager(mod...)
+	if err := m.Start(context.Background()); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		_ = m.Stop(ctx)
+	})
+	return m
+}
+
+func submit(t *testing.T, m *jobs.Manager, vm string) *jobs.Job {
+	t.Helper()
+	j, created, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: vm}, "tester", "")
+	if err != nil || !created {
+		t.Fatalf("submit %s: %v (created=%v)", vm, err, created)
+	}
+	return j
+}
+
+// waitState polls until the job reaches want; the generous bound only
+// keeps a broken engine from hanging the suite.
+func waitState(t *testing.T, m *jobs.Manager, id string, want jobs.State) *jobs.Job {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		j, err := m.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.State == want {
+			return j
+		}
+		if j.State.Terminal() || time.Now().After(deadline) {
+			t.Fatalf("job %s is %s (error %q), want %s", id, j.State, j.Error, want)
+		}
+		m.Wait(context.Background(), id, 200*time.Millisecond)
+	}
+}
+
+func logMessages(t *testing.T, m *jobs.Manager, id string) string {
+	t.Helper()
+	lines, err := m.Logs(context.Background(), id, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sb strings.Builder
+	for _, l := range lines {
+		sb.WriteString(l.Level + " " + l.Message + "\n")
+	}
+	return sb.String()
+}
+
+func TestExportSucceeds(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		m := e.start()
+		j := submit(t, m, "vm-001")
+		if j.State.Terminal() || j.Spec.Options.OutputDir != filepath.Join(e.dir, j.ID) {
+			t.Fatalf("submitted job: %+v", j)
+		}
+		j = waitState(t, m, j.ID, jobs.StateSucceeded)
+		if j.Result == nil || len(j.Result.Files) != 4 || j.Attempt != 1 || j.Progress.Percent != 100 || j.FinishedAt == nil {
+			t.Fatalf("finished job: %+v", j)
+		}
+		for _, f := range j.Result.Files {
+			if _, err := os.Stat(filepath.Join(j.Result.OutputDir, f.Path)); err != nil {
+				t.Error(err)
+			}
+		}
+		logs := logMessages(t, m, j.ID)
+		for _, want := range []string{"info job accepted", "info attempt started", "info export succeeded"} {
+			if !strings.Contains(logs, want) {
+				t.Errorf("logs lack %q:\n%s", want, logs)
+			}
+		}
+	})
+}
+
+func TestTransientFailuresRetryThenSucceed(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		e.fake.FailNext("vm-002", errors.New("connection reset"), errors.New("503 from host"))
+		m := e.start()
+		j := waitState(t, m, submit(t, m, "vm-002").ID, jobs.StateSucceeded)
+		if j.Attempt != 3 || e.fake.Exports("vm-002") != 1 {
+			t.Fatalf("attempt %d, exports %d", j.Attempt, e.fake.Exports("vm-002"))
+		}
+		if logs := logMessages(t, m, j.ID); strings.Count(logs, "will retry") != 2 {
+			t.Errorf("want two retry lines:\n%s", logs)
+		}
+	})
+}
+
+func TestPermanentFailureIsNotRetried(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		m := e.start()
+		j, _, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: "no-such-vm"}, "tester", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		j = waitState(t, m, j.ID, jobs.StateFailed)
+		if j.Attempt != 1 || j.ErrorKind != jobs.KindPermanent || !strings.Contains(j.Error, "not found") {
+			t.Fatalf("failed job: attempt %d kind %q error %q", j.Attempt, j.ErrorKind, j.Error)
+		}
+	})
+}
+
+func TestTransientFailuresExhaustAttempts(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		e.fake.FailNext("vm-003", errors.New("flaky 1"), errors.New("flaky 2"), errors.New("flaky 3"))
+		m := e.start()
+		j, _, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: "vm-003", MaxAttempts: 2}, "tester", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		j = waitState(t, m, j.ID, jobs.StateFailed)
+		if j.Attempt != 2 || j.ErrorKind != jobs.KindTransient || j.Error != "flaky 2" {
+			t.Fatalf("attempt %d kind %q error %q", j.Attempt, j.ErrorKind, j.Error)
+		}
+	})
+}
+
+func TestCancelQueuedJobNeverRuns(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		m := e.manager() // not started: the job stays queued
+		j := submit(t, m, "vm-001")
+		c, err := m.Cancel(context.Background(), j.ID, "tester")
+		if err != nil || c.State != jobs.StateCancelled {
+			t.Fatalf("cancel: %v %+v", err, c)
+		}
+		if err := m.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		defer m.Stop(context.Background())
+		// A second job proves the engine runs; the cancelled one must not.
+		waitState(t, m, submit(t, m, "vm-002").ID, jobs.StateSucceeded)
+		if n := e.fake.Exports("vm-001"); n != 0 {
+			t.Fatalf("cancelled job ran %d times", n)
+		}
+		if _, err := m.Cancel(context.Background(), j.ID, "tester"); err != nil {
+			t.Errorf("cancelling a cancelled job again: %v", err)
+		}
+	})
+}
+
+func TestCancelRunningJobStopsExport(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		started := make(chan struct{})
+		stopped := make(chan error, 1)
+		e.fake.BeforeExport = func(ctx context.Context, vm string) error {
+			close(started)
+			<-ctx.Done()
+			stopped <- ctx.Err()
+			return ctx.Err()
+		}
+		m := e.start()
+		j := submit(t, m, "vm-004")
+		<-started
+		waitState(t, m, j.ID, jobs.StateRunning)
+		if _, err := m.Cancel(context.Background(), j.ID, "tester"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-stopped; !errors.Is(err, context.Canceled) {
+			t.Fatalf("provider saw %v", err)
+		}
+		j = waitState(t, m, j.ID, jobs.StateCancelled)
+		if j.ErrorKind != jobs.KindCancelled {
+			t.Errorf("error kind %q", j.ErrorKind)
+		}
+		if _, err := m.Cancel(context.Background(), j.ID, "tester"); err != nil {
+			t.Errorf("second cancel: %v", err)
+		}
+	})
+}
+
+// A cancel request that reaches another daemon's database row (not this
+// process's map) is noticed by the heartbeat.
+func TestCancelSeenThroughHeartbeat(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	e := newEnv(t, db, 0)
+	started := make(chan struct{})
+	e.fake.BeforeExport = func(ctx context.Context, vm string) error {
+		close(started)
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	worker := e.start()
+	other := e.manager(func(o *jobs.Options) { o.NodeID = "node-b" }) // API-only daemon
+	j := submit(t, other, "vm-005")
+	<-started
+	waitState(t, other, j.ID, jobs.StateRunning)
+	if _, err := other.Cancel(context.Background(), j.ID, "tester"); err != nil {
+		t.Fatal(err)
+	}
+	waitState(t, worker, j.ID, jobs.StateCancelled)
+}
+
+func TestConcurrencyLimits(t *testing.T) {
+	for _, tc := range []struct {
+		name                   string
+		maxConcurrent, perInst int
+		want                   int
+	}{
+		{"max_concurrent", 2, 0, 2},
+		{"per_provider", 4, 1, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+				e := newEnv(t, db, tc.perInst)
+				e.fake.ChunkDelay = 5 * time.Millisecond
+				m := e.start(func(o *jobs.Options) { o.Jobs.MaxConcurrent = tc.maxConcurrent })
+				var ids []string
+				for i := range 6 {
+					ids = append(ids, submit(t, m, fmt.Sprintf("vm-%03d", i)).ID)
+				}
+				for _, id := range ids {
+					waitState(t, m, id, jobs.StateSucceeded)
+				}
+				if got := e.fake.MaxConcurrent(); got > tc.want || got < 1 {
+					t.Fatalf("saw %d concurrent exports, limit %d", got, tc.want)
+				}
+			})
+		})
+	}
+}
+
+func TestIdempotencyKey(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		m := e.manager()
+		ctx := context.Background()
+		req := jobs.Request{Provider: "fake", VM: "vm-001"}
+		a, created, err := m.Submit(ctx, req, "alice", "key-1")
+		if err != nil || !created {
+			t.Fatal(err, created)
+		}
+		b, created, err := m.Submit(ctx, req, "alice", "key-1")
+		if err != nil || created || b.ID != a.ID {
+			t.Fatalf("retry returned %v created=%v err=%v", b, created, err)
+		}
+		// Another principal's key space is separate.
+		c, created, err := m.Submit(ctx, req, "bob", "key-1")
+		if err != nil || !created || c.ID == a.ID {
+			t.Fatalf("bob: %v %v", created, err)
+		}
+		_, _, err = m.Submit(ctx, jobs.Request{Provider: "fake", VM: "vm-002"}, "alice", "key-1")
+		if !errors.Is(err, jobs.ErrConflict) {
+			t.Fatalf("reused key with another request: %v", err)
+		}
+		list, _, _ := m.List(ctx, jobs.ListFilter{})
+		if len(list) != 2 {
+			t.Fatalf("%d jobs stored, want 2", len(list))
+		}
+	})
+}
+
+func TestConcurrentIdempotentSubmitsMakeOneJob(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		m := newEnv(t, db, 0).manager()
+		var wg sync.WaitGroup
+		ids := make([]string, 8)
+		for i := range ids {
+			wg.Go(func() {
+				j, _, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: "vm-001"}, "alice", "same")
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				ids[i] = j.ID
+			})
+		}
+		wg.Wait()
+		for _, id := range ids {
+			if id != ids[0] {
+				t.Fatalf("got different jobs: %v", ids)
+			}
+		}
+	})
+}
+
+func TestInvalidRequestsNameTheField(t *testing.T) {
+	e := newEnv(t, storetest.Open(t, store.SQLite), 0)
+	m := e.manager()
+	lvl := 12
+	for _, tc := range []struct {
+		req  jobs.Request
+		want string
+	}{
+		{jobs.Request{VM: "x"}, "provider: required"},
+		{jobs.Request{Provider: "nope", VM: "x"}, `no provider named "nope"`},
+		{jobs.Request{Provider: "fake"}, "vm: required"},
+		{jobs.Request{Provider: "fake", VM: "x", Format: "zip"}, "format: must be ovf or ova"},
+		{jobs.Request{Provider: "fake", VM: "x", CompressionLevel: &lvl}, "compression_level: must be between 0 and 9"},
+		{jobs.Request{Provider: "fake", VM: "x", Output: "/etc"}, "outside the allowed export roots"},
+		{jobs.Request{Provider: "fake", VM: "x", Output: "../escape"}, "outside the allowed export roots"},
+		{jobs.Request{Provider: "fake", VM: "x", Snapshot: true, PowerOff: true}, "choose one"},
+	} {
+		_, _, err := m.Submit(context.Background(), tc.req, "t", "")
+		if !errors.Is(err, jobs.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: got %v, want %q", tc.req, err, tc.want)
+		}
+	}
+	list, _, _ := m.List(context.Background(), jobs.ListFilter{})
+	if len(list) != 0 {
+		t.Errorf("invalid requests stored %d jobs", len(list))
+	}
+}
+
+func TestStopHandsRunningJobsBack(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		started := make(chan struct{}, 1)
+		block := true
+		var mu sync.Mutex
+		e.fake.BeforeExport = func(ctx context.Context, vm string) error {
+			mu.Lock()
+			b := block
+			mu.Unlock()
+			if !b {
+				return nil
+			}
+			started <- struct{}{}
+			<-ctx.Done()
+			return ctx.Err()
+		}
+		m1 := e.manager()
+		if err := m1.Start(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		j := submit(t, m1, "vm-006")
+		<-started
+		waitState(t, m1, j.ID, jobs.StateRunning)
+		if err := m1.Stop(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+		got, _ := m1.Get(context.Background(), j.ID)
+		if got.State != jobs.StateQueued || got.Attempt != 0 {
+			t.Fatalf("after stop: state %s attempt %d, want queued with the attempt given back", got.State, got.Attempt)
+		}
+		mu.Lock()
+		block = false
+		mu.Unlock()
+		m2 := e.start()
+		got = waitState(t, m2, j.ID, jobs.StateSucceeded)
+		if got.Attempt != 1 {
+			t.Errorf("attempt %d after hand-back, want 1", got.Attempt)
+		}
+	})
+}
+
+// A job left running by a daemon that died is taken over: at once by the
+// same node on restart, after the heartbeat goes stale by another node.
+func TestLostJobsAreRecovered(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		ctx := context.Background()
+		m := e.manager()
+		own := submit(t, m, "vm-001")
+		foreign := submit(t, m, "vm-002")
+		// Simulate a crash mid-export: rows left running, River jobs
+		// left running with no worker.
+		past := store.Micros(time.Now().Add(-time.Hour))
+		for id, node := range map[string]string{own.ID: "node-a", foreign.ID: "node-dead"} {
+			if _, err := db.SQL.ExecContext(ctx, "UPDATE jobs SET state='running', attempt=1, node_id=$1, heartbeat_at=$2 WHERE id=$3", node, past, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := db.SQL.ExecContext(ctx, "UPDATE river_job SET state='running', attempt=1, attempted_at=CURRENT_TIMESTAMP"); err != nil {
+			t.Fatal(err)
+		}
+		m2 := e.start(func(o *jobs.Options) { o.Jobs.HeartbeatStale = 5 * time.Second })
+		for _, id := range []string{own.ID, foreign.ID} {
+			j := waitState(t, m2, id, jobs.StateSucceeded)
+			if j.Attempt != 2 {
+				t.Errorf("job %s: attempt %d, want 2 (one lost, one succeeded)", id, j.Attempt)
+			}
+			if logs := logMessages(t, m2, id); !strings.Contains(logs, "stopped during attempt 1") {
+				t.Errorf("no recovery line in logs:\n%s", logs)
+			}
+		}
+	})
+}
+
+func TestListFiltersAndPagination(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		m := e.manager()
+		ctx := context.Background()
+		var ids []string
+		for i := range 7 {
+			ids = append(ids, submit(t, m, fmt.Sprintf("vm-%03d", i%3)).ID)
+		}
+		if _, err := m.Cancel(ctx, ids[0], "t"); err != nil {
+			t.Fatal(err)
+		}
+		var seen []string
+		cursor := ""
+		for {
+			page, next, err := m.List(ctx, jobs.ListFilter{Limit: 3, Cursor: cursor})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, j := range page {
+				seen = append(seen, j.ID)
+			}
+			if next == "" {
+				break
+			}
+			cursor = next
+		}
+		if len(seen) != 7 || seen[0] != ids[6] || seen[6] != ids[0] {
+			t.Fatalf("paged listing %v, want newest first of %v", seen, ids)
+		}
+		q, _, _ := m.List(ctx, jobs.ListFilter{States: []jobs.State{jobs.StateQueued}})
+		c, _, _ := m.List(ctx, jobs.ListFilter{States: []jobs.State{jobs.StateCancelled}})
+		v, _, _ := m.List(ctx, jobs.ListFilter{VM: "vm-001"})
+		if len(q) != 6 || len(c) != 1 || len(v) != 2 {
+			t.Fatalf("queued %d cancelled %d vm-001 %d", len(q), len(c), len(v))
+		}
+		none, _, _ := m.List(ctx, jobs.ListFilter{CreatedAfter: time.Now().Add(time.Hour)})
+		if len(none) != 0 {
+			t.Fatal("time filter")
+		}
+		if _, _, err := m.List(ctx, jobs.ListFilter{States: []jobs.State{"bogus"}}); !errors.Is(err, jobs.ErrInvalid) {
+			t.Fatal(err)
+		}
+		counts, _ := m.Counts(ctx)
+		if counts[jobs.StateQueued] != 6 || counts[jobs.StateCancelled] != 1 {
+			t.Fatalf("counts %v", counts)
+		}
+	})
+}
+
+func TestDeleteOnlyFinishedJobs(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		m := newEnv(t, db, 0).manager()
+		ctx := context.Background()
+		j := submit(t, m, "vm-001")
+		if err := m.Delete(ctx, j.ID); !errors.Is(err, jobs.ErrConflict) {
+			t.Fatalf("deleting a queued job: %v", err)
+		}
+		if _, err := m.Cancel(ctx, j.ID, "t"); err != nil {
+			t.Fatal(err)
+		}
+		if err := m.Delete(ctx, j.ID); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := m.Get(ctx, j.ID); !errors.Is(err, jobs.ErrNotFound) {
+			t.Fatalf("after delete: %v", err)
+		}
+		if err := m.Delete(ctx, j.ID); !errors.Is(err, jobs.ErrNotFound) {
+			t.Fatalf("deleting twice: %v", err)
+		}
+	})
+}

@@ -1,0 +1,468 @@
+package jobs
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/riverqueue/river"
+
+	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/internal/backoff"
+	"github.com/hypersdk/hypersdk/providers"
+)
+
+// Providers is how the engine finds provider instances by name.
+type Providers interface {
+	Get(name string) (*providers.Instance, bool)
+}
+
+// Metrics receives what the engine does; daemon/metrics implements it.
+type Metrics interface {
+	JobSubmitted(provider string)
+	JobFinished(provider string, state State, d time.Duration)
+	ExportBytes(provider string, n int64)
+}
+
+// Options configure a Manager.
+type Options struct {
+	// NodeID identifies this daemon in leases; stable across restarts of
+	// the same daemon (see LoadNodeID) so its own orphans are recovered at
+	// once.
+	NodeID string
+	Jobs   config.Jobs
+	Export config.Export
+	// ExportDir is where relative output paths resolve.
+	ExportDir string
+	// AllowedRoots bound absolute output paths; empty means ExportDir only.
+	AllowedRoots []string
+	// HeartbeatInterval is how often a running job persists progress and
+	// renews its lease (default 1s).
+	HeartbeatInterval time.Duration
+	// PollInterval is how often idle workers look for queued jobs (default 200ms).
+	PollInterval time.Duration
+	Logger       *slog.Logger
+	Metrics      Metrics
+	// Now replaces the clock in tests; nil means time.Now.
+	Now func() time.Time
+}
+
+// Manager is the job engine of one daemon.
+type Manager struct {
+	db        *store.DB
+	river     *river.Client[*sql.Tx]
+	providers Providers
+	opts      Options
+	log       *slog.Logger
+	metrics   Metrics
+	retry     backoff.Policy
+	hub       *hub
+
+	mu       sync.Mutex
+	running  map[string]context.CancelCauseFunc // jobs this daemon is running
+	limiters map[string]chan struct{}           // per-provider local slots
+	stopping bool
+
+	bg     sync.WaitGroup
+	cancel context.CancelFunc
+}
+
+// Causes with which the engine cancels a running export.
+var (
+	errUserCancel = errors.New("cancelled on request")
+	errShutdown   = errors.New("daemon shutting down")
+	errLeaseLost  = errors.New("lease lost: another daemon took the job over")
+)
+
+const queueName = "exports"
+
+// New creates the engine. Call Start to begin working jobs.
+func New(db *store.DB, provs Providers, opts Options) (*Manager, error) {
+	if opts.NodeID == "" {
+		return nil, errors.New("jobs: NodeID is required")
+	}
+	if opts.HeartbeatInterval <= 0 {
+		opts.HeartbeatInterval = time.Second
+	}
+	if opts.PollInterval <= 0 {
+		opts.PollInterval = 200 * time.Millisecond
+	}
+	if opts.Jobs.HeartbeatStale <= 0 {
+		opts.Jobs.HeartbeatStale = 30 * time.Second
+	}
+	if opts.Jobs.MaxAttempts <= 0 {
+		opts.Jobs.MaxAttempts = 3
+	}
+	if opts.Jobs.MaxConcurrent <= 0 {
+		opts.Jobs.MaxConcurrent = 4
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Metrics == nil {
+		opts.Metrics = nopMetrics{}
+	}
+	m := &Manager{
+		db:        db,
+		providers: provs,
+		opts:      opts,
+		log:       opts.Logger,
+		metrics:   opts.Metrics,
+		retry:     backoff.Policy{Base: opts.Jobs.RetryBackoff, Max: opts.Jobs.RetryBackoffMax, Jitter: 0.2},
+		hub:       newHub(),
+		running:   map[string]context.CancelCauseFunc{},
+		limiters:  map[string]chan struct{}{},
+	}
+	workers := river.NewWorkers()
+	if err := river.AddWorkerSafely(workers, &exportWorker{m: m}); err != nil {
+		return nil, err
+	}
+	rc, err := river.NewClient(db.RiverDriver(), &river.Config{
+		ID:                fmt.Sprintf("%s-%d", opts.NodeID, time.Now().UnixNano()),
+		Queues:            map[string]river.QueueConfig{queueName: {MaxWorkers: opts.Jobs.MaxConcurrent}},
+		Workers:           workers,
+		JobTimeout:        -1, // the engine enforces jobs.timeout itself
+		FetchPollInterval: opts.PollInterval,
+		FetchCooldown:     min(50*time.Millisecond, opts.PollInterval),
+		PollOnly:          true,
+		Logger:            opts.Logger.With("component", "river"),
+		// Exports can run for hours; the engine's own heartbeat finds dead
+		// workers in seconds, so River's rescuer is only a last resort.
+		RescueStuckJobsAfter: 6 * time.Hour,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: river client: %w", err)
+	}
+	m.river = rc
+	return m, nil
+}
+
+// Start recovers jobs this daemon was running when it last stopped, then
+// starts working the queue and the background maintenance.
+func (m *Manager) Start(ctx context.Context) error {
+	if n, err := m.recoverOwn(ctx); err != nil {
+		return fmt.Errorf("jobs: recovering interrupted jobs: %w", err)
+	} else if n > 0 {
+		m.log.Info("requeued jobs interrupted by the last shutdown or crash", "count", n)
+	}
+	if err := m.river.Start(context.WithoutCancel(ctx)); err != nil {
+		return fmt.Errorf("jobs: start river: %w", err)
+	}
+	bgctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	m.cancel = cancel
+	m.bg.Go(func() { m.maintain(bgctx) })
+	return nil
+}
+
+// Stop stops accepting work and hands running jobs back to the queue: each
+// running export is cancelled and its job returns to queued without using up
+// an attempt, so this daemon (after a restart) or another one resumes it.
+// It returns when all workers have returned or ctx ends.
+func (m *Manager) Stop(ctx context.Context) error {
+	m.mu.Lock()
+	m.stopping = true
+	for _, cancel := range m.running {
+		cancel(errShutdown)
+	}
+	m.mu.Unlock()
+	err := m.river.Stop(ctx)
+	if m.cancel != nil {
+		m.cancel()
+	}
+	m.bg.Wait()
+	return err
+}
+
+func (m *Manager) isStopping() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.stopping
+}
+
+// LoadNodeID returns the node ID stored in dataDir, creating it on first use.
+func LoadNodeID(dataDir string) (string, error) {
+	path := filepath.Join(dataDir, "node-id")
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			return id, nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	host, _ := os.Hostname()
+	var r [4]byte
+	_, _ = rand.Read(r[:])
+	id := fmt.Sprintf("%s-%s", sanitizeHost(host), hex.EncodeToString(r[:]))
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func sanitizeHost(h string) string {
+	h = strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' {
+			return r
+		}
+		return '-'
+	}, h)
+	if h == "" {
+		h = "node"
+	}
+	if len(h) > 40 {
+		h = h[:40]
+	}
+	return h
+}
+
+// exportArgs is the River job payload: only the job's ID.
+type exportArgs struct {
+	JobID string `json:"job_id"`
+}
+
+func (exportArgs) Kind() string { return "hypersdk_export" }
+
+func (exportArgs) InsertOpts() river.InsertOpts {
+	// Retries are the engine's (by snoozing); River's attempts only count
+	// crashes of the worker function itself.
+	return river.InsertOpts{Queue: queueName, MaxAttempts: 25}
+}
+
+// Submit validates req, applies defaults and queues the job. With a
+// non-empty idempotencyKey a repeated submission by the same principal
+// returns the original job and created=false; reusing the key for a
+// different request is ErrConflict.
+func (m *Manager) Submit(ctx context.Context, req Request, submittedBy, idempotencyKey string) (job *Job, created bool, err error) {
+	if m.isStopping() {
+		return nil, false, ErrStopping
+	}
+	spec, err := m.resolve(req)
+	if err != nil {
+		return nil, false, err
+	}
+	var keyArg, hashArg any
+	if idempotencyKey != "" {
+		reqJSON, _ := json.Marshal(req)
+		sum := sha256.Sum256(reqJSON)
+		keyArg, hashArg = idempotencyKey, hex.EncodeToString(sum[:])
+		if existing, err := m.byIdempotencyKey(ctx, submittedBy, idempotencyKey, hashArg.(string)); err != nil || existing != nil {
+			return existing, false, err
+		}
+	}
+	id, err := uuid.NewV7()
+	if err != nil {
+		return nil, false, err
+	}
+	if spec.Options.OutputDir == "" {
+		spec.Options.OutputDir = filepath.Join(m.opts.ExportDir, id.String())
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, false, err
+	}
+	now := store.Micros(m.opts.Now())
+	err = m.db.Tx(ctx, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs
+			(id, provider, vm, spec, state, submitted_by, idempotency_key, request_hash, max_attempts, created_at, updated_at)
+			VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $9)`,
+			id.String(), spec.Provider, spec.VM, string(specJSON), submittedBy, keyArg, hashArg, spec.MaxAttempts, now); err != nil {
+			return err
+		}
+		return m.enqueueTx(ctx, tx, id.String())
+	})
+	if store.IsUniqueViolation(err) && idempotencyKey != "" {
+		// A concurrent submission with the same key won the race.
+		existing, err := m.byIdempotencyKey(ctx, submittedBy, idempotencyKey, hashArg.(string))
+		return existing, false, err
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("jobs: submit: %w", err)
+	}
+	m.metrics.JobSubmitted(spec.Provider)
+	m.appendLog(ctx, id.String(), slog.LevelInfo, "job accepted", map[string]any{"by": submittedBy, "provider": spec.Provider, "vm": spec.VM})
+	m.hub.publish(id.String())
+	job, err = m.Get(ctx, id.String())
+	return job, err == nil, err
+}
+
+// enqueueTx queues a River job for jobID and records its River ID.
+func (m *Manager) enqueueTx(ctx context.Context, tx *sql.Tx, jobID string) error {
+	res, err := m.river.InsertTx(ctx, tx, exportArgs{JobID: jobID}, nil)
+	if err != nil {
+		return fmt.Errorf("queue: %w", err)
+	}
+	_, err = tx.ExecContext(ctx, "UPDATE jobs SET river_job_id = $1 WHERE id = $2", res.Job.ID, jobID)
+	return err
+}
+
+func (m *Manager) byIdempotencyKey(ctx context.Context, by, key, hash string) (*Job, error) {
+	var id, storedHash string
+	err := m.db.SQL.QueryRowContext(ctx, "SELECT id, request_hash FROM jobs WHERE submitted_by = $1 AND idempotency_key = $2", by, key).Scan(&id, &storedHash)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if storedHash != hash {
+		return nil, fmt.Errorf("%w: Idempotency-Key %q was already used for a different request (job %s)", ErrConflict, key, id)
+	}
+	return m.Get(ctx, id)
+}
+
+// resolve validates req and fills in defaults.
+func (m *Manager) resolve(req Request) (Spec, error) {
+	var problems []string
+	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	req.Provider = strings.TrimSpace(req.Provider)
+	req.VM = strings.TrimSpace(req.VM)
+	var inst *providers.Instance
+	if req.Provider == "" {
+		bad("provider: required")
+	} else if in, ok := m.providers.Get(req.Provider); !ok {
+		bad("provider: no provider named %q is configured", req.Provider)
+	} else {
+		inst = in
+	}
+	if req.VM == "" {
+		bad("vm: required")
+	}
+	d := m.opts.Export
+	o := providers.ExportOptions{
+		Format:            providers.Format(d.Format),
+		Compress:          d.Compress,
+		Compression:       d.Compression,
+		CompressionLevel:  d.CompressionLevel,
+		CleanupOVF:        d.CleanupOVF,
+		ParallelDownloads: d.ParallelDownloads,
+		BandwidthLimit:    d.BandwidthLimit,
+		Snapshot:          req.Snapshot,
+		PowerOff:          req.PowerOff,
+	}
+	if req.Format != "" {
+		o.Format = providers.Format(req.Format)
+	}
+	if o.Format != providers.FormatOVF && o.Format != providers.FormatOVA {
+		bad("format: must be ovf or ova, got %q", o.Format)
+	}
+	if req.Compress != nil {
+		o.Compress = *req.Compress
+	}
+	if req.Compression != "" {
+		o.Compression = req.Compression
+	}
+	if o.Compression != "gzip" && o.Compression != "zstd" {
+		bad("compression: must be gzip or zstd, got %q", o.Compression)
+	}
+	if o.Compress && o.Format != providers.FormatOVA {
+		bad("compress: only OVA exports are compressed (set format to ova)")
+	}
+	if req.CompressionLevel != nil {
+		o.CompressionLevel = *req.CompressionLevel
+	}
+	if o.CompressionLevel < 0 || o.CompressionLevel > 9 {
+		bad("compression_level: must be between 0 and 9, got %d", o.CompressionLevel)
+	}
+	if req.CleanupOVF != nil {
+		o.CleanupOVF = *req.CleanupOVF
+	}
+	if req.ParallelDownloads != 0 {
+		o.ParallelDownloads = req.ParallelDownloads
+	}
+	if o.ParallelDownloads < 1 || o.ParallelDownloads > 32 {
+		bad("parallel_downloads: must be between 1 and 32, got %d", o.ParallelDownloads)
+	}
+	if req.BandwidthLimit < 0 {
+		bad("bandwidth_limit: must not be negative")
+	} else if req.BandwidthLimit > 0 {
+		o.BandwidthLimit = req.BandwidthLimit
+	}
+	if req.Snapshot && req.PowerOff {
+		bad("snapshot and power_off: choose one way to export a powered-on VM")
+	}
+	if req.PowerOffTimeout != "" {
+		t, err := time.ParseDuration(req.PowerOffTimeout)
+		if err != nil || t <= 0 {
+			bad("power_off_timeout: must be a positive duration such as 5m, got %q", req.PowerOffTimeout)
+		}
+		o.PowerOffTimeout = t
+	}
+	maxAttempts := m.opts.Jobs.MaxAttempts
+	if req.MaxAttempts != 0 {
+		maxAttempts = req.MaxAttempts
+	}
+	if maxAttempts < 1 || maxAttempts > 100 {
+		bad("max_attempts: must be between 1 and 100, got %d", maxAttempts)
+	}
+	out, err := m.outputDir(req.Output)
+	if err != nil {
+		bad("output: %v", err)
+	}
+	o.OutputDir = out
+	if inst != nil && len(problems) == 0 {
+		if err := inst.GetExportCapabilities().Validate(o); err != nil {
+			bad("%s", strings.TrimPrefix(err.Error(), providers.ErrInvalidArgument.Error()+": "))
+		}
+	}
+	if len(problems) > 0 {
+		return Spec{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	}
+	return Spec{Provider: req.Provider, VM: req.VM, Options: o, MaxAttempts: maxAttempts}, nil
+}
+
+// outputDir resolves a requested output directory. "" becomes a per-job
+// directory, filled in when the job is created; relative paths live under
+// the export directory; absolute paths must be under an allowed root.
+func (m *Manager) outputDir(req string) (string, error) {
+	if req == "" {
+		return "", nil
+	}
+	if strings.ContainsRune(req, 0) {
+		return "", errors.New("contains a NUL byte")
+	}
+	var p string
+	if filepath.IsAbs(req) {
+		p = filepath.Clean(req)
+	} else {
+		p = filepath.Join(m.opts.ExportDir, req)
+	}
+	roots := m.opts.AllowedRoots
+	if len(roots) == 0 {
+		roots = []string{m.opts.ExportDir}
+	}
+	for _, r := range roots {
+		rel, err := filepath.Rel(filepath.Clean(r), p)
+		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			if rel == "." {
+				return "", fmt.Errorf("%q is an export root itself; name a directory inside it", req)
+			}
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%q is outside the allowed export roots (%s)", req, strings.Join(roots, ", "))
+}
+
+type nopMetrics struct{}
+
+func (nopMetrics) JobSubmitted(string)                      {}
+func (nopMetrics) JobFinished(string, State, time.Duration) {}
+func (nopMetrics) ExportBytes(string, int64)                {}

@@ -1,0 +1,182 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
+	"github.com/riverqueue/river/riverdriver"
+	"github.com/riverqueue/river/riverdriver/riverdatabasesql"
+	"github.com/riverqueue/river/riverdriver/riversqlite"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
+)
+
+// Dialect is the SQL flavour of the open database.
+type Dialect string
+
+// Supported dialects.
+const (
+	SQLite   Dialect = "sqlite"
+	Postgres Dialect = "postgres"
+)
+
+// Options selects and tunes the database.
+type Options struct {
+	// Path of the SQLite file; used when URL is empty.
+	Path string
+	// URL of a PostgreSQL database (postgres://…); selects PostgreSQL.
+	URL string
+	// MaxConns caps PostgreSQL connections (SQLite always uses one).
+	MaxConns int
+	Logger   *slog.Logger
+}
+
+// DB is an open, migrated database.
+type DB struct {
+	SQL     *sql.DB
+	Dialect Dialect
+	driver  riverdriver.Driver[*sql.Tx]
+	log     *slog.Logger
+	where   string // path or redacted URL, for messages
+}
+
+// Open opens the database described by opts and applies all pending
+// migrations (River's and HyperSDK's).
+func Open(ctx context.Context, opts Options) (*DB, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	db := &DB{log: log}
+	var err error
+	if opts.URL != "" {
+		err = db.openPostgres(opts)
+	} else {
+		err = db.openSQLite(opts)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := db.SQL.PingContext(ctx); err != nil {
+		db.SQL.Close()
+		return nil, fmt.Errorf("store: connect to %s: %w", db.where, err)
+	}
+	if err := db.migrate(ctx); err != nil {
+		db.SQL.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func (db *DB) openSQLite(opts Options) error {
+	if opts.Path == "" {
+		return errors.New("store: no SQLite path given")
+	}
+	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	// WAL lets readers proceed during writes, foreign keys enforce the
+	// schema, busy_timeout absorbs a second process (hyperctl tools, a
+	// backup) touching the file, and immediate transactions take the write
+	// lock up front so a read-then-write transaction cannot deadlock.
+	dsn := "file:" + opts.Path + "?" + url.Values{
+		"_pragma": {"journal_mode(WAL)", "foreign_keys(1)", "busy_timeout(10000)", "synchronous(NORMAL)"},
+		"_txlock": {"immediate"},
+	}.Encode()
+	sdb, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", opts.Path, err)
+	}
+	// SQLite allows one writer at a time; one connection serialises all
+	// access in the pool instead of surfacing SQLITE_BUSY (River's advice).
+	sdb.SetMaxOpenConns(1)
+	sdb.SetConnMaxLifetime(0)
+	sdb.SetConnMaxIdleTime(0)
+	db.SQL, db.Dialect, db.where = sdb, SQLite, opts.Path
+	db.driver = riversqlite.New(sdb)
+	return nil
+}
+
+func (db *DB) openPostgres(opts Options) error {
+	u, err := url.Parse(opts.URL)
+	if err != nil {
+		return fmt.Errorf("store: database URL is not a URL")
+	}
+	sdb, err := sql.Open("pgx", opts.URL)
+	if err != nil {
+		return fmt.Errorf("store: open %s: %w", u.Redacted(), err)
+	}
+	maxConns := opts.MaxConns
+	if maxConns <= 0 {
+		maxConns = 10
+	}
+	sdb.SetMaxOpenConns(maxConns)
+	sdb.SetMaxIdleConns(maxConns)
+	sdb.SetConnMaxIdleTime(5 * time.Minute)
+	db.SQL, db.Dialect, db.where = sdb, Postgres, u.Redacted()
+	// database/sql for both dialects keeps one transaction type (*sql.Tx)
+	// in the whole daemon, so job rows and River jobs commit together.
+	// River runs poll-only on this driver (no LISTEN/NOTIFY).
+	db.driver = riverdatabasesql.New(sdb)
+	return nil
+}
+
+// RiverDriver is the River driver bound to this database.
+func (db *DB) RiverDriver() riverdriver.Driver[*sql.Tx] { return db.driver }
+
+// String describes the database without credentials.
+func (db *DB) String() string { return string(db.Dialect) + " " + db.where }
+
+// Close closes the database.
+func (db *DB) Close() error { return db.SQL.Close() }
+
+// Tx runs fn in a transaction, committing when fn returns nil.
+func (db *DB) Tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	return tx.Commit()
+}
+
+// IsUniqueViolation reports whether err is a unique-constraint violation on
+// either dialect.
+func IsUniqueViolation(err error) bool {
+	if err == nil {
+		return false
+	}
+	s := err.Error()
+	return strings.Contains(s, "UNIQUE constraint failed") || strings.Contains(s, "SQLSTATE 23505")
+}
+
+// Micros converts t to the stored representation.
+func Micros(t time.Time) int64 { return t.UnixMicro() }
+
+// Time converts a stored timestamp back; 0 is the zero time.
+func Time(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
+
+// NullTime converts a nullable stored timestamp.
+func NullTime(v sql.NullInt64) *time.Time {
+	if !v.Valid || v.Int64 == 0 {
+		return nil
+	}
+	t := Time(v.Int64)
+	return &t
+}

@@ -1,0 +1,334 @@
+package providertest
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hypersdk/hypersdk/providers"
+)
+
+// Fake is an in-memory provider for engine and API tests. Its exports write
+// real files (deterministic disk bytes, a descriptor and a SHA-256
+// manifest) through temp-and-rename, report progress, honour cancellation,
+// and fail on command. The zero value is not usable; call NewFake.
+type Fake struct {
+	name string
+	vms  []*providers.VMInfo
+
+	// ChunkDelay slows exports down: it is slept (cancellably) after every
+	// 64 KiB written.
+	ChunkDelay time.Duration
+	// CallLog, when set, receives one line per export start and completion
+	// ("start VM DIR", "done VM DIR"), appended with O_APPEND so that
+	// several processes can share it.
+	CallLog string
+	// BeforeExport, when set, runs at the start of every export; a non-nil
+	// error fails the export with it.
+	BeforeExport func(ctx context.Context, vm string) error
+
+	mu        sync.Mutex
+	failures  map[string][]error // per VM name: errors to return, in order
+	connected bool
+	exports   map[string]int // per VM name: completed exports
+	running   int
+	maxSeen   int
+}
+
+// FakeDiskSize is the size of each disk of the default fake VMs.
+const FakeDiskSize = 1 << 20
+
+// NewFake returns a fake provider named name with the given VMs, or a
+// default inventory of four VMs when none are given.
+func NewFake(name string, vms ...*providers.VMInfo) *Fake {
+	if len(vms) == 0 {
+		vms = DefaultFakeVMs(4)
+	}
+	for _, vm := range vms {
+		vm.Provider = name
+	}
+	sort.Slice(vms, func(i, j int) bool { return vms[i].Path < vms[j].Path })
+	return &Fake{name: name, vms: vms, failures: map[string][]error{}, exports: map[string]int{}}
+}
+
+// DefaultFakeVMs returns n powered-off VMs named vm-000…, each with two disks.
+func DefaultFakeVMs(n int) []*providers.VMInfo {
+	out := make([]*providers.VMInfo, n)
+	for i := range out {
+		name := fmt.Sprintf("vm-%03d", i)
+		out[i] = &providers.VMInfo{
+			ID: fmt.Sprintf("fake-%03d", i), Name: name, Path: "/DC0/vm/" + name, Datacenter: "DC0",
+			PowerState: providers.PowerOff, GuestOS: "otherLinux64Guest", CPUs: 2, MemoryMiB: 2048,
+			UUID: fmt.Sprintf("42000000-0000-0000-0000-%012d", i),
+			Disks: []providers.DiskInfo{
+				{Label: "Hard disk 1", CapacityBytes: FakeDiskSize, Path: "[ds] " + name + "/disk1.vmdk"},
+				{Label: "Hard disk 2", CapacityBytes: FakeDiskSize / 2, Path: "[ds] " + name + "/disk2.vmdk"},
+			},
+			NICs: []providers.NICInfo{{Label: "Network adapter 1", Network: "VM Network"}},
+		}
+	}
+	return out
+}
+
+// FailNext makes the next exports of VM name fail with errs, in order.
+func (f *Fake) FailNext(name string, errs ...error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.failures[name] = append(f.failures[name], errs...)
+}
+
+// Exports returns how many exports of VM name completed.
+func (f *Fake) Exports(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.exports[name]
+}
+
+// MaxConcurrent returns the largest number of exports seen running at once.
+func (f *Fake) MaxConcurrent() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.maxSeen
+}
+
+func (f *Fake) Name() string         { return f.name }
+func (f *Fake) Type() providers.Type { return providers.TypeVSphere }
+func (f *Fake) Disconnect() error    { f.mu.Lock(); f.connected = false; f.mu.Unlock(); return nil }
+func (f *Fake) Connect(context.Context) error {
+	f.mu.Lock()
+	f.connected = true
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *Fake) ValidateCredentials(ctx context.Context) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.connected {
+		return fmt.Errorf("not connected")
+	}
+	return ctx.Err()
+}
+
+func (f *Fake) ListVMs(ctx context.Context, flt providers.VMFilter) ([]*providers.VMInfo, error) {
+	var out []*providers.VMInfo
+	for _, vm := range f.vms {
+		if flt.Name != "" {
+			if ok, _ := path.Match(flt.Name, vm.Name); !ok {
+				continue
+			}
+		}
+		if flt.PowerState != "" && vm.PowerState != flt.PowerState {
+			continue
+		}
+		if flt.FolderPrefix != "" && !strings.HasPrefix(vm.Path, flt.FolderPrefix) {
+			continue
+		}
+		if flt.Datacenter != "" && vm.Datacenter != flt.Datacenter {
+			continue
+		}
+		if flt.GuestOS != "" && !strings.Contains(strings.ToLower(vm.GuestOS), strings.ToLower(flt.GuestOS)) {
+			continue
+		}
+		c := *vm
+		out = append(out, &c)
+	}
+	return out, ctx.Err()
+}
+
+func (f *Fake) GetVM(ctx context.Context, id string) (*providers.VMInfo, error) {
+	for _, vm := range f.vms {
+		if id == vm.ID || id == vm.Name || id == vm.Path || id == vm.UUID {
+			c := *vm
+			return &c, nil
+		}
+	}
+	return nil, fmt.Errorf("vm %q: %w", id, providers.ErrNotFound)
+}
+
+func (f *Fake) SearchVMs(ctx context.Context, q string) ([]*providers.VMInfo, error) {
+	q = strings.ToLower(q)
+	var out []*providers.VMInfo
+	for _, vm := range f.vms {
+		if strings.Contains(strings.ToLower(vm.Name+" "+vm.Path+" "+vm.GuestOS+" "+vm.ID), q) {
+			c := *vm
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+func (f *Fake) GetExportCapabilities() providers.ExportCapabilities {
+	return providers.ExportCapabilities{
+		Formats:          []providers.Format{providers.FormatOVF, providers.FormatOVA},
+		DiskFormats:      []string{"vmdk"},
+		Compression:      []string{"gzip", "zstd"},
+		SupportsSnapshot: true, SupportsPowerOff: true, ParallelDownloads: true,
+	}
+}
+
+// FakeDiskBytes returns the deterministic content of disk i of VM id.
+func FakeDiskBytes(id string, i int, size int64) io.Reader {
+	seed := sha256.Sum256([]byte(fmt.Sprintf("%s/%d", id, i)))
+	return io.LimitReader(rand.NewChaCha8(seed), size)
+}
+
+func (f *Fake) ExportVM(ctx context.Context, id string, opts providers.ExportOptions) (*providers.ExportResult, error) {
+	start := time.Now()
+	vm, err := f.GetVM(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.GetExportCapabilities().Validate(opts); err != nil {
+		return nil, err
+	}
+	f.logCall("start", vm.Name, opts.OutputDir)
+	f.mu.Lock()
+	f.running++
+	f.maxSeen = max(f.maxSeen, f.running)
+	var failure error
+	if q := f.failures[vm.Name]; len(q) > 0 {
+		failure, f.failures[vm.Name] = q[0], q[1:]
+	}
+	f.mu.Unlock()
+	defer func() { f.mu.Lock(); f.running--; f.mu.Unlock() }()
+	if failure != nil {
+		return nil, failure
+	}
+	if f.BeforeExport != nil {
+		if err := f.BeforeExport(ctx, vm.Name); err != nil {
+			return nil, err
+		}
+	}
+	if err := os.MkdirAll(opts.OutputDir, 0o750); err != nil {
+		return nil, err
+	}
+	var written []string
+	cleanup := func() {
+		for _, p := range written {
+			os.Remove(p)
+		}
+	}
+	total := vm.TotalDiskBytes()
+	var done int64
+	opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesTotal: total})
+	res := &providers.ExportResult{VM: vm, OutputDir: opts.OutputDir, Format: providers.FormatOVF}
+	for i, d := range vm.Disks {
+		name := fmt.Sprintf("%s-disk%d.vmdk", vm.Name, i+1)
+		sum, err := f.writeFile(ctx, filepath.Join(opts.OutputDir, name), FakeDiskBytes(vm.ID, i, d.CapacityBytes), func(n int64) {
+			done += n
+			opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total, Item: name})
+		})
+		if err != nil {
+			cleanup()
+			return nil, fmt.Errorf("export %s: %w", vm.Name, err)
+		}
+		written = append(written, filepath.Join(opts.OutputDir, name))
+		res.Files = append(res.Files, providers.ExportedFile{Path: name, Size: d.CapacityBytes, SHA256: sum, Kind: "disk"})
+	}
+	desc := fmt.Sprintf("<?xml version=\"1.0\"?>\n<Envelope><VirtualSystem ovf:id=%q/></Envelope>\n", vm.Name)
+	ovfName := vm.Name + ".ovf"
+	sum, err := f.writeFile(ctx, filepath.Join(opts.OutputDir, ovfName), strings.NewReader(desc), nil)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	written = append(written, filepath.Join(opts.OutputDir, ovfName))
+	res.Files = append([]providers.ExportedFile{{Path: ovfName, Size: int64(len(desc)), SHA256: sum, Kind: "ovf"}}, res.Files...)
+	var mf strings.Builder
+	for _, file := range res.Files {
+		fmt.Fprintf(&mf, "SHA256(%s)= %s\n", file.Path, file.SHA256)
+		res.Bytes += file.Size
+	}
+	res.Manifest = vm.Name + ".mf"
+	sum, err = f.writeFile(ctx, filepath.Join(opts.OutputDir, res.Manifest), strings.NewReader(mf.String()), nil)
+	if err != nil {
+		cleanup()
+		return nil, err
+	}
+	res.Files = append(res.Files, providers.ExportedFile{Path: res.Manifest, Size: int64(mf.Len()), SHA256: sum, Kind: "manifest"})
+	res.Duration = time.Since(start)
+	if s := res.Duration.Seconds(); s > 0 {
+		res.Throughput = float64(res.Bytes) / s
+	}
+	f.mu.Lock()
+	f.exports[vm.Name]++
+	f.mu.Unlock()
+	f.logCall("done", vm.Name, opts.OutputDir)
+	return res, nil
+}
+
+func (f *Fake) writeFile(ctx context.Context, dst string, r io.Reader, progress func(int64)) (string, error) {
+	tmp := dst + ".part"
+	out, err := os.Create(tmp)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	buf := make([]byte, 64<<10)
+	for {
+		if err := ctx.Err(); err != nil {
+			out.Close()
+			os.Remove(tmp)
+			return "", err
+		}
+		n, rerr := r.Read(buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if _, err := out.Write(buf[:n]); err != nil {
+				out.Close()
+				os.Remove(tmp)
+				return "", err
+			}
+			if progress != nil {
+				progress(int64(n))
+			}
+			if f.ChunkDelay > 0 {
+				select {
+				case <-ctx.Done():
+				case <-time.After(f.ChunkDelay):
+				}
+			}
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			out.Close()
+			os.Remove(tmp)
+			return "", rerr
+		}
+	}
+	if err := out.Close(); err != nil {
+		os.Remove(tmp)
+		return "", err
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+func (f *Fake) logCall(event, vm, dir string) {
+	if f.CallLog == "" {
+		return
+	}
+	fh, err := os.OpenFile(f.CallLog, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return
+	}
+	defer fh.Close()
+	// One write per line: O_APPEND makes it atomic across processes.
+	_, _ = fh.WriteString(fmt.Sprintf("%s %s %s\n", event, vm, dir))
+	_ = fh.Sync()
+}

@@ -1,0 +1,326 @@
+package providertest
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/hypersdk/hypersdk/providers"
+)
+
+// Target describes a provider under test and what its test target holds.
+type Target struct {
+	// New returns a fresh, unconnected provider.
+	New func(t *testing.T) providers.Provider
+	// ExportVM identifies a powered-off VM that exports successfully.
+	ExportVM string
+	// SlowVM identifies a VM whose export takes long enough to be cancelled
+	// after its first progress report (may equal ExportVM when large).
+	SlowVM string
+	// SourceDigests, when set, returns the SHA-256 of each disk's bytes as
+	// the platform holds them, keyed by exported file name, so the suite can
+	// check the export byte for byte against the source.
+	SourceDigests func(t *testing.T) map[string]string
+}
+
+// Run runs the conformance suite.
+func Run(t *testing.T, target Target) {
+	ctx := context.Background()
+	p := target.New(t)
+	if err := p.Connect(ctx); err != nil {
+		t.Fatalf("Connect: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := p.Disconnect(); err != nil {
+			t.Errorf("Disconnect: %v", err)
+		}
+	})
+
+	t.Run("Identity", func(t *testing.T) {
+		if p.Name() == "" {
+			t.Error("Name is empty")
+		}
+		switch p.Type() {
+		case providers.TypeVSphere, providers.TypeAWS, providers.TypeAzure, providers.TypeGCP, providers.TypeHyperV, providers.TypeProxmox:
+		default:
+			t.Errorf("Type %q is not a known provider type", p.Type())
+		}
+	})
+
+	t.Run("ValidateCredentials", func(t *testing.T) {
+		if err := p.ValidateCredentials(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+
+	var all []*providers.VMInfo
+	t.Run("ListVMs", func(t *testing.T) {
+		var err error
+		all, err = p.ListVMs(ctx, providers.VMFilter{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(all) == 0 {
+			t.Fatal("no VMs listed")
+		}
+		if !sort.SliceIsSorted(all, func(i, j int) bool { return sortKey(all[i]) < sortKey(all[j]) }) {
+			t.Error("ListVMs result is not sorted by inventory path")
+		}
+		for _, vm := range all {
+			if vm.ID == "" || vm.Name == "" {
+				t.Errorf("VM without ID or name: %+v", vm)
+			}
+			if vm.Provider != p.Name() {
+				t.Errorf("VM %s: Provider = %q, want %q", vm.Name, vm.Provider, p.Name())
+			}
+			switch vm.PowerState {
+			case providers.PowerOn, providers.PowerOff, providers.PowerSuspend, providers.PowerUnknown:
+			default:
+				t.Errorf("VM %s: power state %q is not normalised", vm.Name, vm.PowerState)
+			}
+		}
+		first := all[0]
+		byName, err := p.ListVMs(ctx, providers.VMFilter{Name: first.Name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !containsID(byName, first.ID) {
+			t.Errorf("filter by exact name %q does not return VM %s", first.Name, first.ID)
+		}
+		for _, vm := range byName {
+			if vm.Name != first.Name {
+				t.Errorf("filter by name %q returned %q", first.Name, vm.Name)
+			}
+		}
+		off, err := p.ListVMs(ctx, providers.VMFilter{PowerState: providers.PowerOff})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, vm := range off {
+			if vm.PowerState != providers.PowerOff {
+				t.Errorf("power filter returned %s in state %s", vm.Name, vm.PowerState)
+			}
+		}
+		none, err := p.ListVMs(ctx, providers.VMFilter{Name: "no-such-vm-*-xyzzy"})
+		if err != nil || len(none) != 0 {
+			t.Errorf("filter matching nothing: %d VMs, %v", len(none), err)
+		}
+	})
+
+	t.Run("GetVM", func(t *testing.T) {
+		vm, err := p.GetVM(ctx, target.ExportVM)
+		if err != nil {
+			t.Fatalf("GetVM(%q): %v", target.ExportVM, err)
+		}
+		for _, ident := range []string{vm.ID, vm.Path, vm.UUID, vm.InstanceUUID} {
+			if ident == "" {
+				continue
+			}
+			got, err := p.GetVM(ctx, ident)
+			if err != nil {
+				t.Errorf("GetVM(%q): %v", ident, err)
+			} else if got.ID != vm.ID {
+				t.Errorf("GetVM(%q) = %s, want %s", ident, got.ID, vm.ID)
+			}
+		}
+		_, err = p.GetVM(ctx, "no-such-vm-xyzzy")
+		if !errors.Is(err, providers.ErrNotFound) {
+			t.Errorf("GetVM of a missing VM: %v, want ErrNotFound", err)
+		}
+		if !providers.IsPermanent(err) {
+			t.Errorf("not-found error is not permanent: %v", err)
+		}
+	})
+
+	t.Run("SearchVMs", func(t *testing.T) {
+		vm, err := p.GetVM(ctx, target.ExportVM)
+		if err != nil {
+			t.Fatal(err)
+		}
+		q := strings.ToUpper(vm.Name[:max(1, len(vm.Name)-1)])
+		found, err := p.SearchVMs(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !containsID(found, vm.ID) {
+			t.Errorf("SearchVMs(%q) does not find %s", q, vm.Name)
+		}
+	})
+
+	t.Run("Capabilities", func(t *testing.T) {
+		c := p.GetExportCapabilities()
+		if len(c.Formats) == 0 {
+			t.Fatal("no export formats")
+		}
+		if err := c.Validate(providers.ExportOptions{Format: "zip"}); !errors.Is(err, providers.ErrInvalidArgument) {
+			t.Errorf("Validate accepted format zip: %v", err)
+		}
+	})
+
+	t.Run("Export", func(t *testing.T) {
+		dir := t.TempDir()
+		var mu sync.Mutex
+		var reports []providers.Progress
+		res, err := p.ExportVM(ctx, target.ExportVM, providers.ExportOptions{
+			OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 2,
+			Progress: func(pr providers.Progress) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkExport(t, dir, res)
+		mu.Lock()
+		defer mu.Unlock()
+		if len(reports) == 0 {
+			t.Error("no progress reported")
+		}
+		for _, r := range reports {
+			if r.BytesTotal > 0 && r.BytesDone > r.BytesTotal {
+				t.Errorf("progress %d of %d", r.BytesDone, r.BytesTotal)
+			}
+		}
+		if target.SourceDigests != nil {
+			byName := map[string]string{}
+			for _, f := range res.Files {
+				byName[filepath.Base(f.Path)] = f.SHA256
+			}
+			for name, want := range target.SourceDigests(t) {
+				if byName[name] != want {
+					t.Errorf("%s: exported SHA-256 %s, source %s", name, byName[name], want)
+				}
+			}
+		}
+	})
+
+	t.Run("ExportMissingVMIsPermanent", func(t *testing.T) {
+		_, err := p.ExportVM(ctx, "no-such-vm-xyzzy", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
+		if !errors.Is(err, providers.ErrNotFound) || !providers.IsPermanent(err) {
+			t.Errorf("export of a missing VM: %v, want a permanent ErrNotFound", err)
+		}
+	})
+
+	t.Run("Cancel", func(t *testing.T) {
+		vmID := target.SlowVM
+		if vmID == "" {
+			vmID = target.ExportVM
+		}
+		dir := t.TempDir()
+		cctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		var once sync.Once
+		_, err := p.ExportVM(cctx, vmID, providers.ExportOptions{
+			OutputDir: dir, Format: providers.FormatOVF,
+			Progress: func(pr providers.Progress) {
+				if pr.BytesDone > 0 {
+					once.Do(cancel)
+				}
+			},
+		})
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("cancelled export returned %v, want context.Canceled", err)
+		}
+		if providers.IsPermanent(err) {
+			t.Error("cancellation classified as permanent")
+		}
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			t.Errorf("cancelled export left %s behind", e.Name())
+		}
+	})
+}
+
+func sortKey(vm *providers.VMInfo) string {
+	if vm.Path != "" {
+		return vm.Path
+	}
+	return vm.Name
+}
+
+func containsID(vms []*providers.VMInfo, id string) bool {
+	for _, vm := range vms {
+		if vm.ID == id {
+			return true
+		}
+	}
+	return false
+}
+
+var manifestLine = regexp.MustCompile(`^SHA256\((.+)\)= ([0-9a-f]{64})$`)
+
+// checkExport verifies an export directory against its result and manifest.
+func checkExport(t *testing.T, dir string, res *providers.ExportResult) {
+	t.Helper()
+	if res == nil {
+		t.Fatal("nil result")
+	}
+	if len(res.Files) == 0 {
+		t.Fatal("result lists no files")
+	}
+	var total int64
+	for _, f := range res.Files {
+		got, size := fileSHA256(t, filepath.Join(dir, f.Path))
+		if got != f.SHA256 || size != f.Size {
+			t.Errorf("%s: on disk %d bytes sha256 %s; result says %d bytes %s", f.Path, size, got, f.Size, f.SHA256)
+		}
+		total += f.Size
+	}
+	if res.Manifest == "" {
+		t.Fatal("result names no manifest")
+	}
+	mf, err := os.Open(filepath.Join(dir, res.Manifest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mf.Close()
+	listed := map[string]string{}
+	sc := bufio.NewScanner(mf)
+	for sc.Scan() {
+		m := manifestLine.FindStringSubmatch(strings.TrimSpace(sc.Text()))
+		if m == nil {
+			t.Errorf("manifest line %q is not SHA256(file)= hex", sc.Text())
+			continue
+		}
+		listed[m[1]] = m[2]
+	}
+	if res.Format == providers.FormatOVF {
+		for _, f := range res.Files {
+			if f.Path == res.Manifest {
+				continue
+			}
+			if listed[f.Path] != f.SHA256 {
+				t.Errorf("manifest has %q for %s, file is %s", listed[f.Path], f.Path, f.SHA256)
+			}
+		}
+	}
+	_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && (strings.HasSuffix(path, ".part") || strings.Contains(d.Name(), ".tmp")) {
+			t.Errorf("temporary file left behind: %s", path)
+		}
+		return nil
+	})
+}
+
+func fileSHA256(t *testing.T, path string) (string, int64) {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), n
+}
