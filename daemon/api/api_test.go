@@ -1,0 +1,514 @@
+package api_test
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+
+	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/daemon/metrics"
+	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/daemon/store/storetest"
+	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/providers/providertest"
+)
+
+const (
+	viewerToken   = "viewer-token-0123456789"
+	operatorToken = "operator-token-0123456789"
+	adminToken    = "admin-token-0123456789abc"
+	secretPW      = "vc-password-must-never-leak"
+)
+
+type testServer struct {
+	*httptest.Server
+	srv    *api.Server
+	fake   *providertest.Fake
+	engine *jobs.Manager
+	logs   *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func newTestServer(t *testing.T, db *store.DB) *testServer {
+	t.Helper()
+	logs := &syncBuffer{}
+	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	fake := providertest.NewFake("lab")
+	set, err := providers.NewSet(log, &providers.Instance{Provider: fake})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := set.ConnectAll(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	cfg := config.Default()
+	cfg.API.Tokens = []config.Token{
+		{Name: "ci-viewer", Role: config.RoleViewer, Token: config.NewSecret(viewerToken)},
+		{Name: "ci-operator", Role: config.RoleOperator, Token: config.NewSecret(operatorToken)},
+		{Name: "ci-admin", Role: config.RoleAdmin, Token: config.NewSecret(adminToken)},
+	}
+	tokens, err := api.NewTokens(cfg.API.Tokens)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var engine *jobs.Manager
+	m := metrics.New("test", "rev", func(ctx context.Context) (map[jobs.State]int, error) { return engine.Counts(ctx) }, log)
+	engine, err = jobs.New(db, set, jobs.Options{
+		NodeID: "api-test", Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
+		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log, Metrics: m,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	srv := api.New(api.Options{Jobs: engine, Providers: set, Tokens: tokens, Metrics: m, Logger: log,
+		MaxBodyBytes: 4096, Version: "test", NodeID: "api-test", Database: db.String(),
+		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) }})
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = engine.Stop(ctx)
+	})
+	return &testServer{Server: hs, srv: srv, fake: fake, engine: engine, logs: logs}
+}
+
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+}
+
+func (r response) json(t *testing.T, v any) {
+	t.Helper()
+	if err := json.Unmarshal(r.body, v); err != nil {
+		t.Fatalf("decode %s: %v", r.body, err)
+	}
+}
+
+func (ts *testServer) do(t *testing.T, method, path, token string, body any, hdr ...string) response {
+	t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		j, _ := json.Marshal(b)
+		rd = bytes.NewReader(j)
+	}
+	req, _ := http.NewRequest(method, ts.URL+path, rd)
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: b}
+}
+
+type problemBody struct {
+	Type   string `json:"type"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Errors []struct {
+		Message  string `json:"message"`
+		Location string `json:"location"`
+	} `json:"errors"`
+}
+
+func expectProblem(t *testing.T, r response, status int, typ string) problemBody {
+	t.Helper()
+	if r.status != status {
+		t.Fatalf("status %d, want %d: %s", r.status, status, r.body)
+	}
+	if ct := r.header.Get("Content-Type"); ct != "application/problem+json" {
+		t.Errorf("content type %q, want application/problem+json", ct)
+	}
+	var p problemBody
+	r.json(t, &p)
+	if p.Type != api.ProblemTypePrefix+typ || p.Status != status {
+		t.Errorf("problem %+v, want type %s", p, typ)
+	}
+	return p
+}
+
+func waitJob(t *testing.T, ts *testServer, id string, want jobs.State) jobs.Job {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var j jobs.Job
+		ts.do(t, "GET", "/api/v1/jobs/"+id, viewerToken, nil).json(t, &j)
+		if j.State == want {
+			return j
+		}
+		if j.State.Terminal() || time.Now().After(deadline) {
+			t.Fatalf("job %s: %s (%s), want %s", id, j.State, j.Error, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func TestAuthentication(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	for _, path := range []string{"/api/v1/jobs", "/api/v1/providers", "/api/v1/status", "/api/v1/openapi.json", "/api/v1/providers/lab/vms"} {
+		r := ts.do(t, "GET", path, "", nil)
+		expectProblem(t, r, 401, "unauthorized")
+		if r.header.Get("WWW-Authenticate") == "" {
+			t.Errorf("%s: no WWW-Authenticate", path)
+		}
+		expectProblem(t, ts.do(t, "GET", path, "wrong-token-000000000", nil), 401, "unauthorized")
+	}
+	for _, path := range []string{"/healthz", "/readyz", "/metrics"} {
+		if r := ts.do(t, "GET", path, "", nil); r.status != 200 {
+			t.Errorf("%s: %d", path, r.status)
+		}
+	}
+	// Roles.
+	job := ts.do(t, "POST", "/api/v1/jobs", viewerToken, map[string]any{"provider": "lab", "vm": "vm-001"})
+	expectProblem(t, job, 403, "forbidden")
+	r := ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-001"})
+	if r.status != 201 {
+		t.Fatalf("operator submit: %d %s", r.status, r.body)
+	}
+	var j jobs.Job
+	r.json(t, &j)
+	if j.SubmittedBy != "ci-operator" {
+		t.Errorf("submitted_by %q", j.SubmittedBy)
+	}
+	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs/"+j.ID+"/cancel", viewerToken, nil), 403, "forbidden")
+	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	expectProblem(t, ts.do(t, "DELETE", "/api/v1/jobs/"+j.ID, operatorToken, nil), 403, "forbidden")
+	if r := ts.do(t, "DELETE", "/api/v1/jobs/"+j.ID, adminToken, nil); r.status != 204 {
+		t.Fatalf("admin delete: %d %s", r.status, r.body)
+	}
+}
+
+func TestJobLifecycleOverHTTP(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		ts := newTestServer(t, db)
+		r := ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-002", "format": "ovf"})
+		if r.status != 201 {
+			t.Fatalf("submit: %d %s", r.status, r.body)
+		}
+		var j jobs.Job
+		r.json(t, &j)
+		if r.header.Get("Location") != "/api/v1/jobs/"+j.ID {
+			t.Errorf("Location %q", r.header.Get("Location"))
+		}
+		done := waitJob(t, ts, j.ID, jobs.StateSucceeded)
+		if done.Result == nil || len(done.Result.Files) == 0 || done.Progress.Percent != 100 {
+			t.Fatalf("result %+v", done)
+		}
+
+		var list api.JobList
+		ts.do(t, "GET", "/api/v1/jobs?state=succeeded&provider=lab", viewerToken, nil).json(t, &list)
+		if len(list.Items) != 1 || list.Items[0].ID != j.ID {
+			t.Fatalf("list: %+v", list)
+		}
+		ts.do(t, "GET", "/api/v1/jobs?state=queued,running", viewerToken, nil).json(t, &list)
+		if len(list.Items) != 0 {
+			t.Fatalf("filtered list: %d items", len(list.Items))
+		}
+		expectProblem(t, ts.do(t, "GET", "/api/v1/jobs?state=bogus", viewerToken, nil), 422, "validation-failed")
+		expectProblem(t, ts.do(t, "GET", "/api/v1/jobs?sort=id", viewerToken, nil), 422, "validation-failed")
+
+		r = ts.do(t, "GET", "/api/v1/jobs/"+j.ID+"/logs", viewerToken, nil)
+		if r.status != 200 || r.header.Get("Content-Type") != "application/x-ndjson" {
+			t.Fatalf("logs: %d %s", r.status, r.header.Get("Content-Type"))
+		}
+		var msgs []string
+		sc := bufio.NewScanner(bytes.NewReader(r.body))
+		for sc.Scan() {
+			var l jobs.LogLine
+			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
+				t.Fatal(err)
+			}
+			msgs = append(msgs, l.Message)
+		}
+		if !strings.Contains(strings.Join(msgs, "|"), "export succeeded") {
+			t.Errorf("log lines %v", msgs)
+		}
+		expectProblem(t, ts.do(t, "GET", "/api/v1/jobs/nope", viewerToken, nil), 404, "job-not-found")
+		expectProblem(t, ts.do(t, "POST", "/api/v1/jobs/"+j.ID+"/cancel", operatorToken, nil), 409, "job-conflict")
+	})
+}
+
+func TestLogFollowStreamsUntilJobEnds(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	release := make(chan struct{})
+	ts.fake.BeforeExport = func(ctx context.Context, vm string) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	var j jobs.Job
+	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-003"}).json(t, &j)
+	waitJob(t, ts, j.ID, jobs.StateRunning)
+	req, _ := http.NewRequest("GET", ts.URL+"/api/v1/jobs/"+j.ID+"/logs?follow=true", nil)
+	req.Header.Set("Authorization", "Bearer "+viewerToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	lines := make(chan string, 100)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			var l jobs.LogLine
+			_ = json.Unmarshal(sc.Bytes(), &l)
+			lines <- l.Message
+		}
+	}()
+	// Lines written so far arrive while the job is still running.
+	for msg := range lines {
+		if msg == "attempt started" {
+			break
+		}
+	}
+	close(release)
+	var rest []string
+	for msg := range lines { // ends when the server closes the stream
+		rest = append(rest, msg)
+	}
+	if len(rest) == 0 || rest[len(rest)-1] != "export succeeded" {
+		t.Fatalf("stream after release: %v", rest)
+	}
+}
+
+func TestRequestValidation(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	p := expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"lab","vm":"vm-001","fromat":"ova"}`), 422, "validation-failed")
+	if len(p.Errors) == 0 || !strings.Contains(p.Errors[0].Location, "fromat") {
+		t.Errorf("unknown field not named: %+v", p)
+	}
+	p = expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"lab"}`), 422, "validation-failed")
+	if !strings.Contains(string(mustJSON(p)), "vm") {
+		t.Errorf("missing field not named: %+v", p)
+	}
+	p = expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"nope","vm":"x"}`), 422, "invalid-job-request")
+	if !strings.Contains(p.Detail, `no provider named "nope"`) {
+		t.Errorf("detail %q", p.Detail)
+	}
+	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"lab","vm":"x","format":"zip"}`), 422, "validation-failed")
+	big := fmt.Sprintf(`{"provider":"lab","vm":%q}`, strings.Repeat("x", 10000))
+	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, big), 413, "body-too-large")
+	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{not json`), 400, "bad-request")
+	var list api.JobList
+	ts.do(t, "GET", "/api/v1/jobs", viewerToken, nil).json(t, &list)
+	if len(list.Items) != 0 {
+		t.Fatalf("bad requests created %d jobs", len(list.Items))
+	}
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+func TestIdempotencyKeyOverHTTP(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	body := map[string]any{"provider": "lab", "vm": "vm-001"}
+	a := ts.do(t, "POST", "/api/v1/jobs", operatorToken, body, "Idempotency-Key", "k-123")
+	b := ts.do(t, "POST", "/api/v1/jobs", operatorToken, body, "Idempotency-Key", "k-123")
+	var ja, jb jobs.Job
+	a.json(t, &ja)
+	b.json(t, &jb)
+	if a.status != 201 || b.status != 200 || ja.ID != jb.ID || b.header.Get("Idempotent-Replayed") != "true" {
+		t.Fatalf("first %d %s, retry %d %s replayed=%q", a.status, ja.ID, b.status, jb.ID, b.header.Get("Idempotent-Replayed"))
+	}
+	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-002"}, "Idempotency-Key", "k-123"), 409, "job-conflict")
+}
+
+func TestProvidersAndVMs(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	var provs struct{ Items []api.ProviderInfo }
+	ts.do(t, "GET", "/api/v1/providers", viewerToken, nil).json(t, &provs)
+	if len(provs.Items) != 1 || provs.Items[0].Name != "lab" || !provs.Items[0].Health.Healthy || len(provs.Items[0].Capabilities.Formats) == 0 {
+		t.Fatalf("providers %+v", provs)
+	}
+	var vms struct{ Items []providers.VMInfo }
+	ts.do(t, "GET", "/api/v1/providers/lab/vms?vm_name=vm-00*&power_state=poweredOff", viewerToken, nil).json(t, &vms)
+	if len(vms.Items) != 4 {
+		t.Fatalf("vms %d", len(vms.Items))
+	}
+	ts.do(t, "GET", "/api/v1/providers/lab/vms?q=VM-002", viewerToken, nil).json(t, &vms)
+	if len(vms.Items) != 1 {
+		t.Fatalf("search %d", len(vms.Items))
+	}
+	var vm providers.VMInfo
+	r := ts.do(t, "GET", "/api/v1/providers/lab/vms/"+url.PathEscape("/DC0/vm/vm-001"), viewerToken, nil)
+	r.json(t, &vm)
+	if r.status != 200 || vm.ID != "fake-001" {
+		t.Fatalf("get by path: %d %s", r.status, r.body)
+	}
+	expectProblem(t, ts.do(t, "GET", "/api/v1/providers/lab/vms/nope", viewerToken, nil), 404, "vm-not-found")
+	expectProblem(t, ts.do(t, "GET", "/api/v1/providers/other/vms", viewerToken, nil), 404, "provider-not-found")
+}
+
+func TestMetricsRecordJobsAndRouteTemplates(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	var j jobs.Job
+	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-001"}).json(t, &j)
+	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	body := string(ts.do(t, "GET", "/metrics", "", nil).body)
+	for _, want := range []string{
+		`hypersdk_jobs_total{provider="lab",state="succeeded"} 1`,
+		`hypersdk_jobs_submitted_total{provider="lab"} 1`,
+		`hypersdk_jobs_running 0`, `hypersdk_jobs_queued 0`,
+		`hypersdk_job_duration_seconds_count{provider="lab",state="succeeded"} 1`,
+		`hypersdk_http_requests_total{code="200",method="GET",route="/api/v1/jobs/{id}"}`,
+		`hypersdk_http_request_duration_seconds_bucket{method="POST",route="/api/v1/jobs"`,
+		`hypersdk_build_info{goversion=`, `go_goroutines`, `process_resident_memory_bytes`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	var exported float64
+	for _, line := range strings.Split(body, "\n") {
+		if v, ok := strings.CutPrefix(line, `hypersdk_export_bytes_total{provider="lab"} `); ok {
+			exported, _ = strconv.ParseFloat(v, 64)
+		}
+	}
+	if exported < providertest.FakeDiskSize*3/2 {
+		t.Errorf("hypersdk_export_bytes_total = %v, want at least the disk bytes %d", exported, providertest.FakeDiskSize*3/2)
+	}
+	if strings.Contains(body, j.ID) {
+		t.Error("a raw path (job id) leaked into metric labels")
+	}
+}
+
+// The OpenAPI document is valid OpenAPI 3.1 and documents exactly the
+// routes the router serves.
+func TestOpenAPIMatchesRouter(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	r := ts.do(t, "GET", "/api/v1/openapi.json", viewerToken, nil)
+	if r.status != 200 {
+		t.Fatalf("%d %s", r.status, r.body)
+	}
+	doc, err := libopenapi.NewDocument(r.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, errs := validator.NewValidator(doc)
+	if len(errs) > 0 {
+		t.Fatalf("validator: %v", errs)
+	}
+	if ok, verrs := v.ValidateDocument(); !ok {
+		for _, e := range verrs {
+			t.Errorf("OpenAPI document invalid: %s (%s)", e.Message, e.Reason)
+		}
+	}
+	var spec struct {
+		OpenAPI string                               `json:"openapi"`
+		Paths   map[string]map[string]map[string]any `json:"paths"`
+	}
+	r.json(t, &spec)
+	if !strings.HasPrefix(spec.OpenAPI, "3.") {
+		t.Fatalf("openapi version %q", spec.OpenAPI)
+	}
+	documented := map[string]bool{}
+	for path, ops := range spec.Paths {
+		for method := range ops {
+			documented[strings.ToUpper(method)+" "+path] = true
+		}
+	}
+	served := map[string]bool{}
+	_ = chi.Walk(ts.srv.Router(), func(method, route string, _ http.Handler, _ ...func(http.Handler) http.Handler) error {
+		served[method+" "+route] = true
+		return nil
+	})
+	var missing, extra []string
+	for k := range served {
+		if !documented[k] {
+			missing = append(missing, k)
+		}
+	}
+	for k := range documented {
+		if !served[k] {
+			extra = append(extra, k)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	if len(missing) > 0 || len(extra) > 0 {
+		t.Fatalf("served but undocumented: %v\ndocumented but not served: %v", missing, extra)
+	}
+	if len(served) < 12 {
+		t.Fatalf("only %d routes served", len(served))
+	}
+}
+
+// No token, password or secret appears in any response body or log line.
+func TestSecretsNeverLeak(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	var j jobs.Job
+	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-001"}).json(t, &j)
+	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	var all []string
+	for _, path := range []string{"/api/v1/jobs", "/api/v1/jobs/" + j.ID, "/api/v1/jobs/" + j.ID + "/logs", "/api/v1/providers",
+		"/api/v1/status", "/api/v1/openapi.json", "/api/v1/providers/lab/vms", "/metrics"} {
+		all = append(all, string(ts.do(t, "GET", path, adminToken, nil).body))
+	}
+	all = append(all, ts.logs.String())
+	for _, s := range all {
+		for _, secret := range []string{viewerToken, operatorToken, adminToken, secretPW} {
+			if strings.Contains(s, secret) {
+				t.Fatalf("secret %q leaked in %.200s", secret[:6], s)
+			}
+		}
+	}
+	if !strings.Contains(ts.logs.String(), `"principal":"ci-admin"`) {
+		t.Error("access log does not name the principal")
+	}
+}
