@@ -1,0 +1,452 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/daemon/store/storetest"
+	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/providers/providertest"
+)
+
+// The test binary doubles as a daemon with a fake provider, so that tests
+// can SIGKILL a real hypervisord process. Production builds never contain
+// the fake: only this test registers it.
+const childEnv = "HYPERVISORD_TEST_CHILD"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		ctx, stop := signalContext()
+		defer stop()
+		os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, testRegistry()))
+	}
+	os.Exit(m.Run())
+}
+
+// testRegistry serves every "vsphere" instance with a fake whose pacing and
+// call log come from the environment.
+func testRegistry() *providers.Registry {
+	r := providers.NewRegistry()
+	r.Register(providers.TypeVSphere, func(inst config.ProviderInstance, _ providers.Deps) (providers.Provider, error) {
+		f := providertest.NewFake(inst.Name, providertest.DefaultFakeVMs(16)...)
+		f.CallLog = os.Getenv("FAKE_CALL_LOG")
+		if d, err := time.ParseDuration(os.Getenv("FAKE_CHUNK_DELAY")); err == nil {
+			f.ChunkDelay = d
+		}
+		return f, nil
+	})
+	return r
+}
+
+// daemon is a hypervisord child process.
+type daemon struct {
+	t       *testing.T
+	dataDir string
+	config  string
+	env     []string
+	cmd     *exec.Cmd
+	out     *bytes.Buffer
+	url     string
+	token   string
+	done    chan error
+}
+
+func newDaemon(t *testing.T, configYAML string, env ...string) *daemon {
+	t.Helper()
+	dir := t.TempDir()
+	cfgPath := filepath.Join(dir, "hypervisord.yaml")
+	if err := os.WriteFile(cfgPath, []byte(configYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{t: t, dataDir: filepath.Join(dir, "data"), config: cfgPath, env: env}
+	t.Cleanup(func() {
+		if d.cmd != nil && d.cmd.ProcessState == nil {
+			_ = d.cmd.Process.Kill()
+			<-d.done
+		}
+	})
+	return d
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
+
+func (d *daemon) start(extraArgs ...string) {
+	d.t.Helper()
+	_ = os.Remove(filepath.Join(d.dataDir, EndpointFile))
+	args := append([]string{"--config", d.config, "--data-dir", d.dataDir, "--listen", "127.0.0.1:0"}, extraArgs...)
+	d.cmd = exec.Command(os.Args[0], args...)
+	d.cmd.Env = append(append(os.Environ(), childEnv+"=1"), d.env...)
+	out := &lockedBuffer{}
+	d.out = &out.Buffer
+	d.cmd.Stdout, d.cmd.Stderr = out, out
+	if err := d.cmd.Start(); err != nil {
+		d.t.Fatal(err)
+	}
+	d.done = make(chan error, 1)
+	go func() { d.done <- d.cmd.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		b, err := os.ReadFile(filepath.Join(d.dataDir, EndpointFile))
+		if err == nil && len(b) > 0 {
+			d.url = strings.TrimSpace(string(b))
+			break
+		}
+		select {
+		case err := <-d.done:
+			out.mu.Lock()
+			d.t.Fatalf("daemon exited during start: %v\n%s", err, out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			d.t.Fatalf("daemon did not start")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tok, err := os.ReadFile(filepath.Join(d.dataDir, "admin.token"))
+	if err != nil {
+		d.t.Fatal(err)
+	}
+	d.token = strings.TrimSpace(string(tok))
+}
+
+func (d *daemon) kill() {
+	d.t.Helper()
+	if err := d.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		d.t.Fatal(err)
+	}
+	<-d.done
+}
+
+func (d *daemon) call(method, path string, body any, v any) int {
+	d.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, d.url+path, rd)
+	req.Header.Set("Authorization", "Bearer "+d.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		d.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	if v != nil {
+		if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+			d.t.Fatalf("%s %s: decode: %v", method, path, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+func (d *daemon) allJobs() []*jobs.Job {
+	var out []*jobs.Job
+	cursor := ""
+	for {
+		var page struct {
+			Items      []*jobs.Job `json:"items"`
+			NextCursor string      `json:"next_cursor"`
+		}
+		d.call("GET", "/api/v1/jobs?limit=1000&cursor="+cursor, nil, &page)
+		out = append(out, page.Items...)
+		if page.NextCursor == "" {
+			return out
+		}
+		cursor = page.NextCursor
+	}
+}
+
+// callLog follows the fake provider's call log and remembers when this
+// process first saw each line.
+type callLog struct {
+	path string
+	mu   sync.Mutex
+	off  int64
+	// per job output directory
+	starts, dones map[string]int
+	openSince     map[string]time.Time // started, not done
+	lastDone      time.Time
+}
+
+func newCallLog(path string) *callLog {
+	return &callLog{path: path, starts: map[string]int{}, dones: map[string]int{}, openSince: map[string]time.Time{}}
+}
+
+func (c *callLog) poll() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, err := os.Open(c.path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	if _, err := f.Seek(c.off, io.SeekStart); err != nil {
+		return
+	}
+	r := bufio.NewReader(f)
+	now := time.Now()
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			break // partial line: re-read next time
+		}
+		c.off += int64(len(line))
+		fields := strings.Fields(line)
+		if len(fields) != 3 {
+			continue
+		}
+		dir := fields[2]
+		switch fields[0] {
+		case "start":
+			c.starts[dir]++
+			c.openSince[dir] = now
+		case "done":
+			c.dones[dir]++
+			delete(c.openSince, dir)
+			c.lastDone = now
+		}
+	}
+}
+
+// safeToKill reports whether no export can be between finishing and having
+// its outcome committed: no completion seen for quiet, and every export in
+// flight started less than young ago (an export takes longer than that).
+func (c *callLog) safeToKill(quiet, young time.Duration) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.openSince) == 0 || time.Since(c.lastDone) < quiet {
+		return false
+	}
+	for _, since := range c.openSince {
+		if time.Since(since) > young {
+			return false
+		}
+	}
+	return true
+}
+
+// forget drops in-flight records after a kill: those exports are dead.
+func (c *callLog) forget() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.openSince = map[string]time.Time{}
+}
+
+// Two hundred jobs, the daemon SIGKILLed twice mid-flight: after the
+// restarts every job has succeeded, and no export ran to completion twice.
+//
+// Execution is at-least-once: a daemon killed in the instant between a
+// provider finishing and the outcome being committed runs that export
+// again. The test kills only when no export can be in that instant
+// (nothing finished in the last 250ms; everything in flight started less
+// than 900ms ago while an export takes at least 1.2s), so a second
+// completion would be a real recovery bug.
+func TestSurvivesSIGKILLWithoutRerunningCompletedJobs(t *testing.T) {
+	for _, d := range storetest.Dialects {
+		t.Run(string(d), func(t *testing.T) {
+			db := ""
+			if d == store.Postgres {
+				db = fmt.Sprintf("database:\n  url: %q\n", storetest.PostgresURL(t))
+			}
+			callLogPath := filepath.Join(t.TempDir(), "calls.log")
+			dmn := newDaemon(t, db+`
+jobs:
+  max_concurrent: 16
+  heartbeat_stale: 10s
+providers:
+  - name: lab
+    type: vsphere
+    url: https://fake.invalid/sdk
+`, "FAKE_CALL_LOG="+callLogPath, "FAKE_CHUNK_DELAY=50ms") // 24 chunks: >= 1.2s per export
+			dmn.start()
+			const total = 200
+			for i := range total {
+				var j jobs.Job
+				if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "lab", "vm": fmt.Sprintf("vm-%03d", i%16)}, &j); code != 201 {
+					t.Fatalf("submit %d: HTTP %d", i, code)
+				}
+			}
+			calls := newCallLog(callLogPath)
+			for kill := 1; kill <= 2; kill++ {
+				// Let some jobs finish first, then kill at a safe instant.
+				minDone := 20 * kill * 2
+				for {
+					calls.poll()
+					calls.mu.Lock()
+					n := len(calls.dones)
+					calls.mu.Unlock()
+					if n >= minDone && calls.safeToKill(250*time.Millisecond, 900*time.Millisecond) {
+						break
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+				dmn.kill()
+				calls.poll()
+				calls.forget()
+				t.Logf("SIGKILL %d after %d completed exports", kill, len(calls.dones))
+				dmn.start()
+			}
+			deadline := time.Now().Add(3 * time.Minute)
+			for {
+				var pending struct{ Items []*jobs.Job }
+				dmn.call("GET", "/api/v1/jobs?state=queued,running&limit=1", nil, &pending)
+				if len(pending.Items) == 0 {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("jobs still pending after restarts:\n%s", dmn.out.String())
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			all := dmn.allJobs()
+			if len(all) != total {
+				t.Fatalf("%d jobs, want %d", len(all), total)
+			}
+			calls.poll()
+			restarted := 0
+			for _, j := range all {
+				if j.State != jobs.StateSucceeded {
+					t.Errorf("job %s ended %s: %s", j.ID, j.State, j.Error)
+				}
+				dir := j.Spec.Options.OutputDir
+				if n := calls.dones[dir]; n != 1 {
+					t.Errorf("job %s ran to completion %d times", j.ID, n)
+				}
+				if calls.starts[dir] > 1 {
+					restarted++
+				}
+			}
+			if restarted == 0 {
+				t.Error("no export was interrupted by the kills; the test proves nothing")
+			}
+			t.Logf("%d jobs succeeded once each; %d were interrupted by a kill and run again", len(all), restarted)
+			dmn.kill()
+		})
+	}
+}
+
+func TestSIGTERMHandsRunningJobsBack(t *testing.T) {
+	dmn := newDaemon(t, "providers:\n  - name: lab\n    type: vsphere\n    url: https://fake.invalid/sdk\n", "FAKE_CHUNK_DELAY=1s")
+	dmn.start()
+	var j jobs.Job
+	dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "lab", "vm": "vm-001"}, &j)
+	for {
+		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+		if j.State == jobs.StateRunning {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := dmn.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-dmn.done; err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, dmn.out.String())
+	}
+	if !strings.Contains(dmn.out.String(), "hypervisord stopped") {
+		t.Errorf("no clean stop logged:\n%s", dmn.out.String())
+	}
+	// Inspect the store directly: the daemon is down.
+	cfg, _ := config.Load(dmn.config, nil)
+	cfg.DataDir = dmn.dataDir
+	db, err := store.Open(context.Background(), store.Options{Path: cfg.DatabasePath()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var state string
+	var attempt int
+	if err := db.SQL.QueryRow("SELECT state, attempt FROM jobs WHERE id = $1", j.ID).Scan(&state, &attempt); err != nil {
+		t.Fatal(err)
+	}
+	if state != "queued" || attempt != 0 {
+		t.Fatalf("after SIGTERM the job is %s with attempt %d; want queued, attempt given back", state, attempt)
+	}
+}
+
+func TestAdminTokenGeneratedOnceWithPrivateMode(t *testing.T) {
+	dmn := newDaemon(t, "")
+	dmn.start()
+	path := filepath.Join(dmn.dataDir, "admin.token")
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin.token mode %v", fi.Mode().Perm())
+	}
+	first := dmn.token
+	if strings.Contains(dmn.out.String(), first) {
+		t.Error("the token was printed")
+	}
+	if code := dmn.call("GET", "/api/v1/status", nil, nil); code != 200 {
+		t.Fatalf("status with the generated token: %d", code)
+	}
+	dmn.kill()
+	dmn.start()
+	if dmn.token != first {
+		t.Error("token regenerated on restart")
+	}
+}
+
+func TestCheckConfig(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(context.Background(), []string{"--check-config", "--config", "../../config/testdata/seed.yaml"}, &out, &errOut, testRegistry()); code != 0 {
+		t.Fatalf("seed config: exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "configuration OK") {
+		t.Errorf("output %q", out.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.yaml")
+	_ = os.WriteFile(bad, []byte("jobs:\n  max_concurrent: 0\nexport:\n  formt: ova\n"), 0o600)
+	out.Reset()
+	errOut.Reset()
+	if code := run(context.Background(), []string{"--check-config", "--config", bad}, &out, &errOut, testRegistry()); code != 2 {
+		t.Fatalf("bad config: exit %d", code)
+	}
+	if !strings.Contains(errOut.String(), "line 4: export.formt: unknown key") {
+		t.Errorf("error output %q", errOut.String())
+	}
+	// An unavailable provider type is caught by --check-config too.
+	noVS := filepath.Join(t.TempDir(), "vs.yaml")
+	_ = os.WriteFile(noVS, []byte("vcenter:\n  url: https://vc/sdk\n"), 0o600)
+	errOut.Reset()
+	if code := run(context.Background(), []string{"--check-config", "--config", noVS}, &out, &errOut, providers.NewRegistry()); code != 2 ||
+		!strings.Contains(errOut.String(), `type "vsphere" is not available`) {
+		t.Errorf("exit %d: %s", code, errOut.String())
+	}
+}
+
+func TestVersionFlag(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--version"}, &out, io.Discard, testRegistry()); code != 0 || !strings.HasPrefix(out.String(), "hypervisord ") {
+		t.Fatalf("exit %d output %q", code, out.String())
+	}
+}
+
