@@ -449,4 +449,3 @@ func TestVersionFlag(t *testing.T) {
 		t.Fatalf("exit %d output %q", code, out.String())
 	}
 }
-
