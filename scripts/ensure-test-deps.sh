@@ -1,0 +1,41 @@
+#!/bin/sh
+# Makes sure what the test suite talks to is present: PostgreSQL running
+# (the store and job tests run against it) and the Debian tools some tests
+# call (qemu-img, zstd). Installs missing packages when run as root with
+# apt-get available; otherwise says exactly what to install. Fails loudly.
+set -eu
+
+missing=""
+command -v qemu-img >/dev/null 2>&1 || missing="$missing qemu-utils"
+command -v zstd >/dev/null 2>&1 || missing="$missing zstd"
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+		echo "installing Debian packages:$missing"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null || {
+			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
+		}
+	else
+		echo "missing tools; install the Debian packages:$missing (sudo apt-get install$missing)" >&2
+		exit 1
+	fi
+fi
+
+# PostgreSQL at 127.0.0.1:5432 unless the tests are pointed elsewhere.
+if [ -z "${HYPERSDK_TEST_POSTGRES_URL:-}" ]; then
+	if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
+		if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
+			echo "starting PostgreSQL"
+			pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
+		fi
+		i=0
+		until pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; do
+			i=$((i + 1))
+			if [ "$i" -gt 30 ]; then
+				echo "PostgreSQL is not reachable at 127.0.0.1:5432 and could not be started." >&2
+				echo "Start it (pg_ctlcluster --skip-systemctl-redirect \$(ls /etc/postgresql) main start) or set HYPERSDK_TEST_POSTGRES_URL." >&2
+				exit 1
+			fi
+			sleep 1
+		done
+	fi
+fi
