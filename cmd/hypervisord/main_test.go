@@ -61,7 +61,7 @@ type daemon struct {
 	config  string
 	env     []string
 	cmd     *exec.Cmd
-	out     *bytes.Buffer
+	out     *lockedBuffer
 	url     string
 	token   string
 	done    chan error
@@ -84,15 +84,23 @@ func newDaemon(t *testing.T, configYAML string, env ...string) *daemon {
 	return d
 }
 
+// lockedBuffer collects a child's output; it has no ReadFrom, so os/exec's
+// copying goroutine goes through the locked Write.
 type lockedBuffer struct {
-	mu sync.Mutex
-	bytes.Buffer
+	mu  sync.Mutex
+	buf bytes.Buffer
 }
 
 func (b *lockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.Buffer.Write(p)
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 func (d *daemon) start(extraArgs ...string) {
@@ -102,7 +110,7 @@ func (d *daemon) start(extraArgs ...string) {
 	d.cmd = exec.Command(os.Args[0], args...)
 	d.cmd.Env = append(append(os.Environ(), childEnv+"=1"), d.env...)
 	out := &lockedBuffer{}
-	d.out = &out.Buffer
+	d.out = out
 	d.cmd.Stdout, d.cmd.Stderr = out, out
 	if err := d.cmd.Start(); err != nil {
 		d.t.Fatal(err)
@@ -118,7 +126,6 @@ func (d *daemon) start(extraArgs ...string) {
 		}
 		select {
 		case err := <-d.done:
-			out.mu.Lock()
 			d.t.Fatalf("daemon exited during start: %v\n%s", err, out.String())
 		default:
 		}

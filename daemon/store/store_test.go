@@ -65,11 +65,11 @@ func TestTxRollsBackOnError(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		ctx := context.Background()
 		err := db.Tx(ctx, func(tx *sql.Tx) error {
-			if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, provider, vm, request, state, max_attempts, created_at, updated_at)
+			if _, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, provider, vm, spec, state, max_attempts, created_at, updated_at)
 				VALUES ('a', 'p', 'v', '{}', 'queued', 1, 1, 1)`); err != nil {
 				return err
 			}
-			_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, provider, vm, request, state, max_attempts, created_at, updated_at)
+			_, err := tx.ExecContext(ctx, `INSERT INTO jobs (id, provider, vm, spec, state, max_attempts, created_at, updated_at)
 				VALUES ('a', 'p', 'v', '{}', 'queued', 1, 1, 1)`)
 			return err
 		})
