@@ -1,0 +1,37 @@
+// Package transfer is HyperSDK's one byte mover: every provider that fetches
+// disk images or other export files over HTTP(S) does it through this package
+// and none rolls its own.
+//
+// A Downloader fetches a set of files concurrently. Each file is written to
+// "<dest>.part", hashed with SHA-256 while it streams, fsynced, and renamed to
+// its final name only once it is complete and verified, so a file under its
+// final name is always whole.
+//
+// Breaks are survived rather than reported: a stream that dies mid-file
+// (connection reset, unexpected EOF, 5xx, a stall) is resumed with a Range
+// request when the server honours it (206 with a matching Content-Range and,
+// when the server gave one, the same validator via If-Range). When it does not
+// — vSphere NFC answers 200 with a chunked body whatever the request says —
+// the file is truncated and restarted from zero with a fresh hash, never
+// spliced. Requests that cannot succeed (400, 401, 403, 404…, certificate
+// errors) are not retried and return errors wrapping ErrPermanent.
+//
+// Where servers answer ranged GETs with a known size (S3, Azure Blob, GCS),
+// Options.ChunkConcurrency splits one file into parallel ranged requests. The
+// first ranged request doubles as the probe, so a server that ignores Range
+// costs nothing: its 200 response is simply consumed as a single stream.
+//
+// Memory is flat: every stream reads through one pooled fixed-size buffer and
+// no body is ever held whole. A token bucket shared by all streams of a
+// Downloader enforces Options.BandwidthLimit.
+//
+// NewHTTPClient is the one HTTP client setup of the project (TLS verification,
+// optional certificate thumbprint pinning as vSphere users know it, timeouts
+// that bound connection set-up but never a multi-GiB body). Progress is the one
+// progress type of a transfer and Meter turns successive byte counts into a
+// smoothed rate and ETA for anyone who needs one, HTTP or not.
+//
+// Secrets never leave the package: URLs in errors and log lines have their
+// query string and user info removed (pre-signed S3 URLs and Azure SAS tokens
+// live there) and request headers (cookies, authorisation) are never logged.
+package transfer

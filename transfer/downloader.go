@@ -1,0 +1,287 @@
+package transfer
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/hypersdk/hypersdk/internal/backoff"
+)
+
+// File is one download.
+type File struct {
+	// URL is the http(s) URL to GET.
+	URL string
+	// Path is the destination. Parent directories are created.
+	Path string
+	// Size is the expected size in bytes; <= 0 means unknown. A server that
+	// reports a different size fails the file (ErrSizeMismatch).
+	Size int64
+	// Header is sent with every request of this file (session cookie for
+	// vSphere NFC, authorisation). It is never logged.
+	Header http.Header
+	// SHA256 is the expected hex digest, empty if unknown. A mismatch fails
+	// the file (ErrChecksumMismatch) and it never gets its final name.
+	SHA256 string
+}
+
+// Result describes one file of a Download call.
+type Result struct {
+	Path string
+	// Size is the file's length; SHA256 its hex digest (both set on success).
+	Size   int64
+	SHA256 string
+	// BytesTransferred counts body bytes received over the network, including
+	// bytes thrown away by restarts. Compare with Size to see what resume saved.
+	BytesTransferred int64
+	// ReusedBytes is the length of a "<Path>.part" left by an earlier run that
+	// was kept and resumed (Options.KeepPartial).
+	ReusedBytes int64
+	// Retries counts requests repeated after a failure (resumes included);
+	// Restarts counts returns to byte zero (server ignored Range, object
+	// changed, inconsistent Content-Range).
+	Retries  int
+	Restarts int
+	// Chunked is true when parallel ranged requests were used.
+	Chunked  bool
+	Duration time.Duration
+	// Err is the file's failure, nil on success.
+	Err error
+}
+
+// Options configures a Downloader. Zero values select the defaults.
+type Options struct {
+	// Client is used for every request; nil means NewHTTPClient with zero
+	// ClientOptions. A custom client should bound the wait for response
+	// headers (StallTimeout only watches bodies).
+	Client *http.Client
+	// Concurrency is how many files download at once. Default 3.
+	Concurrency int
+	// ChunkConcurrency > 1 splits a file into up to that many parallel ranged
+	// GETs when the server answers a ranged GET with 206 and a known size and
+	// the file spans more than one ChunkSize. Servers that ignore Range (NFC)
+	// are streamed as usual. Default off.
+	ChunkConcurrency int
+	// ChunkSize is the length of one ranged GET. Default 32 MiB.
+	ChunkSize int64
+	// Retry is the backoff between attempts; zero means backoff.Default.
+	Retry backoff.Policy
+	// MaxRetries is how many consecutive failed attempts without new bytes a
+	// file (or a chunk) survives. Attempts that get further than any before
+	// reset the count, so a long download over a flaky link finishes while a
+	// dead server is given up on. Default 8; negative means no retries.
+	MaxRetries int
+	// MaxRetryAfter caps a server's Retry-After (429/503). Default 2m.
+	MaxRetryAfter time.Duration
+	// StallTimeout abandons (and then resumes) a request whose body delivers
+	// nothing for this long. Default 1m; negative disables it. The wait for
+	// response headers is the client's to bound (ResponseHeaderTimeout).
+	StallTimeout time.Duration
+	// BandwidthLimit caps the total rate of all streams of this Downloader in
+	// bytes per second; 0 means unlimited.
+	BandwidthLimit int64
+	// KeepPartial keeps "<Path>.part" when a file fails or is cancelled, and
+	// resumes from an existing one: its bytes are hashed once and the rest is
+	// requested with Range. Without it, partial files are removed.
+	KeepPartial bool
+	// Progress receives reports; see ProgressFunc.
+	Progress ProgressFunc
+	// ProgressInterval is the minimum time between two reports for one file
+	// (the final report is always sent). Default 200ms.
+	ProgressInterval time.Duration
+	// Logger receives retries, restarts and completions; nil logs nothing.
+	// Secrets (query strings, headers) are never logged.
+	Logger *slog.Logger
+}
+
+const (
+	defaultConcurrency = 3
+	defaultChunkSize   = 32 << 20
+	defaultMaxRetries  = 8
+	bufferSize         = 1 << 20
+	fileMode           = 0o640 // disk images hold customer data
+	dirMode            = 0o755
+)
+
+// Downloader moves bytes. It is safe for concurrent use; all Download calls
+// on one Downloader share its bandwidth limit.
+type Downloader struct {
+	client        *http.Client
+	concurrency   int
+	chunkConc     int
+	chunkSize     int64
+	retry         backoff.Policy
+	maxRetries    int
+	maxRetryAfter time.Duration
+	stall         time.Duration
+	keepPartial   bool
+	progress      ProgressFunc
+	interval      time.Duration
+	log           *slog.Logger
+	clock         clock
+	limit         *throttle
+	bufs          sync.Pool
+}
+
+// NewDownloader returns a Downloader for opts.
+func NewDownloader(opts Options) *Downloader {
+	d := &Downloader{
+		client:        opts.Client,
+		concurrency:   opts.Concurrency,
+		chunkConc:     opts.ChunkConcurrency,
+		chunkSize:     opts.ChunkSize,
+		retry:         opts.Retry,
+		maxRetries:    opts.MaxRetries,
+		maxRetryAfter: orDefault(opts.MaxRetryAfter, 2*time.Minute),
+		stall:         opts.StallTimeout,
+		keepPartial:   opts.KeepPartial,
+		progress:      opts.Progress,
+		interval:      orDefault(opts.ProgressInterval, 200*time.Millisecond),
+		log:           opts.Logger,
+		clock:         realClock{},
+	}
+	if d.client == nil {
+		// Zero ClientOptions carry no thumbprint, the only thing that can fail.
+		d.client, _ = NewHTTPClient(ClientOptions{})
+	}
+	if d.concurrency <= 0 {
+		d.concurrency = defaultConcurrency
+	}
+	if d.chunkSize <= 0 {
+		d.chunkSize = defaultChunkSize
+	}
+	if d.retry == (backoff.Policy{}) {
+		d.retry = backoff.Default
+	}
+	switch {
+	case d.maxRetries == 0:
+		d.maxRetries = defaultMaxRetries
+	case d.maxRetries < 0:
+		d.maxRetries = 0
+	}
+	switch {
+	case d.stall == 0:
+		d.stall = time.Minute
+	case d.stall < 0:
+		d.stall = 0
+	}
+	if d.log == nil {
+		d.log = slog.New(slog.DiscardHandler)
+	}
+	d.limit = newThrottle(opts.BandwidthLimit, d.clock)
+	d.bufs.New = func() any { b := make([]byte, bufferSize); return &b }
+	return d
+}
+
+// Download fetches files, Concurrency at a time, and returns one Result per
+// file in the same order. The first file that fails stops the others; the
+// error joins the failures (each naming its file). When ctx ends, every
+// stream stops, partial files are cleaned up (see KeepPartial) and the error
+// wraps ctx.Err(). A request that cannot work (bad URL, duplicate
+// destination, malformed SHA256) is refused before any byte moves, with an
+// error wrapping ErrPermanent and no results.
+func (d *Downloader) Download(ctx context.Context, files []File) ([]Result, error) {
+	if err := validate(files); err != nil {
+		return nil, err
+	}
+	results := make([]Result, len(files))
+	tr := newTracker(d.progress, d.clock, d.interval)
+	progs := make([]*fileProgress, len(files))
+	for i, f := range files {
+		size := f.Size
+		if size <= 0 {
+			size = -1 // File.Size 0 means unknown
+		}
+		progs[i] = tr.file(f.Path, size)
+	}
+
+	gctx, abort := context.WithCancelCause(ctx)
+	defer abort(nil)
+	sem := make(chan struct{}, d.concurrency)
+	var wg sync.WaitGroup
+	for i := range files {
+		select {
+		case sem <- struct{}{}:
+		case <-gctx.Done():
+		}
+		if err := gctx.Err(); err != nil { // never started: a sibling failed or ctx ended
+			if cause := context.Cause(gctx); cause != err {
+				err = fmt.Errorf("%w: %w", err, cause)
+			}
+			results[i] = Result{Path: files[i].Path, Err: fmt.Errorf("download %s: %w", files[i].Path, err)}
+			progs[i].final()
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			results[i] = d.downloadFile(gctx, files[i], progs[i])
+			if results[i].Err != nil {
+				abort(errSiblingFailed)
+			}
+		})
+	}
+	wg.Wait()
+
+	if err := ctx.Err(); err != nil {
+		if cause := context.Cause(ctx); cause != nil && cause != err {
+			return results, fmt.Errorf("transfer: %w (%w)", err, cause)
+		}
+		return results, fmt.Errorf("transfer: %w", err)
+	}
+	var errs []error
+	for _, r := range results {
+		if r.Err != nil && !errors.Is(r.Err, errSiblingFailed) {
+			errs = append(errs, r.Err)
+		}
+	}
+	return results, errors.Join(errs...)
+}
+
+// validate refuses requests that can never succeed before any byte moves.
+func validate(files []File) error {
+	seen := make(map[string]int, len(files))
+	for i, f := range files {
+		u, err := url.Parse(f.URL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return permanent(fmt.Errorf("transfer: file %d: URL %s is not an absolute http(s) URL", i, RedactURL(f.URL)))
+		}
+		if f.Path == "" {
+			return permanent(fmt.Errorf("transfer: file %d (%s): no destination path", i, RedactURL(f.URL)))
+		}
+		if f.SHA256 != "" {
+			if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 {
+				return permanent(fmt.Errorf("transfer: %s: expected SHA-256 %q is not 64 hex digits", f.Path, f.SHA256))
+			}
+		}
+		key, err := filepath.Abs(f.Path)
+		if err != nil {
+			key = filepath.Clean(f.Path)
+		}
+		if j, dup := seen[key]; dup {
+			return permanent(fmt.Errorf("transfer: files %d and %d both write %s", j, i, f.Path))
+		}
+		seen[key] = i
+	}
+	return nil
+}
+
+// pause waits before retry number attempt: the backoff delay, or longer if
+// the server asked for it with Retry-After (capped at MaxRetryAfter).
+func (d *Downloader) pause(ctx context.Context, attempt int, cause error) error {
+	delay := d.retry.Delay(attempt)
+	var se *StatusError
+	if errors.As(cause, &se) && se.RetryAfter > 0 {
+		delay = max(delay, min(se.RetryAfter, d.maxRetryAfter))
+	}
+	return d.clock.SleepUntil(ctx, d.clock.Now().Add(delay))
+}
+
+func (d *Downloader) getBuf() *[]byte  { return d.bufs.Get().(*[]byte) }
+func (d *Downloader) putBuf(b *[]byte) { d.bufs.Put(b) }

@@ -1,0 +1,659 @@
+package transfer
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"syscall"
+)
+
+// fileJob is the state of one file while it downloads. Outside chunked mode
+// it is used by one goroutine; the invariant is that the part file holds
+// exactly offset bytes, all of them fed to h.
+type fileJob struct {
+	d      *Downloader
+	f      File
+	url    string // redacted, for messages
+	dest   string
+	part   string
+	chunks string // name of the part file while chunks are written out of order
+	cur    string // the part file's current name (part or chunks)
+	log    *slog.Logger
+	prog   *fileProgress
+
+	out       *os.File
+	h         hash.Hash
+	offset    int64
+	total     int64  // object size, -1 while unknown
+	validator string // strong ETag or Last-Modified, for If-Range
+	// spliced: the bytes did not come from one response starting at zero
+	// (resumed, chunked, reused .part). A checksum mismatch then earns one
+	// clean download from zero, since the splice itself may be the culprit
+	// (an object replaced between two process runs has no validator to catch it).
+	spliced     bool
+	cleanRetry  bool // that clean download has been used up
+	chunkTried  bool // the ranged probe for chunked mode has been answered
+	bad         bool // content is known wrong: never keep it
+	sum         string
+	transferred atomic.Int64
+	retries     atomic.Int64
+	res         Result
+}
+
+func (d *Downloader) downloadFile(ctx context.Context, f File, prog *fileProgress) Result {
+	start := d.clock.Now()
+	j := &fileJob{
+		d:      d,
+		f:      f,
+		url:    RedactURL(f.URL),
+		dest:   f.Path,
+		part:   f.Path + ".part",
+		chunks: f.Path + ".chunks",
+		prog:   prog,
+		h:      sha256.New(),
+		total:  -1,
+	}
+	if f.Size > 0 {
+		j.total = f.Size
+	}
+	j.log = d.log.With("file", f.Path, "url", j.url)
+	j.res.Path = f.Path
+
+	err := j.open(ctx)
+	if err == nil {
+		err = j.run(ctx)
+	}
+	if err == nil {
+		err = j.commit()
+	}
+	if err != nil {
+		j.abandon()
+		// Whatever the path, a cancelled file's error says so (errors.Is
+		// context.Canceled) and why.
+		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
+			err = fmt.Errorf("%w: %w", ctxErr, err)
+		}
+		j.res.Err = fmt.Errorf("download %s: %w", f.Path, err)
+		if !errors.Is(err, errSiblingFailed) && ctx.Err() == nil {
+			j.log.Error("download failed", "error", err)
+		}
+	}
+	j.res.BytesTransferred = j.transferred.Load()
+	j.res.Retries = int(j.retries.Load())
+	j.res.Duration = d.clock.Now().Sub(start)
+	prog.final()
+	return j.res
+}
+
+// open prepares the part file: a fresh one, or with KeepPartial the one an
+// earlier run left, whose bytes are hashed once so that the download resumes
+// after them.
+func (j *fileJob) open(ctx context.Context) error {
+	if err := os.MkdirAll(filepath.Dir(j.dest), dirMode); err != nil {
+		return noRetry(err)
+	}
+	// Chunks are written out of order; a leftover chunks file from a crash
+	// may have holes and is never trusted.
+	if err := os.Remove(j.chunks); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return noRetry(err)
+	}
+	flags := os.O_RDWR | os.O_CREATE
+	if !j.d.keepPartial {
+		flags |= os.O_TRUNC
+	}
+	out, err := os.OpenFile(j.part, flags, fileMode)
+	if err != nil {
+		return noRetry(err)
+	}
+	j.out, j.cur = out, j.part
+	if !j.d.keepPartial {
+		return nil
+	}
+	st, err := out.Stat()
+	if err != nil {
+		return noRetry(err)
+	}
+	n := st.Size()
+	if n == 0 {
+		return nil
+	}
+	if j.f.Size > 0 && n > j.f.Size {
+		j.log.Info("discarding partial file longer than the expected size", "partial_bytes", n)
+		return j.reset()
+	}
+	if err := j.rehash(ctx, n); err != nil {
+		// Leave the kept bytes exactly as they were for the next run.
+		_ = j.out.Close()
+		j.out, j.cur = nil, ""
+		return err
+	}
+	j.offset, j.spliced = n, true
+	j.res.ReusedBytes = n
+	j.prog.add(n)
+	j.log.Info("resuming from partial file", "partial_bytes", n)
+	return nil
+}
+
+func (j *fileJob) rehash(ctx context.Context, n int64) error {
+	bp := j.d.getBuf()
+	defer j.d.putBuf(bp)
+	r := io.NewSectionReader(j.out, 0, n)
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, err := io.ReadFull(r, *bp)
+		j.h.Write((*bp)[:m])
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return noRetry(err)
+		}
+	}
+}
+
+// run repeats attempts until the file is complete and verified, the error is
+// not worth retrying, or the retry budget is spent.
+func (j *fileJob) run(ctx context.Context) error {
+	high := j.offset // furthest point reached; getting past it is progress
+	fails := 0
+	for {
+		before := high
+		done, err := j.attempt(ctx)
+		high = max(high, j.offset)
+		if err == nil && done {
+			err = j.verify()
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, ErrChecksumMismatch) && j.spliced && !j.cleanRetry {
+				j.cleanRetry, j.chunkTried = true, true
+				j.log.Warn("checksum mismatch after resume: downloading again from zero", "error", err)
+				if terr := j.restart(); terr != nil {
+					return terr
+				}
+				if terr := j.renameTo(j.part); terr != nil {
+					return terr
+				}
+				j.retries.Add(1)
+				continue
+			}
+			j.bad = true
+			return err
+		}
+		if err == nil {
+			continue // a range ended short of the object: ask for the rest
+		}
+		if ctx.Err() != nil {
+			return context.Cause(ctx)
+		}
+		if !retryable(err) && !errors.Is(err, errRestartNeeded) {
+			return err
+		}
+		if j.offset > before {
+			fails = 0
+		}
+		fails++
+		if fails > j.d.maxRetries {
+			return noRetry(fmt.Errorf("giving up after %d attempts without progress: %w", fails, err))
+		}
+		j.retries.Add(1)
+		j.log.Warn("download interrupted, retrying", "error", err, "attempt", fails, "offset", j.offset)
+		if err := j.d.pause(ctx, fails, err); err != nil {
+			return context.Cause(ctx)
+		}
+	}
+}
+
+// call is one request in flight with its own context, so that a stalled
+// body can be abandoned without touching the rest of the download.
+type call struct {
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	wd     *watchdog
+	resp   *http.Response
+}
+
+func (c *call) close() {
+	if c.resp != nil {
+		c.resp.Body.Close()
+	}
+	c.wd.stop()
+	c.cancel(nil)
+}
+
+// get sends a GET for bytes [from, to] (to < 0: to the end; from == to == -1
+// or from == 0 with to < 0: no Range at all).
+func (j *fileJob) get(ctx context.Context, from, to int64, ifRange string) (*call, error) {
+	cctx, cancel := context.WithCancelCause(ctx)
+	c := &call{ctx: cctx, cancel: cancel}
+	req, err := http.NewRequestWithContext(cctx, http.MethodGet, j.f.URL, nil)
+	if err != nil {
+		c.close()
+		return nil, permanent(fmt.Errorf("request for %s: %w", j.url, redactErr(err)))
+	}
+	if j.f.Header != nil {
+		req.Header = j.f.Header.Clone()
+	}
+	req.Header.Del("Range")
+	req.Header.Del("If-Range")
+	// Explicit identity: the transport must not gzip-decode behind our back,
+	// or Range offsets and hashes would refer to different bytes.
+	req.Header.Set("Accept-Encoding", "identity")
+	if from > 0 || to >= 0 {
+		r := "bytes=" + strconv.FormatInt(from, 10) + "-"
+		if to >= 0 {
+			r += strconv.FormatInt(to, 10)
+		}
+		req.Header.Set("Range", r)
+		if ifRange != "" {
+			req.Header.Set("If-Range", ifRange)
+		}
+	}
+	resp, err := j.d.client.Do(req)
+	if err != nil {
+		err = j.netErr(ctx, c, err)
+		c.close()
+		return nil, err
+	}
+	c.resp = resp
+	// From here on the body must keep flowing; the wait for headers was
+	// bounded by the client (ResponseHeaderTimeout).
+	c.wd = newWatchdog(j.d.stall, cancel)
+	return c, nil
+}
+
+// netErr classifies a transport or body error of call c.
+func (j *fileJob) netErr(ctx context.Context, c *call, err error) error {
+	if ctx.Err() != nil {
+		return context.Cause(ctx)
+	}
+	if errors.Is(context.Cause(c.ctx), errStalled) {
+		return fmt.Errorf("%s: %w (%v)", j.url, errStalled, j.d.stall)
+	}
+	err = redactErr(err)
+	if certificateError(err) {
+		return permanent(err)
+	}
+	return err
+}
+
+// statusErr turns a response that is not data into an error.
+func (j *fileJob) statusErr(resp *http.Response) error {
+	se := &StatusError{URL: j.url, StatusCode: resp.StatusCode, Status: resp.Status}
+	// Drain a little so the connection can be reused for the retry.
+	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	if retryableStatus(resp.StatusCode) {
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
+			se.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), j.d.clock.Now())
+		}
+		return se
+	}
+	return permanent(se)
+}
+
+// attempt makes one request and streams its body into the part file. done is
+// true when the file is complete; (false, nil) means the server sent a
+// shorter range than asked and the rest must be requested.
+func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
+	from, to := j.offset, int64(-1)
+	probe := j.d.chunkConc > 1 && !j.chunkTried
+	if probe {
+		to = from + j.d.chunkSize - 1
+	}
+	ifRange := ""
+	if from > 0 {
+		ifRange = j.validator
+	}
+	c, err := j.get(ctx, from, to, ifRange)
+	if err != nil {
+		return false, err
+	}
+	defer c.close()
+	resp := c.resp
+
+	end := int64(-1) // offset at which this response's bytes end, if known
+	switch resp.StatusCode {
+	case http.StatusOK:
+		j.chunkTried = true
+		if j.offset > 0 {
+			reason := "server ignored the Range request"
+			if ifRange != "" {
+				reason = "server ignored the Range request or the object changed (If-Range)"
+			}
+			j.log.Info("restarting from zero", "reason", reason, "discarded_bytes", j.offset)
+			if err := j.restart(); err != nil {
+				return false, err
+			}
+		}
+		if err := j.checkSize(resp.ContentLength); err != nil {
+			return false, err
+		}
+		if resp.ContentLength >= 0 {
+			j.total, end = resp.ContentLength, resp.ContentLength
+		}
+		j.validator = validatorOf(resp)
+		j.prog.setSize(j.total)
+
+	case http.StatusPartialContent:
+		start, last, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if probe {
+			j.chunkTried = true
+		}
+		// More than asked (to) is harmless as long as it starts where asked.
+		if !ok || start != j.offset {
+			j.log.Warn("restarting from zero: Content-Range does not match the request",
+				"range_requested", from, "content_range", resp.Header.Get("Content-Range"))
+			if err := j.restart(); err != nil {
+				return false, err
+			}
+			j.chunkTried = true
+			return false, fmt.Errorf("%s: %w", j.url, errBadContentRange)
+		}
+		if err := j.checkSize(total); err != nil {
+			return false, err
+		}
+		v := validatorOf(resp)
+		if (total >= 0 && j.total >= 0 && total != j.total && j.f.Size <= 0) ||
+			(v != "" && j.validator != "" && v != j.validator) {
+			if err := j.restart(); err != nil {
+				return false, err
+			}
+			return false, fmt.Errorf("%s: %w", j.url, errObjectChanged)
+		}
+		if total >= 0 {
+			j.total = total
+		}
+		if j.validator == "" {
+			j.validator = v
+		}
+		j.prog.setSize(j.total)
+		end = last + 1
+		if probe && j.total > 0 && j.total-j.offset > j.d.chunkSize {
+			err := j.chunked(ctx, c, end)
+			return err == nil, err
+		}
+
+	case http.StatusRequestedRangeNotSatisfiable:
+		_, _, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		if ok && total == j.offset && (j.f.Size <= 0 || total == j.f.Size) {
+			// We already hold every byte (a kept .part that was complete).
+			j.total = total
+			j.prog.setSize(total)
+			return true, nil
+		}
+		j.chunkTried = true
+		if err := j.restart(); err != nil {
+			return false, err
+		}
+		return false, fmt.Errorf("%s: HTTP %s for a resume at byte %d", j.url, resp.Status, from)
+
+	default:
+		return false, j.statusErr(resp)
+	}
+
+	if err := j.stream(ctx, c, end); err != nil {
+		return false, err
+	}
+	switch {
+	case end >= 0 && j.offset < end:
+		return false, fmt.Errorf("%s: %w (%d of %d bytes)", j.url, errShortBody, j.offset, end)
+	case j.total >= 0 && j.offset == j.total:
+		return true, nil
+	case j.total >= 0:
+		if end >= 0 {
+			return false, nil // the range ended where the server said it would
+		}
+		return false, fmt.Errorf("%s: %w (%d of %d bytes)", j.url, errShortBody, j.offset, j.total)
+	case to >= 0 && j.offset == to+1:
+		return false, nil // a bounded probe filled up; the size is unknown
+	default:
+		return true, nil
+	}
+}
+
+// checkSize fails permanently if the server's object size contradicts the
+// caller's expectation (n < 0: the server did not say).
+func (j *fileJob) checkSize(n int64) error {
+	if n >= 0 && j.f.Size > 0 && n != j.f.Size {
+		j.bad = true
+		return permanent(fmt.Errorf("%s: %w: server has %d bytes, expected %d", j.url, ErrSizeMismatch, n, j.f.Size))
+	}
+	return nil
+}
+
+// stream copies c's body to the part file from j.offset on, hashing as it
+// writes. limit is where the body must end (-1: unknown).
+func (j *fileJob) stream(ctx context.Context, c *call, limit int64) error {
+	if limit < 0 {
+		limit = j.total
+	}
+	bp := j.d.getBuf()
+	defer j.d.putBuf(bp)
+	buf := (*bp)[:j.d.limit.readSize(len(*bp))]
+	for {
+		n, rerr := readSome(c.resp.Body, buf, c.wd)
+		if n > 0 {
+			j.transferred.Add(int64(n))
+			if limit >= 0 && j.offset+int64(n) > limit {
+				// The stream disagrees with its own framing or with the
+				// expected size: none of it can be trusted.
+				if err := j.restart(); err != nil {
+					return err
+				}
+				return fmt.Errorf("%s: %w (more than %d bytes)", j.url, errLongBody, limit)
+			}
+			c.wd.pause(true)
+			err := j.d.limit.wait(c.ctx, n)
+			c.wd.pause(false)
+			if err != nil {
+				return j.netErr(ctx, c, err)
+			}
+			if _, err := j.out.WriteAt(buf[:n], j.offset); err != nil {
+				return noRetry(fmt.Errorf("write %s: %w", j.cur, err))
+			}
+			j.h.Write(buf[:n])
+			j.offset += int64(n)
+			j.prog.add(int64(n))
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return j.netErr(ctx, c, rerr)
+		}
+	}
+}
+
+// readSome fills buf from r unless r ends or fails first, so that writes and
+// hash updates happen in large pieces whatever size the transport reads in.
+func readSome(r io.Reader, buf []byte, wd *watchdog) (int, error) {
+	n := 0
+	for n < len(buf) {
+		m, err := r.Read(buf[n:])
+		n += m
+		if m > 0 {
+			wd.kick()
+		}
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// restart throws the bytes away and starts the file from zero.
+func (j *fileJob) restart() error {
+	if err := j.reset(); err != nil {
+		return err
+	}
+	j.res.Restarts++
+	return nil
+}
+
+// reset empties the part file and forgets everything learnt from it.
+func (j *fileJob) reset() error {
+	if err := j.out.Truncate(0); err != nil {
+		return noRetry(fmt.Errorf("truncate %s: %w", j.cur, err))
+	}
+	j.prog.add(-j.offset)
+	j.h.Reset()
+	j.offset = 0
+	j.spliced = false
+	j.validator = ""
+	j.total = -1
+	if j.f.Size > 0 {
+		j.total = j.f.Size
+	}
+	return nil
+}
+
+// renameTo gives the open part file another name (part or chunks).
+func (j *fileJob) renameTo(name string) error {
+	if j.cur == name {
+		return nil
+	}
+	if err := os.Rename(j.cur, name); err != nil {
+		return noRetry(err)
+	}
+	j.cur = name
+	return nil
+}
+
+// verify checks the expected digest, if any, once every byte is in.
+func (j *fileJob) verify() error {
+	j.sum = hex.EncodeToString(j.h.Sum(nil))
+	if j.f.SHA256 != "" && !strings.EqualFold(j.sum, j.f.SHA256) {
+		return fmt.Errorf("%w for %s: got %s, expected %s", ErrChecksumMismatch, j.url, j.sum, strings.ToLower(j.f.SHA256))
+	}
+	return nil
+}
+
+// commit makes the file durable under its final name: fsync the data,
+// rename, fsync the directory so the rename survives a crash too.
+func (j *fileJob) commit() error {
+	if err := j.out.Sync(); err != nil {
+		return noRetry(fmt.Errorf("sync %s: %w", j.cur, err))
+	}
+	if err := j.out.Close(); err != nil {
+		j.out = nil
+		return noRetry(fmt.Errorf("close %s: %w", j.cur, err))
+	}
+	j.out = nil
+	if err := os.Rename(j.cur, j.dest); err != nil {
+		return noRetry(err)
+	}
+	// The data is on disk and the name is final; a directory that cannot be
+	// fsynced is worth a warning, not a failed export.
+	if err := syncDir(filepath.Dir(j.dest)); err != nil {
+		j.log.Warn("could not fsync the directory after rename", "error", err)
+	}
+	j.res.Size = j.offset
+	j.res.SHA256 = j.sum
+	j.prog.setSize(j.offset) // a chunked body's size is known only now
+	j.log.Info("download complete", "bytes", j.offset, "sha256", j.sum,
+		"transferred", j.transferred.Load(), "retries", j.retries.Load(), "restarts", j.res.Restarts,
+		"chunked", j.res.Chunked)
+	return nil
+}
+
+// abandon closes a failed file: its part file is kept (trimmed to the bytes
+// that were hashed, so a later run can resume from it) or removed.
+func (j *fileJob) abandon() {
+	if j.out == nil {
+		if j.cur != "" && (!j.d.keepPartial || j.bad) {
+			_ = os.Remove(j.cur)
+		}
+		return
+	}
+	name := j.cur
+	if j.d.keepPartial && !j.bad && j.offset > 0 && j.cur == j.part {
+		err := j.out.Truncate(j.offset)
+		if err == nil {
+			err = j.out.Sync()
+		}
+		if err == nil {
+			j.log.Info("kept partial file for a later resume", "partial_bytes", j.offset)
+		}
+		_ = j.out.Close()
+		j.out = nil
+		if err == nil {
+			return
+		}
+	}
+	if j.out != nil {
+		_ = j.out.Close()
+		j.out = nil
+	}
+	_ = os.Remove(name)
+}
+
+// validatorOf returns what identifies this version of the object for
+// If-Range: a strong ETag (weak ones are not allowed there), else
+// Last-Modified.
+func validatorOf(resp *http.Response) string {
+	if et := resp.Header.Get("ETag"); et != "" && !strings.HasPrefix(et, "W/") {
+		return et
+	}
+	return resp.Header.Get("Last-Modified")
+}
+
+// parseContentRange parses "bytes first-last/total", "bytes first-last/*"
+// (total -1) and "bytes */total" (first = last = -1).
+func parseContentRange(v string) (first, last, total int64, ok bool) {
+	rest, found := strings.CutPrefix(strings.TrimSpace(v), "bytes ")
+	if !found {
+		return 0, 0, 0, false
+	}
+	rng, size, found := strings.Cut(strings.TrimSpace(rest), "/")
+	if !found {
+		return 0, 0, 0, false
+	}
+	total = -1
+	if size != "*" {
+		t, err := strconv.ParseInt(size, 10, 64)
+		if err != nil || t < 0 {
+			return 0, 0, 0, false
+		}
+		total = t
+	}
+	if rng == "*" {
+		return -1, -1, total, total >= 0
+	}
+	a, b, found := strings.Cut(rng, "-")
+	if !found {
+		return 0, 0, 0, false
+	}
+	first, err1 := strconv.ParseInt(a, 10, 64)
+	last, err2 := strconv.ParseInt(b, 10, 64)
+	if err1 != nil || err2 != nil || first < 0 || last < first || (total >= 0 && last >= total) {
+		return 0, 0, 0, false
+	}
+	return first, last, total, true
+}
+
+// syncDir makes a rename in dir durable. Some platforms cannot fsync a
+// directory; that is not worth failing a download for.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
+		return err
+	}
+	return nil
+}
