@@ -233,6 +233,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 
 	var engine *jobs.Manager
 	m := metrics.New(ver, rev, func(ctx context.Context) (map[jobs.State]int, error) { return engine.Counts(ctx) }, log)
+	m.RegisterPools(set.List)
 	engine, err = jobs.New(db, set, jobs.Options{
 		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
 		Logger: log.With("component", "jobs"), Metrics: m,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/transfer"
 )
 
 // exportWorker is the River worker; all logic lives on Manager.
@@ -234,7 +235,7 @@ func (m *Manager) export(ctx context.Context, a *attempt) (res *providers.Export
 func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.CancelCauseFunc, done <-chan struct{}) {
 	t := time.NewTicker(m.opts.HeartbeatInterval)
 	defer t.Stop()
-	meter := newRateMeter()
+	meter := transfer.NewMeter(10*time.Second, m.opts.Now)
 	lastOK := m.opts.Now()
 	hctx := context.WithoutCancel(ctx)
 	for {
@@ -245,7 +246,13 @@ func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.Canc
 		}
 		now := m.opts.Now()
 		p := a.progress.get()
-		rate, eta := meter.observe(now, p.BytesDone, p.BytesTotal)
+		meter.Observe(now, p.BytesDone)
+		rate := meter.Rate()
+		var eta *float64
+		if d, ok := meter.ETA(p.BytesTotal); ok && p.BytesTotal > 0 {
+			s := d.Seconds()
+			eta = &s
+		}
 		a.countBytes(m.metrics, p.BytesDone)
 		var cancelAt sql.NullInt64
 		found := true
