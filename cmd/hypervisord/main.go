@@ -329,14 +329,10 @@ func advertised(addr string) string {
 	return net.JoinHostPort(host, port)
 }
 
-// EndpointFile in the data dir tells hyperctl on the same host where the
-// API is.
-const EndpointFile = "endpoint"
-
 func writeEndpoint(dataDir, url string) error {
-	tmp := filepath.Join(dataDir, EndpointFile+".tmp")
+	tmp := filepath.Join(dataDir, api.EndpointFile+".tmp")
 	if err := os.WriteFile(tmp, []byte(url+"\n"), 0o600); err != nil {
 		return err
 	}
-	return os.Rename(tmp, filepath.Join(dataDir, EndpointFile))
+	return os.Rename(tmp, filepath.Join(dataDir, api.EndpointFile))
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
@@ -105,7 +106,7 @@ func (b *lockedBuffer) String() string {
 
 func (d *daemon) start(extraArgs ...string) {
 	d.t.Helper()
-	_ = os.Remove(filepath.Join(d.dataDir, EndpointFile))
+	_ = os.Remove(filepath.Join(d.dataDir, api.EndpointFile))
 	args := append([]string{"--config", d.config, "--data-dir", d.dataDir, "--listen", "127.0.0.1:0"}, extraArgs...)
 	d.cmd = exec.Command(os.Args[0], args...)
 	d.cmd.Env = append(append(os.Environ(), childEnv+"=1"), d.env...)
@@ -119,7 +120,7 @@ func (d *daemon) start(extraArgs ...string) {
 	go func() { d.done <- d.cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		b, err := os.ReadFile(filepath.Join(d.dataDir, EndpointFile))
+		b, err := os.ReadFile(filepath.Join(d.dataDir, api.EndpointFile))
 		if err == nil && len(b) > 0 {
 			d.url = strings.TrimSpace(string(b))
 			break

@@ -70,8 +70,14 @@ func (t *Tokens) Authenticate(header string) (Principal, bool) {
 	return p, ok
 }
 
-// AdminTokenFile is where the generated admin token lives in the data dir.
-const AdminTokenFile = "admin.token"
+// Files in the daemon's data directory that tell hyperctl on the same host
+// where the API is and, when no tokens are configured, how to authenticate.
+const (
+	// AdminTokenFile holds the generated admin token (mode 0600).
+	AdminTokenFile = "admin.token"
+	// EndpointFile holds the API's base URL, written at every start.
+	EndpointFile = "endpoint"
+)
 
 // EnsureAdminToken returns the admin token stored in dataDir, generating
 // one (mode 0600) on first use. created reports whether it was generated.

@@ -80,12 +80,9 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("store: river migrator: %w", err)
 	}
-	res, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil)
-	if err != nil {
+	// River logs each migration it applies.
+	if _, err := migrator.Migrate(ctx, rivermigrate.DirectionUp, nil); err != nil {
 		return fmt.Errorf("store: river migrations: %w", err)
-	}
-	for _, v := range res.Versions {
-		db.log.Info("applied river migration", "version", v.Version, "name", v.Name)
 	}
 
 	migs, err := loadMigrations(db.Dialect)

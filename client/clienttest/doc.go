@@ -1,0 +1,7 @@
+// Package clienttest runs the real hypervisord API in process for tests of
+// API clients: the job engine on a fresh SQLite store, a fake provider
+// named "lab" (providertest.Fake, whose exports write real files) and
+// tokens for every role, served by httptest. Only the provider is fake;
+// routing, authentication, validation, problem documents and the job
+// engine are the daemon's own.
+package clienttest

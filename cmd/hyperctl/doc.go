@@ -1,0 +1,27 @@
+// Command hyperctl is the command-line client of hypervisord. It submits
+// and follows export jobs and browses providers and VMs through the REST
+// API, using package client.
+//
+//	hyperctl jobs submit|list|get|watch|cancel|logs|delete
+//	hyperctl export --provider P --vm V --output DIR [--wait]
+//	hyperctl providers list
+//	hyperctl vms list|get --provider P
+//	hyperctl status
+//	hyperctl completion bash|zsh|fish|powershell
+//
+// On the daemon's host it needs no configuration: the daemon records its
+// URL in <data-dir>/endpoint and, when no API tokens are configured, an
+// admin token in <data-dir>/admin.token, and hyperctl reads both from the
+// daemon's default data directory (or --data-dir / HYPERSDK_DATA_DIR).
+// Elsewhere, HYPERSDK_SERVER and HYPERSDK_TOKEN (or --token-file) say
+// where and who. The local admin token is only ever sent to the daemon
+// recorded next to it, or to a server the user paired with --data-dir.
+//
+// Output is a table by default; -o json and -o yaml print the API's
+// objects as the API sends them. Exit codes: 0 success, 1 the operation
+// failed (an API error, or a watched job that failed or was cancelled),
+// 2 the command line is wrong.
+//
+// `export --local` is the place of the standalone mode (the provider's
+// export run in process, without a daemon); see local.go.
+package main

@@ -1,0 +1,45 @@
+package main
+
+import (
+	"github.com/spf13/cobra"
+)
+
+// exportFlags are the flags of `hyperctl export`: the job options, and
+// the choice between the daemon and the standalone mode.
+type exportFlags struct {
+	submitFlags
+	local bool
+}
+
+func (a *app) exportCommand() *cobra.Command {
+	f := &exportFlags{}
+	cmd := &cobra.Command{
+		Use:   "export --provider P --vm V --output DIR [--format ovf|ova] [--wait]",
+		Short: "Export a VM (shorthand for 'jobs submit')",
+		Long: `Export a VM through the daemon: the same as 'hyperctl jobs submit', with
+--output required. With --wait it shows a progress bar until the export ends
+and exits non-zero unless it succeeded.
+
+--output is a directory on the daemon's host: relative to the daemon's export
+directory, or absolute under one of its export.allowed_roots.`,
+		Example: `  hyperctl export --provider vc1 --vm /DC0/vm/web01 --output web01 --wait
+  hyperctl export --provider vc1 --vm web01 --output web01 --format ova --compress --compression zstd`,
+		Args: exactArgs(),
+		RunE: action(func(cmd *cobra.Command, _ []string) error {
+			if f.local {
+				return a.exportLocal(cmd, f)
+			}
+			if f.provider == "" || f.vm == "" || f.output == "" {
+				return usageErrorf("--provider, --vm and --output are required")
+			}
+			req, err := f.request(cmd)
+			if err != nil {
+				return err
+			}
+			return a.submit(cmd.Context(), req, &f.submitFlags)
+		}),
+	}
+	a.addSubmitFlags(cmd, &f.submitFlags)
+	cmd.Flags().BoolVar(&f.local, "local", false, "export in this process without a daemon (standalone mode; not available in this build)")
+	return cmd
+}
