@@ -212,3 +212,21 @@ func (c ExportCapabilities) Validate(opts ExportOptions) error {
 	}
 	return nil
 }
+
+// PoolStats are the counters of a provider's session pool, exported as
+// hypersdk_<type>_pool_* metrics by the daemon.
+type PoolStats struct {
+	Created    int64 `json:"created"`
+	Reused     int64 `json:"reused"`
+	Evicted    int64 `json:"evicted"`
+	Waits      int64 `json:"waits"`
+	Reconnects int64 `json:"reconnects"`
+	InUse      int64 `json:"in_use"`
+	Idle       int64 `json:"idle"`
+	Max        int64 `json:"max"`
+}
+
+// Pooled is implemented by providers that pool platform sessions.
+type Pooled interface {
+	PoolStats() PoolStats
+}
