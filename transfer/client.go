@@ -51,22 +51,9 @@ type ClientOptions struct {
 // decompression (the bytes hashed must be the bytes served). It fails only on
 // a malformed Thumbprint: an unusable pin must never silently mean "no pin".
 func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
-	tlsConf := &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		RootCAs:            opts.RootCAs,
-		InsecureSkipVerify: opts.InsecureSkipVerify, //nolint:gosec // only when the caller asked for it
-	}
-	if opts.Thumbprint != "" {
-		verify, err := thumbprintVerifier(opts.Thumbprint)
-		if err != nil {
-			return nil, err
-		}
-		// The pin is the trust decision; chain verification would reject the
-		// self-signed certificates pins exist for.
-		tlsConf.InsecureSkipVerify = true
-		// VerifyConnection, unlike VerifyPeerCertificate, also runs on resumed
-		// sessions.
-		tlsConf.VerifyConnection = verify
+	tlsConf, err := TLSConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 
 	dialer := &net.Dialer{
@@ -99,6 +86,31 @@ func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
 		ReadBufferSize: 64 << 10,
 	}
 	return &http.Client{Transport: t}, nil
+}
+
+// TLSConfig is the TLS part of NewHTTPClient, for clients that bring their
+// own transport (the vSphere SOAP client): minimum TLS 1.2, RootCAs or the
+// system roots, InsecureSkipVerify only when asked, and a thumbprint pin
+// checked on every connection, in a single handshake.
+func TLSConfig(opts ClientOptions) (*tls.Config, error) {
+	tlsConf := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		RootCAs:            opts.RootCAs,
+		InsecureSkipVerify: opts.InsecureSkipVerify, //nolint:gosec // only when the caller asked for it
+	}
+	if opts.Thumbprint != "" {
+		verify, err := thumbprintVerifier(opts.Thumbprint)
+		if err != nil {
+			return nil, err
+		}
+		// The pin is the trust decision; chain verification would reject the
+		// self-signed certificates pins exist for.
+		tlsConf.InsecureSkipVerify = true
+		// VerifyConnection, unlike VerifyPeerCertificate, also runs on resumed
+		// sessions.
+		tlsConf.VerifyConnection = verify
+	}
+	return tlsConf, nil
 }
 
 // thumbprintVerifier parses a SHA-1 or SHA-256 fingerprint and returns the

@@ -14,14 +14,15 @@ type exportFlags struct {
 func (a *app) exportCommand() *cobra.Command {
 	f := &exportFlags{}
 	cmd := &cobra.Command{
-		Use:   "export --provider P --vm V --output DIR [--format ovf|ova] [--wait]",
+		Use:   "export --provider P --vm V [--output DIR] [--format ovf|ova] [--wait]",
 		Short: "Export a VM (shorthand for 'jobs submit')",
-		Long: `Export a VM through the daemon: the same as 'hyperctl jobs submit', with
---output required. With --wait it shows a progress bar until the export ends
-and exits non-zero unless it succeeded.
+		Long: `Export a VM through the daemon: the same as 'hyperctl jobs submit'. With
+--wait it shows a progress bar until the export ends and exits non-zero
+unless it succeeded.
 
 --output is a directory on the daemon's host: relative to the daemon's export
-directory, or absolute under one of its export.allowed_roots.`,
+directory, or absolute under one of its export.allowed_roots. Without it the
+export goes to <export directory>/<job id>.`,
 		Example: `  hyperctl export --provider vc1 --vm /DC0/vm/web01 --output web01 --wait
   hyperctl export --provider vc1 --vm web01 --output web01 --format ova --compress --compression zstd`,
 		Args: exactArgs(),
@@ -29,8 +30,8 @@ directory, or absolute under one of its export.allowed_roots.`,
 			if f.local {
 				return a.exportLocal(cmd, f)
 			}
-			if f.provider == "" || f.vm == "" || f.output == "" {
-				return usageErrorf("--provider, --vm and --output are required")
+			if f.provider == "" || f.vm == "" {
+				return usageErrorf("--provider and --vm are required")
 			}
 			req, err := f.request(cmd)
 			if err != nil {

@@ -123,7 +123,7 @@ func (a *app) submit(ctx context.Context, req jobs.Request, f *submitFlags) erro
 	}
 	sub, err := c.SubmitJob(ctx, req, f.idempotencyKey)
 	if err != nil {
-		return fmt.Errorf("submit %s/%s: %w", req.Provider, req.VM, err)
+		return fmt.Errorf("submit %s %s: %w", req.Provider, req.VM, err)
 	}
 	j := sub.Job
 	if sub.Replayed {
@@ -131,12 +131,12 @@ func (a *app) submit(ctx context.Context, req jobs.Request, f *submitFlags) erro
 	}
 	if !f.wait {
 		return a.show(j, func(w io.Writer) error {
-			fmt.Fprintf(w, "job %s %s: %s/%s -> %s (%s)\n", j.ID, j.State, j.Provider, j.VM, j.Spec.Options.OutputDir, j.Spec.Options.Format)
+			fmt.Fprintf(w, "job %s %s: %s %s -> %s (%s)\n", j.ID, j.State, j.Provider, j.VM, j.Spec.Options.OutputDir, j.Spec.Options.Format)
 			fmt.Fprintf(w, "follow it with: hyperctl jobs watch %s\n", j.ID)
 			return nil
 		})
 	}
-	fmt.Fprintf(a.env.stderr, "job %s submitted: %s/%s -> %s\n", j.ID, j.Provider, j.VM, j.Spec.Options.OutputDir)
+	fmt.Fprintf(a.env.stderr, "job %s submitted: %s %s -> %s\n", j.ID, j.Provider, j.VM, j.Spec.Options.OutputDir)
 	return a.watch(ctx, c, j.ID)
 }
 

@@ -201,7 +201,7 @@ func TestSubmitWaitSucceeds(t *testing.T) {
 			"--output", "web", "--format", "ovf", "--parallel", "2", "--wait"}, h.env(&stdout, &stderr))
 	}()
 	// Without a terminal, progress comes as plain lines on stderr.
-	waitOutput(t, &stderr, "submitted: lab//DC0/vm/vm-001 -> "+filepath.Join(h.srv.ExportDir, "web"))
+	waitOutput(t, &stderr, "submitted: lab /DC0/vm/vm-001 -> "+filepath.Join(h.srv.ExportDir, "web"))
 	waitOutput(t, &stderr, ": running, ")
 	if stdout.String() != "" {
 		t.Fatalf("stdout before the job ended: %q", stdout.String())
@@ -210,12 +210,12 @@ func TestSubmitWaitSucceeds(t *testing.T) {
 	if code := <-done; code != 0 {
 		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
-	result{stdout: stdout.String(), stderr: stderr.String()}.expect(t, 0, ": succeeded", "succeeded: lab//DC0/vm/vm-001",
+	result{stdout: stdout.String(), stderr: stderr.String()}.expect(t, 0, ": succeeded", "succeeded: lab /DC0/vm/vm-001",
 		"4 file(s), 1.5 MiB", filepath.Join(h.srv.ExportDir, "web"), "manifest: vm-001.mf")
 
 	// The same through `export`, with the live bar.
 	h.tty = true
-	r := h.run("export", "--provider", "lab", "--vm", "vm-002", "--output", "vm2", "--format", "ova", "--wait").expect(t, 0, "succeeded: lab/vm-002")
+	r := h.run("export", "--provider", "lab", "--vm", "vm-002", "--output", "vm2", "--format", "ova", "--wait").expect(t, 0, "succeeded: lab vm-002")
 	if !strings.Contains(r.stderr, "1.5 MiB / 1.5 MiB") || !strings.Contains(r.stderr, "100.0%") {
 		t.Fatalf("progress bar did not end full:\n%s", r.stderr)
 	}
@@ -255,7 +255,7 @@ func TestSubmitWaitFails(t *testing.T) {
 	// A transient failure is retried by the daemon; waiting ends with the
 	// later attempt's success.
 	h.srv.Fake.FailNext("vm-000", errors.New("connection reset by vCenter"))
-	h.run("jobs", "submit", "--provider", "lab", "--vm", "vm-000", "--wait").expect(t, 0, "succeeded: lab/vm-000")
+	h.run("jobs", "submit", "--provider", "lab", "--vm", "vm-000", "--wait").expect(t, 0, "succeeded: lab vm-000")
 	list, err = h.client(clienttest.ViewerToken).ListJobs(context.Background(), jobs.ListFilter{VM: "vm-000"})
 	if err != nil || len(list.Items) != 1 || list.Items[0].Attempt != 2 {
 		t.Fatalf("jobs of vm-000: %v %+v", err, list)
@@ -498,7 +498,7 @@ func TestMissingAndRejectedTokens(t *testing.T) {
 
 	h.vars["HYPERSDK_TOKEN"] = clienttest.OperatorToken
 	r = h.run("jobs", "submit", "--provider", "lab", "--vm", "vm-001", "--compression-level", "12", "--parallel", "99")
-	r.expect(t, 1, "submit lab/vm-001: validation failed (HTTP 422 validation-failed)",
+	r.expect(t, 1, "submit lab vm-001: validation failed (HTTP 422 validation-failed)",
 		"\n  body.compression_level: expected number <= 9 (got 12)", "\n  body.parallel_downloads: expected number <= 32")
 	h.run("jobs", "submit", "--provider", "nope", "--vm", "vm-001").
 		expect(t, 1, `provider: no provider named "nope" is configured (HTTP 422 invalid-job-request)`)
@@ -595,7 +595,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"jobs", "submit", "--provider", "lab", "--vm", "x", "--bandwidth-limit", "fast"}, "--bandwidth-limit"},
 		{[]string{"jobs", "list", "--since", "yesterday"}, "--since"},
 		{[]string{"jobs", "list", "--limit", "5000"}, "--limit"},
-		{[]string{"export", "--provider", "lab", "--vm", "x"}, "--provider, --vm and --output are required"},
+		{[]string{"export", "--provider", "lab"}, "--provider and --vm are required"},
 		{[]string{"export", "--local", "--vm", "x", "--output", "o"}, "export --local (standalone export without a daemon) is not available in this build"},
 		{[]string{"vms", "list"}, "--provider is required"},
 		{[]string{"vms", "list", "--provider", "lab", "--search", "x", "--folder", "/DC0"}, "--search cannot be combined"},

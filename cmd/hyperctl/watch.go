@@ -44,7 +44,7 @@ func (a *app) watch(ctx context.Context, c *client.Client, id string) error {
 		if final.State != jobs.StateSucceeded {
 			return nil // the error says it
 		}
-		fmt.Fprintf(w, "job %s succeeded: %s/%s\n", final.ID, final.Provider, final.VM)
+		fmt.Fprintf(w, "job %s succeeded: %s %s\n", final.ID, final.Provider, final.VM)
 		if r := final.Result; r != nil {
 			fmt.Fprintf(w, "  %d file(s), %s in %s (%s) in %s\n", len(r.Files), humanBytes(r.Bytes),
 				humanDuration(r.Duration), humanRate(r.Throughput), r.OutputDir)

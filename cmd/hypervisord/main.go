@@ -25,6 +25,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/metrics"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -39,7 +40,9 @@ func main() {
 
 // productionRegistry lists the providers this build can run.
 func productionRegistry() *providers.Registry {
-	return providers.NewRegistry()
+	r := providers.NewRegistry()
+	r.Register(providers.TypeVSphere, vsphere.New)
+	return r
 }
 
 func buildVersion() (string, string) {
@@ -62,7 +65,7 @@ func buildVersion() (string, string) {
 
 type flags struct {
 	config, listen, dataDir, logLevel, logFormat string
-	checkConfig, showVersion                     bool
+	checkConfig, showVersion, demo               bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) {
@@ -76,6 +79,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) 
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (config log.format)")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\"")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: hypervisord [flags]\n\nRuns the HyperSDK daemon. Settings come from defaults, then --config, then HYPERSDK_* environment variables, then flags.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -146,7 +150,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, registry 
 		return checkConfig(cfg, registry, stdout, stderr)
 	}
 	log := newLogger(cfg.Log, stderr)
-	if err := serve(ctx, cfg, registry, log, ver, rev, stdout); err != nil {
+	if err := serve(ctx, cfg, registry, log, ver, rev, f.demo, stdout); err != nil {
 		log.Error("hypervisord stopped with an error", "err", err)
 		return 1
 	}
@@ -180,7 +184,7 @@ func checkConfig(cfg *config.Config, registry *providers.Registry, stdout, stder
 // serve runs the daemon until ctx is cancelled (SIGINT/SIGTERM), then shuts
 // down gracefully: stop accepting requests, hand running jobs back to the
 // queue, disconnect providers, close the store.
-func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry, log *slog.Logger, ver, rev string, stdout io.Writer) error {
+func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry, log *slog.Logger, ver, rev string, demo bool, stdout io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
@@ -216,9 +220,18 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 		log.Info("using the generated admin token", "file", path)
 	}
 
+	instConfigs := cfg.ProviderInstances()
+	if demo {
+		inst, stopDemo, err := startDemo(ctx, log.With("component", "demo"))
+		if err != nil {
+			return err
+		}
+		defer stopDemo()
+		instConfigs = append(instConfigs, inst)
+	}
 	provLog := log.With("component", "providers")
 	var instances []*providers.Instance
-	for _, inst := range cfg.ProviderInstances() {
+	for _, inst := range instConfigs {
 		p, err := registry.Create(inst, providers.Deps{Logger: provLog.With("provider", inst.Name), Pool: cfg.ConnectionPool})
 		if err != nil {
 			return err
@@ -298,6 +311,9 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("API listening", "url", endpoint)
 	fmt.Fprintf(stdout, "hypervisord %s listening on %s (data dir %s)\n", ver, endpoint, cfg.DataDir)
+	if demo {
+		printDemoHelp(stdout, cfg.ExportDir())
+	}
 
 	select {
 	case <-ctx.Done():

@@ -34,8 +34,13 @@ const childEnv = "HYPERVISORD_TEST_CHILD"
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
 		ctx, stop := signalContext()
-		defer stop()
-		os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr, testRegistry()))
+		registry := testRegistry()
+		if os.Getenv("HYPERVISORD_TEST_REAL_PROVIDERS") == "1" {
+			registry = productionRegistry()
+		}
+		code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, registry)
+		stop()
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
 }
@@ -455,5 +460,51 @@ func TestVersionFlag(t *testing.T) {
 	var out bytes.Buffer
 	if code := run(context.Background(), []string{"--version"}, &out, io.Discard, testRegistry()); code != 0 || !strings.HasPrefix(out.String(), "hypervisord ") {
 		t.Fatalf("exit %d output %q", code, out.String())
+	}
+}
+
+// The demo daemon exports a VM of its simulated vCenter through the API:
+// descriptor, manifest and disks whose SHA-256 match the manifest and the
+// bytes the simulator serves; qemu-img reads every disk.
+func TestDemoExportThroughTheDaemon(t *testing.T) {
+	dmn := newDaemon(t, "", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	if !strings.Contains(dmn.out.String(), "Demo mode") {
+		t.Fatalf("no demo instructions printed:\n%s", dmn.out.String())
+	}
+	var j jobs.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/production/db/db-01"}, &j); code != 201 {
+		t.Fatalf("submit: %d", code)
+	}
+	deadline := time.Now().Add(2 * time.Minute)
+	for !j.State.Terminal() {
+		if time.Now().After(deadline) {
+			t.Fatalf("export still %s", j.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+	}
+	if j.State != jobs.StateSucceeded {
+		t.Fatalf("demo export %s: %s", j.State, j.Error)
+	}
+	dir := j.Result.OutputDir
+	cmd := exec.Command("sha256sum", "-c", j.Result.Manifest)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	disks := 0
+	for _, f := range j.Result.Files {
+		if f.Kind != "disk" {
+			continue
+		}
+		disks++
+		out, err := exec.Command("qemu-img", "info", filepath.Join(dir, f.Path)).CombinedOutput()
+		if err != nil || !strings.Contains(string(out), "file format: vmdk") {
+			t.Errorf("qemu-img info %s: %v\n%s", f.Path, err, out)
+		}
+	}
+	if disks != 2 {
+		t.Errorf("%d disks exported, want 2", disks)
 	}
 }

@@ -27,6 +27,10 @@ type Target struct {
 	// SlowVM identifies a VM whose export takes long enough to be cancelled
 	// after its first progress report (may equal ExportVM when large).
 	SlowVM string
+	// BeforeCancel, when set, runs before the cancellation check, e.g. to
+	// make the target pause transfers so that the cancel lands mid-export;
+	// AfterCancel undoes it.
+	BeforeCancel, AfterCancel func(t *testing.T)
 	// SourceDigests, when set, returns the SHA-256 of each disk's bytes as
 	// the platform holds them, keyed by exported file name, so the suite can
 	// check the export byte for byte against the source.
@@ -213,6 +217,12 @@ func Run(t *testing.T, target Target) {
 		vmID := target.SlowVM
 		if vmID == "" {
 			vmID = target.ExportVM
+		}
+		if target.BeforeCancel != nil {
+			target.BeforeCancel(t)
+		}
+		if target.AfterCancel != nil {
+			defer target.AfterCancel(t)
 		}
 		dir := t.TempDir()
 		cctx, cancel := context.WithCancel(ctx)
