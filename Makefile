@@ -13,10 +13,10 @@ all: build
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN)/ ./cmd/...
 
-# Starts hypervisord with its embedded defaults (SQLite in the per-user data
-# directory, API on 127.0.0.1:8080).
+# Starts hypervisord on its embedded defaults (SQLite in the per-user data
+# directory, API on 127.0.0.1:8080) with a simulated vCenter holding demo VMs.
 run:
-	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/hypervisord $(ARGS)
+	$(GO) run -ldflags "$(LDFLAGS)" ./cmd/hypervisord --demo $(ARGS)
 
 test-deps:
 	@./scripts/ensure-test-deps.sh
