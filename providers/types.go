@@ -152,8 +152,11 @@ type Progress struct {
 	Phase      string `json:"phase"`
 	BytesDone  int64  `json:"bytes_done"`
 	BytesTotal int64  `json:"bytes_total"`
-	// Item names what is being worked on, e.g. a disk file.
-	Item string `json:"item,omitempty"`
+	// Item names what is being worked on, e.g. a disk file; ItemBytes and
+	// ItemSize are its own progress (ItemSize 0 when unknown).
+	Item      string `json:"item,omitempty"`
+	ItemBytes int64  `json:"item_bytes,omitempty"`
+	ItemSize  int64  `json:"item_size,omitempty"`
 }
 
 // ProgressFunc receives progress reports.

@@ -8,7 +8,8 @@ import (
 // the choice between the daemon and the standalone mode.
 type exportFlags struct {
 	submitFlags
-	local bool
+	localMode bool
+	local     localFlags
 }
 
 func (a *app) exportCommand() *cobra.Command {
@@ -22,12 +23,23 @@ unless it succeeded.
 
 --output is a directory on the daemon's host: relative to the daemon's export
 directory, or absolute under one of its export.allowed_roots. Without it the
-export goes to <export directory>/<job id>.`,
+export goes to <export directory>/<job id>.
+
+With --local the export runs in this process with the daemon's provider code:
+no daemon, store or token, and --output is a local directory. The vCenter
+comes from --url or GOVC_URL, the user from the URL, --username or
+GOVC_USERNAME, the password from GOVC_PASSWORD or a prompt (a password in
+--url works but is visible in the process list, so hyperctl warns), and
+GOVC_INSECURE=1 or --insecure skips certificate checks (--thumbprint pins
+one instead).`,
 		Example: `  hyperctl export --provider vc1 --vm /DC0/vm/web01 --output web01 --wait
-  hyperctl export --provider vc1 --vm web01 --output web01 --format ova --compress --compression zstd`,
+  hyperctl export --provider vc1 --vm web01 --output web01 --format ova --compress --compression zstd
+
+  # Standalone, like govc: no daemon; the password comes from GOVC_PASSWORD or a prompt
+  GOVC_URL=https://exporter@vc.example.com/sdk hyperctl export --local --vm /DC0/vm/web01 --output ./web01`,
 		Args: exactArgs(),
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
-			if f.local {
+			if f.localMode {
 				return a.exportLocal(cmd, f)
 			}
 			if f.provider == "" || f.vm == "" {
@@ -41,6 +53,7 @@ export goes to <export directory>/<job id>.`,
 		}),
 	}
 	a.addSubmitFlags(cmd, &f.submitFlags)
-	cmd.Flags().BoolVar(&f.local, "local", false, "export in this process without a daemon (standalone mode; not available in this build)")
+	cmd.Flags().BoolVar(&f.localMode, "local", false, "export from a vCenter in this process, without a daemon (see --url)")
+	addLocalFlags(cmd, &f.local)
 	return cmd
 }

@@ -1,15 +1,293 @@
 package main
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
 	"github.com/spf13/cobra"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+	"golang.org/x/term"
+
+	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
 
-// exportLocal is `hyperctl export --local`: the standalone mode, which runs
-// the provider's export in this process with no daemon involved, and so
-// uses neither --server nor a token. This build has no in-process exporter:
-// the mode says so rather than pretending. Its own flags (the platform URL
-// and credentials) belong to this file, added from exportCommand next to
-// --local.
+// localFlags are the flags of the standalone mode: where the vCenter is.
+type localFlags struct {
+	url, username, thumbprint string
+}
+
+func addLocalFlags(cmd *cobra.Command, f *localFlags) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.url, "url", "", "with --local: vCenter or ESXi URL, e.g. https://user@vc.example.com/sdk (env GOVC_URL)")
+	fl.StringVar(&f.username, "username", "", "with --local: user name (env GOVC_USERNAME; or in --url)")
+	fl.StringVar(&f.thumbprint, "thumbprint", "", "with --local: pin the vCenter certificate by its SHA-1 or SHA-256 thumbprint")
+}
+
+// exportLocal is `hyperctl export --local`: the same provider code the
+// daemon runs, in this process, with no daemon, store or token. It reads
+// govc's environment (GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD,
+// GOVC_INSECURE) so govc users feel at home; a password is taken from the
+// environment or a prompt, and only with a warning from the command line.
 func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
-	return usageErrorf("export --local (standalone export without a daemon) is not available in this build; leave out --local to export through hypervisord")
+	getenv := a.env.getenv
+	if f.vm == "" || f.output == "" {
+		return usageErrorf("with --local, --vm and --output (a local directory) are required")
+	}
+	if f.provider != "" {
+		return usageErrorf("--provider names a daemon's provider; with --local give --url instead")
+	}
+	raw := f.local.url
+	if raw == "" {
+		raw = getenv("GOVC_URL")
+	}
+	if raw == "" {
+		return usageErrorf("with --local, give the vCenter as --url https://user@host/sdk or GOVC_URL")
+	}
+	if !strings.Contains(raw, "://") {
+		raw = "https://" + raw
+	}
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return usageErrorf("--url %q is not a URL", raw)
+	}
+	username := f.local.username
+	if username == "" {
+		username = getenv("GOVC_USERNAME")
+	}
+	password, fromURL := "", false
+	if u.User != nil {
+		if username == "" {
+			username = u.User.Username()
+		}
+		password, fromURL = u.User.Password()
+	}
+	if fromURL {
+		fmt.Fprintln(a.env.stderr, "hyperctl: warning: a password in --url is visible in the process list and shell history; prefer GOVC_PASSWORD or the prompt")
+	}
+	if password == "" {
+		password = getenv("GOVC_PASSWORD")
+	}
+	if username == "" {
+		return usageErrorf("with --local, give a user name: in --url (https://user@host/sdk), --username or GOVC_USERNAME")
+	}
+	if password == "" {
+		if a.env.promptPassword == nil {
+			return usageErrorf("no password: set GOVC_PASSWORD, or run in a terminal to be prompted")
+		}
+		if password, err = a.env.promptPassword(fmt.Sprintf("Password for %s@%s: ", username, u.Host)); err != nil {
+			return err
+		}
+	}
+	insecure := a.insecure
+	if v := getenv("GOVC_INSECURE"); v != "" {
+		if b, err := strconv.ParseBool(v); err == nil {
+			insecure = insecure || b
+		}
+	}
+	u.User = nil
+
+	opts, err := f.localOptions(cmd)
+	if err != nil {
+		return err
+	}
+	level := slog.LevelWarn
+	log := slog.New(slog.NewTextHandler(a.env.stderr, &slog.HandlerOptions{Level: level}))
+	p, err := vsphere.NewProvider("local", config.VSphere{
+		URL: u.String(), Username: username, Password: config.NewSecret(password), Insecure: insecure, Thumbprint: f.local.thumbprint,
+	}, vsphere.PoolConfig{Enabled: true, MaxConnections: 2}, log)
+	if err != nil {
+		return usageErrorf("%v", err)
+	}
+	ctx := cmd.Context()
+	if err := p.Connect(ctx); err != nil {
+		return fmt.Errorf("connect to %s: %w", u.Host, err)
+	}
+	defer p.Disconnect()
+
+	bars := a.newFileBars()
+	opts.Logger = log
+	opts.Progress = bars.update
+	res, err := p.ExportVM(ctx, f.vm, opts)
+	bars.done(err == nil)
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return fmt.Errorf("export cancelled; the export lease was aborted and partial files removed")
+		}
+		return fmt.Errorf("export %s: %w", f.vm, err)
+	}
+	return a.show(res, func(w io.Writer) error {
+		fmt.Fprintf(w, "exported %s to %s in %s (%s/s)\n", res.VM.Path, res.OutputDir, res.Duration.Round(time.Millisecond),
+			humanBytes(int64(res.Throughput)))
+		tw := newTable(w)
+		fmt.Fprintln(tw, "FILE\tSIZE\tSHA-256")
+		for _, file := range res.Files {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", file.Path, humanBytes(file.Size), file.SHA256)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+		if res.Manifest != "" {
+			fmt.Fprintf(w, "verify with: (cd %s && sha256sum -c %s)\n", res.OutputDir, res.Manifest)
+		}
+		return nil
+	})
+}
+
+// localOptions turns the shared job flags into export options; what the
+// daemon would default comes from the same defaults as its configuration.
+func (f *exportFlags) localOptions(cmd *cobra.Command) (providers.ExportOptions, error) {
+	d := config.Default().Export
+	req, err := f.request(cmd)
+	if err != nil {
+		return providers.ExportOptions{}, err
+	}
+	o := providers.ExportOptions{
+		OutputDir: f.output, Format: providers.Format(d.Format), Compress: d.Compress, Compression: d.Compression,
+		CompressionLevel: d.CompressionLevel, ParallelDownloads: d.ParallelDownloads,
+		Snapshot: req.Snapshot, PowerOff: req.PowerOff, BandwidthLimit: req.BandwidthLimit,
+	}
+	if req.Format != "" {
+		o.Format = providers.Format(req.Format)
+	}
+	if req.Compress != nil {
+		o.Compress = *req.Compress
+	}
+	if req.Compression != "" {
+		o.Compression = req.Compression
+	}
+	if req.CompressionLevel != nil {
+		o.CompressionLevel = *req.CompressionLevel
+	}
+	if req.CleanupOVF != nil {
+		o.CleanupOVF = *req.CleanupOVF
+	}
+	if req.ParallelDownloads > 0 {
+		o.ParallelDownloads = req.ParallelDownloads
+	}
+	if req.PowerOffTimeout != "" {
+		t, err := time.ParseDuration(req.PowerOffTimeout)
+		if err != nil || t <= 0 {
+			return o, usageErrorf("--power-off-timeout: want a duration such as 5m")
+		}
+		o.PowerOffTimeout = t
+	}
+	if o.Format != providers.FormatOVF && o.Format != providers.FormatOVA {
+		return o, usageErrorf("--format must be ovf or ova")
+	}
+	if o.Compress && o.Format != providers.FormatOVA {
+		return o, usageErrorf("--compress needs --format ova")
+	}
+	return o, nil
+}
+
+// fileBars draws one bar per exported file and one for the whole export on
+// a terminal, or prints a line per finished file otherwise.
+type fileBars struct {
+	out   io.Writer
+	p     *mpb.Progress // nil without a terminal
+	mu    sync.Mutex
+	total *mpb.Bar
+	files map[string]*mpb.Bar
+	seen  map[string]bool
+	phase string
+}
+
+func (a *app) newFileBars() *fileBars {
+	b := &fileBars{out: a.env.stderr, files: map[string]*mpb.Bar{}, seen: map[string]bool{}}
+	if a.env.isTerminal(a.env.stderr) {
+		b.p = mpb.New(mpb.WithOutput(a.env.stderr), mpb.WithRefreshRate(200*time.Millisecond))
+	}
+	return b
+}
+
+func (b *fileBars) update(pr providers.Progress) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if pr.Phase != b.phase {
+		b.phase = pr.Phase
+		if b.p == nil {
+			fmt.Fprintf(b.out, "%s…\n", pr.Phase)
+		}
+	}
+	if b.p == nil {
+		if pr.Item != "" && pr.ItemSize > 0 && pr.ItemBytes >= pr.ItemSize && !b.seen[pr.Item] {
+			b.seen[pr.Item] = true
+			fmt.Fprintf(b.out, "  %s: %s\n", pr.Item, humanBytes(pr.ItemSize))
+		}
+		return
+	}
+	if b.total == nil && pr.BytesTotal > 0 {
+		b.total = b.p.New(pr.BytesTotal, mpb.BarStyle(), mpb.BarPriority(1<<30),
+			mpb.PrependDecorators(decor.Name("total", decor.WCSyncSpaceR), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace)),
+			mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
+				decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace)))
+	}
+	if b.total != nil {
+		if pr.BytesTotal > b.total.Current() {
+			b.total.SetTotal(pr.BytesTotal, false)
+		}
+		b.total.EwmaSetCurrent(pr.BytesDone, 200*time.Millisecond)
+	}
+	if pr.Item == "" || pr.Phase != providers.PhaseDownloading {
+		return
+	}
+	bar, ok := b.files[pr.Item]
+	if !ok {
+		bar = b.p.New(0, mpb.BarStyle(),
+			mpb.PrependDecorators(decor.Name(pr.Item, decor.WCSyncSpaceR), decor.Current(decor.SizeB1024(0), "% .1f", decor.WCSyncSpace)),
+			mpb.AppendDecorators(decor.OnComplete(decor.Name(""), "done")))
+		b.files[pr.Item] = bar
+	}
+	if pr.ItemSize > 0 {
+		bar.SetTotal(pr.ItemSize, pr.ItemBytes >= pr.ItemSize)
+	}
+	bar.SetCurrent(pr.ItemBytes)
+}
+
+func (b *fileBars) done(ok bool) {
+	if b.p == nil {
+		return
+	}
+	b.mu.Lock()
+	for _, bar := range b.files {
+		if ok {
+			bar.SetTotal(bar.Current(), true)
+		} else {
+			bar.Abort(false)
+		}
+	}
+	if b.total != nil {
+		if ok {
+			b.total.SetTotal(b.total.Current(), true)
+		} else {
+			b.total.Abort(false)
+		}
+	}
+	b.mu.Unlock()
+	b.p.Wait()
+}
+
+// promptTerminalPassword reads a password without echo from the terminal.
+func promptTerminalPassword(stderr io.Writer) func(string) (string, error) {
+	if !term.IsTerminal(int(os.Stdin.Fd())) {
+		return nil
+	}
+	return func(prompt string) (string, error) {
+		fmt.Fprint(stderr, prompt)
+		b, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(stderr)
+		return string(b), err
+	}
 }

@@ -57,6 +57,9 @@ type env struct {
 	// retry spaces retried requests (zero: the client's default).
 	retry backoff.Policy
 	now   func() time.Time
+	// promptPassword asks for a password without echo; nil when there is
+	// no terminal to ask on.
+	promptPassword func(prompt string) (string, error)
 }
 
 func osEnv() *env {
@@ -67,7 +70,8 @@ func osEnv() *env {
 			f, ok := w.(*os.File)
 			return ok && term.IsTerminal(int(f.Fd()))
 		},
-		now: time.Now,
+		now:            time.Now,
+		promptPassword: promptTerminalPassword(os.Stderr),
 	}
 }
 

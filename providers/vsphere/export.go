@@ -350,7 +350,12 @@ func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloade
 					sum += perFile[i].Load()
 				}
 				done.Store(sum)
-				ex.opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: sum, BytesTotal: max(total, sum), Item: filepath.Base(pr.Path)})
+				itemSize := max(pr.FileSize, 0)
+				if pr.Final {
+					itemSize = pr.FileBytes // NFC sends no length: known at the end
+				}
+				ex.opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: sum, BytesTotal: max(total, sum),
+					Item: filepath.Base(pr.Path), ItemBytes: pr.FileBytes, ItemSize: itemSize})
 			},
 		})
 		results, err := d.Download(ctx, tf)
@@ -499,7 +504,7 @@ func (ex *export) pack(ctx context.Context, ovfName string, res *providers.Expor
 			comp = ova.CompressionZstd
 		}
 	}
-	name := ex.base + ".ova" + comp.Extension()
+	name := ex.base + comp.Extension()
 	ex.opts.Report(providers.Progress{Phase: providers.PhasePackaging, BytesDone: 0, BytesTotal: res.Bytes})
 	pr, err := ova.Pack(ctx, ex.opts.OutputDir, ovfName, filepath.Join(ex.opts.OutputDir, name), ova.Options{
 		Compression: comp, Level: ex.opts.CompressionLevel, CleanupOVF: ex.opts.CleanupOVF,

@@ -397,3 +397,46 @@ func TestConcurrentExportsShareThePool(t *testing.T) {
 		t.Errorf("pool stats %+v", st)
 	}
 }
+
+// An OVA export is one archive whose first member is the descriptor;
+// compressed ones are standard gzip/zstd streams of the same archive.
+func TestOVAExport(t *testing.T) {
+	sim := startSim(t, testSpec())
+	p := sim.provider(t, PoolConfig{})
+	for _, tc := range []struct {
+		compress    bool
+		compression string
+		file        string
+		tarFlag     string
+	}{
+		{false, "", "db-01.ova", ""},
+		{true, "gzip", "db-01.ova.gz", "-z"},
+		{true, "zstd", "db-01.ova.zst", "--zstd"},
+	} {
+		dir := t.TempDir()
+		res, err := p.ExportVM(context.Background(), "db-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVA,
+			Compress: tc.compress, Compression: tc.compression, CleanupOVF: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.OVAPath != tc.file || len(res.Files) != 1 || res.Files[0].Kind != "ova" {
+			t.Fatalf("result %+v", res)
+		}
+		entries, _ := os.ReadDir(dir)
+		if len(entries) != 1 {
+			t.Errorf("cleanup_ovf left %d files", len(entries))
+		}
+		args := []string{"-tf", filepath.Join(dir, tc.file)}
+		if tc.tarFlag != "" {
+			args = append([]string{tc.tarFlag}, args...)
+		}
+		out, err := exec.Command("tar", args...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("tar %v: %v\n%s", args, err, out)
+		}
+		names := strings.Fields(string(out))
+		if len(names) < 4 || names[0] != "db-01.ovf" || names[1] != "db-01.mf" {
+			t.Errorf("%s members %v: descriptor then manifest first", tc.file, names)
+		}
+	}
+}
