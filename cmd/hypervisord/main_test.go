@@ -4,9 +4,18 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"math/big"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -71,6 +80,7 @@ type daemon struct {
 	url     string
 	token   string
 	done    chan error
+	client  *http.Client
 }
 
 func newDaemon(t *testing.T, configYAML string, env ...string) *daemon {
@@ -140,6 +150,9 @@ func (d *daemon) start(extraArgs ...string) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	if d.token != "" {
+		return // configured by the test
+	}
 	tok, err := os.ReadFile(filepath.Join(d.dataDir, "admin.token"))
 	if err != nil {
 		d.t.Fatal(err)
@@ -165,7 +178,11 @@ func (d *daemon) call(method, path string, body any, v any) int {
 	req, _ := http.NewRequest(method, d.url+path, rd)
 	req.Header.Set("Authorization", "Bearer "+d.token)
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	c := d.client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		d.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -506,5 +523,121 @@ func TestDemoExportThroughTheDaemon(t *testing.T) {
 	}
 	if disks != 2 {
 		t.Errorf("%d disks exported, want 2", disks)
+	}
+}
+
+// selfSigned writes a certificate and key for 127.0.0.1 and returns a pool
+// trusting it.
+func selfSigned(t *testing.T, dir string) (certPath, keyPath string, pool *x509.CertPool) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hypervisord test"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, KeyUsage: x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kb, _ := x509.MarshalECPrivateKey(key)
+	certPath, keyPath = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	_ = os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	_ = os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kb}), 0o600)
+	cert, _ := x509.ParseCertificate(der)
+	pool = x509.NewCertPool()
+	pool.AddCert(cert)
+	return certPath, keyPath, pool
+}
+
+// Over TLS, with configured tokens and a vCenter password in the
+// configuration: every response and every log line is free of tokens and
+// passwords, and so is the daemon's argument list.
+func TestTLSAndNoSecretsAnywhere(t *testing.T) {
+	dir := t.TempDir()
+	cert, key, pool := selfSigned(t, dir)
+	const (
+		adminTok  = "adm-7f3c9e1b5a2d4c6e8f0a1b3c"
+		viewerTok = "view-2b4d6f8a0c1e3a5c7e9b1d3f"
+		vcPass    = "vc-Pa55w0rd-that-must-not-leak"
+	)
+	dmn := newDaemon(t, fmt.Sprintf(`
+api:
+  tls_cert: %s
+  tls_key: %s
+  tokens:
+    - {name: ops, role: admin, token: %s}
+    - {name: dash, role: viewer, token: {env: TEST_VIEWER_TOKEN}}
+vcenter:
+  name: broken-vc
+  url: https://127.0.0.1:9/sdk
+  username: exporter@vsphere.local
+  password: {env: TEST_VC_PASSWORD}
+log:
+  format: json
+  level: debug
+`, cert, key, adminTok), "HYPERVISORD_TEST_REAL_PROVIDERS=1", "TEST_VIEWER_TOKEN="+viewerTok, "TEST_VC_PASSWORD="+vcPass)
+	dmn.token = adminTok
+	dmn.client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	dmn.start("--demo")
+	if !strings.HasPrefix(dmn.url, "https://") {
+		t.Fatalf("endpoint %q is not https", dmn.url)
+	}
+	if _, err := os.Stat(filepath.Join(dmn.dataDir, "admin.token")); err == nil {
+		t.Error("an admin token was generated although tokens are configured")
+	}
+	var j jobs.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "dev-ubuntu-01"}, &j); code != 201 {
+		t.Fatalf("submit over TLS: %d", code)
+	}
+	var failing jobs.Job
+	dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "broken-vc", "vm": "x", "max_attempts": 1}, &failing)
+	for _, id := range []string{j.ID, failing.ID} {
+		deadline := time.Now().Add(time.Minute)
+		var got jobs.Job
+		for !got.State.Terminal() && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+			dmn.call("GET", "/api/v1/jobs/"+id, nil, &got)
+		}
+		if !got.State.Terminal() {
+			t.Fatalf("job %s did not finish", id)
+		}
+	}
+	var bodies []string
+	for _, path := range []string{"/api/v1/jobs", "/api/v1/jobs/" + j.ID, "/api/v1/jobs/" + failing.ID, "/api/v1/jobs/" + j.ID + "/logs",
+		"/api/v1/jobs/" + failing.ID + "/logs", "/api/v1/providers", "/api/v1/status", "/api/v1/openapi.json",
+		"/api/v1/providers/demo/vms", "/api/v1/providers/broken-vc/vms", "/metrics", "/healthz", "/readyz"} {
+		req, _ := http.NewRequest("GET", dmn.url+path, nil)
+		req.Header.Set("Authorization", "Bearer "+adminTok)
+		resp, err := dmn.client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		bodies = append(bodies, path+": "+string(b))
+	}
+	// The viewer token works and the metrics name the vSphere session pool.
+	req, _ := http.NewRequest("GET", dmn.url+"/api/v1/status", nil)
+	req.Header.Set("Authorization", "Bearer "+viewerTok)
+	if resp, err := dmn.client.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("viewer token: %v %v", resp, err)
+	}
+	if !strings.Contains(strings.Join(bodies, "\n"), `hypersdk_vsphere_pool_sessions_created_total{provider="demo"}`) {
+		t.Error("no vSphere pool metrics")
+	}
+	cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", dmn.cmd.Process.Pid))
+	dmn.kill()
+	haystacks := append(bodies, "daemon output: "+dmn.out.String(), "cmdline: "+string(cmdline))
+	for _, h := range haystacks {
+		for _, secret := range []string{adminTok, viewerTok, vcPass} {
+			if strings.Contains(h, secret) {
+				t.Errorf("secret %s… leaked in %.300s", secret[:6], h)
+			}
+		}
 	}
 }
