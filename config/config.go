@@ -174,7 +174,13 @@ type WebhookDelivery struct {
 	// AllowPrivateTargets permits loopback, link-local and private
 	// addresses as webhook targets (off by default: SSRF guard).
 	AllowPrivateTargets bool `yaml:"allow_private_targets"`
-	Workers             int  `yaml:"workers"`
+	// Workers is how many deliveries this daemon sends at once.
+	Workers int `yaml:"workers"`
+	// RetrySchedule replaces the Standard Webhooks retry schedule (5s, 5m,
+	// 30m, 2h, 5h, 10h, 10h); an endpoint's retry: N uses its first N steps.
+	RetrySchedule []time.Duration `yaml:"retry_schedule"`
+	// ProgressInterval throttles job.progress events per job.
+	ProgressInterval time.Duration `yaml:"progress_interval"`
 }
 
 // Default returns the configuration used when nothing is configured.
@@ -206,7 +212,7 @@ func Default() *Config {
 			IdleTimeout:         5 * time.Minute,
 			HealthCheckInterval: 30 * time.Second,
 		},
-		WebhookDelivery: WebhookDelivery{Workers: 4},
+		WebhookDelivery: WebhookDelivery{Workers: 4, ProgressInterval: 30 * time.Second},
 	}
 }
 

@@ -150,6 +150,10 @@ func (c *Config) Validate() error {
 		intRange(key+".retry", w.Retry, 0, 50)
 	}
 	intRange("webhook_delivery.workers", c.WebhookDelivery.Workers, 1, 64)
+	for i, d := range c.WebhookDelivery.RetrySchedule {
+		durRange(fmt.Sprintf("webhook_delivery.retry_schedule[%d]", i), d, 10*time.Millisecond, 24*time.Hour)
+	}
+	durRange("webhook_delivery.progress_interval", c.WebhookDelivery.ProgressInterval, 100*time.Millisecond, time.Hour)
 
 	return errors.Join(errs...)
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/metrics"
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
@@ -247,13 +248,41 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	var engine *jobs.Manager
 	m := metrics.New(ver, rev, func(ctx context.Context) (map[jobs.State]int, error) { return engine.Counts(ctx) }, log)
 	m.RegisterPools(set.List)
-	engine, err = jobs.New(db, set, jobs.Options{
-		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
-		Logger: log.With("component", "jobs"), Metrics: m,
+
+	hooks, err := webhooks.New(db, webhooks.Options{
+		NodeID: nodeID, AllowPrivateTargets: cfg.WebhookDelivery.AllowPrivateTargets, Workers: cfg.WebhookDelivery.Workers,
+		Schedule: cfg.WebhookDelivery.RetrySchedule, ProgressInterval: cfg.WebhookDelivery.ProgressInterval,
+		DataDir: cfg.DataDir, UserAgent: "HyperSDK-Webhooks/" + ver, Logger: log.With("component", "webhooks"), Metrics: m,
 	})
 	if err != nil {
 		return err
 	}
+	secretFiles, err := hooks.SyncConfig(ctx, cfg.Webhooks)
+	if err != nil {
+		return fmt.Errorf("webhooks: %w", err)
+	}
+	for _, f := range secretFiles {
+		fmt.Fprintf(stdout, "Generated a signing secret for a configured webhook endpoint: %s (mode 0600).\n", f)
+	}
+	m.RegisterWebhooks(hooks.Pending)
+
+	engine, err = jobs.New(db, set, jobs.Options{
+		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
+		Logger: log.With("component", "jobs"), Metrics: m, Events: hooks, ProgressEvents: cfg.WebhookDelivery.ProgressInterval,
+	})
+	if err != nil {
+		return err
+	}
+	if err := hooks.Start(ctx); err != nil {
+		return err
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := hooks.Stop(sctx); err != nil {
+			log.Warn("webhook delivery did not stop cleanly", "err", err)
+		}
+	}()
 
 	bg, stopBG := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBG()
@@ -278,7 +307,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	defer stopEngine()
 
 	srv := api.New(api.Options{
-		Jobs: engine, Providers: set, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
+		Jobs: engine, Providers: set, Webhooks: hooks, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
 		MaxBodyBytes: cfg.API.MaxBodyBytes, Version: ver, NodeID: nodeID, Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) },
 	})
@@ -304,15 +333,16 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 		scheme = "https"
 	}
 	endpoint := fmt.Sprintf("%s://%s", scheme, advertised(ln.Addr().String()))
-	if err := writeEndpoint(cfg.DataDir, endpoint); err != nil {
-		log.Warn("could not record the API endpoint for hyperctl", "err", err)
-	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("API listening", "url", endpoint)
 	fmt.Fprintf(stdout, "hypervisord %s listening on %s (data dir %s)\n", ver, endpoint, cfg.DataDir)
 	if demo {
 		printDemoHelp(stdout, cfg.ExportDir())
+	}
+	// Written last: its appearance tells hyperctl (and tests) the daemon is up.
+	if err := writeEndpoint(cfg.DataDir, endpoint); err != nil {
+		log.Warn("could not record the API endpoint for hyperctl", "err", err)
 	}
 
 	select {

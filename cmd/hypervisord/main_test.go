@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -17,6 +18,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +27,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
@@ -639,5 +643,152 @@ log:
 				t.Errorf("secret %s… leaked in %.300s", secret[:6], h)
 			}
 		}
+	}
+}
+
+// hookReceiver is a webhook receiver that verifies every request with the
+// official Standard Webhooks library.
+type hookReceiver struct {
+	*httptest.Server
+	t      *testing.T
+	wh     *standardwebhooks.Webhook
+	delay  time.Duration
+	mu     sync.Mutex
+	ids    map[string]int // webhook-id → requests
+	events []map[string]any
+	bad    []string
+}
+
+func newHookReceiver(t *testing.T, secret string, delay time.Duration) *hookReceiver {
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hookReceiver{t: t, wh: wh, delay: delay, ids: map[string]int{}}
+	h.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if h.delay > 0 {
+			time.Sleep(h.delay)
+		}
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		if err := h.wh.Verify(body, r.Header); err != nil {
+			h.bad = append(h.bad, err.Error())
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		h.ids[r.Header.Get("webhook-id")]++
+		var p map[string]any
+		_ = json.Unmarshal(body, &p)
+		h.events = append(h.events, p)
+	}))
+	t.Cleanup(h.Close)
+	return h
+}
+
+func (h *hookReceiver) distinct() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.ids)
+}
+
+// A real export's whole lifecycle, from the demo vCenter through the
+// daemon, reaches a receiver that verifies every delivery with the official
+// Standard Webhooks library.
+func TestWebhooksForARealExport(t *testing.T) {
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	rcv := newHookReceiver(t, secret, 0)
+	dmn := newDaemon(t, fmt.Sprintf(`
+webhooks:
+  - url: %s/hooks
+    events: ["job.*"]
+    secret: %s
+webhook_delivery:
+  allow_private_targets: true
+`, rcv.URL, secret), "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	var j jobs.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "web-01", "snapshot": true}, &j); code != 201 {
+		t.Fatalf("submit: %d", code)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for rcv.distinct() < 3 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.bad) > 0 {
+		t.Fatalf("deliveries failed verification: %v", rcv.bad)
+	}
+	types := map[string]map[string]any{}
+	for _, e := range rcv.events {
+		types[e["type"].(string)] = e["data"].(map[string]any)
+	}
+	for _, want := range []string{"job.created", "job.started", "job.completed"} {
+		if types[want] == nil {
+			t.Fatalf("no %s among %d events", want, len(rcv.events))
+		}
+	}
+	done := types["job.completed"]
+	files, _ := done["files"].([]any)
+	if done["job_id"] != j.ID || done["state"] != "succeeded" || len(files) < 3 {
+		t.Fatalf("job.completed data %v", done)
+	}
+	for _, f := range files {
+		if sum, _ := f.(map[string]any)["sha256"].(string); len(sum) != 64 {
+			t.Errorf("file without a checksum: %v", f)
+		}
+	}
+}
+
+// With 100 deliveries pending to a slow receiver the daemon is SIGKILLed;
+// after a restart every one of them arrives.
+func TestPendingWebhooksSurviveSIGKILL(t *testing.T) {
+	secret := "whsec_" + base64.StdEncoding.EncodeToString([]byte("abcdefghijklmnopqrstuvwxyz012345"))
+	rcv := newHookReceiver(t, secret, 100*time.Millisecond)
+	dmn := newDaemon(t, fmt.Sprintf(`
+webhooks:
+  - url: %s/slow
+    events: ["*"]
+    secret: %s
+webhook_delivery:
+  allow_private_targets: true
+  workers: 2
+`, rcv.URL, secret))
+	dmn.start()
+	var hooks struct {
+		Items []struct{ ID string } `json:"items"`
+	}
+	dmn.call("GET", "/api/v1/webhooks", nil, &hooks)
+	if len(hooks.Items) != 1 {
+		t.Fatalf("endpoints %+v", hooks)
+	}
+	id := hooks.Items[0].ID
+	for i := range 100 {
+		if code := dmn.call("POST", "/api/v1/webhooks/"+id+"/test", nil, nil); code != 202 {
+			t.Fatalf("test event %d: HTTP %d", i, code)
+		}
+	}
+	for rcv.distinct() < 5 {
+		time.Sleep(10 * time.Millisecond)
+	}
+	dmn.kill()
+	before := rcv.distinct()
+	if before >= 100 {
+		t.Fatal("all delivered before the kill; the test proves nothing")
+	}
+	t.Logf("SIGKILL with %d of 100 delivered", before)
+	dmn.start()
+	deadline := time.Now().Add(2 * time.Minute)
+	for rcv.distinct() < 100 {
+		if time.Now().After(deadline) {
+			t.Fatalf("only %d of 100 deliveries arrived after the restart", rcv.distinct())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rcv.mu.Lock()
+	defer rcv.mu.Unlock()
+	if len(rcv.bad) > 0 {
+		t.Fatalf("bad signatures: %v", rcv.bad)
 	}
 }

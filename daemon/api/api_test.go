@@ -28,6 +28,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/metrics"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
+	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/providertest"
 )
@@ -88,8 +89,18 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 	}
 	var engine *jobs.Manager
 	m := metrics.New("test", "rev", func(ctx context.Context) (map[jobs.State]int, error) { return engine.Counts(ctx) }, log)
+	hooks, err := webhooks.New(db, webhooks.Options{NodeID: "api-test", AllowPrivateTargets: true, PollInterval: 20 * time.Millisecond,
+		Schedule: []time.Duration{20 * time.Millisecond}, DataDir: t.TempDir(), Logger: log, Metrics: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.RegisterWebhooks(hooks.Pending)
+	if err := hooks.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = hooks.Stop(context.Background()) })
 	engine, err = jobs.New(db, set, jobs.Options{
-		NodeID: "api-test", Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
+		NodeID: "api-test", Events: hooks, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
 		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log, Metrics: m,
 	})
 	if err != nil {
@@ -98,7 +109,7 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 	if err := engine.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Jobs: engine, Providers: set, Tokens: tokens, Metrics: m, Logger: log,
+	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Tokens: tokens, Metrics: m, Logger: log,
 		MaxBodyBytes: 4096, Version: "test", NodeID: "api-test", Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) }})
 	hs := httptest.NewServer(srv.Handler())
@@ -510,5 +521,109 @@ func TestSecretsNeverLeak(t *testing.T) {
 	}
 	if !strings.Contains(ts.logs.String(), `"principal":"ci-admin"`) {
 		t.Error("access log does not name the principal")
+	}
+}
+
+func TestWebhookEndpointsOverHTTP(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	var got sync.Mutex
+	var bodies []string
+	rcv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got.Lock()
+		bodies = append(bodies, string(b))
+		got.Unlock()
+	}))
+	defer rcv.Close()
+	spec := map[string]any{"url": rcv.URL, "events": []string{"job.*"}, "headers": map[string]string{"Authorization": "Bearer rcv-secret-header"}}
+	expectProblem(t, ts.do(t, "POST", "/api/v1/webhooks", operatorToken, spec), 403, "forbidden")
+	p := expectProblem(t, ts.do(t, "POST", "/api/v1/webhooks", adminToken, map[string]any{"url": rcv.URL, "events": []string{"job.finished"}}), 422, "invalid-webhook")
+	if !strings.Contains(p.Detail, "job.finished") {
+		t.Errorf("detail %q", p.Detail)
+	}
+	r := ts.do(t, "POST", "/api/v1/webhooks", adminToken, spec)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var created api.CreatedEndpoint
+	r.json(t, &created)
+	if !strings.HasPrefix(created.Secret, "whsec_") || created.Endpoint.ID == "" {
+		t.Fatalf("created %+v", created)
+	}
+	// The secret and header values never come back.
+	for _, path := range []string{"/api/v1/webhooks", "/api/v1/webhooks/" + created.Endpoint.ID} {
+		b := string(ts.do(t, "GET", path, viewerToken, nil).body)
+		if strings.Contains(b, created.Secret) || strings.Contains(b, "rcv-secret-header") || !strings.Contains(b, `"secret_prefix"`) {
+			t.Errorf("%s: %s", path, b)
+		}
+	}
+	// A job's lifecycle reaches the receiver.
+	var j jobs.Job
+	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-001"}).json(t, &j)
+	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		got.Lock()
+		n := len(bodies)
+		got.Unlock()
+		if n >= 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d events arrived", n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var d webhooks.Delivery
+	if r := ts.do(t, "POST", "/api/v1/webhooks/"+created.Endpoint.ID+"/test", operatorToken, nil); r.status != 202 {
+		t.Fatalf("test: %d %s", r.status, r.body)
+	} else {
+		r.json(t, &d)
+	}
+	var list api.DeliveryList
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		ts.do(t, "GET", "/api/v1/webhooks/"+created.Endpoint.ID+"/deliveries?state=delivered", viewerToken, nil).json(t, &list)
+		if len(list.Items) == 4 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(list.Items) != 4 {
+		t.Fatalf("%d delivered", len(list.Items))
+	}
+	var full webhooks.Delivery
+	ts.do(t, "GET", "/api/v1/webhook-deliveries/"+d.ID, viewerToken, nil).json(t, &full)
+	if len(full.History) != 1 || full.History[0].Status != 200 || full.EventType != "webhook.test" {
+		t.Fatalf("delivery %+v", full)
+	}
+	var byEvent api.DeliveryList
+	ts.do(t, "GET", "/api/v1/webhook-events/"+d.EventID+"/deliveries", viewerToken, nil).json(t, &byEvent)
+	if len(byEvent.Items) != 1 {
+		t.Fatalf("event deliveries %+v", byEvent)
+	}
+	if r := ts.do(t, "POST", "/api/v1/webhook-deliveries/"+d.ID+"/redeliver", adminToken, nil); r.status != 202 {
+		t.Fatalf("redeliver: %d %s", r.status, r.body)
+	}
+	var ep webhooks.Endpoint
+	ts.do(t, "PATCH", "/api/v1/webhooks/"+created.Endpoint.ID, adminToken, map[string]any{"enabled": false}).json(t, &ep)
+	if ep.Enabled || ep.DisabledReason == "" {
+		t.Fatalf("disable: %+v", ep)
+	}
+	var rotated api.CreatedEndpoint
+	ts.do(t, "POST", "/api/v1/webhooks/"+created.Endpoint.ID+"/rotate-secret", adminToken, map[string]any{"grace": "1h"}).json(t, &rotated)
+	if rotated.Secret == created.Secret || rotated.Endpoint.RotatingUntil == nil {
+		t.Fatalf("rotate: %+v", rotated)
+	}
+	if r := ts.do(t, "DELETE", "/api/v1/webhooks/"+created.Endpoint.ID, adminToken, nil); r.status != 204 {
+		t.Fatalf("delete: %d", r.status)
+	}
+	expectProblem(t, ts.do(t, "GET", "/api/v1/webhooks/"+created.Endpoint.ID, viewerToken, nil), 404, "webhook-not-found")
+	if strings.Contains(ts.logs.String(), created.Secret) || strings.Contains(ts.logs.String(), rotated.Secret) || strings.Contains(ts.logs.String(), "rcv-secret-header") {
+		t.Error("a webhook secret reached the log")
+	}
+	metrics := string(ts.do(t, "GET", "/metrics", "", nil).body)
+	if !strings.Contains(metrics, `hypersdk_webhook_deliveries_total{endpoint="`+created.Endpoint.ID+`",outcome="delivered"}`) ||
+		!strings.Contains(metrics, "hypersdk_webhook_pending") || !strings.Contains(metrics, "hypersdk_webhook_delivery_duration_seconds_bucket") {
+		t.Error("webhook metrics missing")
 	}
 }

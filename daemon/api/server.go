@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -27,9 +28,11 @@ type HTTPMetrics interface {
 type Options struct {
 	Jobs      *jobs.Manager
 	Providers *providers.Set
-	Tokens    *Tokens
-	Metrics   HTTPMetrics
-	Logger    *slog.Logger
+	// Webhooks, when set, adds the /webhooks routes.
+	Webhooks *webhooks.Service
+	Tokens   *Tokens
+	Metrics  HTTPMetrics
+	Logger   *slog.Logger
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 	Version      string
@@ -82,6 +85,7 @@ func New(opts Options) *Server {
 	s.registerSystem()
 	s.registerJobs()
 	s.registerProviders()
+	s.registerWebhooks()
 	return s
 }
 

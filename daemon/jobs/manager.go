@@ -56,6 +56,12 @@ type Options struct {
 	PollInterval time.Duration
 	Logger       *slog.Logger
 	Metrics      Metrics
+	// Events, when set, receives lifecycle events in the transactions of
+	// the changes (job.created … job.failed, and throttled job.progress).
+	Events Events
+	// ProgressEvents is the least time between two job.progress events of
+	// one job (default 30s).
+	ProgressEvents time.Duration
 	// Now replaces the clock in tests; nil means time.Now.
 	Now func() time.Time
 }
@@ -117,6 +123,9 @@ func New(db *store.DB, provs Providers, opts Options) (*Manager, error) {
 	}
 	if opts.Metrics == nil {
 		opts.Metrics = nopMetrics{}
+	}
+	if opts.ProgressEvents <= 0 {
+		opts.ProgressEvents = 30 * time.Second
 	}
 	m := &Manager{
 		db:        db,
@@ -287,7 +296,10 @@ func (m *Manager) Submit(ctx context.Context, req Request, submittedBy, idempote
 			id.String(), spec.Provider, spec.VM, string(specJSON), submittedBy, keyArg, hashArg, spec.MaxAttempts, now); err != nil {
 			return err
 		}
-		return m.enqueueTx(ctx, tx, id.String())
+		if err := m.enqueueTx(ctx, tx, id.String()); err != nil {
+			return err
+		}
+		return m.emit(ctx, tx, EventCreated, id.String())
 	})
 	if store.IsUniqueViolation(err) && idempotencyKey != "" {
 		// A concurrent submission with the same key won the race.

@@ -168,7 +168,7 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) (*Job, error) {
 					return err
 				}
 			}
-			return nil
+			return m.emit(ctx, tx, EventCancelled, id)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err

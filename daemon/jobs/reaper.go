@@ -149,7 +149,7 @@ func (m *Manager) requeueLost(ctx context.Context, id string) (bool, error) {
 		if outcome == StateQueued {
 			return m.enqueueTx(ctx, tx, id)
 		}
-		return nil
+		return m.emit(ctx, tx, finalEvent(outcome), id)
 	})
 	if err != nil || outcome == "" {
 		return false, err

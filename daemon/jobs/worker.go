@@ -172,6 +172,9 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 		if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
 			return fmt.Errorf("job %s: corrupt spec: %w", jobID, err)
 		}
+		if err := m.emit(ctx, tx, EventStarted, jobID); err != nil {
+			return err
+		}
 		a = &attempt{jobID: jobID, riverID: riverID, number: number, max: maxAttempts, spec: spec, started: now, progress: &progressState{}}
 		return nil
 	})
@@ -237,6 +240,7 @@ func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.Canc
 	defer t.Stop()
 	meter := transfer.NewMeter(10*time.Second, m.opts.Now)
 	lastOK := m.opts.Now()
+	lastProgressEvent := lastOK
 	hctx := context.WithoutCancel(ctx)
 	for {
 		select {
@@ -267,6 +271,12 @@ func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.Canc
 			}
 			if err != nil {
 				return err
+			}
+			if now.Sub(lastProgressEvent) >= m.opts.ProgressEvents {
+				if err := m.emit(hctx, tx, EventProgress, a.jobID); err != nil {
+					return err
+				}
+				lastProgressEvent = now
 			}
 			return a.logs.flush(hctx, tx)
 		})
@@ -383,6 +393,11 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 		}
 		n, _ := r.RowsAffected()
 		applied = n == 1
+		if applied && finalized {
+			if err := m.emit(ctx, tx, finalEvent(state), a.jobID); err != nil {
+				return err
+			}
+		}
 		return a.logs.flush(ctx, tx)
 	})
 	if err != nil {

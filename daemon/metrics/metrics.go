@@ -31,6 +31,7 @@ type Metrics struct {
 	exportBytes   *prometheus.CounterVec
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
+	webhooks      *webhookMetrics
 }
 
 // JobCounter reports how many jobs are in each state.

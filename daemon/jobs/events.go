@@ -1,0 +1,99 @@
+package jobs
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// Events records job lifecycle events in the transaction of the change that
+// caused them, so an event exists exactly when its change committed
+// (daemon/webhooks implements it as an outbox).
+type Events interface {
+	Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error
+}
+
+// Job event types.
+const (
+	EventCreated   = "job.created"
+	EventStarted   = "job.started"
+	EventProgress  = "job.progress"
+	EventCompleted = "job.completed"
+	EventFailed    = "job.failed"
+	EventCancelled = "job.cancelled"
+)
+
+// EventData is the "data" of a job event: what a receiver needs to act on
+// it, never credentials.
+type EventData struct {
+	JobID       string     `json:"job_id"`
+	Provider    string     `json:"provider"`
+	VM          string     `json:"vm"`
+	State       State      `json:"state"`
+	Attempt     int        `json:"attempt"`
+	MaxAttempts int        `json:"max_attempts"`
+	SubmittedBy string     `json:"submitted_by,omitempty"`
+	Format      string     `json:"format"`
+	OutputDir   string     `json:"output_dir"`
+	Progress    *Progress  `json:"progress,omitempty"`
+	Bytes       int64      `json:"bytes,omitempty"`
+	Files       []FileData `json:"files,omitempty"`
+	Manifest    string     `json:"manifest,omitempty"`
+	// DurationSeconds is the successful attempt's export time.
+	DurationSeconds float64    `json:"duration_seconds,omitempty"`
+	Error           string     `json:"error,omitempty"`
+	ErrorKind       string     `json:"error_kind,omitempty"`
+	CreatedAt       time.Time  `json:"created_at"`
+	StartedAt       *time.Time `json:"started_at,omitempty"`
+	FinishedAt      *time.Time `json:"finished_at,omitempty"`
+}
+
+// FileData is one exported file in a job.completed event.
+type FileData struct {
+	Path   string `json:"path"`
+	Size   int64  `json:"size"`
+	SHA256 string `json:"sha256"`
+}
+
+func eventData(j *Job, withProgress bool) EventData {
+	d := EventData{
+		JobID: j.ID, Provider: j.Provider, VM: j.VM, State: j.State, Attempt: j.Attempt, MaxAttempts: j.MaxAttempts,
+		SubmittedBy: j.SubmittedBy, Format: string(j.Spec.Options.Format), OutputDir: j.Spec.Options.OutputDir,
+		Error: j.Error, ErrorKind: j.ErrorKind, CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
+	}
+	if withProgress {
+		p := j.Progress
+		d.Progress = &p
+	}
+	if r := j.Result; r != nil {
+		d.Bytes, d.Manifest, d.DurationSeconds = r.Bytes, r.Manifest, r.Duration.Seconds()
+		for _, f := range r.Files {
+			d.Files = append(d.Files, FileData{Path: f.Path, Size: f.Size, SHA256: f.SHA256})
+		}
+	}
+	return d
+}
+
+// emit records an event about job id, read back inside tx.
+func (m *Manager) emit(ctx context.Context, tx *sql.Tx, eventType, id string) error {
+	if m.opts.Events == nil {
+		return nil
+	}
+	j, err := scanJob(tx.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = $1", id))
+	if err != nil {
+		return err
+	}
+	return m.opts.Events.Emit(ctx, tx, eventType, eventData(j, eventType == EventProgress))
+}
+
+// finalEvent maps a final state to its event type.
+func finalEvent(s State) string {
+	switch s {
+	case StateSucceeded:
+		return EventCompleted
+	case StateCancelled:
+		return EventCancelled
+	default:
+		return EventFailed
+	}
+}
