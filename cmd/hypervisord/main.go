@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -23,6 +24,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/metrics"
+	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/providers"
@@ -266,13 +268,22 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	}
 	m.RegisterWebhooks(hooks.Pending)
 
+	// Job events go to webhooks and, for scheduled jobs, to the schedule's
+	// execution history (the scheduler needs the engine, hence the func).
+	var sched *scheduler.Scheduler
+	scheduleEvents := jobs.EventsFunc(func(ctx context.Context, tx *sql.Tx, typ string, data any) error {
+		return sched.Emit(ctx, tx, typ, data)
+	})
 	engine, err = jobs.New(db, set, jobs.Options{
 		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
-		Logger: log.With("component", "jobs"), Metrics: m, Events: hooks, ProgressEvents: cfg.WebhookDelivery.ProgressInterval,
+		Logger: log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduleEvents},
+		ProgressEvents: cfg.WebhookDelivery.ProgressInterval,
 	})
 	if err != nil {
 		return err
 	}
+	sched = scheduler.New(db, engine, scheduler.Options{Events: hooks, Metrics: m, Logger: log.With("component", "scheduler")})
+	m.RegisterSchedules(sched.Counts)
 	if err := hooks.Start(ctx); err != nil {
 		return err
 	}
@@ -292,6 +303,10 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	if err := engine.Start(ctx); err != nil {
 		return err
 	}
+	if err := sched.Start(ctx); err != nil {
+		return err
+	}
+	defer sched.Stop()
 	engineStopped := false
 	stopEngine := func() {
 		if engineStopped {
@@ -307,7 +322,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	defer stopEngine()
 
 	srv := api.New(api.Options{
-		Jobs: engine, Providers: set, Webhooks: hooks, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
+		Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
 		MaxBodyBytes: cfg.API.MaxBodyBytes, Version: ver, NodeID: nodeID, Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) },
 	})
@@ -357,6 +372,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		log.Warn("API shutdown", "err", err)
 	}
+	sched.Stop()
 	stopEngine()
 	<-provDone
 	log.Info("hypervisord stopped")

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,6 +27,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/metrics"
+	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
@@ -99,8 +101,11 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = hooks.Stop(context.Background()) })
+	var sched *scheduler.Scheduler
 	engine, err = jobs.New(db, set, jobs.Options{
-		NodeID: "api-test", Events: hooks, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
+		NodeID: "api-test", Events: jobs.EventSinks{hooks, jobs.EventsFunc(func(ctx context.Context, tx *sql.Tx, typ string, data any) error {
+			return sched.Emit(ctx, tx, typ, data)
+		})}, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
 		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log, Metrics: m,
 	})
 	if err != nil {
@@ -109,7 +114,9 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 	if err := engine.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Tokens: tokens, Metrics: m, Logger: log,
+	sched = scheduler.New(db, engine, scheduler.Options{Events: hooks, Logger: log, Metrics: m})
+	m.RegisterSchedules(sched.Counts)
+	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Metrics: m, Logger: log,
 		MaxBodyBytes: 4096, Version: "test", NodeID: "api-test", Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) }})
 	hs := httptest.NewServer(srv.Handler())
@@ -626,4 +633,77 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 		!strings.Contains(metrics, "hypersdk_webhook_pending") || !strings.Contains(metrics, "hypersdk_webhook_delivery_duration_seconds_bucket") {
 		t.Error("webhook metrics missing")
 	}
+}
+
+func TestSchedulesOverHTTP(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	body := map[string]any{"name": "nightly-db", "schedule": "30 2 * * *", "timezone": "Europe/Berlin",
+		"job": map[string]any{"provider": "lab", "vm": "vm-001", "format": "ova"}}
+	expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", viewerToken, body), 403, "forbidden")
+	r := ts.do(t, "POST", "/api/v1/schedules", operatorToken, body)
+	if r.status != 201 {
+		t.Fatalf("create: %d %s", r.status, r.body)
+	}
+	var sc scheduler.Schedule
+	r.json(t, &sc)
+	if len(sc.NextRuns) != 5 || sc.NextRuns[0].In(mustZone(t, "Europe/Berlin")).Hour() != 2 || sc.CreatedBy != "ci-operator" {
+		t.Fatalf("schedule %+v", sc)
+	}
+	expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, body), 409, "schedule-conflict")
+	bad := map[string]any{"name": "x", "schedule": "99 * * * *", "job": map[string]any{"provider": "nope", "vm": "v"}}
+	p := expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, bad), 422, "invalid-schedule")
+	if !strings.Contains(p.Detail, "use 5 fields") || !strings.Contains(p.Detail, `no provider named "nope"`) {
+		t.Errorf("detail %q", p.Detail)
+	}
+	var prev struct{ Next []time.Time }
+	ts.do(t, "POST", "/api/v1/schedules/preview", viewerToken, map[string]any{"schedule": "@hourly", "count": 3}).json(t, &prev)
+	if len(prev.Next) != 3 {
+		t.Fatalf("preview %+v", prev)
+	}
+	var x scheduler.Execution
+	if r := ts.do(t, "POST", "/api/v1/schedules/nightly-db/run", operatorToken, nil); r.status != 202 {
+		t.Fatalf("run: %d %s", r.status, r.body)
+	} else {
+		r.json(t, &x)
+	}
+	waitJob(t, ts, x.JobID, jobs.StateSucceeded)
+	var hist api.ExecutionList
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		ts.do(t, "GET", "/api/v1/schedules/nightly-db/history", viewerToken, nil).json(t, &hist)
+		if len(hist.Items) == 1 && hist.Items[0].Status == "succeeded" || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if len(hist.Items) != 1 || hist.Items[0].Kind != "manual" || hist.Items[0].Status != "succeeded" || hist.Items[0].DurationSeconds == nil {
+		t.Fatalf("history %+v", hist.Items)
+	}
+	sc = scheduler.Schedule{}
+	ts.do(t, "POST", "/api/v1/schedules/nightly-db/disable", operatorToken, nil).json(t, &sc)
+	if sc.Enabled || sc.NextRun != nil {
+		t.Fatalf("disabled %+v", sc)
+	}
+	ts.do(t, "PATCH", "/api/v1/schedules/nightly-db", operatorToken, map[string]any{"schedule": "@daily", "enabled": true}).json(t, &sc)
+	if !sc.Enabled || sc.Schedule != "@daily" {
+		t.Fatalf("patched %+v", sc)
+	}
+	metrics := string(ts.do(t, "GET", "/metrics", "", nil).body)
+	if !strings.Contains(metrics, `hypersdk_schedules{state="enabled"} 1`) || !strings.Contains(metrics, `hypersdk_schedule_runs_total{outcome="manual",schedule="nightly-db"} 1`) {
+		t.Error("schedule metrics missing")
+	}
+	expectProblem(t, ts.do(t, "DELETE", "/api/v1/schedules/nightly-db", operatorToken, nil), 403, "forbidden")
+	if r := ts.do(t, "DELETE", "/api/v1/schedules/nightly-db", adminToken, nil); r.status != 204 {
+		t.Fatalf("delete %d", r.status)
+	}
+	expectProblem(t, ts.do(t, "GET", "/api/v1/schedules/nightly-db", viewerToken, nil), 404, "schedule-not-found")
+}
+
+func mustZone(t *testing.T, name string) *time.Location {
+	t.Helper()
+	l, err := time.LoadLocation(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

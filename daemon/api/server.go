@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -30,9 +31,11 @@ type Options struct {
 	Providers *providers.Set
 	// Webhooks, when set, adds the /webhooks routes.
 	Webhooks *webhooks.Service
-	Tokens   *Tokens
-	Metrics  HTTPMetrics
-	Logger   *slog.Logger
+	// Scheduler, when set, adds the /schedules routes.
+	Scheduler *scheduler.Scheduler
+	Tokens    *Tokens
+	Metrics   HTTPMetrics
+	Logger    *slog.Logger
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 	Version      string
@@ -86,6 +89,7 @@ func New(opts Options) *Server {
 	s.registerJobs()
 	s.registerProviders()
 	s.registerWebhooks()
+	s.registerSchedules()
 	return s
 }
 

@@ -97,3 +97,28 @@ func finalEvent(s State) string {
 		return EventFailed
 	}
 }
+
+// EventSinks sends every event to each sink in turn, in the same
+// transaction (webhooks and the scheduler's execution history both listen).
+type EventSinks []Events
+
+// Emit implements Events.
+func (s EventSinks) Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error {
+	for _, e := range s {
+		if e == nil {
+			continue
+		}
+		if err := e.Emit(ctx, tx, eventType, data); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// EventsFunc adapts a function to Events.
+type EventsFunc func(ctx context.Context, tx *sql.Tx, eventType string, data any) error
+
+// Emit implements Events.
+func (f EventsFunc) Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error {
+	return f(ctx, tx, eventType, data)
+}

@@ -281,25 +281,8 @@ func (m *Manager) Submit(ctx context.Context, req Request, submittedBy, idempote
 	if err != nil {
 		return nil, false, err
 	}
-	if spec.Options.OutputDir == "" {
-		spec.Options.OutputDir = filepath.Join(m.opts.ExportDir, id.String())
-	}
-	specJSON, err := json.Marshal(spec)
-	if err != nil {
-		return nil, false, err
-	}
-	now := store.Micros(m.opts.Now())
 	err = m.db.Tx(ctx, func(tx *sql.Tx) error {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO jobs
-			(id, provider, vm, spec, state, submitted_by, idempotency_key, request_hash, max_attempts, created_at, updated_at)
-			VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $9)`,
-			id.String(), spec.Provider, spec.VM, string(specJSON), submittedBy, keyArg, hashArg, spec.MaxAttempts, now); err != nil {
-			return err
-		}
-		if err := m.enqueueTx(ctx, tx, id.String()); err != nil {
-			return err
-		}
-		return m.emit(ctx, tx, EventCreated, id.String())
+		return m.insertTx(ctx, tx, id.String(), spec, submittedBy, keyArg, hashArg)
 	})
 	if store.IsUniqueViolation(err) && idempotencyKey != "" {
 		// A concurrent submission with the same key won the race.
@@ -309,11 +292,70 @@ func (m *Manager) Submit(ctx context.Context, req Request, submittedBy, idempote
 	if err != nil {
 		return nil, false, fmt.Errorf("jobs: submit: %w", err)
 	}
-	m.metrics.JobSubmitted(spec.Provider)
-	m.appendLog(ctx, id.String(), slog.LevelInfo, "job accepted", map[string]any{"by": submittedBy, "provider": spec.Provider, "vm": spec.VM})
-	m.hub.publish(id.String())
+	m.accepted(id.String(), spec.Provider)
 	job, err = m.Get(ctx, id.String())
 	return job, err == nil, err
+}
+
+// Validate checks a request as Submit would, without queueing anything
+// (the scheduler checks job templates with it).
+func (m *Manager) Validate(req Request) error {
+	_, err := m.resolve(req)
+	return err
+}
+
+// SubmitTx queues a job inside the caller's transaction, so that whatever
+// caused it (a schedule firing) and the job commit together. The job exists
+// only if tx commits; after the commit, call the returned function.
+func (m *Manager) SubmitTx(ctx context.Context, tx *sql.Tx, req Request, submittedBy string) (id string, committed func(), err error) {
+	if m.isStopping() {
+		return "", nil, ErrStopping
+	}
+	spec, err := m.resolve(req)
+	if err != nil {
+		return "", nil, err
+	}
+	u, err := uuid.NewV7()
+	if err != nil {
+		return "", nil, err
+	}
+	if err := m.insertTx(ctx, tx, u.String(), spec, submittedBy, nil, nil); err != nil {
+		return "", nil, err
+	}
+	return u.String(), func() { m.accepted(u.String(), spec.Provider) }, nil
+}
+
+// insertTx stores a new queued job, its queue entry, its first log line and
+// its job.created event.
+func (m *Manager) insertTx(ctx context.Context, tx *sql.Tx, id string, spec Spec, submittedBy string, keyArg, hashArg any) error {
+	if spec.Options.OutputDir == "" {
+		spec.Options.OutputDir = filepath.Join(m.opts.ExportDir, id)
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	now := m.opts.Now()
+	if _, err := tx.ExecContext(ctx, `INSERT INTO jobs
+		(id, provider, vm, spec, state, submitted_by, idempotency_key, request_hash, max_attempts, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, 'queued', $5, $6, $7, $8, $9, $9)`,
+		id, spec.Provider, spec.VM, string(specJSON), submittedBy, keyArg, hashArg, spec.MaxAttempts, store.Micros(now)); err != nil {
+		return err
+	}
+	if err := m.enqueueTx(ctx, tx, id); err != nil {
+		return err
+	}
+	if err := insertLogs(ctx, tx, []logRecord{{jobID: id, at: now, level: slog.LevelInfo, msg: "job accepted",
+		attrs: map[string]any{"by": principal(submittedBy), "provider": spec.Provider, "vm": spec.VM}}}); err != nil {
+		return err
+	}
+	return m.emit(ctx, tx, EventCreated, id)
+}
+
+// accepted records a committed submission.
+func (m *Manager) accepted(id, provider string) {
+	m.metrics.JobSubmitted(provider)
+	m.hub.publish(id)
 }
 
 // enqueueTx queues a River job for jobID and records its River ID.

@@ -32,6 +32,7 @@ type Metrics struct {
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
 	webhooks      *webhookMetrics
+	schedules     *scheduleMetrics
 }
 
 // JobCounter reports how many jobs are in each state.
