@@ -33,6 +33,7 @@ test: test-deps lint
 # (or HYPERSDK_BENCH_DIR).
 bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 200x ./daemon/api/
+	$(GO) test -run '^$$' -bench Delivery -benchtime 1000x ./daemon/webhooks/
 	$(GO) test -run '^$$' -bench PooledCall -benchtime 200x ./providers/vsphere/
 	$(GO) test -run '^$$' -bench 'ExportVSphere|ListVMs' -benchtime 1x -count 2 -timeout 30m ./providers/vsphere/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./transfer/ ./ova/
