@@ -556,3 +556,30 @@ func sortDurations(d []time.Duration) {
 		}
 	}
 }
+
+// BenchmarkDeliveryLatency sends one event at a time and waits for it: the
+// event-to-delivery latency without a backlog.
+func BenchmarkDeliveryLatency(b *testing.B) {
+	for _, d := range storetest.Dialects {
+		b.Run(string(d), func(b *testing.B) {
+			db := storetest.Open(b, d)
+			rcv := newReceiver(b, nil)
+			s := newService(b, db, func(o *webhooks.Options) { o.Workers = 4 })
+			if _, _, err := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
+				b.Fatal(err)
+			}
+			start(b, s)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				emit(b, db, s, webhooks.TypeJobCompleted, nil)
+				<-rcv.notify
+				lat = append(lat, time.Since(t0))
+			}
+			sortDurations(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50_ms")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99_ms")
+		})
+	}
+}
