@@ -41,7 +41,7 @@ func benchEnv(key, def string) string {
 // benchImages builds the ext4 image and its streamOptimized VMDK.
 func benchImages(b *testing.B) (raw, vmdk string) {
 	b.Helper()
-	needTool(b, "mkfs.ext4", "apt-get install -y e2fsprogs")
+	mkfs := sbinTool(b, "mkfs.ext4", "apt-get install -y e2fsprogs")
 	needTool(b, "qemu-img", "apt-get install -y qemu-utils")
 	mib, err := strconv.Atoi(benchEnv("HYPERSDK_BENCH_IMAGE_MIB", "192"))
 	if err != nil {
@@ -57,7 +57,7 @@ func benchImages(b *testing.B) (raw, vmdk string) {
 		b.Fatal(err)
 	}
 	for _, c := range [][]string{
-		{"mkfs.ext4", "-q", "-F", "-d", tree, raw},
+		{mkfs, "-q", "-F", "-d", tree, raw},
 		{"qemu-img", "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", raw, vmdk},
 	} {
 		if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
@@ -65,6 +65,27 @@ func benchImages(b *testing.B) (raw, vmdk string) {
 		}
 	}
 	return raw, vmdk
+}
+
+// sbinTool finds a tool Debian installs in /usr/sbin or /sbin, which are
+// not in a normal user's PATH.
+func sbinTool(b *testing.B, name, install string) string {
+	b.Helper()
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	for _, dir := range []string{"/usr/sbin", "/sbin"} {
+		if p := filepath.Join(dir, name); isExecutable(p) {
+			return p
+		}
+	}
+	b.Fatalf("%s not found in PATH, /usr/sbin or /sbin: this benchmark needs it; install it with: %s", name, install)
+	return ""
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
 type countWriter struct{ n int64 }

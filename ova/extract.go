@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path"
+	"path/filepath"
 	"slices"
 
 	"github.com/hypersdk/hypersdk/ovf"
@@ -113,16 +114,26 @@ type ExtractOptions struct {
 // whatever its name or the links already in destDir. Each file is synced
 // before it is moved.
 func Extract(ctx context.Context, archive, destDir string, opts ExtractOptions) (*Report, error) {
-	created := false
-	if _, err := os.Lstat(destDir); errors.Is(err, fs.ErrNotExist) {
-		created = true
+	// The directories MkdirAll is about to create, deepest first: a
+	// refused archive leaves none of them behind.
+	var created []string
+	for d := filepath.Clean(destDir); ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, fs.ErrNotExist) {
+			break
+		}
+		created = append(created, d)
+		if filepath.Dir(d) == d {
+			break
+		}
 	}
 	if err := os.MkdirAll(destDir, 0o755); err != nil {
 		return nil, fmt.Errorf("ova: extract: %w", err)
 	}
 	dropDest := func() {
-		if created {
-			os.Remove(destDir) // only succeeds if empty, as it should be
+		for _, d := range created {
+			if os.Remove(d) != nil { // only succeeds if empty, as it should be
+				break
+			}
 		}
 	}
 	root, err := os.OpenRoot(destDir)

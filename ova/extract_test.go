@@ -178,3 +178,60 @@ func TestReaderWarnsOnOrder(t *testing.T) {
 		t.Error("RequireManifest accepted an archive without one")
 	}
 }
+
+// A stream that breaks before its end cannot show whether a manifest would
+// have followed the files: only the break is reported, not a missing
+// manifest (nor a missing certificate).
+func TestTruncatedArchiveDoesNotClaimMissingManifest(t *testing.T) {
+	ctx := context.Background()
+	p := makePackage(t, t.TempDir(), 200_000, 3000)
+	full := filepath.Join(t.TempDir(), "vm.ova")
+	if _, err := Pack(ctx, p.dir, "", full, Options{}); err != nil { // manifest generated at the end
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := filepath.Join(t.TempDir(), "cut.ova")
+	if err := os.WriteFile(cut, b[:len(b)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, opts := range []ReadOptions{{}, {RequireManifest: true}} {
+		_, err := Validate(ctx, cut, opts)
+		var oe *Error
+		if !errors.As(err, &oe) {
+			t.Fatalf("%+v: got %v, want *Error", opts, err)
+		}
+		if !oe.Has(ProblemTruncated) || oe.Has(ProblemManifest) || len(oe.Problems) != 1 {
+			t.Errorf("%+v: %v", opts, oe)
+		}
+	}
+}
+
+// A refused archive leaves nothing behind even when Extract had to create
+// several levels of the destination path: every directory it made goes.
+func TestExtractRemovesEveryDirectoryItCreated(t *testing.T) {
+	parent := t.TempDir()
+	dest := filepath.Join(parent, "a", "b", "c")
+	archive := filepath.Join("testdata", "hostile", "traversal.ova")
+	if _, err := Extract(context.Background(), archive, dest, ExtractOptions{}); err == nil {
+		t.Fatal("extracted a hostile archive")
+	}
+	if got := listDir(t, parent); len(got) != 0 {
+		t.Errorf("left %v in %s", got, parent)
+	}
+	// Directories that existed before stay.
+	if err := os.Mkdir(filepath.Join(parent, "a"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Extract(context.Background(), archive, dest, ExtractOptions{}); err == nil {
+		t.Fatal("extracted a hostile archive")
+	}
+	if got := listDir(t, parent); !reflect.DeepEqual(got, []string{"a"}) {
+		t.Errorf("%s holds %v", parent, got)
+	}
+	if got := listDir(t, filepath.Join(parent, "a")); len(got) != 0 {
+		t.Errorf("left %v in a", got)
+	}
+}

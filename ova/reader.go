@@ -761,10 +761,12 @@ func (r *Reader) finish() {
 		}
 	}
 	if r.manifest == nil {
-		if r.opts.RequireManifest && !r.manifestBad {
+		// After a broken stream the manifest may well have followed the
+		// break: saying it is missing would be a guess.
+		if r.opts.RequireManifest && !r.manifestBad && !r.fatal {
 			r.problem(r.mfName, ProblemManifest, "no manifest in the archive")
 		}
-		if r.haveCert && !r.manifestBad {
+		if r.haveCert && !r.manifestBad && !r.fatal {
 			r.warn(r.certName, ProblemOrder, "certificate without a manifest")
 		}
 		return

@@ -180,11 +180,27 @@ type ExportResult struct {
 	Files     []ExportedFile `json:"files"`
 	// OVAPath is set for OVA exports (relative to OutputDir).
 	OVAPath string `json:"ova_path,omitempty"`
-	// Manifest is the manifest file name, relative to OutputDir.
+	// Members are the files inside the OVA, in archive order, with the
+	// digests the archive's manifest holds.
+	Members []ExportedFile `json:"members,omitempty"`
+	// Packaging describes how the OVA was written.
+	Packaging *Packaging `json:"packaging,omitempty"`
+	// Manifest is the manifest's name: a file in OutputDir for OVF exports,
+	// a member of the archive for OVA exports.
 	Manifest   string        `json:"manifest,omitempty"`
 	Bytes      int64         `json:"bytes"`
 	Duration   time.Duration `json:"duration_ns"`
 	Throughput float64       `json:"throughput_bytes_per_second"`
+}
+
+// Packaging records how an OVA was written.
+type Packaging struct {
+	Compression string `json:"compression"` // none, gzip or zstd
+	Level       int    `json:"level,omitempty"`
+	// Ratio is the uncompressed archive size over the written size.
+	Ratio      float64       `json:"ratio"`
+	Throughput float64       `json:"throughput_bytes_per_second"`
+	Duration   time.Duration `json:"duration_ns"`
 }
 
 // ExportCapabilities describes what a provider can export.

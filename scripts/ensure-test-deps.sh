@@ -1,13 +1,21 @@
 #!/bin/sh
 # Makes sure what the test suite talks to is present: PostgreSQL running
 # (the store and job tests run against it) and the Debian tools some tests
-# call (qemu-img, zstd). Installs missing packages when run as root with
-# apt-get available; otherwise says exactly what to install. Fails loudly.
+# and benchmarks call (qemu-img, zstd, gzip, mkfs.ext4). Installs missing
+# packages when run as root with apt-get available; otherwise says exactly
+# what to install. Fails loudly.
 set -eu
 
+# have TOOL: in PATH, or in the sbin directories a normal user's PATH lacks.
+have() {
+	command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]
+}
+
 missing=""
-command -v qemu-img >/dev/null 2>&1 || missing="$missing qemu-utils"
-command -v zstd >/dev/null 2>&1 || missing="$missing zstd"
+have qemu-img || missing="$missing qemu-utils"
+have zstd || missing="$missing zstd"
+have gzip || missing="$missing gzip"
+have mkfs.ext4 || missing="$missing e2fsprogs" # the ova benchmarks' ext4 image (mkfs.ext4 -d)
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"

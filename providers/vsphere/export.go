@@ -524,6 +524,11 @@ func (ex *export) pack(ctx context.Context, ovfName string, res *providers.Expor
 	}
 	res.Format = providers.FormatOVA
 	res.OVAPath = name
+	res.Packaging = &providers.Packaging{Compression: string(pr.Compression), Level: pr.Level, Ratio: pr.Ratio,
+		Throughput: pr.Throughput, Duration: pr.Duration}
+	for _, m := range pr.Members {
+		res.Members = append(res.Members, providers.ExportedFile{Path: m.Name, Size: m.Size, SHA256: m.Digests[ovf.SHA256], Kind: string(m.Kind)})
+	}
 	res.Files = append(res.Files, providers.ExportedFile{Path: name, Size: pr.Size, SHA256: pr.SHA256, Kind: "ova"})
 	res.Bytes += pr.Size
 	return nil

@@ -419,8 +419,19 @@ func TestOVAExport(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.OVAPath != tc.file || len(res.Files) != 1 || res.Files[0].Kind != "ova" {
+		if res.OVAPath != tc.file || len(res.Files) != 1 || res.Files[0].Kind != "ova" || res.Packaging == nil || res.Packaging.Ratio <= 0 {
 			t.Fatalf("result %+v", res)
+		}
+		if len(res.Members) < 4 || res.Members[0].Path != "db-01.ovf" {
+			t.Fatalf("members %+v", res.Members)
+		}
+		src, _ := sim.VM("db-01")
+		for _, m := range res.Members {
+			for _, d := range src.Disks {
+				if m.Path == "db-01-"+d.TargetID && m.SHA256 != d.SHA256 {
+					t.Errorf("member %s digest %s, source %s", m.Path, m.SHA256, d.SHA256)
+				}
+			}
 		}
 		entries, _ := os.ReadDir(dir)
 		if len(entries) != 1 {
