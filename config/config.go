@@ -160,8 +160,9 @@ type Webhook struct {
 	Events  []string          `yaml:"events"`
 	Headers map[string]Secret `yaml:"headers"`
 	Timeout time.Duration     `yaml:"timeout"`
-	// Retry is how many times a failed delivery is retried.
-	Retry   int    `yaml:"retry"`
+	// Retry is how many times a failed delivery is retried (unset: the
+	// full Standard Webhooks schedule; 0: never).
+	Retry   *int   `yaml:"retry"`
 	Enabled *bool  `yaml:"enabled"`
 	Secret  Secret `yaml:"secret"`
 }

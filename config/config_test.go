@@ -37,7 +37,7 @@ func TestSeedConfigurationLoadsEveryKey(t *testing.T) {
 	}
 	w := cfg.Webhooks[0]
 	if w.URL != "https://example.com/webhook" || strings.Join(w.Events, ",") != "job.started,job.completed,job.failed" ||
-		w.Headers["Authorization"].Reveal() != "Bearer token123" || w.Timeout != 10*time.Second || w.Retry != 3 || !w.IsEnabled() {
+		w.Headers["Authorization"].Reveal() != "Bearer token123" || w.Timeout != 10*time.Second || w.Retry == nil || *w.Retry != 3 || !w.IsEnabled() {
 		t.Errorf("webhook not honoured: %+v", w)
 	}
 	e := cfg.Export

@@ -147,7 +147,9 @@ func (c *Config) Validate() error {
 		if w.Timeout != 0 {
 			durRange(key+".timeout", w.Timeout, 100*time.Millisecond, 5*time.Minute)
 		}
-		intRange(key+".retry", w.Retry, 0, 50)
+		if w.Retry != nil {
+			intRange(key+".retry", *w.Retry, 0, 50)
+		}
 	}
 	intRange("webhook_delivery.workers", c.WebhookDelivery.Workers, 1, 64)
 	for i, d := range c.WebhookDelivery.RetrySchedule {

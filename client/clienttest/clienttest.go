@@ -13,6 +13,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
+	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/providertest"
 )
@@ -36,6 +37,11 @@ type Server struct {
 	Jobs *jobs.Manager
 	// ExportDir is where relative job outputs land.
 	ExportDir string
+	// Webhooks is the webhook service behind /webhooks, also receiving
+	// the job engine's events as in hypervisord. It may deliver to
+	// loopback receivers (httptest servers) and retries after 10ms, 20ms,
+	// then every 40ms.
+	Webhooks *webhooks.Service
 }
 
 // Options tune the server. Fake settings must be made here, before any
@@ -86,17 +92,30 @@ func NewServer(t testing.TB, o Options) *Server {
 	}
 	db := storetest.Open(t, store.SQLite)
 	exportDir := t.TempDir()
-	engine, err := jobs.New(db, set, jobs.Options{
-		NodeID: "clienttest", Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: exportDir,
-		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: log,
+	// Retries 10ms, 20ms, then every 40ms: an endpoint's retries are spent
+	// within a fraction of a second.
+	hooks, err := webhooks.New(db, webhooks.Options{
+		NodeID: "clienttest", AllowPrivateTargets: true, PollInterval: 20 * time.Millisecond, DataDir: t.TempDir(), Logger: log,
+		Schedule: []time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 40 * time.Millisecond},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := engine.Start(context.Background()); err != nil {
+	engine, err := jobs.New(db, set, jobs.Options{
+		NodeID: "clienttest", Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: exportDir,
+		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: log, Events: hooks,
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Jobs: engine, Providers: set, Tokens: tokens, Logger: log,
+	if err := hooks.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := engine.Start(context.Background()); err != nil {
+		_ = hooks.Stop(context.Background())
+		t.Fatal(err)
+	}
+	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Tokens: tokens, Logger: log,
 		Version: "clienttest", NodeID: "clienttest", Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) }})
 	hs := httptest.NewUnstartedServer(srv.Handler())
@@ -114,8 +133,9 @@ func NewServer(t testing.TB, o Options) *Server {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		_ = engine.Stop(ctx)
+		_ = hooks.Stop(ctx)
 	})
-	return &Server{Server: hs, Fake: fake, Jobs: engine, ExportDir: exportDir}
+	return &Server{Server: hs, Fake: fake, Jobs: engine, ExportDir: exportDir, Webhooks: hooks}
 }
 
 // JobCount returns how many jobs the engine holds.

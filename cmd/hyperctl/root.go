@@ -89,7 +89,8 @@ job that failed or was cancelled); 2 the command line is wrong.`,
 	_ = root.MarkPersistentFlagFilename("cacert", "pem", "crt")
 	_ = root.MarkPersistentFlagDirname("data-dir")
 
-	root.AddCommand(a.jobsCommand(), a.exportCommand(), a.providersCommand(), a.vmsCommand(), a.statusCommand())
+	root.AddCommand(a.jobsCommand(), a.exportCommand(), a.ovaCommand(), a.providersCommand(), a.vmsCommand(), a.statusCommand())
+	root.AddCommand(a.webhooksCommand())
 	return root, a
 }
 

@@ -186,8 +186,13 @@ func (s *Server) registerWebhooks() {
 	})
 
 	eventDel := op("listEventDeliveries", http.MethodGet, APIPrefix+"/webhook-events/{id}/deliveries", "viewer", "Deliveries of one event (by webhook-id) to every endpoint", tag)
-	huma.Register(s.api, eventDel, func(ctx context.Context, in *webhookIDInput) (*deliveryListOutput, error) {
-		items, next, err := w.Deliveries(ctx, webhooks.DeliveryFilter{EventID: in.ID, Limit: 1000})
+	eventDel.Errors = append(eventDel.Errors, http.StatusNotFound)
+	huma.Register(s.api, eventDel, func(ctx context.Context, in *struct {
+		ID     string `path:"id" minLength:"1" maxLength:"64" doc:"The event's webhook-id"`
+		Cursor string `query:"cursor"`
+		Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100"`
+	}) (*deliveryListOutput, error) {
+		items, next, err := w.EventDeliveries(ctx, in.ID, in.Cursor, in.Limit)
 		if err != nil {
 			return nil, s.webhookProblem(ctx, err)
 		}

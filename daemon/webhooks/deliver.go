@@ -69,8 +69,24 @@ func (s *Service) Stop(ctx context.Context) error {
 	}
 }
 
+// wakeRetries are the pauses before looking again for an event that woke
+// the dispatcher before its transaction committed.
+var wakeRetries = []time.Duration{2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
 // dispatch claims due deliveries and hands them to idle workers.
 func (s *Service) dispatch(ctx context.Context, work chan<- string) {
+	retry, woken := 0, false
 	for ctx.Err() == nil {
 		ids, err := s.claim(ctx, s.opts.Workers)
 		if err != nil && ctx.Err() == nil {
@@ -87,6 +103,16 @@ func (s *Service) dispatch(ctx context.Context, work chan<- string) {
 		if len(ids) == s.opts.Workers {
 			continue // likely more due
 		}
+		if len(ids) == 0 && retry < len(wakeRetries) && woken {
+			// Woken by an event whose transaction had not committed yet
+			// when we looked: look again shortly.
+			if !sleep(ctx, wakeRetries[retry]) {
+				return
+			}
+			retry++
+			continue
+		}
+		retry, woken = 0, false
 		t := time.NewTimer(s.opts.PollInterval)
 		select {
 		case <-ctx.Done():
@@ -94,11 +120,10 @@ func (s *Service) dispatch(ctx context.Context, work chan<- string) {
 			return
 		case <-s.wakeCh:
 			t.Stop()
-			// Let the emitting transaction commit before looking.
-			select {
-			case <-ctx.Done():
+			woken = true
+			// Emit wakes us inside its transaction: give it time to commit.
+			if !sleep(ctx, wakeRetries[0]) {
 				return
-			case <-time.After(5 * time.Millisecond):
 			}
 		case <-t.C:
 		}
@@ -113,8 +138,9 @@ func (s *Service) claim(ctx context.Context, n int) ([]string, error) {
 		lock = " FOR UPDATE OF d SKIP LOCKED" // daemons claim disjoint rows
 	}
 	rows, err := s.db.SQL.QueryContext(ctx, `UPDATE webhook_deliveries SET lease_node = $1, lease_until = $2 WHERE id IN (
-			SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id
-			WHERE d.state = 'pending' AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3) AND e.enabled = 1
+			SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id JOIN webhook_events ev ON ev.id = d.event_id
+			WHERE d.state = 'pending' AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3)
+				AND (e.enabled = 1 OR ev.type = 'webhook.test')
 			ORDER BY d.next_attempt_at LIMIT $4`+lock+`)
 		RETURNING id`, s.opts.NodeID, store.Micros(now.Add(leaseFor)), store.Micros(now), n)
 	if err != nil {

@@ -74,7 +74,9 @@ type Service struct {
 
 	wakeCh chan struct{}
 	stop   context.CancelFunc
-	wg     sync.WaitGroup
+	// configSecret marks configured endpoints whose secret the file sets.
+	configSecret map[string]bool
+	wg           sync.WaitGroup
 }
 
 // New creates the service; Start begins delivering.
@@ -107,7 +109,7 @@ func New(db *store.DB, opts Options) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Service{db: db, opts: opts, log: opts.Logger, client: client, wakeCh: make(chan struct{}, 1)}, nil
+	return &Service{db: db, opts: opts, log: opts.Logger, client: client, wakeCh: make(chan struct{}, 1), configSecret: map[string]bool{}}, nil
 }
 
 // ProgressInterval is how often a running job may emit job.progress.
@@ -197,6 +199,7 @@ func (s *Service) SyncConfig(ctx context.Context, hooks []config.Webhook) (creat
 			return nil, fmt.Errorf("webhooks[%d]: %s is listed twice", i, h.URL)
 		}
 		keep[id] = true
+		s.configSecret[id] = h.Secret.IsSet()
 		if _, err := checkURL(h.URL, s.opts.AllowPrivateTargets); err != nil {
 			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
 		}
@@ -211,8 +214,8 @@ func (s *Service) SyncConfig(ctx context.Context, hooks []config.Webhook) (creat
 			timeout = DefaultTimeout
 		}
 		maxRetries := len(DefaultSchedule)
-		if h.Retry > 0 {
-			maxRetries = h.Retry
+		if h.Retry != nil {
+			maxRetries = *h.Retry
 		}
 		enabled := boolInt(h.IsEnabled())
 		now := store.Micros(s.opts.Now())
@@ -445,7 +448,8 @@ func (s *Service) List(ctx context.Context) ([]*Endpoint, error) {
 }
 
 // Update changes an API-managed endpoint. Enabling it clears the reason it
-// was disabled and lets its pending deliveries flow again.
+// was disabled and lets its pending deliveries flow again. Endpoints from
+// the configuration file are changed there (a restart applies the file).
 func (s *Service) Update(ctx context.Context, id string, p EndpointPatch) (*Endpoint, error) {
 	var source string
 	if err := s.db.SQL.QueryRowContext(ctx, "SELECT source FROM webhook_endpoints WHERE id = $1", id).Scan(&source); errors.Is(err, sql.ErrNoRows) {
@@ -453,9 +457,8 @@ func (s *Service) Update(ctx context.Context, id string, p EndpointPatch) (*Endp
 	} else if err != nil {
 		return nil, err
 	}
-	onlyEnabled := p.URL == nil && p.Description == nil && p.Events == nil && p.Headers == nil && p.Timeout == nil && p.MaxRetries == nil
-	if source == "config" && !onlyEnabled {
-		return nil, fmt.Errorf("%w: endpoint %s is managed by the configuration file; change it there (only enabling and disabling work here)", ErrConflict, id)
+	if source == "config" {
+		return nil, fmt.Errorf("%w: endpoint %s is managed by the configuration file; change it there (enabled: false pauses it) and restart", ErrConflict, id)
 	}
 	var sets []string
 	var args []any
@@ -537,14 +540,18 @@ func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Durati
 	}
 	secret := NewSecret()
 	now := s.opts.Now()
+	var source string
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var old string
-		err := tx.QueryRowContext(ctx, "SELECT secret FROM webhook_endpoints WHERE id = $1", id).Scan(&old)
+		err := tx.QueryRowContext(ctx, "SELECT secret, source FROM webhook_endpoints WHERE id = $1", id).Scan(&old, &source)
 		if errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("%w: webhook endpoint %s", ErrNotFound, id)
 		}
 		if err != nil {
 			return err
+		}
+		if source == "config" && s.configSecret[id] {
+			return fmt.Errorf("%w: the secret of endpoint %s is set in the configuration file; change it there", ErrConflict, id)
 		}
 		var prev, until any
 		if grace > 0 {
@@ -557,12 +564,18 @@ func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Durati
 	if err != nil {
 		return nil, "", err
 	}
+	if source == "config" {
+		// Keep the generated secret's file in step with the store.
+		if err := writeSecretFile(filepath.Join(s.opts.DataDir, "webhook-"+id+".secret"), secret); err != nil {
+			s.log.Warn("could not update the endpoint's secret file", "endpoint", id, "err", err)
+		}
+	}
 	ep, err := s.Get(ctx, id)
 	return ep, secret, err
 }
 
-// Test sends a webhook.test event to one endpoint (enabled or not) and
-// returns the delivery.
+// Test sends a webhook.test event to one endpoint, even a disabled one
+// (to check it before enabling it), and returns the delivery.
 func (s *Service) Test(ctx context.Context, id string) (*Delivery, error) {
 	if _, err := s.Get(ctx, id); err != nil {
 		return nil, err
@@ -659,6 +672,19 @@ func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery
 		next = out[limit-1].ID
 	}
 	return out, next, rows.Err()
+}
+
+// EventDeliveries lists the deliveries of one event (by its webhook-id) to
+// every endpoint.
+func (s *Service) EventDeliveries(ctx context.Context, eventID, cursor string, limit int) ([]*Delivery, string, error) {
+	var n int
+	if err := s.db.SQL.QueryRowContext(ctx, "SELECT COUNT(*) FROM webhook_events WHERE id = $1", eventID).Scan(&n); err != nil {
+		return nil, "", err
+	}
+	if n == 0 {
+		return nil, "", fmt.Errorf("%w: event %s", ErrNotFound, eventID)
+	}
+	return s.Deliveries(ctx, DeliveryFilter{EventID: eventID, Cursor: cursor, Limit: limit})
 }
 
 // Delivery returns one delivery with every attempt.

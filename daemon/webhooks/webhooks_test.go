@@ -414,7 +414,7 @@ func TestValidationAndConfigEndpoints(t *testing.T) {
 	}
 	enabled := false
 	hooks := []config.Webhook{
-		{URL: "http://receiver.example/a", Events: []string{"job.completed"}, Retry: 3, Timeout: 5 * time.Second,
+		{URL: "http://receiver.example/a", Events: []string{"job.completed"}, Retry: new(3), Timeout: 5 * time.Second,
 			Headers: map[string]config.Secret{"Authorization": config.NewSecret("Bearer x")}},
 		{URL: "http://receiver.example/b", Events: []string{"job.*"}, Enabled: &enabled, Secret: config.NewSecret(webhooks.NewSecret())},
 	}
@@ -436,16 +436,31 @@ func TestValidationAndConfigEndpoints(t *testing.T) {
 	if len(list[0].HeaderNames) != 1 || list[0].HeaderNames[0] != "Authorization" {
 		t.Errorf("header names %v", list[0].HeaderNames)
 	}
-	// Config endpoints can be toggled, not edited or deleted via the API.
+	// Config endpoints are changed in the file, not through the API; a
+	// secret set in the file cannot be rotated here, a generated one can.
 	u := "http://receiver.example/c"
-	if _, err := s.Update(ctx, list[0].ID, webhooks.EndpointPatch{URL: &u}); !errors.Is(err, webhooks.ErrConflict) {
-		t.Errorf("editing a config endpoint: %v", err)
+	off := false
+	for _, p := range []webhooks.EndpointPatch{{URL: &u}, {Enabled: &off}} {
+		if _, err := s.Update(ctx, list[0].ID, p); !errors.Is(err, webhooks.ErrConflict) {
+			t.Errorf("editing a config endpoint: %v", err)
+		}
+	}
+	if _, _, err := s.RotateSecret(ctx, list[1].ID, 0); !errors.Is(err, webhooks.ErrConflict) {
+		t.Errorf("rotating a configured secret: %v", err)
+	}
+	_, rotated, err := s.RotateSecret(ctx, list[0].ID, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(files[0]); strings.TrimSpace(string(b)) != rotated {
+		t.Error("the generated secret's file was not updated by the rotation")
 	}
 	if err := s.Delete(ctx, list[0].ID); !errors.Is(err, webhooks.ErrConflict) {
 		t.Errorf("deleting a config endpoint: %v", err)
 	}
 	// Restarting with the same config keeps the generated secret; removing
 	// an endpoint from the config removes it.
+	list, _ = s.List(ctx)
 	before := list[0].SecretPrefix
 	if _, err := s.SyncConfig(ctx, hooks[:1]); err != nil {
 		t.Fatal(err)
