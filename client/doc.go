@@ -1,8 +1,9 @@
 // Package client is a Go client for the hypervisord REST API (/api/v1).
 //
-// It speaks the daemon's own types — jobs.Request, jobs.Job, jobs.LogLine,
-// api.JobList, api.Status, api.ProviderInfo, providers.VMInfo — rather than
-// copies of them, so a field added to the API reaches every client at once.
+// It covers jobs, providers and VMs, schedules and webhooks, and speaks the
+// daemon's own types — jobs.Request, jobs.Job, api.JobList, providers.VMInfo,
+// scheduler.Schedule, webhooks.Endpoint… — rather than copies of them, so a
+// field added to the API reaches every client at once.
 //
 //	c, err := client.New("http://127.0.0.1:8080", client.Options{Token: token})
 //	sub, err := c.SubmitJob(ctx, jobs.Request{Provider: "vc1", VM: "/DC0/vm/web01"}, "")

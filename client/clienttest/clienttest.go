@@ -2,6 +2,7 @@ package clienttest
 
 import (
 	"context"
+	"database/sql"
 	"io"
 	"log/slog"
 	"net/http/httptest"
@@ -11,6 +12,7 @@ import (
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
@@ -42,6 +44,11 @@ type Server struct {
 	// loopback receivers (httptest servers) and retries after 10ms, 20ms,
 	// then every 40ms.
 	Webhooks *webhooks.Service
+	// Scheduler serves /schedules and records the outcome of the jobs it
+	// submitted, as in hypervisord, but its loop is not started: nothing
+	// fires on its own. Tests run schedules through the API's run, or
+	// fire due ones with Scheduler.RunDue after moving Options.Now on.
+	Scheduler *scheduler.Scheduler
 }
 
 // Options tune the server. Fake settings must be made here, before any
@@ -56,6 +63,9 @@ type Options struct {
 	// TLS serves HTTPS with httptest's self-signed certificate (see
 	// Server.Certificate).
 	TLS bool
+	// Now is the scheduler's clock (nil: time.Now): due times, next runs,
+	// execution times and lags follow it; jobs keep the real clock.
+	Now func() time.Time
 }
 
 // NewServer starts the API; it stops when the test ends.
@@ -101,13 +111,21 @@ func NewServer(t testing.TB, o Options) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Job events go to webhooks and, for scheduled jobs, to the schedule's
+	// execution history, wired as hypervisord wires them.
+	var sched *scheduler.Scheduler
+	scheduleEvents := jobs.EventsFunc(func(ctx context.Context, tx *sql.Tx, typ string, data any) error {
+		return sched.Emit(ctx, tx, typ, data)
+	})
 	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: "clienttest", Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: exportDir,
-		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: log, Events: hooks,
+		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: log,
+		Events: jobs.EventSinks{hooks, scheduleEvents},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	sched = scheduler.New(db, engine, scheduler.Options{Now: o.Now, Events: hooks, Logger: log})
 	if err := hooks.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +133,7 @@ func NewServer(t testing.TB, o Options) *Server {
 		_ = hooks.Stop(context.Background())
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Tokens: tokens, Logger: log,
+	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Logger: log,
 		Version: "clienttest", NodeID: "clienttest", Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) }})
 	hs := httptest.NewUnstartedServer(srv.Handler())
@@ -135,7 +153,7 @@ func NewServer(t testing.TB, o Options) *Server {
 		_ = engine.Stop(ctx)
 		_ = hooks.Stop(ctx)
 	})
-	return &Server{Server: hs, Fake: fake, Jobs: engine, ExportDir: exportDir, Webhooks: hooks}
+	return &Server{Server: hs, Fake: fake, Jobs: engine, ExportDir: exportDir, Webhooks: hooks, Scheduler: sched}
 }
 
 // JobCount returns how many jobs the engine holds.

@@ -1,9 +1,14 @@
 // Command hyperctl is the command-line client of hypervisord. It submits
-// and follows export jobs and browses providers and VMs through the REST
-// API, using package client.
+// and follows export jobs, manages schedules and webhooks and browses
+// providers and VMs through the REST API (package client), and works on
+// OVA files and exports from a vCenter without any daemon.
 //
 //	hyperctl jobs submit|list|get|watch|cancel|logs|delete
-//	hyperctl export --provider P --vm V --output DIR [--wait]
+//	hyperctl export --provider P --vm V [--output DIR] [--wait]
+//	hyperctl export --local --url https://user@vc/sdk --vm PATH --output DIR
+//	hyperctl schedules create|list|get|update|enable|disable|delete|run|history|next
+//	hyperctl webhooks add|list|get|remove|enable|disable|rotate-secret|test|deliveries|delivery|redeliver
+//	hyperctl ova pack|verify|inspect|extract
 //	hyperctl providers list
 //	hyperctl vms list|get --provider P
 //	hyperctl status
@@ -22,6 +27,7 @@
 // failed (an API error, or a watched job that failed or was cancelled),
 // 2 the command line is wrong.
 //
-// `export --local` is the place of the standalone mode (the provider's
-// export run in process, without a daemon); see local.go.
+// `export --local` runs the vSphere provider's export in process, reading
+// govc's environment (GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD,
+// GOVC_INSECURE); see local.go. `ova` commands read and write local files.
 package main

@@ -91,6 +91,7 @@ job that failed or was cancelled); 2 the command line is wrong.`,
 
 	root.AddCommand(a.jobsCommand(), a.exportCommand(), a.ovaCommand(), a.providersCommand(), a.vmsCommand(), a.statusCommand())
 	root.AddCommand(a.webhooksCommand())
+	root.AddCommand(a.schedulesCommand())
 	return root, a
 }
 

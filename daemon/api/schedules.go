@@ -118,7 +118,7 @@ func (s *Server) registerSchedules() {
 		if zone == "" {
 			zone = "UTC"
 		}
-		next, err := scheduler.Preview(in.Body.Schedule, zone, time.Now(), n)
+		next, err := sch.Preview(in.Body.Schedule, zone, n)
 		if err != nil {
 			return nil, s.scheduleProblem(ctx, err)
 		}

@@ -45,6 +45,10 @@ func Parse(expr, zone string) (*Expr, error) {
 	if zone == "" {
 		zone = "UTC"
 	}
+	if zone == "Local" {
+		// Each daemon (and each client) would read it in its own zone.
+		return nil, fmt.Errorf("timezone Local means a different zone on every host; name the zone (e.g. Europe/Berlin)")
+	}
 	loc, err := time.LoadLocation(zone)
 	if err != nil {
 		return nil, fmt.Errorf("timezone %q is not an IANA time zone (e.g. UTC, Europe/Berlin, America/New_York)", zone)

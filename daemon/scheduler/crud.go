@@ -87,7 +87,13 @@ func (s *Scheduler) check(expr, zone, overlap, catchUp string, job jobs.Request)
 	var problems []string
 	e, err := Parse(expr, zone)
 	if err != nil {
-		problems = append(problems, err.Error())
+		// Report a bad expression and a bad zone together.
+		if _, exprErr := Parse(expr, "UTC"); exprErr != nil {
+			problems = append(problems, exprErr.Error())
+		}
+		if _, zoneErr := Parse("@daily", zone); zoneErr != nil {
+			problems = append(problems, zoneErr.Error())
+		}
 	}
 	switch overlap {
 	case OverlapSkip, OverlapQueue, OverlapAllow:
@@ -110,6 +116,9 @@ func (s *Scheduler) check(expr, zone, overlap, catchUp string, job jobs.Request)
 
 // Create stores a schedule; its first run is the first due time after now.
 func (s *Scheduler) Create(ctx context.Context, spec ScheduleSpec, by string) (*Schedule, error) {
+	if strings.HasPrefix(spec.Name, "sch_") {
+		return nil, fmt.Errorf("%w: name: names starting with sch_ are reserved for schedule IDs", ErrInvalid)
+	}
 	if !namePattern.MatchString(spec.Name) {
 		return nil, fmt.Errorf("%w: name: letters, digits, '.', '_' and '-', starting with a letter or digit, got %q", ErrInvalid, spec.Name)
 	}
@@ -200,6 +209,10 @@ func (s *Scheduler) scan(r interface{ Scan(...any) error }) (*Schedule, error) {
 					break
 				}
 			}
+			if sc.MaxRuns != nil {
+				left := max(0, *sc.MaxRuns-sc.RunCount)
+				sc.NextRuns = sc.NextRuns[:min(left, len(sc.NextRuns))]
+			}
 		}
 	}
 	return &sc, nil
@@ -246,6 +259,9 @@ func (s *Scheduler) Update(ctx context.Context, idOrName string, p SchedulePatch
 	}
 	if p.Timezone != nil {
 		zone = *p.Timezone
+		if zone == "" {
+			zone = "UTC"
+		}
 	}
 	if p.Overlap != nil {
 		overlap = *p.Overlap
@@ -263,6 +279,13 @@ func (s *Scheduler) Update(ctx context.Context, idOrName string, p SchedulePatch
 	enabled := cur.Enabled
 	if p.Enabled != nil {
 		enabled = *p.Enabled
+	}
+	limit := cur.MaxRuns
+	if p.MaxRuns != nil {
+		limit = p.MaxRuns
+	}
+	if enabled && limit != nil && cur.RunCount >= *limit {
+		return nil, fmt.Errorf("%w: schedule %s has run %d of %d times; raise max_runs to enable it", ErrConflict, cur.Name, cur.RunCount, *limit)
 	}
 	now := s.opts.Now()
 	retime := p.Schedule != nil || p.Timezone != nil || (enabled && !cur.Enabled)
@@ -331,17 +354,43 @@ func (s *Scheduler) RunNow(ctx context.Context, idOrName string) (*Execution, er
 	if f.committed != nil {
 		f.committed()
 	}
-	if s.opts.Metrics != nil {
-		s.opts.Metrics.ScheduleRun(cur.Name, "manual", 0)
+	outcome := "manual"
+	if f.outcome == StatusNotSubmitted {
+		outcome = StatusNotSubmitted
 	}
-	list, _, err := s.History(ctx, cur.ID, "", 1)
-	if err != nil || len(list) == 0 {
+	if s.opts.Metrics != nil {
+		s.opts.Metrics.ScheduleRun(cur.Name, outcome, 0)
+	}
+	x, err := s.execution(ctx, f.execution)
+	if err != nil {
 		return nil, err
 	}
 	if f.outcome == StatusNotSubmitted {
-		return list[0], fmt.Errorf("%w: %s", ErrInvalid, list[0].Detail)
+		return x, fmt.Errorf("%w: %s", ErrInvalid, x.Detail)
 	}
-	return list[0], nil
+	return x, nil
+}
+
+const executionColumns = "id, schedule_id, job_id, executed_at, due_at, kind, status, detail, duration_seconds, lag_seconds"
+
+func scanExecution(r interface{ Scan(...any) error }) (*Execution, error) {
+	var e Execution
+	var job sql.NullString
+	var at int64
+	var due sql.NullInt64
+	var dur, lag sql.NullFloat64
+	if err := r.Scan(&e.ID, &e.ScheduleID, &job, &at, &due, &e.Kind, &e.Status, &e.Detail, &dur, &lag); err != nil {
+		return nil, err
+	}
+	e.JobID, e.ExecutedAt, e.DueAt, e.LagSeconds = job.String, store.Time(at), store.NullTime(due), lag.Float64
+	if dur.Valid {
+		e.DurationSeconds = &dur.Float64
+	}
+	return &e, nil
+}
+
+func (s *Scheduler) execution(ctx context.Context, id int64) (*Execution, error) {
+	return scanExecution(s.db.SQL.QueryRowContext(ctx, "SELECT "+executionColumns+" FROM schedule_executions WHERE id = $1", id))
 }
 
 // History lists a schedule's executions newest first; cursor is the last
@@ -354,8 +403,7 @@ func (s *Scheduler) History(ctx context.Context, idOrName, cursor string, limit 
 	if limit <= 0 || limit > 1000 {
 		limit = 100
 	}
-	q := `SELECT id, schedule_id, job_id, executed_at, due_at, kind, status, detail, duration_seconds, lag_seconds
-		FROM schedule_executions WHERE schedule_id = $1`
+	q := "SELECT " + executionColumns + " FROM schedule_executions WHERE schedule_id = $1"
 	args := []any{cur.ID}
 	if cursor != "" {
 		var c int64
@@ -373,19 +421,11 @@ func (s *Scheduler) History(ctx context.Context, idOrName, cursor string, limit 
 	defer rows.Close()
 	out := []*Execution{}
 	for rows.Next() {
-		var e Execution
-		var job sql.NullString
-		var at int64
-		var due sql.NullInt64
-		var dur, lag sql.NullFloat64
-		if err := rows.Scan(&e.ID, &e.ScheduleID, &job, &at, &due, &e.Kind, &e.Status, &e.Detail, &dur, &lag); err != nil {
+		e, err := scanExecution(rows)
+		if err != nil {
 			return nil, "", err
 		}
-		e.JobID, e.ExecutedAt, e.DueAt, e.LagSeconds = job.String, store.Time(at), store.NullTime(due), lag.Float64
-		if dur.Valid {
-			e.DurationSeconds = &dur.Float64
-		}
-		out = append(out, &e)
+		out = append(out, e)
 	}
 	next := ""
 	if len(out) > limit {
@@ -395,8 +435,13 @@ func (s *Scheduler) History(ctx context.Context, idOrName, cursor string, limit 
 	return out, next, rows.Err()
 }
 
-// Preview returns the next n due times of an expression without saving
-// anything.
+// Preview returns the next n due times of an expression from the
+// scheduler's now, without saving anything.
+func (s *Scheduler) Preview(expr, zone string, n int) ([]time.Time, error) {
+	return Preview(expr, zone, s.opts.Now(), n)
+}
+
+// Preview returns the next n due times of an expression after from.
 func Preview(expr, zone string, from time.Time, n int) ([]time.Time, error) {
 	e, err := Parse(expr, zone)
 	if err != nil {

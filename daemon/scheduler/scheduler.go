@@ -194,6 +194,7 @@ type fired struct {
 	outcome   string // submitted, skipped, missed, not_submitted, queued, finished
 	lag       time.Duration
 	committed func()
+	execution int64 // the execution recorded, if any
 }
 
 func (s *Scheduler) fire(ctx context.Context, id string, now time.Time) error {
@@ -281,7 +282,7 @@ func (s *Scheduler) fireDue(ctx context.Context, tx *sql.Tx, r *row, now time.Ti
 		switch r.overlap {
 		case OverlapSkip:
 			f.outcome = StatusSkipped
-			return s.record(ctx, tx, r.id, "", now, last, kind, StatusSkipped, "previous run (job "+active+") is still queued or running", 0)
+			return s.record(ctx, tx, r.id, "", now, last, kind, StatusSkipped, "previous run (job "+active+") is still queued or running", 0, f)
 		case OverlapQueue:
 			f.outcome = "queued"
 			_, err := tx.ExecContext(ctx, "UPDATE scheduled_jobs SET queued_due = COALESCE(queued_due, $2) WHERE id = $1", r.id, store.Micros(last))
@@ -316,7 +317,7 @@ func (s *Scheduler) submit(ctx context.Context, tx *sql.Tx, r *row, now, due tim
 	if err := s.jobs.Validate(r.template); err != nil {
 		f.outcome = StatusNotSubmitted
 		s.log.Warn("scheduled job not submitted", "schedule", r.name, "err", err)
-		if err := s.record(ctx, tx, r.id, "", now, due, kind, StatusNotSubmitted, err.Error(), 0); err != nil {
+		if err := s.record(ctx, tx, r.id, "", now, due, kind, StatusNotSubmitted, err.Error(), 0, f); err != nil {
 			return err
 		}
 		return s.emit(ctx, tx, EventFailed, r, "", due, kind, err.Error())
@@ -329,10 +330,13 @@ func (s *Scheduler) submit(ctx context.Context, tx *sql.Tx, r *row, now, due tim
 	if kind == KindManual {
 		lag = 0
 	}
-	if err := s.record(ctx, tx, r.id, jobID, now, due, kind, StatusSubmitted, "", lag); err != nil {
+	if err := s.record(ctx, tx, r.id, jobID, now, due, kind, StatusSubmitted, "", lag, f); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE scheduled_jobs SET last_run = $2, run_count = run_count + 1 WHERE id = $1", r.id, store.Micros(now)); err != nil {
+		return err
+	}
+	if err := s.finishIfDone(ctx, tx, r.id); err != nil {
 		return err
 	}
 	f.outcome, f.lag, f.committed = StatusSubmitted, lag, committed
@@ -343,7 +347,7 @@ func (s *Scheduler) submit(ctx context.Context, tx *sql.Tx, r *row, now, due tim
 	return s.emit(ctx, tx, EventTriggered, r, jobID, due, kind, "")
 }
 
-func (s *Scheduler) record(ctx context.Context, tx *sql.Tx, scheduleID, jobID string, now, due time.Time, kind, status, detail string, lag time.Duration) error {
+func (s *Scheduler) record(ctx context.Context, tx *sql.Tx, scheduleID, jobID string, now, due time.Time, kind, status, detail string, lag time.Duration, f *fired) error {
 	var job, dueArg any
 	if jobID != "" {
 		job = jobID
@@ -351,8 +355,17 @@ func (s *Scheduler) record(ctx context.Context, tx *sql.Tx, scheduleID, jobID st
 	if kind != KindManual {
 		dueArg = store.Micros(due)
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO schedule_executions (schedule_id, job_id, executed_at, due_at, kind, status, detail, lag_seconds)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`, scheduleID, job, store.Micros(now), dueArg, kind, status, detail, lag.Seconds())
+	return tx.QueryRowContext(ctx, `INSERT INTO schedule_executions (schedule_id, job_id, executed_at, due_at, kind, status, detail, lag_seconds)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id`, scheduleID, job, store.Micros(now), dueArg, kind, status, detail, lag.Seconds()).
+		Scan(&f.execution)
+}
+
+// finishIfDone switches a schedule off once its run limit is reached or its
+// next due time falls after its end date, so it never shows runs that will
+// not happen.
+func (s *Scheduler) finishIfDone(ctx context.Context, tx *sql.Tx, id string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE scheduled_jobs SET enabled = 0, next_run = NULL
+		WHERE id = $1 AND ((max_runs IS NOT NULL AND run_count >= max_runs) OR (end_at IS NOT NULL AND next_run IS NOT NULL AND next_run > end_at))`, id)
 	return err
 }
 

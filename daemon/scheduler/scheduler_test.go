@@ -264,7 +264,15 @@ func TestEndDateMaxRunsAndPause(t *testing.T) {
 	two := 2
 	s.MaxRuns = &two
 	max2, _ := e.sched.Create(ctx, s, "t")
-	for _, m := range []int{10, 20, 30, 40} {
+	if sc, _ := e.sched.Get(ctx, max2.ID); len(sc.NextRuns) != 2 {
+		t.Fatalf("next runs of a 2-run schedule: %v", sc.NextRuns)
+	}
+	e.clk.Set(at(10, 10))
+	_ = e.sched.RunDue(ctx)
+	if sc, _ := e.sched.Get(ctx, max2.ID); len(sc.NextRuns) != 1 {
+		t.Fatalf("next runs after 1 of 2: %v", sc.NextRuns)
+	}
+	for _, m := range []int{20, 30, 40} {
 		e.clk.Set(at(10, m))
 		_ = e.sched.RunDue(ctx)
 	}
@@ -273,6 +281,10 @@ func TestEndDateMaxRunsAndPause(t *testing.T) {
 	}
 	if sc, _ := e.sched.Get(ctx, max2.ID); sc.Enabled || sc.NextRun != nil {
 		t.Fatalf("finished schedule still enabled: %+v", sc)
+	}
+	on := true
+	if _, err := e.sched.Update(ctx, max2.ID, scheduler.SchedulePatch{Enabled: &on}); !errors.Is(err, scheduler.ErrConflict) {
+		t.Fatalf("enabling a finished schedule: %v", err)
 	}
 	p := spec("paused", "*/10 * * * *")
 	off := false
@@ -283,7 +295,6 @@ func TestEndDateMaxRunsAndPause(t *testing.T) {
 	if h := history(t, e.sched, paused.ID); len(h) != 0 {
 		t.Fatal("a paused schedule ran")
 	}
-	on := true
 	sc, err := e.sched.Update(ctx, paused.ID, scheduler.SchedulePatch{Enabled: &on})
 	if err != nil || !sc.NextRun.Equal(at(11, 10)) {
 		t.Fatalf("resume: next %v, %v", sc.NextRun, err)
@@ -307,6 +318,10 @@ func TestValidation(t *testing.T) {
 		{scheduler.ScheduleSpec{Name: "x", Schedule: "@daily", Job: jobs.Request{Provider: "other", VM: "v"}}, `no provider named "other"`},
 		{scheduler.ScheduleSpec{Name: "bad name!", Schedule: "@daily", Job: jobs.Request{Provider: "lab", VM: "v"}}, "name:"},
 		{scheduler.ScheduleSpec{Name: "x", Schedule: "@daily", Overlap: "sometimes", Job: jobs.Request{Provider: "lab", VM: "v"}}, "overlap"},
+		{scheduler.ScheduleSpec{Name: "x", Schedule: "@daily", Timezone: "Local", Job: jobs.Request{Provider: "lab", VM: "v"}}, "different zone on every host"},
+		{scheduler.ScheduleSpec{Name: "sch_0123", Schedule: "@daily", Job: jobs.Request{Provider: "lab", VM: "v"}}, "reserved for schedule IDs"},
+		{scheduler.ScheduleSpec{Name: "x", Schedule: "nope", Timezone: "Moon/Base", Job: jobs.Request{Provider: "lab", VM: "v"}}, "use 5 fields"},
+		{scheduler.ScheduleSpec{Name: "x", Schedule: "nope", Timezone: "Moon/Base", Job: jobs.Request{Provider: "lab", VM: "v"}}, "IANA"},
 	} {
 		if _, err := e.sched.Create(ctx, tc.spec, "t"); !errors.Is(err, scheduler.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.spec, err, tc.want)
