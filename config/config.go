@@ -182,6 +182,10 @@ type WebhookDelivery struct {
 	RetrySchedule []time.Duration `yaml:"retry_schedule"`
 	// ProgressInterval throttles job.progress events per job.
 	ProgressInterval time.Duration `yaml:"progress_interval"`
+	// Retention is how long sent and failed deliveries (and their events
+	// and attempts) are kept for the history; pending ones are never
+	// deleted.
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Default returns the configuration used when nothing is configured.
@@ -213,7 +217,7 @@ func Default() *Config {
 			IdleTimeout:         5 * time.Minute,
 			HealthCheckInterval: 30 * time.Second,
 		},
-		WebhookDelivery: WebhookDelivery{Workers: 4, ProgressInterval: 30 * time.Second},
+		WebhookDelivery: WebhookDelivery{Workers: 4, ProgressInterval: 30 * time.Second, Retention: 30 * 24 * time.Hour},
 	}
 }
 

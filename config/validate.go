@@ -156,6 +156,7 @@ func (c *Config) Validate() error {
 		durRange(fmt.Sprintf("webhook_delivery.retry_schedule[%d]", i), d, 10*time.Millisecond, 24*time.Hour)
 	}
 	durRange("webhook_delivery.progress_interval", c.WebhookDelivery.ProgressInterval, 100*time.Millisecond, time.Hour)
+	durRange("webhook_delivery.retention", c.WebhookDelivery.Retention, time.Hour, 10*365*24*time.Hour)
 
 	return errors.Join(errs...)
 }

@@ -254,7 +254,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 
 	hooks, err := webhooks.New(db, webhooks.Options{
 		NodeID: nodeID, AllowPrivateTargets: cfg.WebhookDelivery.AllowPrivateTargets, Workers: cfg.WebhookDelivery.Workers,
-		Schedule: cfg.WebhookDelivery.RetrySchedule, ProgressInterval: cfg.WebhookDelivery.ProgressInterval,
+		Schedule: cfg.WebhookDelivery.RetrySchedule, ProgressInterval: cfg.WebhookDelivery.ProgressInterval, Retention: cfg.WebhookDelivery.Retention,
 		DataDir: cfg.DataDir, UserAgent: "HyperSDK-Webhooks/" + ver, Logger: log.With("component", "webhooks"), Metrics: m,
 	})
 	if err != nil {

@@ -49,7 +49,26 @@ func (s *Service) Start(ctx context.Context) error {
 		defer close(work)
 		s.dispatch(bg, work)
 	})
+	s.wg.Go(func() { s.pruneLoop(bg) })
 	return nil
+}
+
+// pruneLoop applies the retention every hour.
+func (s *Service) pruneLoop(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+			s.log.Warn("pruning old webhook deliveries failed", "err", err)
+		} else if n > 0 {
+			s.log.Info("pruned webhook events past retention", "events", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // Stop stops claiming deliveries and waits for attempts in flight (each is

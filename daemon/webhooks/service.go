@@ -57,6 +57,9 @@ type Options struct {
 	PollInterval time.Duration
 	// ProgressInterval throttles job.progress events per job (default 30s).
 	ProgressInterval time.Duration
+	// Retention is how long finished deliveries and their events are kept
+	// (default 30 days).
+	Retention time.Duration
 	// DataDir receives the generated secrets of configured endpoints.
 	DataDir   string
 	UserAgent string
@@ -101,6 +104,9 @@ func New(db *store.DB, opts Options) (*Service, error) {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 30 * 24 * time.Hour
 	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "HyperSDK-Webhooks"
@@ -732,6 +738,18 @@ func (s *Service) Redeliver(ctx context.Context, id string) (*Delivery, error) {
 	}
 	s.wake()
 	return s.Delivery(ctx, id)
+}
+
+// Prune deletes events older than the retention whose deliveries have all
+// ended (their deliveries and attempts go with them); it returns how many.
+func (s *Service) Prune(ctx context.Context) (int64, error) {
+	cutoff := store.Micros(s.opts.Now().Add(-s.opts.Retention))
+	res, err := s.db.SQL.ExecContext(ctx, `DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS
+		(SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id AND d.state = 'pending')`, cutoff)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
 }
 
 // Pending counts deliveries waiting to be sent (all daemons).

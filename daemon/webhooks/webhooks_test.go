@@ -598,3 +598,31 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 		})
 	}
 }
+
+// Retention removes finished deliveries' events, never pending ones.
+func TestPrune(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	clk := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clk }
+	s := newService(t, db, func(o *webhooks.Options) { o.Now = now; o.Retention = 24 * time.Hour })
+	rcv := newReceiver(t, nil)
+	if _, _, err := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	emit(t, db, s, webhooks.TypeJobCompleted, nil) // will be delivered
+	start(t, s)
+	waitFor(t, "delivery", func() bool { return len(rcv.requests()) == 1 })
+	waitFor(t, "recorded", func() bool { n, _ := s.Pending(context.Background()); return n == 0 })
+	if err := s.Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	emit(t, db, s, webhooks.TypeJobFailed, nil) // stays pending: delivery is stopped
+	clk = clk.Add(48 * time.Hour)
+	n, err := s.Prune(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("pruned %d, %v", n, err)
+	}
+	if p, _ := s.Pending(context.Background()); p != 1 {
+		t.Fatalf("pending %d after pruning", p)
+	}
+}
