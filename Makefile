@@ -6,7 +6,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-deps lint bench clean
+.PHONY: all build run test test-deps lint bench fuzz clean
 
 all: build
 
@@ -27,6 +27,14 @@ lint:
 
 test: test-deps lint
 	$(GO) test -race -timeout 15m ./...
+	$(MAKE) fuzz
+
+# A short fuzzing run of the parsers that read untrusted input, on top of the
+# checked-in corpora (which plain `go test` already replays).
+FUZZTIME ?= 15s
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./ova/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseDescriptor$$' -fuzztime $(FUZZTIME) ./ovf/
 
 # Benchmarks print ratios against a baseline measured in the same run
 # (x_… metrics). The vSphere export benchmark needs ~9 GiB free in /dev/shm

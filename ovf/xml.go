@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -95,11 +96,26 @@ func (e *element) lookupPrefix(prefix string) (uri string, ok bool) {
 	return "", false
 }
 
+// isNCName reports whether s is a valid namespace prefix (an XML NCName).
+func isNCName(s string) bool {
+	for i, r := range s {
+		switch {
+		case r == '_' || unicode.IsLetter(r):
+		case i > 0 && (r == '-' || r == '.' || unicode.IsDigit(r) || unicode.Is(unicode.Mn, r)):
+		default:
+			return false
+		}
+	}
+	return s != ""
+}
+
 // prefixFor returns a non-empty prefix bound to uri in the scope of e, if any.
 func (e *element) prefixFor(uri string) (string, bool) {
 	for el := e; el != nil; el = el.parent {
 		for _, a := range el.attrs {
-			if a.prefix == "xmlns" && a.value == uri {
+			// A declaration with a prefix that is not a valid XML name
+			// (encoding/xml lets some through) cannot be used to qualify.
+			if a.prefix == "xmlns" && a.value == uri && isNCName(a.local) {
 				// The binding counts only if no nearer element rebinds it.
 				if got, _ := e.lookupPrefix(a.local); got == uri {
 					return a.local, true
