@@ -66,6 +66,7 @@ func testRegistry() *providers.Registry {
 	r.Register(providers.TypeVSphere, func(inst config.ProviderInstance, _ providers.Deps) (providers.Provider, error) {
 		f := providertest.NewFake(inst.Name, providertest.DefaultFakeVMs(16)...)
 		f.CallLog = os.Getenv("FAKE_CALL_LOG")
+		f.FinishGate = os.Getenv("FAKE_FINISH_GATE")
 		if d, err := time.ParseDuration(os.Getenv("FAKE_CHUNK_DELAY")); err == nil {
 			f.ChunkDelay = d
 		}
@@ -269,21 +270,24 @@ func (c *callLog) poll() {
 	}
 }
 
-// safeToKill reports whether no export can be between finishing and having
-// its outcome committed: no completion seen for quiet, and every export in
-// flight started less than young ago (an export takes longer than that).
-func (c *callLog) safeToKill(quiet, young time.Duration) bool {
+// quietFor reports whether no completion has been seen for d.
+func (c *callLog) quietFor(d time.Duration) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.openSince) == 0 || time.Since(c.lastDone) < quiet {
-		return false
-	}
-	for _, since := range c.openSince {
-		if time.Since(since) > young {
-			return false
+	return time.Since(c.lastDone) >= d
+}
+
+// waitUntil polls cond; the bound turns a hang into a failure that says
+// what was awaited.
+func waitUntil(t *testing.T, what string, bound time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(bound)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
 		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return true
 }
 
 // forget drops in-flight records after a kill: those exports are dead.
@@ -298,10 +302,11 @@ func (c *callLog) forget() {
 //
 // Execution is at-least-once: a daemon killed in the instant between a
 // provider finishing and the outcome being committed runs that export
-// again. The test kills only when no export can be in that instant
-// (nothing finished in the last 250ms; everything in flight started less
-// than 900ms ago while an export takes at least 1.2s), so a second
-// completion would be a real recovery bug.
+// again. The test kills only when no export can be in that instant: it
+// closes a gate that holds exports just before they finish, waits until no
+// export has finished for a while (those that passed the gate have
+// committed), and kills then, with exports in flight and held at the gate.
+// A second completion would therefore be a real recovery bug.
 func TestSurvivesSIGKILLWithoutRerunningCompletedJobs(t *testing.T) {
 	for _, d := range storetest.Dialects {
 		t.Run(string(d), func(t *testing.T) {
@@ -309,7 +314,9 @@ func TestSurvivesSIGKILLWithoutRerunningCompletedJobs(t *testing.T) {
 			if d == store.Postgres {
 				db = fmt.Sprintf("database:\n  url: %q\n", storetest.PostgresURL(t))
 			}
-			callLogPath := filepath.Join(t.TempDir(), "calls.log")
+			tmp := t.TempDir()
+			callLogPath := filepath.Join(tmp, "calls.log")
+			gate := filepath.Join(tmp, "gate-closed")
 			dmn := newDaemon(t, db+`
 jobs:
   max_concurrent: 16
@@ -318,7 +325,7 @@ providers:
   - name: lab
     type: vsphere
     url: https://fake.invalid/sdk
-`, "FAKE_CALL_LOG="+callLogPath, "FAKE_CHUNK_DELAY=50ms") // 24 chunks: >= 1.2s per export
+`, "FAKE_CALL_LOG="+callLogPath, "FAKE_CHUNK_DELAY=20ms", "FAKE_FINISH_GATE="+gate)
 			dmn.start()
 			const total = 200
 			for i := range total {
@@ -329,22 +336,34 @@ providers:
 			}
 			calls := newCallLog(callLogPath)
 			for kill := 1; kill <= 2; kill++ {
-				// Let some jobs finish first, then kill at a safe instant.
-				minDone := 20 * kill * 2
-				for {
+				// Let some jobs finish, then close the gate and wait for
+				// the exports that passed it to be done and committed.
+				waitUntil(t, "exports to complete before the kill", 2*time.Minute, func() bool {
 					calls.poll()
 					calls.mu.Lock()
-					n := len(calls.dones)
-					calls.mu.Unlock()
-					if n >= minDone && calls.safeToKill(250*time.Millisecond, 900*time.Millisecond) {
-						break
-					}
-					time.Sleep(5 * time.Millisecond)
+					defer calls.mu.Unlock()
+					return len(calls.dones) >= 40*kill
+				})
+				if err := os.WriteFile(gate, nil, 0o600); err != nil {
+					t.Fatal(err)
+				}
+				waitUntil(t, "completions to stop behind the closed gate", 2*time.Minute, func() bool {
+					calls.poll()
+					return calls.quietFor(2 * time.Second)
+				})
+				calls.mu.Lock()
+				inFlight := len(calls.openSince)
+				calls.mu.Unlock()
+				if inFlight == 0 {
+					t.Fatal("no export in flight at the kill; the test proves nothing")
 				}
 				dmn.kill()
 				calls.poll()
 				calls.forget()
-				t.Logf("SIGKILL %d after %d completed exports", kill, len(calls.dones))
+				t.Logf("SIGKILL %d with %d exports in flight, after %d completed", kill, inFlight, len(calls.dones))
+				if err := os.Remove(gate); err != nil {
+					t.Fatal(err)
+				}
 				dmn.start()
 			}
 			deadline := time.Now().Add(3 * time.Minute)
@@ -391,13 +410,10 @@ func TestSIGTERMHandsRunningJobsBack(t *testing.T) {
 	dmn.start()
 	var j jobs.Job
 	dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "lab", "vm": "vm-001"}, &j)
-	for {
+	waitUntil(t, "the job to run", time.Minute, func() bool {
 		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
-		if j.State == jobs.StateRunning {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return j.State == jobs.StateRunning
+	})
 	if err := dmn.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -770,9 +786,7 @@ webhook_delivery:
 			t.Fatalf("test event %d: HTTP %d", i, code)
 		}
 	}
-	for rcv.distinct() < 5 {
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitUntil(t, "the first deliveries", time.Minute, func() bool { return rcv.distinct() >= 5 })
 	dmn.kill()
 	before := rcv.distinct()
 	if before >= 100 {

@@ -36,6 +36,10 @@ type Fake struct {
 	// BeforeExport, when set, runs at the start of every export; a non-nil
 	// error fails the export with it.
 	BeforeExport func(ctx context.Context, vm string) error
+	// FinishGate, when set, names a file: while it exists, exports that
+	// have written everything wait before completing. Process tests close
+	// the gate to reach an instant when no export is completing.
+	FinishGate string
 
 	mu        sync.Mutex
 	failures  map[string][]error // per VM name: errors to return, in order
@@ -256,10 +260,15 @@ func (f *Fake) ExportVM(ctx context.Context, id string, opts providers.ExportOpt
 		cleanup()
 		return nil, err
 	}
+	written = append(written, filepath.Join(opts.OutputDir, res.Manifest))
 	res.Files = append(res.Files, providers.ExportedFile{Path: res.Manifest, Size: int64(mf.Len()), SHA256: sum, Kind: "manifest"})
 	res.Duration = time.Since(start)
 	if s := res.Duration.Seconds(); s > 0 {
 		res.Throughput = float64(res.Bytes) / s
+	}
+	if err := f.waitGate(ctx); err != nil {
+		cleanup()
+		return nil, err
 	}
 	f.mu.Lock()
 	f.exports[vm.Name]++
@@ -317,6 +326,21 @@ func (f *Fake) writeFile(ctx context.Context, dst string, r io.Reader, progress 
 		return "", err
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// waitGate waits while the FinishGate file exists.
+func (f *Fake) waitGate(ctx context.Context) error {
+	for f.FinishGate != "" {
+		if _, err := os.Stat(f.FinishGate); err != nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 func (f *Fake) logCall(event, vm, dir string) {
