@@ -424,7 +424,7 @@ each attempt; interrupting stops the waiting, not the delivery.`,
 			}
 			if wait {
 				fmt.Fprintf(a.env.stderr, "test delivery %s queued to %s (webhook-id %s)\n", d.ID, ep.URL, d.EventID)
-				return a.waitDelivery(ctx, c, d)
+				return a.waitDelivery(ctx, c, d, 0)
 			}
 			return a.show(d, func(w io.Writer) error {
 				fmt.Fprintf(w, "test delivery %s queued to %s (webhook-id %s)\n", d.ID, ep.URL, d.EventID)
@@ -473,11 +473,11 @@ func attemptOutcome(status int, errText string) string {
 // waitDelivery follows d until it is no longer pending, printing each new
 // attempt on stderr, then the outcome (the delivery itself with -o
 // json|yaml). A failed delivery is a *deliveryFailedError.
-func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.Delivery) error {
-	// Only attempts of this round are printed: d.Attempts counts them (a
-	// redelivery starts it afresh), History holds earlier rounds too when
-	// the answer carries it, and the first attempt may already be made.
-	seen := max(0, len(d.History)-d.Attempts)
+func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.Delivery, earlier int) error {
+	// Only attempts of this round are printed: the first earlier entries of
+	// the history belong to previous rounds (counted before a redelivery,
+	// since the attempt counter and the history are read separately).
+	seen := earlier
 	final, err := c.WatchDelivery(ctx, d.ID, a.env.pollInterval, func(cur *webhooks.Delivery) {
 		for ; seen < len(cur.History); seen++ {
 			at := cur.History[seen]
@@ -740,13 +740,21 @@ so receivers that saw it already can tell. With --wait, follow it as 'test
 				return err
 			}
 			ctx := cmd.Context()
+			earlier := 0
+			if wait {
+				before, err := c.GetDelivery(ctx, args[0])
+				if err != nil {
+					return fmt.Errorf("redeliver %s: %w", args[0], err)
+				}
+				earlier = len(before.History)
+			}
 			d, err := c.Redeliver(ctx, args[0])
 			if err != nil {
 				return fmt.Errorf("redeliver %s: %w", args[0], err)
 			}
 			if wait {
 				fmt.Fprintf(a.env.stderr, "delivery %s queued again to %s (webhook-id %s)\n", d.ID, d.EndpointID, d.EventID)
-				return a.waitDelivery(ctx, c, d)
+				return a.waitDelivery(ctx, c, d, earlier)
 			}
 			return a.show(d, func(w io.Writer) error {
 				fmt.Fprintf(w, "delivery %s queued again to %s (webhook-id %s)\n", d.ID, d.EndpointID, d.EventID)
