@@ -302,10 +302,10 @@ func (c *callLog) forget() {
 //
 // Execution is at-least-once: a daemon killed in the instant between a
 // provider finishing and the outcome being committed runs that export
-// again. The test kills only when no export can be in that instant: it
-// closes a gate that holds exports just before they finish, waits until no
-// export has finished for a while (those that passed the gate have
-// committed), and kills then, with exports in flight and held at the gate.
+// again. The test kills only when no export can be in that instant: a gate
+// lets a set number of exports complete and holds the others just before
+// they finish; the kill comes once nothing has completed for a while (the
+// completed ones have committed), with exports in flight held at the gate.
 // A second completion would therefore be a real recovery bug.
 func TestSurvivesSIGKILLWithoutRerunningCompletedJobs(t *testing.T) {
 	for _, d := range storetest.Dialects {
@@ -326,6 +326,11 @@ providers:
     type: vsphere
     url: https://fake.invalid/sdk
 `, "FAKE_CALL_LOG="+callLogPath, "FAKE_CHUNK_DELAY=20ms", "FAKE_FINISH_GATE="+gate)
+			// The gate lets 40 exports complete, then holds the rest just
+			// before they finish.
+			if err := os.WriteFile(gate, []byte("40"), 0o600); err != nil {
+				t.Fatal(err)
+			}
 			dmn.start()
 			const total = 200
 			for i := range total {
@@ -336,20 +341,14 @@ providers:
 			}
 			calls := newCallLog(callLogPath)
 			for kill := 1; kill <= 2; kill++ {
-				// Let some jobs finish, then close the gate and wait for
-				// the exports that passed it to be done and committed.
-				waitUntil(t, "exports to complete before the kill", 2*time.Minute, func() bool {
+				// Wait until the allowed exports have completed and nothing
+				// has completed for a while (they have all committed).
+				waitUntil(t, "exports to complete up to the gate", 2*time.Minute, func() bool {
 					calls.poll()
 					calls.mu.Lock()
-					defer calls.mu.Unlock()
-					return len(calls.dones) >= 40*kill
-				})
-				if err := os.WriteFile(gate, nil, 0o600); err != nil {
-					t.Fatal(err)
-				}
-				waitUntil(t, "completions to stop behind the closed gate", 2*time.Minute, func() bool {
-					calls.poll()
-					return calls.quietFor(2 * time.Second)
+					n := len(calls.dones)
+					calls.mu.Unlock()
+					return n >= 40*kill && calls.quietFor(2*time.Second)
 				})
 				calls.mu.Lock()
 				inFlight := len(calls.openSince)
@@ -361,7 +360,15 @@ providers:
 				calls.poll()
 				calls.forget()
 				t.Logf("SIGKILL %d with %d exports in flight, after %d completed", kill, inFlight, len(calls.dones))
-				if err := os.Remove(gate); err != nil {
+				next := []byte("80")
+				if kill == 2 {
+					next = nil
+				}
+				if next == nil {
+					if err := os.Remove(gate); err != nil {
+						t.Fatal(err)
+					}
+				} else if err := os.WriteFile(gate, next, 0o600); err != nil {
 					t.Fatal(err)
 				}
 				dmn.start()

@@ -11,6 +11,7 @@ import (
 	"path"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -36,9 +37,11 @@ type Fake struct {
 	// BeforeExport, when set, runs at the start of every export; a non-nil
 	// error fails the export with it.
 	BeforeExport func(ctx context.Context, vm string) error
-	// FinishGate, when set, names a file: while it exists, exports that
-	// have written everything wait before completing. Process tests close
-	// the gate to reach an instant when no export is completing.
+	// FinishGate, when set, names a file that holds exports that have
+	// written everything before they complete: while the file exists and is
+	// empty, all wait; while it holds a number N, they wait once CallLog
+	// has N completions. Process tests use it to reach an instant when no
+	// export is completing, with some done and some in flight.
 	FinishGate string
 
 	mu        sync.Mutex
@@ -328,10 +331,14 @@ func (f *Fake) writeFile(ctx context.Context, dst string, r io.Reader, progress 
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// waitGate waits while the FinishGate file exists.
+// waitGate holds an export while the FinishGate says so.
 func (f *Fake) waitGate(ctx context.Context) error {
 	for f.FinishGate != "" {
-		if _, err := os.Stat(f.FinishGate); err != nil {
+		b, err := os.ReadFile(f.FinishGate)
+		if err != nil {
+			return nil // no gate
+		}
+		if limit, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && f.completions() < limit {
 			return nil
 		}
 		select {
@@ -341,6 +348,22 @@ func (f *Fake) waitGate(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// completions counts the "done" lines of the call log.
+func (f *Fake) completions() int {
+	b, err := os.ReadFile(f.CallLog)
+	if err != nil {
+		return 0
+	}
+	return strings.Count(string(b), "\ndone ") + boolInt(strings.HasPrefix(string(b), "done "))
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (f *Fake) logCall(event, vm, dir string) {
