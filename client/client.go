@@ -18,6 +18,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/internal/backoff"
+	"github.com/hypersdk/hypersdk/transfer"
 )
 
 // Options configure a Client. The zero value is usable for an
@@ -63,7 +64,7 @@ func NewTransport(o TLSOptions) (*http.Transport, error) {
 	if o.CAFile == "" && !o.InsecureSkipVerify {
 		return t, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: o.InsecureSkipVerify} //nolint:gosec // opt-in
+	opts := transfer.ClientOptions{InsecureSkipVerify: o.InsecureSkipVerify}
 	if o.CAFile != "" {
 		pem, err := os.ReadFile(o.CAFile)
 		if err != nil {
@@ -76,7 +77,11 @@ func NewTransport(o TLSOptions) (*http.Transport, error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("CA file %s: no PEM certificates found", o.CAFile)
 		}
-		cfg.RootCAs = pool
+		opts.RootCAs = pool
+	}
+	cfg, err := transfer.TLSConfig(opts)
+	if err != nil {
+		return nil, err
 	}
 	t.TLSClientConfig = cfg
 	return t, nil

@@ -191,7 +191,7 @@ type WebhookDelivery struct {
 // Default returns the configuration used when nothing is configured.
 func Default() *Config {
 	return &Config{
-		DataDir: defaultDataDir(),
+		DataDir: DefaultDataDir(),
 		Log:     Log{Level: "info", Format: "text"},
 		API: API{
 			Listen:       "127.0.0.1:8080",
@@ -221,7 +221,9 @@ func Default() *Config {
 	}
 }
 
-func defaultDataDir() string {
+// DefaultDataDir is the data directory used when none is configured:
+// $XDG_DATA_HOME/hypersdk or ~/.local/share/hypersdk.
+func DefaultDataDir() string {
 	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
 		return filepath.Join(d, "hypersdk")
 	}
@@ -230,9 +232,6 @@ func defaultDataDir() string {
 	}
 	return "hypersdk-data"
 }
-
-// DefaultDataDir is the data directory used when none is configured.
-func DefaultDataDir() string { return defaultDataDir() }
 
 // DatabasePath is the SQLite file in use.
 func (c *Config) DatabasePath() string {

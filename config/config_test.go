@@ -58,7 +58,7 @@ func TestSeedConfigurationLoadsEveryKey(t *testing.T) {
 }
 
 func TestUnknownKeysNameKeyAndLine(t *testing.T) {
-	_, err := Parse([]byte("api:\n  listen: 127.0.0.1:9\n  listne: x\nexport:\n  formatt: ova\nbogus: 1\n"))
+	_, err := parse([]byte("api:\n  listen: 127.0.0.1:9\n  listne: x\nexport:\n  formatt: ova\nbogus: 1\n"))
 	if err == nil {
 		t.Fatal("unknown keys accepted")
 	}
@@ -71,7 +71,7 @@ func TestUnknownKeysNameKeyAndLine(t *testing.T) {
 }
 
 func TestWrongValueTypesNamed(t *testing.T) {
-	_, err := Parse([]byte("jobs:\n  max_concurrent: lots\n  retry_backoff: soon\nexport:\n  compress: maybe\n"))
+	_, err := parse([]byte("jobs:\n  max_concurrent: lots\n  retry_backoff: soon\nexport:\n  compress: maybe\n"))
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -83,7 +83,7 @@ func TestWrongValueTypesNamed(t *testing.T) {
 }
 
 func TestValidationNamesKeyAndRange(t *testing.T) {
-	cfg, err := Parse([]byte("jobs:\n  max_concurrent: 0\nexport:\n  compression_level: 12\n  format: zip\n"))
+	cfg, err := parse([]byte("jobs:\n  max_concurrent: 0\nexport:\n  compression_level: 12\n  format: zip\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func TestValidationNamesKeyAndRange(t *testing.T) {
 
 func TestNamedProviderInstances(t *testing.T) {
 	t.Setenv("VC_WEST_PW", "west-secret")
-	cfg, err := Parse([]byte(`
+	cfg, err := parse([]byte(`
 vcenter:
   url: https://vc-main/sdk
   username: u
@@ -136,7 +136,7 @@ providers:
 }
 
 func TestProviderSettingsCheckedPerType(t *testing.T) {
-	_, err := Parse([]byte("providers:\n  - name: x\n    type: vsphere\n    url: https://h/sdk\n    region: us-east-1\n  - name: y\n    type: vmware\n"))
+	_, err := parse([]byte("providers:\n  - name: x\n    type: vsphere\n    url: https://h/sdk\n    region: us-east-1\n  - name: y\n    type: vmware\n"))
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -145,7 +145,7 @@ func TestProviderSettingsCheckedPerType(t *testing.T) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}
 	}
-	cfg, err := Parse([]byte("providers:\n  - name: a\n    type: vsphere\n    url: https://h/sdk\n  - name: a\n    type: vsphere\n    url: https://h2/sdk\n"))
+	cfg, err := parse([]byte("providers:\n  - name: a\n    type: vsphere\n    url: https://h/sdk\n  - name: a\n    type: vsphere\n    url: https://h2/sdk\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +195,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 	if err := os.WriteFile(f, []byte("file-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg, err := Parse([]byte(fmt.Sprintf("vcenter:\n  url: https://vc/sdk\n  password: {file: %s}\ndatabase:\n  url: postgres://u:dbpass@h/db\n", f)))
+	cfg, err := parse([]byte(fmt.Sprintf("vcenter:\n  url: https://vc/sdk\n  password: {file: %s}\ndatabase:\n  url: postgres://u:dbpass@h/db\n", f)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestSecretsNeverPrint(t *testing.T) {
 			t.Errorf("secret printed: %s", s)
 		}
 	}
-	if _, err := Parse([]byte("vcenter:\n  password: {env: HYPERSDK_TEST_UNSET_VAR}\n")); err == nil || !strings.Contains(err.Error(), "HYPERSDK_TEST_UNSET_VAR is not set") {
+	if _, err := parse([]byte("vcenter:\n  password: {env: HYPERSDK_TEST_UNSET_VAR}\n")); err == nil || !strings.Contains(err.Error(), "HYPERSDK_TEST_UNSET_VAR is not set") {
 		t.Errorf("unset env reference: %v", err)
 	}
 }
@@ -217,4 +217,13 @@ func TestDefaultsValidate(t *testing.T) {
 	if err := Default().Validate(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// parse decodes YAML over the defaults without environment overrides.
+func parse(data []byte) (*Config, error) {
+	cfg := Default()
+	if err := decodeStrict(data, cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
 }

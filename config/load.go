@@ -39,16 +39,6 @@ func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
 	return cfg, nil
 }
 
-// Parse decodes YAML configuration from data over the defaults, without
-// environment overrides. Relative paths stay relative.
-func Parse(data []byte) (*Config, error) {
-	cfg := Default()
-	if err := decodeStrict(data, cfg); err != nil {
-		return nil, err
-	}
-	return cfg, nil
-}
-
 func decodeStrict(data []byte, cfg *Config) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {

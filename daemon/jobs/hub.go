@@ -13,7 +13,7 @@ type hub struct {
 func newHub() *hub { return &hub{subs: map[string]map[chan struct{}]struct{}{}} }
 
 // subscribe returns a channel that receives a value after each change of
-// job id ("" for every job), and a function to unsubscribe.
+// job id, and a function to unsubscribe.
 func (h *hub) subscribe(id string) (<-chan struct{}, func()) {
 	ch := make(chan struct{}, 1)
 	h.mu.Lock()
@@ -35,12 +35,10 @@ func (h *hub) subscribe(id string) (<-chan struct{}, func()) {
 func (h *hub) publish(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for _, key := range []string{id, ""} {
-		for ch := range h.subs[key] {
-			select {
-			case ch <- struct{}{}:
-			default: // a wake-up is already pending
-			}
+	for ch := range h.subs[id] {
+		select {
+		case ch <- struct{}{}:
+		default: // a wake-up is already pending
 		}
 	}
 }

@@ -79,7 +79,6 @@ type Manager struct {
 
 	mu       sync.Mutex
 	running  map[string]context.CancelCauseFunc // jobs this daemon is running
-	limiters map[string]chan struct{}           // per-provider local slots
 	stopping bool
 
 	bg     sync.WaitGroup
@@ -136,7 +135,6 @@ func New(db *store.DB, provs Providers, opts Options) (*Manager, error) {
 		retry:     backoff.Policy{Base: opts.Jobs.RetryBackoff, Max: opts.Jobs.RetryBackoffMax, Jitter: 0.2},
 		hub:       newHub(),
 		running:   map[string]context.CancelCauseFunc{},
-		limiters:  map[string]chan struct{}{},
 	}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &exportWorker{m: m}); err != nil {

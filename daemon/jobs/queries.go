@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/riverqueue/river/rivertype"
+
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -164,7 +166,7 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) (*Job, error) {
 		if err == nil {
 			state = StateCancelled
 			if riverID.Valid {
-				if _, err := m.river.JobCancelTx(ctx, tx, riverID.Int64); err != nil && !isRiverNotFound(err) {
+				if _, err := m.river.JobCancelTx(ctx, tx, riverID.Int64); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 					return err
 				}
 			}
@@ -219,10 +221,6 @@ func principal(by string) string {
 		return "(unknown)"
 	}
 	return by
-}
-
-func isRiverNotFound(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "not found")
 }
 
 // Delete removes a finished job and its logs (not its exported files).

@@ -57,7 +57,7 @@ func (m *Manager) reapStale(ctx context.Context) (int, error) {
 }
 
 func (m *Manager) takeOver(ctx context.Context, query string, arg any) (int, error) {
-	ids, err := m.queryIDs(ctx, query, arg)
+	ids, err := m.db.Strings(ctx, query, arg)
 	if err != nil {
 		return 0, err
 	}
@@ -72,23 +72,6 @@ func (m *Manager) takeOver(ctx context.Context, query string, arg any) (int, err
 		}
 	}
 	return n, nil
-}
-
-func (m *Manager) queryIDs(ctx context.Context, query string, args ...any) ([]string, error) {
-	rows, err := m.db.SQL.QueryContext(ctx, query, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
 }
 
 // requeueLost moves a running job whose worker is gone back to the queue
@@ -179,7 +162,7 @@ func (m *Manager) isRunningHere(id string) bool {
 // in it, and any manual tampering with River's tables.
 func (m *Manager) sweepQueued(ctx context.Context) (int, error) {
 	stale := store.Micros(m.opts.Now().Add(-m.opts.Jobs.HeartbeatStale))
-	ids, err := m.queryIDs(ctx, `SELECT j.id FROM jobs j LEFT JOIN river_job r ON r.id = j.river_job_id
+	ids, err := m.db.Strings(ctx, `SELECT j.id FROM jobs j LEFT JOIN river_job r ON r.id = j.river_job_id
 		WHERE j.state = 'queued' AND j.updated_at < $1
 		AND (r.id IS NULL OR r.state IN ('completed', 'cancelled', 'discarded') OR (r.state = 'running' AND r.attempted_at IS NOT NULL))`, stale)
 	if err != nil {

@@ -141,21 +141,11 @@ func (s *Scheduler) Stop() {
 // runs whose predecessor has ended.
 func (s *Scheduler) RunDue(ctx context.Context) error {
 	now := s.opts.Now()
-	rows, err := s.db.SQL.QueryContext(ctx, `SELECT id FROM scheduled_jobs WHERE enabled = 1
+	ids, err := s.db.Strings(ctx, `SELECT id FROM scheduled_jobs WHERE enabled = 1
 		AND ((next_run IS NOT NULL AND next_run <= $1) OR queued_due IS NOT NULL) ORDER BY next_run`, store.Micros(now))
 	if err != nil {
 		return err
 	}
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			rows.Close()
-			return err
-		}
-		ids = append(ids, id)
-	}
-	rows.Close()
 	var errs []error
 	for _, id := range ids {
 		if err := s.fire(ctx, id, now); err != nil {

@@ -156,25 +156,12 @@ func (s *Service) claim(ctx context.Context, n int) ([]string, error) {
 	if s.db.Dialect == store.Postgres {
 		lock = " FOR UPDATE OF d SKIP LOCKED" // daemons claim disjoint rows
 	}
-	rows, err := s.db.SQL.QueryContext(ctx, `UPDATE webhook_deliveries SET lease_node = $1, lease_until = $2 WHERE id IN (
+	return store.ScanStrings(s.db.SQL.QueryContext(ctx, `UPDATE webhook_deliveries SET lease_node = $1, lease_until = $2 WHERE id IN (
 			SELECT d.id FROM webhook_deliveries d JOIN webhook_endpoints e ON e.id = d.endpoint_id JOIN webhook_events ev ON ev.id = d.event_id
 			WHERE d.state = 'pending' AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3)
 				AND (e.enabled = 1 OR ev.type = 'webhook.test')
 			ORDER BY d.next_attempt_at LIMIT $4`+lock+`)
-		RETURNING id`, s.opts.NodeID, store.Micros(now.Add(leaseFor)), store.Micros(now), n)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var ids []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		ids = append(ids, id)
-	}
-	return ids, rows.Err()
+		RETURNING id`, s.opts.NodeID, store.Micros(now.Add(leaseFor)), store.Micros(now), n))
 }
 
 func (s *Service) release(ids []string) {

@@ -167,30 +167,34 @@ func (s *Service) subscribers(ctx context.Context, tx *sql.Tx, eventType string)
 	return ids, rows.Err()
 }
 
-func (s *Service) insertEvent(ctx context.Context, tx *sql.Tx, eventType string, data any, endpoints []string) (string, error) {
+// insertEvent stores an event and one delivery per endpoint, returning the
+// deliveries' IDs in endpoint order.
+func (s *Service) insertEvent(ctx context.Context, tx *sql.Tx, eventType string, data any, endpoints []string) ([]string, error) {
 	now := s.opts.Now().UTC()
 	body, err := json.Marshal(payload{Type: eventType, Timestamp: now, Data: data})
 	if err != nil {
-		return "", fmt.Errorf("webhooks: encode %s: %w", eventType, err)
+		return nil, fmt.Errorf("webhooks: encode %s: %w", eventType, err)
 	}
 	u, err := uuid.NewV7()
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	id := "msg_" + strings.ReplaceAll(u.String(), "-", "")
 	us := store.Micros(now)
 	if _, err := tx.ExecContext(ctx, "INSERT INTO webhook_events (id, type, payload, created_at) VALUES ($1, $2, $3, $4)", id, eventType, string(body), us); err != nil {
-		return "", err
+		return nil, err
 	}
+	deliveries := make([]string, 0, len(endpoints))
 	for _, ep := range endpoints {
 		did, _ := uuid.NewV7()
+		deliveries = append(deliveries, did.String())
 		if _, err := tx.ExecContext(ctx, `INSERT INTO webhook_deliveries (id, event_id, endpoint_id, state, next_attempt_at, created_at, updated_at)
 			VALUES ($1, $2, $3, 'pending', $4, $4, $4)`, did.String(), id, ep, us); err != nil {
-			return "", err
+			return nil, err
 		}
 	}
 	s.wake()
-	return id, nil
+	return deliveries, nil
 }
 
 // SyncConfig makes the endpoints of the configuration file's webhooks: list
@@ -265,18 +269,16 @@ func (s *Service) SyncConfig(ctx context.Context, hooks []config.Webhook) (creat
 			}
 		}
 	}
-	rows, err := s.db.SQL.QueryContext(ctx, "SELECT id FROM webhook_endpoints WHERE source = 'config'")
+	configured, err := s.db.Strings(ctx, "SELECT id FROM webhook_endpoints WHERE source = 'config'")
 	if err != nil {
 		return nil, err
 	}
 	var stale []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err == nil && !keep[id] {
+	for _, id := range configured {
+		if !keep[id] {
 			stale = append(stale, id)
 		}
 	}
-	rows.Close()
 	for _, id := range stale {
 		if _, err := s.db.SQL.ExecContext(ctx, "DELETE FROM webhook_endpoints WHERE id = $1", id); err != nil {
 			return nil, err
@@ -586,20 +588,16 @@ func (s *Service) Test(ctx context.Context, id string) (*Delivery, error) {
 	if _, err := s.Get(ctx, id); err != nil {
 		return nil, err
 	}
-	var eventID string
+	var deliveries []string
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		eventID, err = s.insertEvent(ctx, tx, TypeWebhookTest, map[string]any{"endpoint_id": id, "message": "Test delivery from HyperSDK"}, []string{id})
+		deliveries, err = s.insertEvent(ctx, tx, TypeWebhookTest, map[string]any{"endpoint_id": id, "message": "Test delivery from HyperSDK"}, []string{id})
 		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	list, _, err := s.Deliveries(ctx, DeliveryFilter{EndpointID: id, EventID: eventID})
-	if err != nil || len(list) == 0 {
-		return nil, fmt.Errorf("webhooks: test delivery not recorded: %v", err)
-	}
-	return list[0], nil
+	return s.Delivery(ctx, deliveries[0])
 }
 
 // DeliveryFilter narrows Deliveries.

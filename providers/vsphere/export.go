@@ -334,16 +334,17 @@ func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloade
 			return nil, err
 		}
 		var tf []transfer.File
+		byPath := make(map[string]int, len(idx))
 		for _, i := range idx {
-			tf = append(tf, transfer.File{URL: files[i].item.URL.String(), Path: filepath.Join(ex.opts.OutputDir, files[i].name), Header: hdr})
+			p := filepath.Join(ex.opts.OutputDir, files[i].name)
+			byPath[p] = i
+			tf = append(tf, transfer.File{URL: files[i].item.URL.String(), Path: p, Header: hdr})
 		}
 		d := transfer.NewDownloader(transfer.Options{
 			Client: client, Concurrency: max(1, ex.opts.ParallelDownloads), BandwidthLimit: ex.opts.BandwidthLimit, Logger: ex.log,
 			Progress: func(pr transfer.Progress) {
-				for _, i := range idx {
-					if filepath.Join(ex.opts.OutputDir, files[i].name) == pr.Path {
-						perFile[i].Store(pr.FileBytes)
-					}
+				if i, ok := byPath[pr.Path]; ok {
+					perFile[i].Store(pr.FileBytes)
 				}
 				var sum int64
 				for i := range perFile {
