@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,6 +19,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/hypersdk/hypersdk/config"
 )
 
 // Dialect is the SQL flavour of the open database.
@@ -33,7 +36,8 @@ const (
 type Options struct {
 	// Path of the SQLite file; used when URL is empty.
 	Path string
-	// URL of a PostgreSQL database (postgres://…); selects PostgreSQL.
+	// URL of a PostgreSQL database (postgres://… or a key/value DSN);
+	// selects PostgreSQL.
 	URL string
 	// MaxConns caps PostgreSQL connections (SQLite always uses one).
 	MaxConns int
@@ -68,7 +72,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	if err := db.SQL.PingContext(ctx); err != nil {
 		db.SQL.Close()
-		return nil, fmt.Errorf("store: connect to %s: %w", db.where, err)
+		return nil, dsnFree(fmt.Sprintf("store: connect to %s", db.where), err)
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.SQL.Close()
@@ -107,13 +111,12 @@ func (db *DB) openSQLite(opts Options) error {
 }
 
 func (db *DB) openPostgres(opts Options) error {
-	u, err := url.Parse(opts.URL)
-	if err != nil {
-		return fmt.Errorf("store: database URL is not a URL")
-	}
+	// The DSN may carry a password (userinfo, ?password=, password='…'):
+	// only its redacted form goes into messages and String.
+	where := config.RedactDSN(opts.URL)
 	sdb, err := sql.Open("pgx", opts.URL)
 	if err != nil {
-		return fmt.Errorf("store: open %s: %w", u.Redacted(), err)
+		return dsnFree("store: open "+where, err)
 	}
 	maxConns := opts.MaxConns
 	if maxConns <= 0 {
@@ -122,12 +125,36 @@ func (db *DB) openPostgres(opts Options) error {
 	sdb.SetMaxOpenConns(maxConns)
 	sdb.SetMaxIdleConns(maxConns)
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
-	db.SQL, db.Dialect, db.where = sdb, Postgres, u.Redacted()
+	db.SQL, db.Dialect, db.where = sdb, Postgres, where
 	// database/sql for both dialects keeps one transaction type (*sql.Tx)
 	// in the whole daemon, so job rows and River jobs commit together.
 	// River runs poll-only on this driver (no LISTEN/NOTIFY).
 	db.driver = riverdatabasesql.New(sdb)
 	return nil
+}
+
+// dsnFree wraps err with context unless it is pgx's connection-string
+// parse error: that one repeats the DSN with pgx's own best-effort
+// redaction, and its wrapped cause may quote a piece of it verbatim (a word
+// of an unquoted password with a space). Such an error is rebuilt from its
+// fixed message only; where is already redacted.
+func dsnFree(context string, err error) error {
+	var pce *pgconn.ParseConfigError
+	if !errors.As(err, &pce) {
+		return fmt.Errorf("%s: %w", context, err)
+	}
+	detail := "invalid connection string"
+	// Error() is "cannot parse `<DSN>`: <msg>[ (<cause>)]"; the message is
+	// cut out only when no backtick in the DSN can fake the boundary.
+	if !strings.Contains(pce.ConnString, "`") {
+		if _, msg, ok := strings.Cut(pce.Error(), "`: "); ok {
+			if cause := pce.Unwrap(); cause != nil {
+				msg = strings.TrimSuffix(msg, " ("+cause.Error()+")")
+			}
+			detail += ": " + msg
+		}
+	}
+	return fmt.Errorf("%s: %s", context, detail)
 }
 
 // RiverDriver is the River driver bound to this database.
