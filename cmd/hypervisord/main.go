@@ -178,7 +178,7 @@ func checkConfig(cfg *config.Config, registry *providers.Registry, stdout, stder
 	}
 	db := "sqlite " + cfg.DatabasePath()
 	if cfg.UsesPostgres() {
-		db = "postgres"
+		db = "postgres " + config.RedactDSN(cfg.Database.URL.Reveal())
 	}
 	fmt.Fprintf(stdout, "configuration OK (%s): listen %s, data dir %s, database %s, %d provider(s), %d webhook(s)\n",
 		src, cfg.API.Listen, cfg.DataDir, db, len(cfg.ProviderInstances()), len(cfg.Webhooks))
