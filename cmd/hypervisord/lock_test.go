@@ -6,7 +6,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-
+	"syscall"
 	"testing"
 	"time"
 
@@ -63,5 +63,36 @@ func TestSecondDaemonOnDataDirRefused(t *testing.T) {
 	a.start()
 	if code := a.call("GET", "/healthz", nil, nil); code != 200 {
 		t.Errorf("daemon after SIGKILL of the holder: /healthz %d", code)
+	}
+}
+
+// The SQLite database and its -wal and -shm files are 0600 whatever the
+// umask, whether or not the data directory existed (0755) before.
+func TestSQLiteFilesPrivate(t *testing.T) {
+	for _, preexisting := range []bool{true, false} {
+		t.Run("dir-exists="+strconv.FormatBool(preexisting), func(t *testing.T) {
+			dmn := newDaemon(t, "")
+			if preexisting {
+				if err := os.Mkdir(dmn.dataDir, 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			old := syscall.Umask(0) // the child inherits it
+			dmn.start()
+			syscall.Umask(old)
+			// Migrations have written: -wal and -shm exist while it runs.
+			db := filepath.Join(dmn.dataDir, "hypersdk.db")
+			for _, p := range []string{db, db + "-wal", db + "-shm", filepath.Join(dmn.dataDir, lockFileName)} {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Errorf("%v", err)
+					continue
+				}
+				if fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s mode %v, want 0600", filepath.Base(p), fi.Mode().Perm())
+				}
+			}
+			dmn.kill()
+		})
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
@@ -88,6 +89,9 @@ func (db *DB) openSQLite(opts Options) error {
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
+	if err := privateFiles(opts.Path); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
 	// WAL lets readers proceed during writes, foreign keys enforce the
 	// schema, busy_timeout absorbs a second process (hyperctl tools, a
 	// backup) touching the file, and immediate transactions take the write
@@ -107,6 +111,36 @@ func (db *DB) openSQLite(opts Options) error {
 	sdb.SetConnMaxIdleTime(0)
 	db.SQL, db.Dialect, db.where = sdb, SQLite, opts.Path
 	db.driver = riversqlite.New(sdb)
+	return nil
+}
+
+// privateFiles makes the database file 0600 before SQLite opens it: the
+// driver would create it 0644 (less the umask), readable by anyone who can
+// enter the directory, and SQLite gives the -wal and -shm files the mode of
+// the database file. Files left by an older version are tightened too.
+// The mode is set on the open file, so neither the umask nor a link swapped
+// in after the open changes what is chmod-ed.
+func privateFiles(path string) error {
+	for i, p := range []string{path, path + "-wal", path + "-shm"} {
+		flags := os.O_RDWR
+		if i == 0 {
+			flags |= os.O_CREATE
+		}
+		f, err := os.OpenFile(p, flags, 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Chmod(0o600)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
