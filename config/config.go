@@ -80,7 +80,9 @@ type Database struct {
 	// WAL is always on (River and the daemon's concurrency need it), so
 	// false is rejected.
 	EnableWAL *bool `yaml:"enable_wal"`
-	// URL, when set, selects PostgreSQL: postgres://user@host:5432/db.
+	// URL, when set, selects PostgreSQL: postgres://user@host:5432/db or a
+	// libpq key/value string (host=h dbname=db). It is printed only through
+	// RedactDSN.
 	URL Secret `yaml:"url"`
 	// MaxConns caps the PostgreSQL connection pool.
 	MaxConns int `yaml:"max_conns"`

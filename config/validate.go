@@ -69,9 +69,8 @@ func (c *Config) Validate() error {
 		bad("database.enable_wal", "WAL cannot be turned off: the job engine needs concurrent readers (remove the key or set true)")
 	}
 	if c.Database.URL.IsSet() {
-		u, err := url.Parse(c.Database.URL.Reveal())
-		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
-			bad("database.url", "must be a postgres:// or postgresql:// URL")
+		if err := checkDSN(c.Database.URL.Reveal()); err != nil {
+			bad("database.url", "%v", err)
 		}
 		if c.Database.Path != "" {
 			bad("database.path", "set either database.path (SQLite) or database.url (PostgreSQL), not both")

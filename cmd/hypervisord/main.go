@@ -178,7 +178,7 @@ func checkConfig(cfg *config.Config, registry *providers.Registry, stdout, stder
 	}
 	db := "sqlite " + cfg.DatabasePath()
 	if cfg.UsesPostgres() {
-		db = "postgres"
+		db = "postgres " + config.RedactDSN(cfg.Database.URL.Reveal())
 	}
 	fmt.Fprintf(stdout, "configuration OK (%s): listen %s, data dir %s, database %s, %d provider(s), %d webhook(s)\n",
 		src, cfg.API.Listen, cfg.DataDir, db, len(cfg.ProviderInstances()), len(cfg.Webhooks))
@@ -192,6 +192,28 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data dir: %w", err)
 	}
+	// The lock comes before anything else touches the data dir; the
+	// listener right after it, so the lock records the real address (a
+	// second daemon names it) and a busy port fails before any work.
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	defer lock.Close()
+	ln, err := net.Listen("tcp", cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.API.Listen, err)
+	}
+	defer ln.Close()
+	scheme := "http"
+	if cfg.API.TLSCert != "" {
+		scheme = "https"
+	}
+	endpoint := fmt.Sprintf("%s://%s", scheme, advertised(ln.Addr().String()))
+	if err := lock.record(os.Getpid(), endpoint); err != nil {
+		return err
+	}
+
 	nodeID, err := jobs.LoadNodeID(cfg.DataDir)
 	if err != nil {
 		return fmt.Errorf("node id: %w", err)
@@ -327,11 +349,6 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 		MaxBodyBytes: cfg.API.MaxBodyBytes, Version: ver, NodeID: nodeID, Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) },
 	})
-	ln, err := net.Listen("tcp", cfg.API.Listen)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.API.Listen, err)
-	}
-	scheme := "http"
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -346,9 +363,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 		}
 		httpSrv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		ln = tls.NewListener(ln, httpSrv.TLSConfig)
-		scheme = "https"
 	}
-	endpoint := fmt.Sprintf("%s://%s", scheme, advertised(ln.Addr().String()))
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	log.Info("API listening", "url", endpoint)

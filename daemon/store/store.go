@@ -5,10 +5,12 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -18,6 +20,8 @@ import (
 	"github.com/riverqueue/river/riverdriver/riversqlite"
 	"modernc.org/sqlite" // also registers the "sqlite" database/sql driver
 	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/hypersdk/hypersdk/config"
 )
 
 // Dialect is the SQL flavour of the open database.
@@ -33,7 +37,8 @@ const (
 type Options struct {
 	// Path of the SQLite file; used when URL is empty.
 	Path string
-	// URL of a PostgreSQL database (postgres://…); selects PostgreSQL.
+	// URL of a PostgreSQL database (postgres://… or a key/value DSN);
+	// selects PostgreSQL.
 	URL string
 	// MaxConns caps PostgreSQL connections (SQLite always uses one).
 	MaxConns int
@@ -68,7 +73,7 @@ func Open(ctx context.Context, opts Options) (*DB, error) {
 	}
 	if err := db.SQL.PingContext(ctx); err != nil {
 		db.SQL.Close()
-		return nil, fmt.Errorf("store: connect to %s: %w", db.where, err)
+		return nil, dsnFree(fmt.Sprintf("store: connect to %s", db.where), err)
 	}
 	if err := db.migrate(ctx); err != nil {
 		db.SQL.Close()
@@ -82,6 +87,9 @@ func (db *DB) openSQLite(opts Options) error {
 		return errors.New("store: no SQLite path given")
 	}
 	if err := os.MkdirAll(filepath.Dir(opts.Path), 0o700); err != nil {
+		return fmt.Errorf("store: %w", err)
+	}
+	if err := privateFiles(opts.Path); err != nil {
 		return fmt.Errorf("store: %w", err)
 	}
 	// WAL lets readers proceed during writes, foreign keys enforce the
@@ -106,14 +114,43 @@ func (db *DB) openSQLite(opts Options) error {
 	return nil
 }
 
-func (db *DB) openPostgres(opts Options) error {
-	u, err := url.Parse(opts.URL)
-	if err != nil {
-		return fmt.Errorf("store: database URL is not a URL")
+// privateFiles makes the database file 0600 before SQLite opens it: the
+// driver would create it 0644 (less the umask), readable by anyone who can
+// enter the directory, and SQLite gives the -wal and -shm files the mode of
+// the database file. Files left by an older version are tightened too.
+// The mode is set on the open file, so neither the umask nor a link swapped
+// in after the open changes what is chmod-ed.
+func privateFiles(path string) error {
+	for i, p := range []string{path, path + "-wal", path + "-shm"} {
+		flags := os.O_RDWR
+		if i == 0 {
+			flags |= os.O_CREATE
+		}
+		f, err := os.OpenFile(p, flags, 0o600)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		err = f.Chmod(0o600)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+func (db *DB) openPostgres(opts Options) error {
+	// The DSN may carry a password (userinfo, ?password=, password='…'):
+	// only its redacted form goes into messages and String.
+	where := config.RedactDSN(opts.URL)
 	sdb, err := sql.Open("pgx", opts.URL)
 	if err != nil {
-		return fmt.Errorf("store: open %s: %w", u.Redacted(), err)
+		return dsnFree("store: open "+where, err)
 	}
 	maxConns := opts.MaxConns
 	if maxConns <= 0 {
@@ -122,12 +159,36 @@ func (db *DB) openPostgres(opts Options) error {
 	sdb.SetMaxOpenConns(maxConns)
 	sdb.SetMaxIdleConns(maxConns)
 	sdb.SetConnMaxIdleTime(5 * time.Minute)
-	db.SQL, db.Dialect, db.where = sdb, Postgres, u.Redacted()
+	db.SQL, db.Dialect, db.where = sdb, Postgres, where
 	// database/sql for both dialects keeps one transaction type (*sql.Tx)
 	// in the whole daemon, so job rows and River jobs commit together.
 	// River runs poll-only on this driver (no LISTEN/NOTIFY).
 	db.driver = riverdatabasesql.New(sdb)
 	return nil
+}
+
+// dsnFree wraps err with context unless it is pgx's connection-string
+// parse error: that one repeats the DSN with pgx's own best-effort
+// redaction, and its wrapped cause may quote a piece of it verbatim (a word
+// of an unquoted password with a space). Such an error is rebuilt from its
+// fixed message only; where is already redacted.
+func dsnFree(context string, err error) error {
+	var pce *pgconn.ParseConfigError
+	if !errors.As(err, &pce) {
+		return fmt.Errorf("%s: %w", context, err)
+	}
+	detail := "invalid connection string"
+	// Error() is "cannot parse `<DSN>`: <msg>[ (<cause>)]"; the message is
+	// cut out only when no backtick in the DSN can fake the boundary.
+	if !strings.Contains(pce.ConnString, "`") {
+		if _, msg, ok := strings.Cut(pce.Error(), "`: "); ok {
+			if cause := pce.Unwrap(); cause != nil {
+				msg = strings.TrimSuffix(msg, " ("+cause.Error()+")")
+			}
+			detail += ": " + msg
+		}
+	}
+	return fmt.Errorf("%s: %s", context, detail)
 }
 
 // RiverDriver is the River driver bound to this database.

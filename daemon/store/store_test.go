@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"database/sql"
+	"strings"
 	"testing"
 
 	"github.com/hypersdk/hypersdk/daemon/store"
@@ -82,4 +83,41 @@ func TestTxRollsBackOnError(t *testing.T) {
 			t.Fatalf("rolled-back insert persisted: %d rows", n)
 		}
 	})
+}
+
+// A DSN's password never reaches an error or String, in any form, including
+// pgx's parse errors (whose wrapped url.Error repeats the URL verbatim).
+func TestPostgresPasswordNeverInMessages(t *testing.T) {
+	const secret = "Pw-must-not-leak-7Q"
+	quiet := storetest.Options(t, store.SQLite).Logger
+	ctx := context.Background()
+	for _, tc := range []struct{ dsn, want string }{
+		{"postgres://postgres:" + secret + "@127.0.0.1:1/test?sslmode=disable&password=" + secret, "127.0.0.1"},
+		{"host=127.0.0.1 port=1 user=postgres password='a " + secret + "' dbname=test sslmode=disable", "password=xxxxx"},
+		{"postgres://postgres:" + secret + "@127.0.0.1:5432/test?port=notaport", "invalid connection string"},
+		{"postgres://postgres:" + secret + "@127.0.0.1:5432/test%zz", "invalid connection string"},
+		{"host=127.0.0.1 password='" + secret + "' target_session_attrs=bogus", "unknown target_session_attrs value"},
+		{"host=127.0.0.1 password=two " + secret, "invalid connection string"},
+	} {
+		db, err := store.Open(ctx, store.Options{URL: tc.dsn, Logger: quiet})
+		if err == nil {
+			db.Close()
+			t.Errorf("opened %s", tc.want)
+			continue
+		}
+		if strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("error %q: want %q and no password", err, tc.want)
+		}
+		if testing.Verbose() {
+			t.Log(err)
+		}
+	}
+	db, err := store.Open(ctx, store.Options{URL: storetest.PostgresURL(t) + "&password=" + secret, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if s := db.String(); strings.Contains(s, secret) || !strings.Contains(s, "password=xxxxx") {
+		t.Errorf("String() = %q", s)
+	}
 }

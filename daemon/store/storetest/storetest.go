@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
 )
 
@@ -80,7 +81,7 @@ func PostgresURL(t testing.TB) string {
 	_, _ = rand.Read(b[:])
 	schema := "hs_test_" + hex.EncodeToString(b[:])
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatalf("postgres at %s: %v%s", redact(base), err, hint(store.Postgres))
+		t.Fatalf("postgres at %s: %v%s", config.RedactDSN(base), err, hint(store.Postgres))
 	}
 	t.Cleanup(func() {
 		c, err := sql.Open("pgx", base)
@@ -97,13 +98,6 @@ func PostgresURL(t testing.TB) string {
 	q.Set("search_path", schema)
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-func redact(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable URL)"
 }
 
 func hint(d store.Dialect) string {
