@@ -209,6 +209,7 @@ func Default() *Config {
 		},
 		Export: Export{
 			Format:            "ovf",
+			CleanupOVF:        true, // an OVA export keeps no second copy of its disks
 			Compression:       "gzip",
 			CompressionLevel:  6,
 			ParallelDownloads: 3,

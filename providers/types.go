@@ -148,6 +148,8 @@ const (
 
 // Progress is a snapshot of an export's advance. Rates and ETAs are derived
 // from successive snapshots by the consumer (see transfer.Meter).
+// BytesTotal is the bytes the phase will actually write, never an upper
+// bound such as disk capacity; 0 means not known yet.
 type Progress struct {
 	Phase      string `json:"phase"`
 	BytesDone  int64  `json:"bytes_done"`

@@ -210,10 +210,27 @@ func TestRedactURL(t *testing.T) {
 		"https://h/p?":                       "https://h/p",
 		"::not a url?sig=abc":                "(invalid URL)",
 		"https://bucket.s3.amazonaws.com/k?X-Amz-Signature=s": "https://bucket.s3.amazonaws.com/k",
+		// vSphere NFC: the lease ticket is in the path.
+		"https://esx1:443/nfc/52f5b1b4-6cd4-3e7b-2a58-0d43ed9c0b1c/disk-0.vmdk": "https://esx1:443/nfc/REDACTED/disk-0.vmdk",
+		"https://h/nfc/7dc94c1e1591cee2d04f873a29bb4383/":                       "https://h/nfc/REDACTED/",
+		"https://h/nfc/7dc94c1e1591cee2d04f873a29bb4383":                        "https://h/nfc/REDACTED",
+		"https://h/data/nfc/x": "https://h/data/nfc/x",
 	} {
 		if got := RedactURL(in); got != want {
 			t.Errorf("RedactURL(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// RedactURLs cleans every URL inside a message, wherever it came from.
+func TestRedactURLs(t *testing.T) {
+	in := `download disks of /DC0/vm/db: Get "https://esx1/nfc/52f5b1b4-6cd4/disk-0.vmdk?x=1": EOF; then https://b.s3/k?X-Amz-Signature=s and https://esx1/nfc/abcdef0123/disk-1.vmdk: HTTP 404`
+	want := `download disks of /DC0/vm/db: Get "https://esx1/nfc/REDACTED/disk-0.vmdk": EOF; then https://b.s3/k and https://esx1/nfc/REDACTED/disk-1.vmdk: HTTP 404`
+	if got := RedactURLs(in); got != want {
+		t.Errorf("RedactURLs:\n got %s\nwant %s", got, want)
+	}
+	if got := RedactURLs("no urls here: /nfc/abc"); got != "no urls here: /nfc/abc" {
+		t.Errorf("text without a URL changed: %s", got)
 	}
 }
 

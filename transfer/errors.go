@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -97,7 +99,9 @@ func certificateError(err error) bool {
 
 // RedactURL returns raw without its query string, fragment and user info, so
 // that it can appear in errors and logs: pre-signed URLs and SAS tokens carry
-// their signatures in the query. An unparseable URL is not echoed at all.
+// their signatures in the query. vSphere NFC lease URLs carry theirs in the
+// path (https://host/nfc/<ticket>/disk-0.vmdk): the ticket becomes
+// "REDACTED". An unparseable URL is not echoed at all.
 func RedactURL(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -108,7 +112,28 @@ func RedactURL(raw string) string {
 	u.ForceQuery = false
 	u.Fragment = ""
 	u.RawFragment = ""
+	const nfc = "/nfc/"
+	if rest, ok := strings.CutPrefix(u.Path, nfc); ok && rest != "" {
+		file := ""
+		if i := strings.IndexByte(rest, '/'); i >= 0 {
+			file = rest[i:]
+		}
+		u.Path, u.RawPath = nfc+"REDACTED"+file, ""
+	}
 	return u.String()
+}
+
+// urlInText finds http(s) URLs in free text, up to a space or quote.
+var urlInText = regexp.MustCompile(`(?i)https?://[^\s"'<>]+`)
+
+// RedactURLs applies RedactURL to every http(s) URL in s: the guard for text
+// whose origin is not known to be clean (error messages and log lines a job
+// stores for its viewers).
+func RedactURLs(s string) string {
+	if !strings.Contains(s, "://") {
+		return s
+	}
+	return urlInText.ReplaceAllStringFunc(s, RedactURL)
 }
 
 // redactErr removes query strings from the URL that net/http puts into its

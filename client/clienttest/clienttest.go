@@ -66,6 +66,9 @@ type Options struct {
 	// Now is the scheduler's clock (nil: time.Now): due times, next runs,
 	// execution times and lags follow it; jobs keep the real clock.
 	Now func() time.Time
+	// Providers are served beside the fake (e.g. a vSphere provider on
+	// the simulator), under their own names.
+	Providers []providers.Provider
 }
 
 // NewServer starts the API; it stops when the test ends.
@@ -76,7 +79,11 @@ func NewServer(t testing.TB, o Options) *Server {
 	if o.Fake != nil {
 		o.Fake(fake)
 	}
-	set, err := providers.NewSet(log, &providers.Instance{Provider: fake})
+	insts := []*providers.Instance{{Provider: fake}}
+	for _, p := range o.Providers {
+		insts = append(insts, &providers.Instance{Provider: p})
+	}
+	set, err := providers.NewSet(log, insts...)
 	if err != nil {
 		t.Fatal(err)
 	}

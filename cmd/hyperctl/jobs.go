@@ -32,7 +32,7 @@ func (a *app) jobsCommand() *cobra.Command {
 // submitFlags are the export options of `jobs submit` and `export`.
 type submitFlags struct {
 	provider, vm, output, format, compression, idempotencyKey, powerOffTimeout, bandwidth string
-	compress, cleanupOVF, snapshot, powerOff, wait                                        bool
+	compress, cleanupOVF, keepOVF, snapshot, powerOff, wait                               bool
 	compressionLevel, parallel, maxAttempts                                               int
 }
 
@@ -45,7 +45,8 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl.BoolVar(&f.compress, "compress", false, "compress the OVA (.ova.gz or .ova.zst)")
 	fl.StringVar(&f.compression, "compression", "", "compression for --compress: gzip or zstd")
 	fl.IntVar(&f.compressionLevel, "compression-level", 0, "compression level, 0-9")
-	fl.BoolVar(&f.cleanupOVF, "cleanup-ovf", false, "remove the intermediate OVF files once packed into the OVA")
+	fl.BoolVar(&f.cleanupOVF, "cleanup-ovf", false, "remove the intermediate OVF files once packed into the OVA (default: the daemon's export.cleanup_ovf, true)")
+	fl.BoolVar(&f.keepOVF, "keep-ovf", false, "keep the OVF folder's files next to the OVA (a second copy of the disks)")
 	fl.IntVar(&f.parallel, "parallel", 0, "disks downloaded at once (default: the daemon's export.parallel_downloads)")
 	fl.BoolVar(&f.snapshot, "snapshot", false, "export a powered-on VM from a temporary snapshot")
 	fl.BoolVar(&f.powerOff, "power-off", false, "shut a powered-on VM down before exporting")
@@ -55,6 +56,7 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl.StringVar(&f.idempotencyKey, "idempotency-key", "", "key making a repeated submission return the original job (default: a random key per invocation)")
 	fl.BoolVar(&f.wait, "wait", false, "watch the job with a progress bar until it ends; exit non-zero unless it succeeds")
 	cmd.MarkFlagsMutuallyExclusive("snapshot", "power-off")
+	cmd.MarkFlagsMutuallyExclusive("cleanup-ovf", "keep-ovf")
 	_ = cmd.RegisterFlagCompletionFunc("provider", a.completeProviders)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"ovf", "ova"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
@@ -77,6 +79,9 @@ func (f *submitFlags) request(cmd *cobra.Command) (jobs.Request, error) {
 	}
 	if changed("cleanup-ovf") {
 		req.CleanupOVF = new(f.cleanupOVF)
+	}
+	if changed("keep-ovf") {
+		req.CleanupOVF = new(!f.keepOVF)
 	}
 	if f.bandwidth != "" {
 		n, err := parseBytes(f.bandwidth)
@@ -368,13 +373,21 @@ func progressLine(j *jobs.Job) string {
 		return "waiting for a worker"
 	}
 	s := orDash(p.Phase)
-	if p.BytesTotal > 0 {
+	switch {
+	case p.BytesTotal > 0:
 		s += fmt.Sprintf(" %s (%s of %s", percent(p.Percent), humanBytes(p.BytesDone), humanBytes(p.BytesTotal))
 		if j.State == jobs.StateRunning && p.RateBps > 0 {
 			s += ", " + humanRate(p.RateBps)
 		}
 		if j.State == jobs.StateRunning && p.ETASeconds != nil {
 			s += ", ETA " + eta(*p.ETASeconds)
+		}
+		s += ")"
+	case p.BytesDone > 0 && j.State == jobs.StateRunning:
+		// The total is not known yet (streamed disks): no percentage, no ETA.
+		s += fmt.Sprintf(" (%s of unknown", humanBytes(p.BytesDone))
+		if p.RateBps > 0 {
+			s += ", " + humanRate(p.RateBps)
 		}
 		s += ")"
 	}

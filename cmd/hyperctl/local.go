@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -138,9 +139,7 @@ func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
 		if err := tw.Flush(); err != nil {
 			return err
 		}
-		if res.Manifest != "" {
-			fmt.Fprintf(w, "verify with: (cd %s && sha256sum -c %s)\n", res.OutputDir, res.Manifest)
-		}
+		printArchive(w, res)
 		return nil
 	})
 }
@@ -155,7 +154,7 @@ func (f *exportFlags) localOptions(cmd *cobra.Command) (providers.ExportOptions,
 	}
 	o := providers.ExportOptions{
 		OutputDir: f.output, Format: providers.Format(d.Format), Compress: d.Compress, Compression: d.Compression,
-		CompressionLevel: d.CompressionLevel, ParallelDownloads: d.ParallelDownloads,
+		CompressionLevel: d.CompressionLevel, CleanupOVF: d.CleanupOVF, ParallelDownloads: d.ParallelDownloads,
 		Snapshot: req.Snapshot, PowerOff: req.PowerOff, BandwidthLimit: req.BandwidthLimit,
 	}
 	if req.Format != "" {
@@ -202,6 +201,26 @@ type fileBars struct {
 	files map[string]*mpb.Bar
 	seen  map[string]bool
 	phase string
+	// known is the export's total once known (0 before), doneBytes the
+	// bytes so far: what the total bar's text shows. Atomics, not mu: mpb
+	// renders decorators while update holds mu and waits on the bar.
+	known, doneBytes atomic.Int64
+}
+
+func (b *fileBars) totalText(decor.Statistics) string {
+	known, done := b.known.Load(), b.doneBytes.Load()
+	if known <= 0 {
+		return humanBytes(done) + " / unknown"
+	}
+	return humanBytes(done) + " / " + humanBytes(known)
+}
+
+func (b *fileBars) percentText(decor.Statistics) string {
+	known, done := b.known.Load(), b.doneBytes.Load()
+	if known <= 0 {
+		return ""
+	}
+	return percent(100 * float64(done) / float64(known))
 }
 
 func (a *app) newFileBars() *fileBars {
@@ -228,14 +247,17 @@ func (b *fileBars) update(pr providers.Progress) {
 		}
 		return
 	}
-	if b.total == nil && pr.BytesTotal > 0 {
-		b.total = b.p.New(pr.BytesTotal, mpb.BarStyle(), mpb.BarPriority(1<<30),
-			mpb.PrependDecorators(decor.Name("total", decor.WCSyncSpaceR), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace)),
-			mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
-				decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace)))
+	if b.total == nil && (pr.BytesTotal > 0 || pr.BytesDone > 0) {
+		b.total = b.p.New(0, mpb.BarStyle(), mpb.BarPriority(1<<30),
+			mpb.PrependDecorators(decor.Name("total", decor.WCSyncSpaceR), decor.Any(b.totalText, decor.WCSyncSpace)),
+			mpb.AppendDecorators(decor.Any(b.percentText, decor.WC{W: 5}), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace)))
 	}
 	if b.total != nil {
-		if pr.BytesTotal > b.total.Current() {
+		// A total of 0 is unknown (disks streamed without a length): the bar
+		// shows the bytes so far, no percentage and no ETA, until it is known.
+		b.known.Store(max(pr.BytesTotal, 0))
+		b.doneBytes.Store(pr.BytesDone)
+		if pr.BytesTotal > 0 {
 			b.total.SetTotal(pr.BytesTotal, false)
 		}
 		b.total.EwmaSetCurrent(pr.BytesDone, 200*time.Millisecond)

@@ -211,7 +211,7 @@ func TestSubmitWaitSucceeds(t *testing.T) {
 		t.Fatalf("exit %d\n%s%s", code, stdout.String(), stderr.String())
 	}
 	result{stdout: stdout.String(), stderr: stderr.String()}.expect(t, 0, ": succeeded", "succeeded: lab /DC0/vm/vm-001",
-		"4 file(s), 1.5 MiB", filepath.Join(h.srv.ExportDir, "web"), "manifest: vm-001.mf")
+		"4 file(s), 1.5 MiB", "manifest: "+filepath.Join(h.srv.ExportDir, "web", "vm-001.mf"))
 
 	// The same through `export`, with the live bar.
 	h.tty = true

@@ -137,6 +137,7 @@ func when(now time.Time, t *time.Time) string {
 }
 
 func percent(p float64) string {
+	p = min(max(p, 0), 100) // a progress display never shows more than done
 	return strconv.FormatFloat(p, 'f', 1, 64) + "%"
 }
 

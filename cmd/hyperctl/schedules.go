@@ -92,6 +92,7 @@ var templateFields = map[string]func(dst, src *jobs.Request){
 	"compression":       func(d, s *jobs.Request) { d.Compression = s.Compression },
 	"compression-level": func(d, s *jobs.Request) { d.CompressionLevel = s.CompressionLevel },
 	"cleanup-ovf":       func(d, s *jobs.Request) { d.CleanupOVF = s.CleanupOVF },
+	"keep-ovf":          func(d, s *jobs.Request) { d.CleanupOVF = s.CleanupOVF },
 	"parallel":          func(d, s *jobs.Request) { d.ParallelDownloads = s.ParallelDownloads },
 	"snapshot": func(d, s *jobs.Request) {
 		if d.Snapshot = s.Snapshot; s.Snapshot {
@@ -480,8 +481,12 @@ func describeTemplate(w io.Writer, r jobs.Request) {
 		}
 		opts = append(opts, s)
 	}
-	if r.CleanupOVF != nil && *r.CleanupOVF {
-		opts = append(opts, "cleanup-ovf")
+	if r.CleanupOVF != nil {
+		if *r.CleanupOVF {
+			opts = append(opts, "cleanup-ovf")
+		} else {
+			opts = append(opts, "keep-ovf")
+		}
 	}
 	if r.ParallelDownloads > 0 {
 		opts = append(opts, fmt.Sprintf("%d parallel downloads", r.ParallelDownloads))

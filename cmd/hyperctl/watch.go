@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/client"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/providers"
 )
 
 // progressView shows a watched job's snapshots.
@@ -48,9 +50,7 @@ func (a *app) watch(ctx context.Context, c *client.Client, id string) error {
 		if r := final.Result; r != nil {
 			fmt.Fprintf(w, "  %d file(s), %s in %s (%s) in %s\n", len(r.Files), humanBytes(r.Bytes),
 				humanDuration(r.Duration), humanRate(r.Throughput), r.OutputDir)
-			if r.Manifest != "" {
-				fmt.Fprintf(w, "  manifest: %s\n", r.Manifest)
-			}
+			printArchive(w, r)
 		}
 		return nil
 	}); err != nil {
@@ -122,10 +122,16 @@ func (v *barView) field(f field) decor.DecorFunc {
 			return s
 		case bytesField:
 			if p.BytesTotal <= 0 {
-				return ""
+				if !running || p.BytesDone <= 0 {
+					return ""
+				}
+				return humanBytes(p.BytesDone) + " / unknown"
 			}
 			return humanBytes(p.BytesDone) + " / " + humanBytes(p.BytesTotal)
 		case percentField:
+			if p.BytesTotal <= 0 && j.State != jobs.StateSucceeded {
+				return ""
+			}
 			return percent(p.Percent)
 		case rateField:
 			if !running || p.RateBps <= 0 {
@@ -146,10 +152,12 @@ func (v *barView) update(j *jobs.Job) {
 	v.mu.Lock()
 	v.job = j
 	v.mu.Unlock()
+	// While the total is unknown the bar stays empty: filling it against a
+	// guess would show a percentage nobody knows.
 	if j.Progress.BytesTotal > 0 {
 		v.bar.SetTotal(j.Progress.BytesTotal, false)
+		v.bar.SetCurrent(min(j.Progress.BytesDone, j.Progress.BytesTotal))
 	}
-	v.bar.SetCurrent(j.Progress.BytesDone)
 }
 
 func (v *barView) close(final *jobs.Job) {
@@ -190,3 +198,18 @@ func (v *lineView) update(j *jobs.Job) {
 }
 
 func (v *lineView) close(*jobs.Job) {}
+
+// printArchive names the OVA by its full path, or the OVF folder's
+// manifest, and how to verify either.
+func printArchive(w io.Writer, r *providers.ExportResult) {
+	if r.OVAPath != "" {
+		path := filepath.Join(r.OutputDir, r.OVAPath)
+		fmt.Fprintf(w, "  archive: %s\n", path)
+		fmt.Fprintf(w, "  verify with: hyperctl ova verify %s\n", path)
+		return
+	}
+	if r.Manifest != "" {
+		fmt.Fprintf(w, "  manifest: %s\n", filepath.Join(r.OutputDir, r.Manifest))
+		fmt.Fprintf(w, "  verify with: (cd %s && sha256sum -c %s)\n", r.OutputDir, r.Manifest)
+	}
+}

@@ -4,8 +4,12 @@ import (
 	"context"
 	"database/sql"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/hypersdk/hypersdk/transfer"
 )
 
 // maxLogLinesPerAttempt bounds what one attempt can write to job_logs, so a
@@ -73,7 +77,11 @@ func (h *jobLogHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= slog.LevelInfo || h.next.Enabled(ctx, l)
 }
 
+// Handle stores and forwards r with every http(s) URL in its message and
+// string values redacted (transfer.RedactURLs): viewers read job logs, and a
+// provider's line may carry a pre-signed or NFC lease URL.
 func (h *jobLogHandler) Handle(ctx context.Context, r slog.Record) error {
+	r = redactRecord(r)
 	if r.Level >= slog.LevelInfo {
 		attrs := map[string]any{}
 		prefix := ""
@@ -95,6 +103,39 @@ func (h *jobLogHandler) Handle(ctx context.Context, r slog.Record) error {
 		return h.next.Handle(ctx, r)
 	}
 	return nil
+}
+
+func redactRecord(r slog.Record) slog.Record {
+	out := slog.NewRecord(r.Time, r.Level, transfer.RedactURLs(r.Message), r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		out.AddAttrs(redactAttr(a))
+		return true
+	})
+	return out
+}
+
+func redactAttr(a slog.Attr) slog.Attr {
+	v := a.Value.Resolve()
+	switch v.Kind() {
+	case slog.KindString:
+		return slog.String(a.Key, transfer.RedactURLs(v.String()))
+	case slog.KindGroup:
+		g := v.Group()
+		out := make([]any, len(g))
+		for i, ga := range g {
+			out[i] = redactAttr(ga)
+		}
+		return slog.Group(a.Key, out...)
+	case slog.KindAny:
+		if err, ok := v.Any().(error); ok {
+			return slog.String(a.Key, transfer.RedactURLs(err.Error()))
+		}
+		// Other values keep their type unless their text holds a URL.
+		if s := v.String(); strings.Contains(s, "://") {
+			return slog.String(a.Key, transfer.RedactURLs(s))
+		}
+	}
+	return slog.Attr{Key: a.Key, Value: v}
 }
 
 func addAttr(m map[string]any, prefix string, a slog.Attr) {
@@ -130,6 +171,10 @@ func addAttr(m map[string]any, prefix string, a slog.Attr) {
 }
 
 func (h *jobLogHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	as = slices.Clone(as)
+	for i := range as {
+		as[i] = redactAttr(as[i])
+	}
 	c := *h
 	c.next = h.next.WithAttrs(as)
 	c.attrs = append(append([]slog.Attr{}, h.attrs...), as...)

@@ -69,14 +69,17 @@ type Spec struct {
 	MaxAttempts int                     `json:"max_attempts"`
 }
 
-// Progress is a job's persisted progress.
+// Progress is a job's persisted progress. BytesTotal is what the current
+// phase will write in all; 0 means not known yet (vSphere streams disks
+// whose size is known only when each ends), and then Percent is 0 and
+// there is no ETA.
 type Progress struct {
 	Phase      string   `json:"phase"`
 	BytesDone  int64    `json:"bytes_done"`
-	BytesTotal int64    `json:"bytes_total"`
-	Percent    float64  `json:"percent"`
+	BytesTotal int64    `json:"bytes_total" doc:"Bytes the current phase writes in all; 0 while unknown (then percent is 0 and there is no ETA)"`
+	Percent    float64  `json:"percent" doc:"bytes_done of bytes_total, at most 100; 0 while bytes_total is unknown"`
 	RateBps    float64  `json:"rate_bytes_per_second"`
-	ETASeconds *float64 `json:"eta_seconds,omitempty"`
+	ETASeconds *float64 `json:"eta_seconds,omitempty" doc:"Absent while bytes_total is unknown or no rate is measured yet"`
 }
 
 // Job is a job as the API shows it.

@@ -52,7 +52,7 @@ func scanJob(r rowScanner) (*Job, error) {
 		j.Progress.ETASeconds = &eta.Float64
 	}
 	if j.Progress.BytesTotal > 0 {
-		j.Progress.Percent = 100 * float64(j.Progress.BytesDone) / float64(j.Progress.BytesTotal)
+		j.Progress.Percent = min(100, 100*float64(j.Progress.BytesDone)/float64(j.Progress.BytesTotal))
 	}
 	if j.State == StateSucceeded {
 		j.Progress.Percent = 100

@@ -361,6 +361,8 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 			exportErr = fmt.Errorf("%w: %v", cause, exportErr)
 		}
 		permanent := providers.IsPermanent(exportErr)
+		// Viewers read the stored error: no pre-signed or lease URLs in it.
+		errText := transfer.RedactURLs(exportErr.Error())
 		if permanent || a.number >= a.max {
 			state, finalized = StateFailed, true
 			kind := KindTransient
@@ -368,20 +370,20 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 				kind = KindPermanent
 			}
 			query = lease(`UPDATE jobs SET state = 'failed', error = $5, error_kind = $6, finished_at = $4, updated_at = $4`)
-			args = append(base, exportErr.Error(), kind)
+			args = append(base, errText, kind)
 			riverErr = river.JobCancel(exportErr)
 			logMsg, logLevel = "export failed", slog.LevelError
-			logAttrs = []any{"err", exportErr.Error(), "kind", kind, "attempt", a.number, "max_attempts", a.max}
+			logAttrs = []any{"err", errText, "kind", kind, "attempt", a.number, "max_attempts", a.max}
 		} else {
 			state = StateQueued
 			delay := m.retry.Delay(a.number)
 			next := now.Add(delay)
 			query = lease(`UPDATE jobs SET state = 'queued', node_id = NULL, error = $5, error_kind = 'transient',
 				next_attempt_at = $6, rate_bps = 0, eta_seconds = NULL, updated_at = $4`)
-			args = append(base, exportErr.Error(), store.Micros(next))
+			args = append(base, errText, store.Micros(next))
 			riverErr = river.JobSnooze(delay)
 			logMsg, logLevel = "export failed; will retry", slog.LevelWarn
-			logAttrs = []any{"err", exportErr.Error(), "attempt", a.number, "max_attempts", a.max, "retry_in", delay.Round(time.Millisecond).String()}
+			logAttrs = []any{"err", errText, "attempt", a.number, "max_attempts", a.max, "retry_in", delay.Round(time.Millisecond).String()}
 		}
 	}
 	a.log.Log(ctx, logLevel, logMsg, logAttrs...)
@@ -441,7 +443,13 @@ type progressState struct {
 	p  providers.Progress
 }
 
+// update keeps the latest report. A total a provider cannot know yet is 0
+// (unknown); one that the bytes done have already passed was a wrong
+// estimate and becomes unknown too, so a job never shows more than 100%.
 func (s *progressState) update(p providers.Progress) {
+	if p.BytesTotal < 0 || p.BytesDone > p.BytesTotal {
+		p.BytesTotal = 0
+	}
 	s.mu.Lock()
 	s.p = p
 	s.mu.Unlock()

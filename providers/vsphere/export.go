@@ -296,23 +296,21 @@ func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloade
 	}()
 
 	files := make([]downloadedFile, 0, len(info.Items))
-	var total int64
 	for _, item := range info.Items {
 		kind := "disk"
 		if strings.HasSuffix(item.Path, ".nvram") || strings.Contains(item.DeviceId, "nvram") {
 			kind = "nvram"
 		}
 		files = append(files, downloadedFile{item: item, name: ex.base + "-" + filepath.Base(item.Path), kind: kind})
-		total += item.Size
 	}
 	if len(files) == 0 {
 		return nil, fmt.Errorf("export lease for %s offers no files", ex.vm.Path)
 	}
+	sizes := newLeaseSizes(&info.HttpNfcLeaseInfo, files)
 
-	var done atomic.Int64
 	progressStop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Go(func() { ex.keepLeaseAlive(ctx, lease, &done, total, progressStop) })
+	wg.Go(func() { ex.keepLeaseAlive(ctx, lease, sizes, progressStop) })
 	defer func() { close(progressStop); wg.Wait() }()
 
 	// The lease's file URLs authenticate with the session cookie.
@@ -327,7 +325,6 @@ func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloade
 		thumb := ex.c.Thumbprint(f.item.URL.Host)
 		groups[thumb] = append(groups[thumb], i)
 	}
-	perFile := make([]atomic.Int64, len(files))
 	for thumb, idx := range groups {
 		client, err := transfer.NewHTTPClient(ex.p.transferOptions(thumb))
 		if err != nil {
@@ -344,19 +341,11 @@ func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloade
 			Client: client, Concurrency: max(1, ex.opts.ParallelDownloads), BandwidthLimit: ex.opts.BandwidthLimit, Logger: ex.log,
 			Progress: func(pr transfer.Progress) {
 				if i, ok := byPath[pr.Path]; ok {
-					perFile[i].Store(pr.FileBytes)
+					sizes.update(i, pr)
 				}
-				var sum int64
-				for i := range perFile {
-					sum += perFile[i].Load()
-				}
-				done.Store(sum)
-				itemSize := max(pr.FileSize, 0)
-				if pr.Final {
-					itemSize = pr.FileBytes // NFC sends no length: known at the end
-				}
-				ex.opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: sum, BytesTotal: max(total, sum),
-					Item: filepath.Base(pr.Path), ItemBytes: pr.FileBytes, ItemSize: itemSize})
+				done, total := sizes.sums()
+				ex.opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total,
+					Item: filepath.Base(pr.Path), ItemBytes: pr.FileBytes, ItemSize: max(pr.FileSize, 0)})
 			},
 		})
 		results, err := d.Download(ctx, tf)
@@ -382,8 +371,92 @@ func (ex *export) transferErr(err error) error {
 	return fmt.Errorf("download disks of %s: %w", ex.vm.Path, err)
 }
 
+// leaseSizes tracks what the files of one lease have moved and how big
+// they are, to report progress in bytes that will actually be written.
+//
+// vSphere tells the size of non-disk files (deviceUrl.fileSize, e.g. NVRAM)
+// up front, but not of disks: NFC streams each disk as a streamOptimized
+// VMDK, chunked, whose length is known only at its last byte and is usually
+// a small fraction of the disk's capacity. The lease's
+// totalDiskCapacityInKB (which govmomi copies into every disk's
+// FileItem.Size) is the capacity of all disks together, so it is neither
+// a file's size nor the bytes that will move: using it reported N disks ×
+// total capacity. The total is therefore unknown (0) until every file's
+// size is known, and exact from then on.
+type leaseSizes struct {
+	files    []fileSize
+	capacity int64 // bytes of every disk's capacity plus the known files: a bound for the lease's percentage
+}
+
+type fileSize struct {
+	done atomic.Int64
+	size atomic.Int64 // -1 while unknown
+}
+
+func newLeaseSizes(info *types.HttpNfcLeaseInfo, files []downloadedFile) *leaseSizes {
+	known := make(map[string]int64, len(info.DeviceUrl))
+	for _, du := range info.DeviceUrl {
+		if du.FileSize > 0 { // set for non-disk backings only
+			known[du.Key] = du.FileSize
+		}
+	}
+	s := &leaseSizes{files: make([]fileSize, len(files)), capacity: info.TotalDiskCapacityInKB * 1024}
+	for i, f := range files {
+		n, ok := known[f.item.DeviceId]
+		if !ok {
+			n = -1
+		} else {
+			s.capacity += n
+		}
+		s.files[i].size.Store(n)
+	}
+	return s
+}
+
+// update records a transfer report about file i. transfer knows a size
+// from Content-Length or, for a chunked body, once it has ended.
+func (s *leaseSizes) update(i int, pr transfer.Progress) {
+	s.files[i].done.Store(pr.FileBytes)
+	if pr.FileSize >= 0 {
+		s.files[i].size.Store(pr.FileSize)
+	}
+}
+
+// sums returns the bytes written so far and the total, 0 while any file's
+// size is unknown. A total is never below what was written.
+func (s *leaseSizes) sums() (done, total int64) {
+	unknown := false
+	for i := range s.files {
+		done += s.files[i].done.Load()
+		if n := s.files[i].size.Load(); n >= 0 {
+			total += n
+		} else {
+			unknown = true
+		}
+	}
+	if unknown {
+		return done, 0
+	}
+	return done, max(total, done)
+}
+
+// leasePercent is the percentage HttpNfcLeaseProgress reports: exact once
+// the total is known, else measured against the disks' capacity (an
+// underestimate: the streams are smaller than the capacity). At most 99
+// until the lease is completed.
+func (s *leaseSizes) leasePercent() int32 {
+	done, total := s.sums()
+	if total <= 0 {
+		total = s.capacity
+	}
+	if total <= 0 {
+		return 0
+	}
+	return int32(min(99, done*100/total))
+}
+
 // keepLeaseAlive reports the download's percentage to the lease until stop.
-func (ex *export) keepLeaseAlive(ctx context.Context, lease *nfc.Lease, done *atomic.Int64, total int64, stop <-chan struct{}) {
+func (ex *export) keepLeaseAlive(ctx context.Context, lease *nfc.Lease, sizes *leaseSizes, stop <-chan struct{}) {
 	t := time.NewTicker(leaseProgressInterval)
 	defer t.Stop()
 	for {
@@ -393,11 +466,7 @@ func (ex *export) keepLeaseAlive(ctx context.Context, lease *nfc.Lease, done *at
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			pct := int32(0)
-			if total > 0 {
-				pct = int32(min(99, done.Load()*100/total))
-			}
-			if err := lease.Progress(ctx, pct); err != nil && ctx.Err() == nil {
+			if err := lease.Progress(ctx, sizes.leasePercent()); err != nil && ctx.Err() == nil {
 				ex.log.Warn("lease progress update failed", "err", err)
 			}
 		}
