@@ -218,10 +218,7 @@ func LoadNodeID(dataDir string) (string, error) {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	id := fmt.Sprintf("%s-%s", sanitizeHost(host), hex.EncodeToString(r[:]))
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+	if err := safepath.WriteFile(dataDir, filepath.Base(path), []byte(id+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return id, nil

@@ -228,3 +228,36 @@ func wrap(root *os.Root, rel string, err error) error {
 	}
 	return fmt.Errorf("%s: %w", filepath.Join(root.Name(), rel), err)
 }
+
+// WriteFile writes data to name in the trusted directory dir (created with
+// os.MkdirAll if missing) through a temporary file that is synced and then
+// renamed, so the file is whole or absent. Neither the temporary name nor
+// name is ever followed if it is a link: a link at name is replaced, one at
+// the temporary name refused. For the small files of the data directory.
+func WriteFile(dir, name string, data []byte, perm fs.FileMode) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tmp := name + ".tmp"
+	f, err := OpenFile(root, tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(data)
+	serr := f.Sync()
+	cerr := f.Close()
+	if err := errors.Join(werr, serr, cerr); err != nil {
+		root.Remove(tmp)
+		return wrap(root, name, err)
+	}
+	if err := root.Rename(tmp, name); err != nil {
+		root.Remove(tmp)
+		return wrap(root, name, err)
+	}
+	return nil
+}

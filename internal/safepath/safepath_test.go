@@ -223,3 +223,25 @@ func FuzzCreateBeneath(f *testing.F) {
 		}
 	})
 }
+
+// The data directory's small files: a link planted at the temporary name
+// is refused, one at the final name replaced by the file, never followed.
+func TestWriteFileNeverFollowsLinks(t *testing.T) {
+	rootDir, outside := tree(t)
+	if err := os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(rootDir, "endpoint.tmp")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(rootDir, "endpoint", []byte("url\n"), 0o600); !errors.Is(err, ErrUnsafe) {
+		t.Fatalf("WriteFile through a planted tmp link = %v", err)
+	}
+	if err := os.Symlink(filepath.Join(outside, "sentinel"), filepath.Join(rootDir, "node-id")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFile(rootDir, "node-id", []byte("id\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(rootDir, "node-id")); err != nil || !fi.Mode().IsRegular() {
+		t.Fatalf("node-id: %v %v", fi, err)
+	}
+	checkOutside(t, outside)
+}
