@@ -13,9 +13,15 @@ import (
 	"path"
 	"path/filepath"
 	"slices"
+	"strings"
 
+	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/ovf"
 )
+
+// ErrNoSpace: the destination's file system has less free space than the
+// members of an archive declare.
+var ErrNoSpace = errors.New("not enough free space")
 
 // Report describes an archive that was extracted, validated or inspected.
 type Report struct {
@@ -111,8 +117,13 @@ type ExtractOptions struct {
 // destDir and moved into place only once the whole archive has been read
 // and found valid, manifest included; a bad archive leaves nothing behind.
 // All writes go through os.Root, so no entry can reach outside destDir,
-// whatever its name or the links already in destDir. Each file is synced
-// before it is moved.
+// whatever its name or the links already in destDir. destDir itself is
+// created beneath the working directory (relative paths) or the file system
+// root (absolute ones) without following links: a target reached through a
+// symbolic link is refused, so name its real path. Each member must fit the
+// size the descriptor declares and the free space of the destination's file
+// system before a byte of it is written. Each file is synced before it is
+// moved.
 func Extract(ctx context.Context, archive, destDir string, opts ExtractOptions) (*Report, error) {
 	// The directories MkdirAll is about to create, deepest first: a
 	// refused archive leaves none of them behind.
@@ -126,9 +137,6 @@ func Extract(ctx context.Context, archive, destDir string, opts ExtractOptions) 
 			break
 		}
 	}
-	if err := os.MkdirAll(destDir, 0o755); err != nil {
-		return nil, fmt.Errorf("ova: extract: %w", err)
-	}
 	dropDest := func() {
 		for _, d := range created {
 			if os.Remove(d) != nil { // only succeeds if empty, as it should be
@@ -136,10 +144,10 @@ func Extract(ctx context.Context, archive, destDir string, opts ExtractOptions) 
 			}
 		}
 	}
-	root, err := os.OpenRoot(destDir)
+	root, err := openTarget(destDir)
 	if err != nil {
 		dropDest()
-		return nil, fmt.Errorf("ova: extract: %w", err)
+		return nil, err
 	}
 	defer root.Close()
 	staging, err := makeStaging(root)
@@ -164,6 +172,29 @@ func Extract(ctx context.Context, archive, destDir string, opts ExtractOptions) 
 	}
 	rep.Dir = destDir
 	return rep, nil
+}
+
+// openTarget creates and opens destDir beneath the working directory or the
+// file system root, refusing any component that is a link.
+func openTarget(destDir string) (*os.Root, error) {
+	base, rel := ".", filepath.Clean(destDir)
+	if filepath.IsAbs(rel) {
+		vol := filepath.VolumeName(rel)
+		base = vol + string(filepath.Separator)
+		rel = strings.TrimLeft(rel[len(vol):], string(filepath.Separator))
+		if rel == "" {
+			rel = "."
+		}
+	}
+	root, err := safepath.OpenPath(base, rel, 0o755)
+	var ue *safepath.UnsafeError
+	if errors.As(err, &ue) {
+		return nil, fmt.Errorf("ova: extract into %s: %s %s; refusing to extract through it (name the real directory)", destDir, ue.Component, ue.Reason)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ova: extract: %w", err)
+	}
+	return root, nil
 }
 
 func makeStaging(root *os.Root) (string, error) {
@@ -191,6 +222,10 @@ func extractTo(ctx context.Context, archive string, root *os.Root, staging strin
 	}
 	defer r.Close()
 	var names []string
+	// Every member's size was checked against the descriptor's ovf:size
+	// (or the cap for files without one) by the reader; the sum must also
+	// fit the file system, or the extraction would fill it for nothing.
+	free, need := freeBytes(root), int64(0)
 	if r.desc != nil {
 		// Open consumed the descriptor; write the bytes as they were.
 		if err := copyStaged(root, staging, r.descName, bytes.NewReader(r.descBytes), !opts.noSync); err != nil {
@@ -205,6 +240,11 @@ func extractTo(ctx context.Context, archive string, root *os.Root, staging strin
 				return r.report(), nil, err
 			}
 			break
+		}
+		need += e.Size
+		if free >= 0 && need > free {
+			return r.report(), nil, fmt.Errorf("ova: extract %s: %w: the archive needs at least %d bytes, only %d are free in %s",
+				e.Name, ErrNoSpace, need, free, root.Name())
 		}
 		if err := copyStaged(root, staging, e.Name, onlyReader{r}, !opts.noSync); err != nil {
 			if rerr := r.Err(); rerr != nil {

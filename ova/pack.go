@@ -35,8 +35,26 @@ func Pack(ctx context.Context, dir, descriptorName, out string, opts Options) (*
 		return nil, fmt.Errorf("ova: pack: %w", err)
 	}
 	defer root.Close()
+	outDir, outName := filepath.Split(out)
+	if outDir == "" {
+		outDir = "."
+	}
+	dst, err := os.OpenRoot(outDir)
+	if err != nil {
+		return nil, fmt.Errorf("ova: pack: %w", err)
+	}
+	defer dst.Close()
+	return PackIn(ctx, root, descriptorName, dst, outName, opts)
+}
+
+// PackIn is Pack for opened directories: the folder is read from src and
+// the archive created as outName in dst (see CreateIn), so no link in
+// either can redirect a read or a write.
+func PackIn(ctx context.Context, root *os.Root, descriptorName string, dst *os.Root, outName string, opts Options) (*Result, error) {
+	dir := root.Name()
+	var err error
 	if descriptorName == "" {
-		if descriptorName, err = findDescriptor(dir); err != nil {
+		if descriptorName, err = findDescriptor(root); err != nil {
 			return nil, err
 		}
 	}
@@ -95,7 +113,7 @@ func Pack(ctx context.Context, dir, descriptorName, out string, opts Options) (*
 	if opts.ModTime.IsZero() {
 		opts.ModTime = descInfo.ModTime()
 	}
-	w, err := Create(out, descriptorName, descBytes, opts)
+	w, err := CreateIn(dst, outName, descriptorName, descBytes, opts)
 	if err != nil {
 		return nil, err
 	}
@@ -147,8 +165,9 @@ func addFile(ctx context.Context, w *Writer, root *os.Root, name string) error {
 	return w.Add(ctx, name, fi.Size(), f)
 }
 
-func findDescriptor(dir string) (string, error) {
-	entries, err := os.ReadDir(dir)
+func findDescriptor(root *os.Root) (string, error) {
+	dir := root.Name()
+	entries, err := fs.ReadDir(root.FS(), ".")
 	if err != nil {
 		return "", fmt.Errorf("ova: pack: %w", err)
 	}

@@ -3,6 +3,8 @@ package ova
 import (
 	"archive/tar"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/ovf"
 )
 
@@ -159,8 +162,11 @@ type Writer struct {
 	members        []Member
 
 	file    *os.File // Create only
-	tmpPath string
-	path    string
+	dir     *os.Root // the directory the archive is created in
+	ownDir  bool     // dir was opened by Create and is closed with the writer
+	tmpName string   // in dir
+	name    string   // in dir
+	path    string   // for the Result
 
 	err error
 }
@@ -187,7 +193,42 @@ func Create(path, descriptorName string, descriptor []byte, opts Options) (*Writ
 	if dir == "" {
 		dir = "."
 	}
-	f, err := os.CreateTemp(dir, "."+base+".*.partial")
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, fmt.Errorf("ova: create %s: %w", path, err)
+	}
+	w, err := createIn(root, true, base, path, descriptorName, descriptor, opts)
+	if err != nil {
+		root.Close()
+	}
+	return w, err
+}
+
+// CreateIn is Create for a file name in an opened directory: the temporary
+// file is created and renamed inside dir without following links, so a
+// link planted there cannot redirect the archive (internal/safepath). dir
+// stays the caller's to close, after the writer is done.
+func CreateIn(dir *os.Root, name, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+	return createIn(dir, false, name, filepath.Join(dir.Name(), name), descriptorName, descriptor, opts)
+}
+
+func createIn(dir *os.Root, own bool, name, path, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
+		return nil, fmt.Errorf("ova: create %s: %q is not a plain file name", path, name)
+	}
+	var f *os.File
+	var tmp string
+	var err error
+	for range 10 {
+		var b [8]byte
+		rand.Read(b[:])
+		tmp = "." + name + "." + hex.EncodeToString(b[:]) + ".partial"
+		// O_EXCL: a name that exists (a planted link included) is never opened.
+		f, err = safepath.OpenFile(dir, tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if !errors.Is(err, fs.ErrExist) {
+			break
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ova: create %s: %w", path, err)
 	}
@@ -197,11 +238,13 @@ func Create(path, descriptorName string, descriptor []byte, opts Options) (*Writ
 	}
 	if err := f.Chmod(mode); err != nil {
 		f.Close()
-		os.Remove(f.Name())
+		dir.Remove(tmp)
 		return nil, fmt.Errorf("ova: create %s: %w", path, err)
 	}
-	w := &Writer{opts: opts, start: time.Now(), descName: descriptorName, file: f, tmpPath: f.Name(), path: path}
+	w := &Writer{opts: opts, start: time.Now(), descName: descriptorName, file: f, dir: dir, ownDir: own,
+		tmpName: tmp, name: name, path: path}
 	if err := w.init(f, descriptor); err != nil {
+		w.ownDir = false // the caller closes it on error
 		w.Abort()
 		return nil, err
 	}
@@ -501,14 +544,15 @@ func (w *Writer) Close() (*Result, error) {
 	}
 	if w.err == nil && w.file != nil {
 		if err := w.file.Sync(); err != nil {
-			w.fail(fmt.Errorf("ova: sync %s: %w", w.tmpPath, err))
+			w.fail(fmt.Errorf("ova: sync %s: %w", w.tmpName, err))
 		} else if err := w.file.Close(); err != nil {
-			w.fail(fmt.Errorf("ova: close %s: %w", w.tmpPath, err))
-		} else if err := os.Rename(w.tmpPath, w.path); err != nil {
+			w.fail(fmt.Errorf("ova: close %s: %w", w.tmpName, err))
+		} else if err := w.dir.Rename(w.tmpName, w.name); err != nil {
 			w.fail(fmt.Errorf("ova: rename into place: %w", err))
 		} else {
 			w.file = nil
-			syncDir(filepath.Dir(w.path))
+			syncDir(w.dir)
+			w.closeDir()
 		}
 	}
 	if w.err != nil {
@@ -532,8 +576,8 @@ func (w *Writer) Close() (*Result, error) {
 
 // syncDir makes a rename durable. Errors are ignored: some file systems
 // cannot sync directories, and the archive itself is already synced.
-func syncDir(dir string) {
-	if d, err := os.Open(dir); err == nil {
+func syncDir(dir *os.Root) {
+	if d, err := dir.Open("."); err == nil {
 		d.Sync()
 		d.Close()
 	}
@@ -553,8 +597,16 @@ func (w *Writer) Abort() {
 	w.abortPipeline()
 	if w.file != nil {
 		w.file.Close()
-		os.Remove(w.tmpPath)
+		w.dir.Remove(w.tmpName)
 		w.file = nil
+	}
+	w.closeDir()
+}
+
+func (w *Writer) closeDir() {
+	if w.ownDir {
+		w.dir.Close()
+		w.ownDir = false
 	}
 }
 

@@ -3,6 +3,8 @@ package providers
 import (
 	"context"
 	"errors"
+
+	"github.com/hypersdk/hypersdk/internal/safepath"
 )
 
 // Error classes. Providers wrap these (fmt.Errorf("...: %w", ErrNotFound)) so
@@ -48,7 +50,8 @@ func IsPermanent(err error) bool {
 	if errors.As(err, &p) {
 		return true
 	}
-	for _, target := range []error{ErrNotFound, ErrAmbiguous, ErrAuth, ErrInvalidArgument, ErrUnsupported} {
+	// An output path through a link stays one until someone looks at it.
+	for _, target := range []error{ErrNotFound, ErrAmbiguous, ErrAuth, ErrInvalidArgument, ErrUnsupported, safepath.ErrUnsafe} {
 		if errors.Is(err, target) {
 			return true
 		}

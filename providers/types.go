@@ -3,6 +3,7 @@ package providers
 import (
 	"fmt"
 	"log/slog"
+	"os"
 	"slices"
 	"time"
 )
@@ -95,7 +96,13 @@ const (
 type ExportOptions struct {
 	// OutputDir receives the export; it is created if needed.
 	OutputDir string `json:"output_dir"`
-	Format    Format `json:"format"`
+	// OutputRoot, when set, is OutputDir already opened (the job engine
+	// opens it beneath its export root without following links): every
+	// file of the export is then created through it (internal/safepath),
+	// never by path. When nil the provider opens OutputDir itself,
+	// trusting the path as given (hyperctl export --local).
+	OutputRoot *os.Root `json:"-"`
+	Format     Format   `json:"format"`
 	// Compress packs an OVA through gzip (or Compression) as .ova.gz.
 	Compress         bool   `json:"compress,omitempty"`
 	Compression      string `json:"compression,omitempty"` // "gzip" (default) or "zstd"

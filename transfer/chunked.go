@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 )
@@ -42,7 +41,7 @@ func (j *fileJob) chunked(ctx context.Context, first *call, firstEnd int64) erro
 		return err
 	}
 	// The rename must be durable before out-of-order bytes are.
-	if err := syncDir(filepath.Dir(j.dest)); err != nil {
+	if err := syncDir(j.dir); err != nil {
 		return noRetry(err)
 	}
 	j.log.Debug("downloading in parallel chunks", "size", j.total, "chunk_size", j.d.chunkSize,

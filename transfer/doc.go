@@ -5,7 +5,12 @@
 // A Downloader fetches a set of files concurrently. Each file is written to
 // "<dest>.part", hashed with SHA-256 while it streams, fsynced, and renamed to
 // its final name only once it is complete and verified, so a file under its
-// final name is always whole.
+// final name is always whole. Every name a file uses (".part", ".chunks",
+// the final one) is created, renamed and removed inside its destination
+// directory, which is opened once beneath File.Root (or is Path's directory
+// as given when File.Root is nil) without following links: a link anywhere
+// below the root, or a ".part" planted as a link or hard link to a file
+// elsewhere, fails the file permanently and is never written through.
 //
 // Breaks are survived rather than reported: a stream that dies mid-file
 // (connection reset, unexpected EOF, 5xx, a stall) is resumed with a Range

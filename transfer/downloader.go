@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"time"
@@ -19,8 +20,13 @@ import (
 type File struct {
 	// URL is the http(s) URL to GET.
 	URL string
-	// Path is the destination. Parent directories are created.
+	// Path is the destination, relative to Root when Root is set. Parent
+	// directories are created.
 	Path string
+	// Root, when set, is the directory Path lies beneath: Path must be a
+	// local path and no link below Root is followed (see the package doc).
+	// When nil, Path's directory is trusted as given and becomes the root.
+	Root *os.Root
 	// Size is the expected size in bytes; <= 0 means unknown. A server that
 	// reports a different size fails the file (ErrSizeMismatch).
 	Size int64

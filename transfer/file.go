@@ -16,6 +16,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"syscall"
+
+	"github.com/hypersdk/hypersdk/internal/safepath"
 )
 
 // fileJob is the state of one file while it downloads. Outside chunked mode
@@ -24,7 +26,8 @@ import (
 type fileJob struct {
 	d      *Downloader
 	f      File
-	url    string // redacted, for messages
+	url    string   // redacted, for messages
+	dir    *os.Root // the destination's directory; every name below is in it
 	dest   string
 	part   string
 	chunks string // name of the part file while chunks are written out of order
@@ -57,9 +60,9 @@ func (d *Downloader) downloadFile(ctx context.Context, f File, prog *fileProgres
 		d:      d,
 		f:      f,
 		url:    RedactURL(f.URL),
-		dest:   f.Path,
-		part:   f.Path + ".part",
-		chunks: f.Path + ".chunks",
+		dest:   filepath.Base(f.Path),
+		part:   filepath.Base(f.Path) + ".part",
+		chunks: filepath.Base(f.Path) + ".chunks",
 		prog:   prog,
 		h:      sha256.New(),
 		total:  -1,
@@ -79,6 +82,11 @@ func (d *Downloader) downloadFile(ctx context.Context, f File, prog *fileProgres
 	}
 	if err != nil {
 		j.abandon()
+	}
+	if j.dir != nil {
+		j.dir.Close()
+	}
+	if err != nil {
 		// Whatever the path, a cancelled file's error says so (errors.Is
 		// context.Canceled) and why.
 		if ctxErr := ctx.Err(); ctxErr != nil && !errors.Is(err, ctxErr) {
@@ -98,21 +106,30 @@ func (d *Downloader) downloadFile(ctx context.Context, f File, prog *fileProgres
 
 // open prepares the part file: a fresh one, or with KeepPartial the one an
 // earlier run left, whose bytes are hashed once so that the download resumes
-// after them.
+// after them. The destination's directory is opened once, beneath File.Root
+// when set, and every name of the file is then created, renamed and removed
+// inside it without following links (internal/safepath): a ".part" planted
+// as a link to a file elsewhere is refused, never written through.
 func (j *fileJob) open(ctx context.Context) error {
-	if err := os.MkdirAll(filepath.Dir(j.dest), dirMode); err != nil {
+	var err error
+	if j.f.Root != nil {
+		j.dir, err = safepath.OpenDir(j.f.Root, filepath.Dir(j.f.Path), dirMode)
+	} else {
+		j.dir, err = safepath.OpenPath(filepath.Dir(j.f.Path), ".", dirMode)
+	}
+	if err != nil {
 		return noRetry(err)
 	}
 	// Chunks are written out of order; a leftover chunks file from a crash
 	// may have holes and is never trusted.
-	if err := os.Remove(j.chunks); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := j.dir.Remove(j.chunks); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return noRetry(err)
 	}
 	flags := os.O_RDWR | os.O_CREATE
 	if !j.d.keepPartial {
 		flags |= os.O_TRUNC
 	}
-	out, err := os.OpenFile(j.part, flags, fileMode)
+	out, err := safepath.OpenFile(j.dir, j.part, flags, fileMode)
 	if err != nil {
 		return noRetry(err)
 	}
@@ -525,7 +542,7 @@ func (j *fileJob) renameTo(name string) error {
 	if j.cur == name {
 		return nil
 	}
-	if err := os.Rename(j.cur, name); err != nil {
+	if err := j.dir.Rename(j.cur, name); err != nil {
 		return noRetry(err)
 	}
 	j.cur = name
@@ -552,12 +569,12 @@ func (j *fileJob) commit() error {
 		return noRetry(fmt.Errorf("close %s: %w", j.cur, err))
 	}
 	j.out = nil
-	if err := os.Rename(j.cur, j.dest); err != nil {
+	if err := j.dir.Rename(j.cur, j.dest); err != nil {
 		return noRetry(err)
 	}
 	// The data is on disk and the name is final; a directory that cannot be
 	// fsynced is worth a warning, not a failed export.
-	if err := syncDir(filepath.Dir(j.dest)); err != nil {
+	if err := syncDir(j.dir); err != nil {
 		j.log.Warn("could not fsync the directory after rename", "error", err)
 	}
 	j.res.Size = j.offset
@@ -574,7 +591,7 @@ func (j *fileJob) commit() error {
 func (j *fileJob) abandon() {
 	if j.out == nil {
 		if j.cur != "" && (!j.d.keepPartial || j.bad) {
-			_ = os.Remove(j.cur)
+			_ = j.dir.Remove(j.cur)
 		}
 		return
 	}
@@ -597,7 +614,7 @@ func (j *fileJob) abandon() {
 		_ = j.out.Close()
 		j.out = nil
 	}
-	_ = os.Remove(name)
+	_ = j.dir.Remove(name)
 }
 
 // validatorOf returns what identifies this version of the object for
@@ -646,8 +663,8 @@ func parseContentRange(v string) (first, last, total int64, ok bool) {
 
 // syncDir makes a rename in dir durable. Some platforms cannot fsync a
 // directory; that is not worth failing a download for.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func syncDir(dir *os.Root) error {
+	d, err := dir.Open(".")
 	if err != nil {
 		return err
 	}

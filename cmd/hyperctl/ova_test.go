@@ -1,6 +1,7 @@
 package main
 
 import (
+	"archive/tar"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -453,5 +454,84 @@ func TestOVACommandsNeedNoDaemon(t *testing.T) {
 	h.run("ova", "verify", archive).expect(t, 0)
 	if strings.Contains(r.stderr, "token") || strings.Contains(r.stderr, "server") {
 		t.Errorf("pack talked about the daemon: %s", r.stderr)
+	}
+}
+
+// extract into a target below a symbolic link is refused and writes
+// nothing where the link points.
+func TestOVAExtractRefusesLinkedTarget(t *testing.T) {
+	needCmd(t, "tar", "tar")
+	h := ovaHarness(t)
+	src, _ := ovfFolder(t)
+	archive := filepath.Join(t.TempDir(), "hand.ova")
+	runTool(t, src, "tar", "--format=ustar", "-cf", archive, "web01.ovf", "web01-disk1.vmdk", "web01-disk2.vmdk")
+	base := t.TempDir()
+	outside := filepath.Join(base, "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(base, "evil")
+	if err := os.Symlink(outside, link); err != nil {
+		t.Fatal(err)
+	}
+	for _, dest := range []string{filepath.Join(link, "x"), filepath.Join(link, "x", "y"), link} {
+		h.run("ova", "extract", archive, dest).expect(t, 1, link+" is a symbolic link; refusing to extract through it")
+		if names := dirNames(t, outside); len(names) != 0 {
+			t.Fatalf("extract into %s wrote %v outside", dest, names)
+		}
+	}
+	// The real path works.
+	h.run("ova", "extract", archive, filepath.Join(outside, "x")).expect(t, 0, "extracted")
+}
+
+// Without a manifest nothing vouches for the bytes: a member whose tar
+// header declares more than the descriptor's ovf:size, or members that
+// cannot fit the free space of the target, are refused before a byte of
+// them is written, and nothing is left behind.
+func TestOVAExtractCapsMemberSizes(t *testing.T) {
+	h := ovaHarness(t)
+	build := func(declared, header int64, body []byte) string {
+		spec := ovf.VMSpec{Name: "vm", CPUs: 1, MemoryMiB: 512,
+			Disks: []ovf.DiskSpec{{File: "vm-disk1.vmdk", CapacityBytes: max(declared, 1<<30), FileSize: declared}}}
+		d, err := ovf.Build(spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		desc := d.Marshal()
+		path := filepath.Join(t.TempDir(), "vm.ova")
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		tw := tar.NewWriter(f)
+		tw.WriteHeader(&tar.Header{Name: "vm.ovf", Mode: 0o644, Size: int64(len(desc)), Format: tar.FormatUSTAR})
+		tw.Write(desc)
+		tw.WriteHeader(&tar.Header{Name: "vm-disk1.vmdk", Mode: 0o644, Size: header, Format: tar.FormatPAX})
+		tw.Write(body)
+		if int64(len(body)) == header {
+			tw.Close()
+		} else {
+			tw.Flush() // a stream that ends inside the member: never read that far
+		}
+		return path
+	}
+	body := bytes.Repeat([]byte("disk"), 4096)
+	cases := []struct {
+		name, archive string
+		want          string
+	}{
+		{"header larger than ovf:size", build(int64(len(body))-4096, int64(len(body)), body), "entry has 16384 bytes, the descriptor declares 12288"},
+		{"more than the free space", build(1<<60, 1<<60, body[:4096]), "not enough free space: the archive needs at least 1152921504606846976 bytes"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			parent := t.TempDir()
+			dest := filepath.Join(parent, "out")
+			h.run("ova", "extract", c.archive, dest).expect(t, 1, c.want)
+			if names := dirNames(t, parent); len(names) != 0 {
+				t.Fatalf("extract left %v", names)
+			}
+		})
 	}
 }

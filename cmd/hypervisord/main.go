@@ -28,6 +28,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
+	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
@@ -408,9 +409,5 @@ func advertised(addr string) string {
 }
 
 func writeEndpoint(dataDir, url string) error {
-	tmp := filepath.Join(dataDir, api.EndpointFile+".tmp")
-	if err := os.WriteFile(tmp, []byte(url+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, filepath.Join(dataDir, api.EndpointFile))
+	return safepath.WriteFile(dataDir, api.EndpointFile, []byte(url+"\n"), 0o600)
 }

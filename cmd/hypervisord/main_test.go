@@ -7,10 +7,12 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
@@ -923,4 +925,98 @@ func history2(t *testing.T, dataDir string) []int {
 		t.Fatal(err)
 	}
 	return make([]int, n)
+}
+
+// An export root with links planted below it: an output directory reached
+// through a link to a directory outside the root, and ".part" files planted
+// as links to a file outside, are refused. Each job fails permanently with
+// an error naming the link, nothing appears in the outside directory and
+// the outside file keeps its bytes.
+func TestExportRefusesLinksBelowTheRoot(t *testing.T) {
+	base := t.TempDir()
+	root, outside := filepath.Join(base, "root"), filepath.Join(base, "outside")
+	for _, d := range []string{root, outside} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	victim := filepath.Join(base, "victim")
+	if err := os.WriteFile(victim, []byte("precious bytes\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	victimSum := fileSHA256(t, victim)
+	if err := os.Symlink(outside, filepath.Join(root, "evil")); err != nil {
+		t.Fatal(err)
+	}
+	dmn := newDaemon(t, "export:\n  output_dir: "+root+"\n  allowed_roots: ["+root+"]\n", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	export := func(output string) jobs.Job {
+		t.Helper()
+		var j jobs.Job
+		if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/production/db/db-01",
+			"output": output, "max_attempts": 3}, &j); code != 201 {
+			t.Fatalf("submit %s: %d", output, code)
+		}
+		waitUntil(t, "job "+j.ID+" to end", 2*time.Minute, func() bool {
+			dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+			return j.State.Terminal()
+		})
+		return j
+	}
+	refused := func(j jobs.Job, link string) {
+		t.Helper()
+		want := link + " is a symbolic link; refusing to write outside "
+		if j.State != jobs.StateFailed || !strings.Contains(j.Error, want) {
+			t.Fatalf("job %s: %s %q, want failed with %q", j.ID, j.State, j.Error, want)
+		}
+		if j.Attempt != 1 {
+			t.Errorf("job %s: %d attempts, want 1 (the failure is permanent)", j.ID, j.Attempt)
+		}
+		if ents, err := os.ReadDir(outside); err != nil || len(ents) != 0 {
+			t.Fatalf("outside directory: %v %v", ents, err)
+		}
+		if got := fileSHA256(t, victim); got != victimSum {
+			t.Fatalf("outside file changed: sha256 %s, was %s", got, victimSum)
+		}
+	}
+
+	refused(export(filepath.Join(root, "evil", "x")), filepath.Join(root, "evil"))
+	refused(export("evil/y"), filepath.Join(root, "evil"))
+
+	// A good export names the files; the same names with ".part" planted
+	// as links make the next exports fail, one file kind after the other.
+	good := export(filepath.Join(root, "good"))
+	if good.State != jobs.StateSucceeded {
+		t.Fatalf("export: %s %s", good.State, good.Error)
+	}
+	var disk, ovfName string
+	for _, f := range good.Result.Files {
+		switch f.Kind {
+		case "disk":
+			disk = f.Path
+		case "ovf":
+			ovfName = f.Path
+		}
+	}
+	for _, name := range []string{disk, ovfName} {
+		dir := filepath.Join(root, "planted-"+name)
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		link := filepath.Join(dir, name+".part")
+		if err := os.Symlink(victim, link); err != nil {
+			t.Fatal(err)
+		}
+		refused(export(dir), link)
+	}
+}
+
+func fileSHA256(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

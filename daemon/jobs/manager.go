@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/internal/backoff"
+	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -216,10 +218,7 @@ func LoadNodeID(dataDir string) (string, error) {
 	var r [4]byte
 	_, _ = rand.Read(r[:])
 	id := fmt.Sprintf("%s-%s", sanitizeHost(host), hex.EncodeToString(r[:]))
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+	if err := safepath.WriteFile(dataDir, filepath.Base(path), []byte(id+"\n"), 0o600); err != nil {
 		return "", err
 	}
 	return id, nil
@@ -497,20 +496,51 @@ func (m *Manager) outputDir(req string) (string, error) {
 	} else {
 		p = filepath.Join(m.opts.ExportDir, req)
 	}
-	roots := m.opts.AllowedRoots
-	if len(roots) == 0 {
-		roots = []string{m.opts.ExportDir}
+	_, rel, ok := m.outputRoot(p, m.allowedRoots())
+	switch {
+	case !ok:
+		return "", fmt.Errorf("%q is outside the allowed export roots (%s)", req, strings.Join(m.allowedRoots(), ", "))
+	case rel == ".":
+		return "", fmt.Errorf("%q is an export root itself; name a directory inside it", req)
 	}
+	return p, nil
+}
+
+// allowedRoots are the roots a requested output directory must be under.
+func (m *Manager) allowedRoots() []string {
+	if len(m.opts.AllowedRoots) == 0 {
+		return []string{m.opts.ExportDir}
+	}
+	return m.opts.AllowedRoots
+}
+
+// outputRoot finds the innermost of roots that p lies under and p's path
+// relative to it.
+func (m *Manager) outputRoot(p string, roots []string) (root, rel string, ok bool) {
 	for _, r := range roots {
-		rel, err := filepath.Rel(filepath.Clean(r), p)
-		if err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
-			if rel == "." {
-				return "", fmt.Errorf("%q is an export root itself; name a directory inside it", req)
-			}
-			return p, nil
+		if rr, found := safepath.Rel(r, p); found && (!ok || len(r) > len(root)) {
+			root, rel, ok = filepath.Clean(r), rr, true
 		}
 	}
-	return "", fmt.Errorf("%q is outside the allowed export roots (%s)", req, strings.Join(roots, ", "))
+	return root, rel, ok
+}
+
+// openOutput creates and opens an export's output directory beneath its
+// root (an allowed root, or the export directory for per-job directories)
+// without following any link below the root, so that a link planted there
+// cannot send the export elsewhere. The check runs when the job runs, as
+// that is when the files are written; the provider writes through the
+// returned root only.
+func (m *Manager) openOutput(dir string) (*os.Root, error) {
+	root, rel, ok := m.outputRoot(dir, append(slices.Clone(m.allowedRoots()), m.opts.ExportDir))
+	if !ok || rel == "." {
+		return nil, fmt.Errorf("output %s: outside the allowed export roots (%s)", dir, strings.Join(m.allowedRoots(), ", "))
+	}
+	r, err := safepath.OpenPath(root, rel, 0o750)
+	if err != nil {
+		return nil, fmt.Errorf("output %w", err)
+	}
+	return r, nil
 }
 
 type nopMetrics struct{}

@@ -9,7 +9,6 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"math/rand/v2"
-	"os"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -224,9 +223,12 @@ func (m *Manager) export(ctx context.Context, a *attempt) (res *providers.Export
 		return nil, fmt.Errorf("provider %s is not available: %s", a.spec.Provider, h.Error)
 	}
 	opts := a.spec.Options
-	if err := os.MkdirAll(opts.OutputDir, 0o750); err != nil {
-		return nil, providers.Permanent(fmt.Errorf("output directory: %w", err))
+	out, err := m.openOutput(opts.OutputDir)
+	if err != nil {
+		return nil, providers.Permanent(err)
 	}
+	defer out.Close()
+	opts.OutputRoot = out
 	opts.Logger = a.log
 	opts.Progress = a.progress.update
 	return inst.ExportVM(ctx, a.spec.VM, opts)

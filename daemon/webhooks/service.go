@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/internal/safepath"
 )
 
 // DefaultSchedule is the retry schedule of the Standard Webhooks
@@ -295,10 +295,7 @@ func ConfigEndpointID(url string) string {
 }
 
 func writeSecretFile(path, secret string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	return os.WriteFile(path, []byte(secret+"\n"), 0o600)
+	return safepath.WriteFile(filepath.Dir(path), filepath.Base(path), []byte(secret+"\n"), 0o600)
 }
 
 func boolInt(b bool) int {

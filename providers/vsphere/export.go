@@ -23,6 +23,7 @@ import (
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/ovf"
 	"github.com/hypersdk/hypersdk/providers"
@@ -75,10 +76,14 @@ func (p *Provider) ExportVM(ctx context.Context, identifier string, opts provide
 	ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: vm.ID}
 	obj := object.NewVirtualMachine(c, ref)
 
-	if err := os.MkdirAll(opts.OutputDir, 0o750); err != nil {
-		return nil, providers.Permanent(fmt.Errorf("output directory: %w", err))
+	root := opts.OutputRoot
+	if root == nil {
+		if root, err = safepath.OpenPath(opts.OutputDir, ".", 0o750); err != nil {
+			return nil, providers.Permanent(fmt.Errorf("output directory: %w", err))
+		}
+		defer root.Close()
 	}
-	ex := &export{p: p, c: c, vm: vm, obj: obj, opts: opts, log: log, base: fileBase(vm.Name)}
+	ex := &export{p: p, c: c, vm: vm, obj: obj, opts: opts, log: log, base: fileBase(vm.Name), root: root}
 	defer func() {
 		if err != nil {
 			ex.removeWritten()
@@ -122,9 +127,11 @@ type export struct {
 	opts providers.ExportOptions
 	log  *slog.Logger
 	base string // file name prefix derived from the VM name
+	// root is the output directory; every file is created through it.
+	root *os.Root
 
 	mu      sync.Mutex
-	written []string // final paths, removed if the export fails
+	written []string // final names in root, removed if the export fails
 }
 
 func (ex *export) track(path string) {
@@ -137,7 +144,7 @@ func (ex *export) removeWritten() {
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
 	for _, p := range ex.written {
-		_ = os.Remove(p)
+		_ = ex.root.Remove(p)
 	}
 	ex.written = nil
 }
@@ -333,9 +340,9 @@ func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloade
 		var tf []transfer.File
 		byPath := make(map[string]int, len(idx))
 		for _, i := range idx {
-			p := filepath.Join(ex.opts.OutputDir, files[i].name)
+			p := files[i].name
 			byPath[p] = i
-			tf = append(tf, transfer.File{URL: files[i].item.URL.String(), Path: p, Header: hdr})
+			tf = append(tf, transfer.File{URL: files[i].item.URL.String(), Root: ex.root, Path: p, Header: hdr})
 		}
 		d := transfer.NewDownloader(transfer.Options{
 			Client: client, Concurrency: max(1, ex.opts.ParallelDownloads), BandwidthLimit: ex.opts.BandwidthLimit, Logger: ex.log,
@@ -576,7 +583,7 @@ func (ex *export) pack(ctx context.Context, ovfName string, res *providers.Expor
 	}
 	name := ex.base + comp.Extension()
 	ex.opts.Report(providers.Progress{Phase: providers.PhasePackaging, BytesDone: 0, BytesTotal: res.Bytes})
-	pr, err := ova.Pack(ctx, ex.opts.OutputDir, ovfName, filepath.Join(ex.opts.OutputDir, name), ova.Options{
+	pr, err := ova.PackIn(ctx, ex.root, ovfName, ex.root, name, ova.Options{
 		Compression: comp, Level: ex.opts.CompressionLevel, CleanupOVF: ex.opts.CleanupOVF,
 		Progress: func(p ova.Progress) {
 			ex.opts.Report(providers.Progress{Phase: providers.PhasePackaging, BytesDone: min(p.Done, res.Bytes), BytesTotal: res.Bytes, Item: p.Member})
@@ -585,7 +592,7 @@ func (ex *export) pack(ctx context.Context, ovfName string, res *providers.Expor
 	if err != nil {
 		return fmt.Errorf("pack %s: %w", name, err)
 	}
-	ex.track(pr.Path)
+	ex.track(name)
 	ex.log.Info("packed OVA", "file", name, "bytes", pr.Size, "compression", string(pr.Compression), "ratio", fmt.Sprintf("%.2f", pr.Ratio),
 		"throughput_mib_s", fmt.Sprintf("%.1f", pr.Throughput/(1<<20)))
 	if ex.opts.CleanupOVF {
@@ -604,26 +611,26 @@ func (ex *export) pack(ctx context.Context, ovfName string, res *providers.Expor
 	return nil
 }
 
-// writeFile writes a small file through temp-and-rename.
+// writeFile writes a small file through temp-and-rename inside the output
+// directory; a planted "<name>.part" link is refused, not written through.
 func (ex *export) writeFile(name string, data []byte) error {
-	final := filepath.Join(ex.opts.OutputDir, name)
-	tmp := final + ".part"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	tmp := name + ".part"
+	f, err := safepath.OpenFile(ex.root, tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
-		return err
+		return providers.Permanent(fmt.Errorf("output %w", err))
 	}
 	_, werr := f.Write(data)
 	serr := f.Sync()
 	cerr := f.Close()
 	if err := errors.Join(werr, serr, cerr); err != nil {
-		os.Remove(tmp)
+		ex.root.Remove(tmp)
 		return fmt.Errorf("write %s: %w", name, err)
 	}
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
+	if err := ex.root.Rename(tmp, name); err != nil {
+		ex.root.Remove(tmp)
 		return err
 	}
-	ex.track(final)
+	ex.track(name)
 	return nil
 }
 
