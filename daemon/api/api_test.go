@@ -699,6 +699,53 @@ func TestSchedulesOverHTTP(t *testing.T) {
 	expectProblem(t, ts.do(t, "GET", "/api/v1/schedules/nightly-db", viewerToken, nil), 404, "schedule-not-found")
 }
 
+// Expressions that are not cron expressions, or that match no date, are
+// refused with the reason, naming the field, and nothing is stored; a
+// leap-day schedule is valid.
+func TestScheduleExpressionsThatNeverRun(t *testing.T) {
+	ts := newTestServer(t, storetest.Open(t, store.SQLite))
+	job := map[string]any{"provider": "lab", "vm": "vm-001"}
+	for expr, want := range map[string]string{
+		"7":                 `schedule "7": expected exactly 5 fields, found 1`,
+		"0 0 31 2 *":        `schedule "0 0 31 2 *": never fires: February has no day 31`,
+		"0 0 30 2 *":        `schedule "0 0 30 2 *": never fires: February has no day 30`,
+		"0 0 31 4,6,9,11 *": "never fires: April, June, September and November have no day 31",
+	} {
+		p := expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, map[string]any{"name": "x", "schedule": expr, "job": job}),
+			422, "invalid-schedule")
+		if !strings.Contains(p.Detail, want) {
+			t.Errorf("create %q: detail %q, want %q", expr, p.Detail, want)
+		}
+		p = expectProblem(t, ts.do(t, "POST", "/api/v1/schedules/preview", viewerToken, map[string]any{"schedule": expr}), 422, "invalid-schedule")
+		if !strings.Contains(p.Detail, want) {
+			t.Errorf("preview %q: detail %q, want %q", expr, p.Detail, want)
+		}
+	}
+	if r := ts.do(t, "GET", "/api/v1/schedules", viewerToken, nil); !strings.Contains(string(r.body), `"items":[]`) {
+		t.Fatalf("a refused schedule was stored: %s", r.body)
+	}
+
+	var sc scheduler.Schedule
+	r := ts.do(t, "POST", "/api/v1/schedules", operatorToken, map[string]any{"name": "leap", "schedule": "0 0 29 2 *", "job": job})
+	if r.status != 201 {
+		t.Fatalf("leap day: %d %s", r.status, r.body)
+	}
+	r.json(t, &sc)
+	if len(sc.NextRuns) != 5 || sc.NextRun == nil || sc.NextRun.Month() != time.February || sc.NextRun.Day() != 29 {
+		t.Fatalf("leap day schedule %+v", sc)
+	}
+	// An update to a never-firing expression leaves the schedule as it was.
+	p := expectProblem(t, ts.do(t, "PATCH", "/api/v1/schedules/leap", operatorToken, map[string]any{"schedule": "0 0 30 2 *"}), 422, "invalid-schedule")
+	if !strings.Contains(p.Detail, "never fires: February has no day 30") {
+		t.Errorf("update: detail %q", p.Detail)
+	}
+	var got scheduler.Schedule
+	ts.do(t, "GET", "/api/v1/schedules/leap", viewerToken, nil).json(t, &got)
+	if got.Schedule != "0 0 29 2 *" || got.NextRun == nil || !got.NextRun.Equal(*sc.NextRun) {
+		t.Fatalf("a refused update changed the schedule: %+v", got)
+	}
+}
+
 func mustZone(t *testing.T, name string) *time.Location {
 	t.Helper()
 	l, err := time.LoadLocation(name)

@@ -299,6 +299,101 @@ func TestConcurrencyLimits(t *testing.T) {
 	}
 }
 
+// Two jobs for one VM never export it at once (the platform would refuse
+// the second, TaskInProgress, and burn its attempts): the second waits,
+// without using an attempt, until the first ends, whichever of two daemons
+// sharing the database claims it. A waiting job can be cancelled, and jobs
+// for other VMs run meanwhile.
+func TestOneExportPerVMAtATime(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
+		e := newEnv(t, db, 0)
+		e.fake.CallLog = filepath.Join(t.TempDir(), "calls")
+		release := make(chan struct{})
+		started := make(chan struct{}, 8)
+		e.fake.BeforeExport = func(ctx context.Context, vm string) error {
+			if vm != "vm-001" {
+				return nil
+			}
+			started <- struct{}{}
+			select {
+			case <-release:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		m1 := e.start()
+		m2 := e.start(func(o *jobs.Options) { o.NodeID = "node-b" })
+		first := submit(t, m1, "vm-001")
+		<-started
+		waitState(t, m1, first.ID, jobs.StateRunning)
+		second := submit(t, m2, "vm-001")
+		doomed := submit(t, m1, "vm-001")
+		for _, id := range []string{second.ID, doomed.ID} {
+			waitLog(t, m1, id, "waiting: another job is exporting this VM")
+		}
+		// Another VM is not held up.
+		waitState(t, m2, submit(t, m2, "vm-002").ID, jobs.StateSucceeded)
+		if c, err := m2.Cancel(context.Background(), doomed.ID, "tester"); err != nil || c.State != jobs.StateCancelled {
+			t.Fatalf("cancel a waiting job: %v %+v", err, c)
+		}
+		close(release)
+		for _, id := range []string{first.ID, second.ID} {
+			if j := waitState(t, m1, id, jobs.StateSucceeded); j.Attempt != 1 {
+				t.Errorf("job %s: attempt %d, want 1", id, j.Attempt)
+			}
+		}
+		if j, _ := m1.Get(context.Background(), doomed.ID); j.State != jobs.StateCancelled || j.Attempt != 0 {
+			t.Errorf("cancelled waiting job: state %s attempt %d", j.State, j.Attempt)
+		}
+		if n := e.fake.Overlaps(); n != 0 {
+			t.Errorf("the platform refused %d overlapping exports", n)
+		}
+		// The call log shows the two exports of vm-001 one after the other.
+		b, err := os.ReadFile(e.fake.CallLog)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var seq []string
+		for _, l := range lines(string(b), " vm-001 ") {
+			seq = append(seq, strings.Fields(l)[0])
+		}
+		if got := strings.Join(seq, " "); got != "start done start done" {
+			t.Errorf("exports of vm-001: %s\n%s", got, b)
+		}
+	})
+}
+
+// waitLog polls until the job's log has a line containing want.
+func waitLog(t *testing.T, m *jobs.Manager, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		logs := logMessages(t, m, id)
+		if strings.Contains(logs, want) {
+			return
+		}
+		j, err := m.Get(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if j.Attempt > 0 || time.Now().After(deadline) {
+			t.Fatalf("job %s: %s, attempt %d (error %q), log lacks %q:\n%s", id, j.State, j.Attempt, j.Error, want, logs)
+		}
+		m.Wait(context.Background(), id, 200*time.Millisecond)
+	}
+}
+
+func lines(s, want string) []string {
+	var out []string
+	for l := range strings.SplitSeq(s, "\n") {
+		if strings.Contains(l, want) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
 func TestIdempotencyKey(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		e := newEnv(t, db, 0)

@@ -81,6 +81,7 @@ type Manager struct {
 
 	mu       sync.Mutex
 	running  map[string]context.CancelCauseFunc // jobs this daemon is running
+	waiting  map[string]string                  // queued job → the running job of the same VM it waits for (see noteWait)
 	stopping bool
 
 	bg     sync.WaitGroup
@@ -137,6 +138,7 @@ func New(db *store.DB, provs Providers, opts Options) (*Manager, error) {
 		retry:     backoff.Policy{Base: opts.Jobs.RetryBackoff, Max: opts.Jobs.RetryBackoffMax, Jitter: 0.2},
 		hub:       newHub(),
 		running:   map[string]context.CancelCauseFunc{},
+		waiting:   map[string]string{},
 	}
 	workers := river.NewWorkers()
 	if err := river.AddWorkerSafely(workers, &exportWorker{m: m}); err != nil {

@@ -194,7 +194,11 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) (*Job, error) {
 	}
 	switch state {
 	case StateCancelled:
-		// Either this call cancelled a queued job or it was already done.
+		// Either this call cancelled a queued job or it was already done;
+		// either way it waits for nothing any more.
+		m.mu.Lock()
+		delete(m.waiting, id)
+		m.mu.Unlock()
 	case StateRunning:
 		m.appendLog(ctx, id, slog.LevelInfo, "cancel requested", map[string]any{"by": principal(by)})
 		m.mu.Lock()

@@ -104,19 +104,21 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 	now := m.opts.Now()
 	stale := store.Micros(now.Add(-m.opts.Jobs.HeartbeatStale))
 	var (
-		a      *attempt
-		snooze time.Duration
-		reason string
+		a       *attempt
+		snooze  time.Duration
+		reason  string
+		blocker string // the running job exporting the same VM
 	)
 	err := m.db.Tx(ctx, func(tx *sql.Tx) error {
 		var (
-			provider  string
-			state     State
-			curRiver  sql.NullInt64
-			heartbeat sql.NullInt64
+			provider, vm string
+			state        State
+			curRiver     sql.NullInt64
+			heartbeat    sql.NullInt64
 		)
-		err := tx.QueryRowContext(ctx, "SELECT provider, state, river_job_id, heartbeat_at FROM jobs WHERE id = $1", jobID).
-			Scan(&provider, &state, &curRiver, &heartbeat)
+		blocker = ""
+		err := tx.QueryRowContext(ctx, "SELECT provider, vm, state, river_job_id, heartbeat_at FROM jobs WHERE id = $1", jobID).
+			Scan(&provider, &vm, &state, &curRiver, &heartbeat)
 		switch {
 		case errors.Is(err, sql.ErrNoRows):
 			reason = "job deleted"
@@ -133,6 +135,26 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 			// Another live worker holds the lease (River redelivered).
 			snooze = m.opts.Jobs.HeartbeatStale
 			return nil
+		}
+		// One export of a VM at a time: the platform refuses a second one
+		// while the first holds the VM (vSphere: TaskInProgress), which
+		// would burn attempts. The job waits without using an attempt. The
+		// lock is taken before the provider's, always in this order.
+		if m.db.Dialect == store.Postgres {
+			// Serialise claims per VM across daemons so two cannot both
+			// see it free.
+			if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", vmLockKey(provider, vm)); err != nil {
+				return err
+			}
+		}
+		err = tx.QueryRowContext(ctx, `SELECT id FROM jobs WHERE provider = $1 AND vm = $2 AND state = 'running'
+			AND heartbeat_at >= $3 AND id <> $4 LIMIT 1`, provider, vm, stale, jobID).Scan(&blocker)
+		switch {
+		case err == nil:
+			snooze = 500*time.Millisecond + rand.N(time.Second)
+			return nil
+		case !errors.Is(err, sql.ErrNoRows):
+			return err
 		}
 		if limit := m.providerLimit(provider); limit > 0 {
 			if m.db.Dialect == store.Postgres {
@@ -180,6 +202,7 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 	if err != nil {
 		return nil, 0, err
 	}
+	m.noteWait(ctx, jobID, blocker)
 	if a == nil {
 		if reason != "" {
 			m.log.Debug("river job has nothing to do", "job_id", jobID, "river_job_id", riverID, "reason", reason)
@@ -205,6 +228,29 @@ func providerLockKey(provider string) int64 {
 	h := fnv.New64a()
 	h.Write([]byte("hypersdk-provider:" + provider))
 	return int64(h.Sum64())
+}
+
+// vmLockKey names the advisory lock that serialises claims of one VM.
+func vmLockKey(provider, vm string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte("hypersdk-vm:" + provider + "\x00" + vm))
+	return int64(h.Sum64())
+}
+
+// noteWait tells a job's log, once per blocking job, that the job waits
+// for another export of the same VM; blocker "" means it no longer waits.
+func (m *Manager) noteWait(ctx context.Context, jobID, blocker string) {
+	m.mu.Lock()
+	prev := m.waiting[jobID]
+	if blocker == "" {
+		delete(m.waiting, jobID)
+	} else {
+		m.waiting[jobID] = blocker
+	}
+	m.mu.Unlock()
+	if blocker != "" && blocker != prev {
+		m.appendLog(ctx, jobID, slog.LevelInfo, "waiting: another job is exporting this VM", map[string]any{"running_job_id": blocker})
+	}
 }
 
 // export runs the provider, converting a panic into an error.

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -11,6 +12,10 @@ import (
 // parser accepts standard 5-field expressions and descriptors (@daily,
 // @hourly, @every 15m…).
 var parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// expectedForm is what an expression may be, for error messages.
+const expectedForm = "use 5 fields: minute hour day-of-month month day-of-week, e.g. '30 2 * * *'; " +
+	"a descriptor: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly; or @every <duration>, e.g. @every 30m"
 
 // Expr is a parsed schedule expression in a time zone.
 //
@@ -61,11 +66,14 @@ func Parse(expr, zone string) (*Expr, error) {
 	}
 	s, err := parser.Parse(expr)
 	if err != nil {
-		return nil, fmt.Errorf("schedule %q: %v (use 5 fields: minute hour day-of-month month day-of-week, a descriptor such as @daily, or @every 30m)", expr, err)
+		return nil, fmt.Errorf("schedule %q: %v (%s)", expr, err, expectedForm)
 	}
 	e := &Expr{text: expr, loc: loc}
 	switch v := s.(type) {
 	case *cron.SpecSchedule:
+		if why := neverFires(v); why != "" {
+			return nil, fmt.Errorf("schedule %q: never fires: %s", expr, why)
+		}
 		e.spec = v
 	case cron.ConstantDelaySchedule:
 		e.every = v.Delay
@@ -141,4 +149,54 @@ func (e *Expr) NextN(t time.Time, n int) []time.Time {
 		out = append(out, t)
 	}
 	return out
+}
+
+// starBit marks a field given as * or ? (cron's own flag): for the day
+// fields it changes how day-of-month and day-of-week combine.
+const starBit = 1 << 63
+
+// monthDays is each month's longest length (February: 29, leap years).
+var monthDays = [13]int{0, 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31}
+
+// neverFires says why an expression matches no date at all ("" if it
+// matches some), decided from the fields alone, so the answer does not
+// depend on today's date or a search horizon. Minutes and hours always
+// match something; only day-of-month × month can be empty. When
+// day-of-week is restricted too, cron fires on either day field, so some
+// weekday always matches; when day-of-month is *, any day does.
+func neverFires(s *cron.SpecSchedule) string {
+	if s.Dom&starBit != 0 || s.Dow&starBit == 0 {
+		return ""
+	}
+	var days []string
+	var months []string
+	for m := 1; m <= 12; m++ {
+		if s.Month&(1<<m) == 0 {
+			continue
+		}
+		months = append(months, time.Month(m).String())
+		for d := 1; d <= 31; d++ {
+			if s.Dom&(1<<d) != 0 && d <= monthDays[m] {
+				return ""
+			}
+		}
+	}
+	for d := 1; d <= 31; d++ {
+		if s.Dom&(1<<d) != 0 {
+			days = append(days, strconv.Itoa(d))
+		}
+	}
+	verb := "has"
+	if len(months) > 1 {
+		verb = "have"
+	}
+	return fmt.Sprintf("%s %s no day %s", join(months, "and"), verb, join(days, "or"))
+}
+
+// join lists words as prose: "a", "a and b", "a, b and c".
+func join(words []string, conj string) string {
+	if len(words) < 2 {
+		return strings.Join(words, "")
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " " + conj + " " + words[len(words)-1]
 }

@@ -77,14 +77,32 @@ func TestParseErrors(t *testing.T) {
 		{"CRON_TZ=UTC 0 * * * *", "", "timezone field"},
 		{"@every 500ms", "", "at least 1s"},
 		{"", "", "empty"},
+		{"7", "", "expected exactly 5 fields, found 1"},
+		{"7", "", "@yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly; or @every <duration>"},
+		{"0 0 31 2 *", "", `schedule "0 0 31 2 *": never fires: February has no day 31`},
+		{"0 0 30 2 *", "", "never fires: February has no day 30"},
+		{"0 0 30-31 2 *", "", "never fires: February has no day 30 or 31"},
+		{"0 0 31 4,6,9,11 *", "", "never fires: April, June, September and November have no day 31"},
+		{"0 0 31 2,4 ?", "", "never fires: February and April have no day 31"},
 	} {
 		if _, err := Parse(tc.expr, tc.zone); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("Parse(%q, %q) = %v, want %q", tc.expr, tc.zone, err, tc.want)
 		}
 	}
-	for _, ok := range []string{"@daily", "@hourly", "@weekly", "0 3 * * 1-5", "*/15 * * * *", "@every 1h"} {
+	for _, ok := range []string{"@daily", "@hourly", "@weekly", "0 3 * * 1-5", "*/15 * * * *", "@every 1h",
+		"0 0 29 2 *", "0 0 31 2,3 *", "0 0 31 2 1", "0 0 30,31 2-4 *", "0 0 31 */2 *"} {
 		if _, err := Parse(ok, "Europe/Berlin"); err != nil {
 			t.Errorf("%s: %v", ok, err)
 		}
+	}
+}
+
+// February 29 exists only in leap years; such a schedule is valid and
+// fires then (the next after 2026 is 2028).
+func TestLeapDayFires(t *testing.T) {
+	e := mustParse(t, "0 0 29 2 *", "UTC")
+	got := fmtAll(e.NextN(time.Date(2026, 3, 25, 12, 0, 0, 0, time.UTC), 2), time.UTC)
+	if want := "2028-02-29 00:00 UTC, 2032-02-29 00:00 UTC"; strings.Join(got, ", ") != want {
+		t.Errorf("got %v, want %s", got, want)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -50,7 +51,14 @@ type Fake struct {
 	exports   map[string]int // per VM name: completed exports
 	running   int
 	maxSeen   int
+	busy      map[string]bool // per VM ID: an export is in progress
+	overlaps  int             // exports refused because one of the VM ran
 }
+
+// ErrTaskInProgress is what the fake answers, like vSphere's
+// TaskInProgress fault, to an export of a VM that is being exported: a
+// platform holds a VM for one export (snapshot, lease) at a time.
+var ErrTaskInProgress = errors.New("another task is already in progress (TaskInProgress)")
 
 // FakeDiskSize is the size of each disk of the default fake VMs.
 const FakeDiskSize = 1 << 20
@@ -65,7 +73,7 @@ func NewFake(name string, vms ...*providers.VMInfo) *Fake {
 		vm.Provider = name
 	}
 	sort.Slice(vms, func(i, j int) bool { return vms[i].Path < vms[j].Path })
-	return &Fake{name: name, vms: vms, failures: map[string][]error{}, exports: map[string]int{}}
+	return &Fake{name: name, vms: vms, failures: map[string][]error{}, exports: map[string]int{}, busy: map[string]bool{}}
 }
 
 // DefaultFakeVMs returns n powered-off VMs named vm-000…, each with two disks.
@@ -99,6 +107,14 @@ func (f *Fake) Exports(name string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.exports[name]
+}
+
+// Overlaps returns how many exports were refused with ErrTaskInProgress
+// because another export of the same VM was running.
+func (f *Fake) Overlaps() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.overlaps
 }
 
 // MaxConcurrent returns the largest number of exports seen running at once.
@@ -199,8 +215,13 @@ func (f *Fake) ExportVM(ctx context.Context, id string, opts providers.ExportOpt
 	if err := f.GetExportCapabilities().Validate(opts); err != nil {
 		return nil, err
 	}
-	f.logCall("start", vm.Name, opts.OutputDir)
 	f.mu.Lock()
+	if f.busy[vm.ID] {
+		f.overlaps++
+		f.mu.Unlock()
+		return nil, fmt.Errorf("export %s: %w", vm.Name, ErrTaskInProgress)
+	}
+	f.busy[vm.ID] = true
 	f.running++
 	f.maxSeen = max(f.maxSeen, f.running)
 	var failure error
@@ -208,7 +229,8 @@ func (f *Fake) ExportVM(ctx context.Context, id string, opts providers.ExportOpt
 		failure, f.failures[vm.Name] = q[0], q[1:]
 	}
 	f.mu.Unlock()
-	defer func() { f.mu.Lock(); f.running--; f.mu.Unlock() }()
+	defer func() { f.mu.Lock(); f.running--; delete(f.busy, vm.ID); f.mu.Unlock() }()
+	f.logCall("start", vm.Name, opts.OutputDir)
 	if failure != nil {
 		return nil, failure
 	}
