@@ -199,12 +199,12 @@ var localNames = []string{"localhost", "localhost.localdomain", "ip6-localhost",
 func (g Guard) CheckURL(raw string) (*url.URL, error) {
 	for _, c := range []byte(raw) {
 		if c < 0x20 || c == 0x7f {
-			return nil, &Error{Target: fmt.Sprintf("%q", raw), Reason: "contains a control character (CR, LF, tab…)"}
+			return nil, &Error{Reason: "contains a control character (CR, LF, tab…)"}
 		}
 	}
 	u, err := url.Parse(raw)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Opaque != "" {
-		return nil, &Error{Target: fmt.Sprintf("%q", raw), Reason: "must be an absolute http:// or https:// URL"}
+		return nil, &Error{Reason: fmt.Sprintf("must be an absolute http:// or https:// URL, got %q", raw)}
 	}
 	if p := u.Port(); p != "" {
 		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
