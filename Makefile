@@ -36,6 +36,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./ova/
 	$(GO) test -run '^$$' -fuzz '^FuzzParseDescriptor$$' -fuzztime $(FUZZTIME) ./ovf/
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateBeneath$$' -fuzztime $(FUZZTIME) ./internal/safepath/
+	$(GO) test -run '^$$' -fuzz '^FuzzURLGuard$$' -fuzztime $(FUZZTIME) ./internal/netguard/
 
 # Benchmarks print ratios against a baseline measured in the same run
 # (x_… metrics). The vSphere export benchmark needs ~9 GiB free in /dev/shm

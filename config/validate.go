@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/hypersdk/hypersdk/internal/netguard"
 )
 
 // Validate checks every setting and returns all problems at once, each
@@ -129,11 +132,18 @@ func (c *Config) Validate() error {
 		}
 	}
 
+	// The daemon's SSRF guard, so that --check-config and start-up refuse
+	// what delivery would.
+	guard := netguard.Guard{AllowPrivate: c.WebhookDelivery.AllowPrivateTargets, Setting: "webhook_delivery.allow_private_targets"}
 	for i, w := range c.Webhooks {
 		key := fmt.Sprintf("webhooks[%d]", i)
-		u, err := url.Parse(w.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad(key+".url", "must be an absolute http:// or https:// URL, got %q", w.URL)
+		if _, err := guard.CheckURL(w.URL); err != nil {
+			bad(key+".url", "%v", err)
+		}
+		for _, name := range slices.Sorted(maps.Keys(w.Headers)) {
+			if err := netguard.CheckHeader(name, w.Headers[name].Reveal()); err != nil {
+				bad(key+".headers", "%v", err) // never the value: it may be a secret
+			}
 		}
 		if len(w.Events) == 0 {
 			bad(key+".events", "list at least one event type (e.g. job.completed or job.*)")

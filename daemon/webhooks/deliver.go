@@ -8,12 +8,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/internal/netguard"
 )
 
 // leaseFor bounds how long a claimed delivery is this daemon's: the
@@ -278,10 +280,11 @@ func (s *Service) send(ctx context.Context, t *target) outcome {
 }
 
 func describeError(err error, timeout time.Duration) string {
-	var blocked *errBlockedTarget
+	var blocked *netguard.Error
+	var dial *net.OpError
 	switch {
-	case errors.As(err, &blocked):
-		return blocked.Error()
+	case errors.As(err, &blocked) && errors.As(err, &dial):
+		return dial.Error() // "dial tcp <address>: refusing …"
 	case errors.Is(err, context.DeadlineExceeded):
 		return fmt.Sprintf("no response within %s", timeout)
 	}

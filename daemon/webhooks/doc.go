@@ -16,9 +16,11 @@
 // daemon releases its own at once. 410 Gone disables the endpoint;
 // redirects are failures and are not followed.
 //
-// Targets are checked when an endpoint is added and again when connecting
-// (so DNS rebinding cannot bypass it): loopback, link-local and private
-// addresses are refused unless webhook_delivery.allow_private_targets.
+// Targets go through the project's SSRF guard (internal/netguard) when an
+// endpoint is added and again on the address actually dialled (so DNS
+// rebinding cannot bypass it): loopback, link-local and private addresses
+// are refused unless webhook_delivery.allow_private_targets; zone ids
+// always.
 //
 // River is not used here although the job engine runs on it: River's
 // rescue of orphaned jobs is one interval for every job kind, and exports

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/internal/netguard"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 )
 
@@ -44,8 +46,13 @@ type Metrics interface {
 // Options configure a Service.
 type Options struct {
 	// NodeID names this daemon in delivery leases.
-	NodeID              string
+	NodeID string
+	// AllowPrivateTargets lets endpoints reach loopback, link-local and
+	// private addresses (webhook_delivery.allow_private_targets).
 	AllowPrivateTargets bool
+	// Resolver resolves endpoint host names (nil: the system's); the
+	// guard checks the addresses it returns.
+	Resolver *net.Resolver
 	// Workers is how many deliveries run at once (default 4).
 	Workers int
 	// Schedule is the retry schedule (default DefaultSchedule); an
@@ -74,6 +81,7 @@ type Service struct {
 	opts   Options
 	log    *slog.Logger
 	client *http.Client
+	guard  netguard.Guard
 
 	wakeCh chan struct{}
 	stop   context.CancelFunc
@@ -111,11 +119,12 @@ func New(db *store.DB, opts Options) (*Service, error) {
 	if opts.UserAgent == "" {
 		opts.UserAgent = "HyperSDK-Webhooks"
 	}
-	client, err := newHTTPClient(opts.AllowPrivateTargets)
+	guard := netguard.Guard{AllowPrivate: opts.AllowPrivateTargets, Setting: AllowPrivateSetting}
+	client, err := newHTTPClient(guard, opts.Resolver)
 	if err != nil {
 		return nil, err
 	}
-	return &Service{db: db, opts: opts, log: opts.Logger, client: client, wakeCh: make(chan struct{}, 1), configSecret: map[string]bool{}}, nil
+	return &Service{db: db, opts: opts, log: opts.Logger, client: client, guard: guard, wakeCh: make(chan struct{}, 1), configSecret: map[string]bool{}}, nil
 }
 
 // ProgressInterval is how often a running job may emit job.progress.
@@ -210,12 +219,15 @@ func (s *Service) SyncConfig(ctx context.Context, hooks []config.Webhook) (creat
 		}
 		keep[id] = true
 		s.configSecret[id] = h.Secret.IsSet()
-		if _, err := checkURL(h.URL, s.opts.AllowPrivateTargets); err != nil {
-			return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
+		if _, err := checkURL(h.URL, s.guard); err != nil {
+			return nil, configError(i, err)
 		}
 		headers := map[string]string{}
 		for k, v := range h.Headers {
 			headers[k] = v.Reveal()
+		}
+		if err := validHeaders(headers); err != nil {
+			return nil, configError(i, err)
 		}
 		hb, _ := json.Marshal(headers)
 		eb, _ := json.Marshal(h.Events)
@@ -288,6 +300,16 @@ func (s *Service) SyncConfig(ctx context.Context, hooks []config.Webhook) (creat
 	return created, nil
 }
 
+// configError names the configuration key of a request error in
+// webhooks[i].
+func configError(i int, err error) error {
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		return fmt.Errorf("webhooks[%d].%s: %w", i, fe.Field, fe.Err)
+	}
+	return fmt.Errorf("webhooks[%d]: %w", i, err)
+}
+
 // ConfigEndpointID is the stable ID of a configured endpoint.
 func ConfigEndpointID(url string) string {
 	sum := sha256.Sum256([]byte(url))
@@ -308,7 +330,7 @@ func boolInt(b bool) int {
 // Create adds an endpoint from the API and returns it with its secret,
 // which is shown this once.
 func (s *Service) Create(ctx context.Context, spec EndpointSpec) (*Endpoint, string, error) {
-	if _, err := checkURL(spec.URL, s.opts.AllowPrivateTargets); err != nil {
+	if _, err := checkURL(spec.URL, s.guard); err != nil {
 		return nil, "", err
 	}
 	if err := validEvents(spec.Events); err != nil {
@@ -321,7 +343,7 @@ func (s *Service) Create(ctx context.Context, spec EndpointSpec) (*Endpoint, str
 	if secret == "" {
 		secret = NewSecret()
 	} else if err := ValidateSecret(secret); err != nil {
-		return nil, "", fmt.Errorf("%w: secret: %v", ErrInvalid, err)
+		return nil, "", invalid("secret", err)
 	}
 	timeout, err := parseTimeout(spec.Timeout)
 	if err != nil {
@@ -355,11 +377,11 @@ func orEmpty(m map[string]string) map[string]string {
 
 func validEvents(events []string) error {
 	if len(events) == 0 {
-		return fmt.Errorf("%w: events: list at least one event type (e.g. job.completed or job.*)", ErrInvalid)
+		return invalid("events", errors.New("list at least one event type (e.g. job.completed or job.*)"))
 	}
 	for _, e := range events {
 		if !ValidPattern(e) {
-			return fmt.Errorf("%w: events: %q is not an event type or wildcard (known: %s, or group.* / *)", ErrInvalid, e, strings.Join(EventTypes, ", "))
+			return invalid("events", fmt.Errorf("%q is not an event type or wildcard (known: %s, or group.* / *)", e, strings.Join(EventTypes, ", ")))
 		}
 	}
 	return nil
@@ -369,12 +391,12 @@ func validEvents(events []string) error {
 var reservedHeaders = []string{"webhook-id", "webhook-timestamp", "webhook-signature", "content-type", "content-length", "host", "user-agent"}
 
 func validHeaders(h map[string]string) error {
-	for k := range h {
+	for k, v := range h {
 		if slices.Contains(reservedHeaders, strings.ToLower(k)) {
-			return fmt.Errorf("%w: headers: %s is set by the sender", ErrInvalid, k)
+			return invalid("headers", fmt.Errorf("%s is set by the sender", k))
 		}
-		if k == "" || strings.ContainsAny(k, " :\r\n") {
-			return fmt.Errorf("%w: headers: %q is not a header name", ErrInvalid, k)
+		if err := netguard.CheckHeader(k, v); err != nil {
+			return invalid("headers", err)
 		}
 	}
 	return nil
@@ -386,7 +408,7 @@ func parseTimeout(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d < 100*time.Millisecond || d > 5*time.Minute {
-		return 0, fmt.Errorf("%w: timeout: must be a duration between 100ms and 5m, got %q", ErrInvalid, s)
+		return 0, invalid("timeout", fmt.Errorf("must be a duration between 100ms and 5m, got %q", s))
 	}
 	return d, nil
 }
@@ -472,7 +494,7 @@ func (s *Service) Update(ctx context.Context, id string, p EndpointPatch) (*Endp
 		sets = append(sets, fmt.Sprintf("%s = $%d", col, len(args)+1))
 	}
 	if p.URL != nil {
-		if _, err := checkURL(*p.URL, s.opts.AllowPrivateTargets); err != nil {
+		if _, err := checkURL(*p.URL, s.guard); err != nil {
 			return nil, err
 		}
 		set("url", *p.URL)

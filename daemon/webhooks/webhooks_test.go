@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,6 +24,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
+	"github.com/hypersdk/hypersdk/internal/netguard/netguardtest"
 )
 
 // received is one request a test receiver got.
@@ -348,53 +350,95 @@ func TestSecretRotationSendsBothSignatures(t *testing.T) {
 
 func TestSSRFGuard(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
-	strict := newService(t, db, func(o *webhooks.Options) { o.AllowPrivateTargets = false })
+	// Names resolve through an in-memory DNS server: rebind.example to
+	// loopback, nat64.example to loopback behind the NAT64 prefix.
+	resolver := netguardtest.Resolver(map[string][]netip.Addr{
+		"rebind.example": {netip.MustParseAddr("127.0.0.1")},
+		"nat64.example":  {netip.MustParseAddr("64:ff9b::7f00:1")},
+	})
+	strict := newService(t, db, func(o *webhooks.Options) { o.AllowPrivateTargets = false; o.Resolver = resolver })
 	for _, u := range []string{"http://127.0.0.1:8080/x", "http://[::1]/x", "http://169.254.169.254/latest", "http://10.1.2.3/x",
-		"http://192.168.1.1/x", "http://localhost/x", "ftp://example.com/x", "http://user:pw@example.com/x"} {
-		if _, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: u, Events: []string{"*"}}); !errors.Is(err, webhooks.ErrInvalid) {
-			t.Errorf("%s accepted: %v", u, err)
+		"http://192.168.1.1/x", "http://localhost/x", "ftp://example.com/x", "http://user:pw@example.com/x",
+		"http://[::1%25lo]:9/x", "http://[::1%251]:9/x", "http://[fe80::1%25lo]/x", "http://[fe80::1%25eth0]/x",
+		"http://[64:ff9b::7f00:1]/x", "http://[2002:7f00:1::]/x", "http://2130706433/x", "http://localhost./x"} {
+		_, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: u, Events: []string{"*"}})
+		var fe *webhooks.FieldError
+		if !errors.Is(err, webhooks.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "url" {
+			t.Errorf("%s: %v", u, err)
 		}
 	}
-	// A name that resolves to loopback passes the check at creation but
-	// is refused when connecting (DNS rebinding cannot bypass the guard).
-	host := loopbackAlias(t)
+	// Names that resolve to blocked addresses pass the check at creation
+	// but are refused when connecting (DNS rebinding cannot bypass the
+	// guard). So is a zoned URL stored before zone ids were refused.
 	rcv := newReceiver(t, nil)
 	_, port, _ := net.SplitHostPort(rcv.Listener.Addr().String())
-	zero := 0
-	ep, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: "http://" + net.JoinHostPort(host, port) + "/x", Events: []string{"*"}, MaxRetries: &zero})
+	rcv6 := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) { t.Error("a delivery reached [::1]") }))
+	ln6, err := net.Listen("tcp", "[::1]:0")
 	if err != nil {
-		t.Fatalf("%s refused at creation: %v", host, err)
+		t.Fatal(err)
 	}
+	rcv6.Listener = ln6
+	rcv6.Start()
+	defer rcv6.Close()
+	_, port6, _ := net.SplitHostPort(ln6.Addr().String())
+	zero := 0
+	var ids []string
+	for _, host := range []string{"rebind.example", "nat64.example"} {
+		ep, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: "http://" + net.JoinHostPort(host, port) + "/x", Events: []string{"*"}, MaxRetries: &zero})
+		if err != nil {
+			t.Fatalf("%s refused at creation: %v", host, err)
+		}
+		ids = append(ids, ep.ID)
+	}
+	ep, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: "http://public.example/x", Events: []string{"*"}, MaxRetries: &zero})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL.Exec("UPDATE webhook_endpoints SET url = $1 WHERE id = $2", "http://[::1%25lo]:"+port6+"/x", ep.ID); err != nil {
+		t.Fatal(err)
+	}
+	ids = append(ids, ep.ID)
 	start(t, strict)
 	emit(t, db, strict, webhooks.TypeJobFailed, nil)
-	waitFor(t, "refused delivery", func() bool {
-		d, _, _ := strict.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: ep.ID, State: webhooks.StateFailed})
-		return len(d) == 1
-	})
-	d, _, _ := strict.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: ep.ID})
-	if !strings.Contains(d[0].LastError, "loopback, link-local or private") || len(rcv.requests()) != 0 {
-		t.Fatalf("delivery error %q, receiver got %d", d[0].LastError, len(rcv.requests()))
+	for i, id := range ids {
+		waitFor(t, "refused delivery", func() bool {
+			d, _, _ := strict.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: id, State: webhooks.StateFailed})
+			return len(d) == 1
+		})
+		d, _, _ := strict.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: id})
+		want := []string{"refusing a loopback address (set webhook_delivery.allow_private_targets", "refusing a NAT64 address embedding 127.0.0.1", "IPv6 zone ids are never allowed"}[i]
+		if !strings.Contains(d[0].LastError, want) || !strings.HasPrefix(d[0].LastError, "dial tcp") {
+			t.Errorf("delivery error %q, want %q", d[0].LastError, want)
+		}
+	}
+	if n := len(rcv.requests()); n != 0 {
+		t.Fatalf("receiver got %d requests", n)
 	}
 }
 
-// loopbackAlias returns a host name from /etc/hosts that resolves to a
-// loopback address but is not "localhost".
-func loopbackAlias(t *testing.T) string {
-	t.Helper()
-	b, _ := os.ReadFile("/etc/hosts")
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 || !(strings.HasPrefix(f[0], "127.") || f[0] == "::1") {
-			continue
-		}
-		for _, name := range f[1:] {
-			if name != "localhost" && !strings.HasSuffix(name, ".localhost") && !strings.HasPrefix(name, "#") {
-				return name
-			}
+// Configured endpoints get the same guard; the error names the key and
+// never shows a header value, and nothing is stored.
+func TestConfigEndpointsGuarded(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	s := newService(t, db, func(o *webhooks.Options) { o.AllowPrivateTargets = false })
+	ctx := context.Background()
+	for _, tc := range []struct {
+		hook config.Webhook
+		want string
+	}{
+		{config.Webhook{URL: "http://[::1%25lo]:9/x", Events: []string{"*"}}, "webhooks[0].url: ::1%lo: IPv6 zone ids"},
+		{config.Webhook{URL: "http://[fe80::1%25eth0]/x", Events: []string{"*"}}, "webhooks[0].url: fe80::1%eth0: IPv6 zone ids"},
+		{config.Webhook{URL: "https://hooks.example.com/x", Events: []string{"*"},
+			Headers: map[string]config.Secret{"X-Token": config.NewSecret("SECRET\r\nX-Injected: 1")}}, "webhooks[0].headers: value of header X-Token: contains a control character"},
+	} {
+		_, err := s.SyncConfig(ctx, []config.Webhook{tc.hook})
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "SECRET") {
+			t.Errorf("%s: %v; want %q", tc.hook.URL, err, tc.want)
 		}
 	}
-	t.Fatal("/etc/hosts has no loopback alias besides localhost (e.g. ip6-localhost); add one to run this test")
-	return ""
+	if list, _ := s.List(ctx); len(list) != 0 {
+		t.Fatalf("%d endpoints stored", len(list))
+	}
 }
 
 func TestValidationAndConfigEndpoints(t *testing.T) {
@@ -407,6 +451,8 @@ func TestValidationAndConfigEndpoints(t *testing.T) {
 		{URL: "http://example.com/x", Events: []string{"*"}, Secret: "nope"},
 		{URL: "http://example.com/x", Events: []string{"*"}, Headers: map[string]string{"webhook-id": "x"}},
 		{URL: "http://example.com/x", Events: []string{"*"}, Timeout: "1h"},
+		{URL: "http://example.com/x", Events: []string{"*"}, Headers: map[string]string{"X-Token": "v\r\nX-Injected: 1"}},
+		{URL: "http://example.com/x", Events: []string{"*"}, Headers: map[string]string{"X-Token\r\nX-Injected": "v"}},
 	} {
 		if _, _, err := s.Create(ctx, spec); !errors.Is(err, webhooks.ErrInvalid) {
 			t.Errorf("%+v accepted: %v", spec, err)
