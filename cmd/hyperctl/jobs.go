@@ -55,6 +55,7 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl.StringVar(&f.idempotencyKey, "idempotency-key", "", "key making a repeated submission return the original job (default: a random key per invocation)")
 	fl.BoolVar(&f.wait, "wait", false, "watch the job with a progress bar until it ends; exit non-zero unless it succeeds")
 	cmd.MarkFlagsMutuallyExclusive("snapshot", "power-off")
+	bindFields(cmd, "", submitFields)
 	_ = cmd.RegisterFlagCompletionFunc("provider", a.completeProviders)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"ovf", "ova"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
