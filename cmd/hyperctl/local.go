@@ -20,6 +20,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
@@ -120,7 +121,7 @@ func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
 	bars := a.newFileBars()
 	opts.Logger = log
 	opts.Progress = bars.update
-	res, err := p.ExportVM(ctx, f.vm, opts)
+	res, err := pipeline.Export(ctx, p, f.vm, opts)
 	bars.done(err == nil)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

@@ -6,6 +6,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -34,21 +35,21 @@ func TestFakeRefusesOverlappingExportsOfOneVM(t *testing.T) {
 		return providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF}
 	}
 	first := make(chan error, 1)
-	go func() { _, err := f.ExportVM(context.Background(), "vm-001", opts()); first <- err }()
+	go func() { _, err := pipeline.Export(context.Background(), f, "vm-001", opts()); first <- err }()
 	<-inFirst
 	for _, id := range []string{"vm-001", "/DC0/vm/vm-001", "fake-001"} {
-		if _, err := f.ExportVM(context.Background(), id, opts()); !errors.Is(err, ErrTaskInProgress) {
+		if _, err := pipeline.Export(context.Background(), f, id, opts()); !errors.Is(err, ErrTaskInProgress) {
 			t.Errorf("second export of %s while one runs: %v, want TaskInProgress", id, err)
 		}
 	}
-	if _, err := f.ExportVM(context.Background(), "vm-002", opts()); err != nil {
+	if _, err := pipeline.Export(context.Background(), f, "vm-002", opts()); err != nil {
 		t.Errorf("another VM: %v", err)
 	}
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.ExportVM(context.Background(), "vm-001", opts()); err != nil {
+	if _, err := pipeline.Export(context.Background(), f, "vm-001", opts()); err != nil {
 		t.Errorf("export after the first ended: %v", err)
 	}
 	if f.Overlaps() != 3 || f.Exports("vm-001") != 2 {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -175,7 +176,7 @@ func Run(t *testing.T, target Target) {
 		dir := t.TempDir()
 		var mu sync.Mutex
 		var reports []providers.Progress
-		res, err := p.ExportVM(ctx, target.ExportVM, providers.ExportOptions{
+		res, err := pipeline.Export(ctx, p, target.ExportVM, providers.ExportOptions{
 			OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 2,
 			Progress: func(pr providers.Progress) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
 		})
@@ -207,7 +208,7 @@ func Run(t *testing.T, target Target) {
 	})
 
 	t.Run("ExportMissingVMIsPermanent", func(t *testing.T) {
-		_, err := p.ExportVM(ctx, "no-such-vm-xyzzy", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
+		_, err := pipeline.Export(ctx, p, "no-such-vm-xyzzy", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
 		if !errors.Is(err, providers.ErrNotFound) || !providers.IsPermanent(err) {
 			t.Errorf("export of a missing VM: %v, want a permanent ErrNotFound", err)
 		}
@@ -228,7 +229,7 @@ func Run(t *testing.T, target Target) {
 		cctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		var once sync.Once
-		_, err := p.ExportVM(cctx, vmID, providers.ExportOptions{
+		_, err := pipeline.Export(cctx, p, vmID, providers.ExportOptions{
 			OutputDir: dir, Format: providers.FormatOVF,
 			Progress: func(pr providers.Progress) {
 				if pr.BytesDone > 0 {
