@@ -10,6 +10,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/internal/fielderr"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -53,6 +54,26 @@ func problemTypes(_ huma.Context, _ string, v any) (any, error) {
 	return v, nil
 }
 
+// invalid reports a refused request (422). Problems named by field
+// become errors[] entries located at the body field ("body.output"), so
+// that a client can name what its user typed for it (hyperctl: the flag);
+// the detail is then the summary, as for huma's own validation.
+func invalid(slug string, kind, err error) *huma.ErrorModel {
+	list, ok := fielderr.Of(err)
+	if !ok {
+		return problem(http.StatusUnprocessableEntity, slug, strings.TrimPrefix(err.Error(), kind.Error()+": "))
+	}
+	p := problem(http.StatusUnprocessableEntity, slug, kind.Error())
+	for _, e := range list {
+		loc := "body"
+		if e.Field != "" {
+			loc += "." + e.Field
+		}
+		p.Errors = append(p.Errors, &huma.ErrorDetail{Location: loc, Message: e.Message})
+	}
+	return p
+}
+
 // toProblem maps an error from the engine or a provider to a problem. An
 // unexpected error is logged and reported without its text, which may hold
 // internals.
@@ -61,7 +82,7 @@ func toProblem(ctx context.Context, log *slog.Logger, err error) error {
 	case errors.Is(err, jobs.ErrNotFound):
 		return problem(http.StatusNotFound, "job-not-found", err.Error())
 	case errors.Is(err, jobs.ErrInvalid):
-		return problem(http.StatusUnprocessableEntity, "invalid-job-request", strings.TrimPrefix(err.Error(), jobs.ErrInvalid.Error()+": "))
+		return invalid("invalid-job-request", jobs.ErrInvalid, err)
 	case errors.Is(err, jobs.ErrConflict):
 		return problem(http.StatusConflict, "job-conflict", strings.TrimPrefix(err.Error(), jobs.ErrConflict.Error()+": "))
 	case errors.Is(err, jobs.ErrStopping):

@@ -71,7 +71,7 @@ func (s *Server) scheduleProblem(ctx context.Context, err error) error {
 	case errors.Is(err, scheduler.ErrNotFound):
 		return problem(http.StatusNotFound, "schedule-not-found", err.Error())
 	case errors.Is(err, scheduler.ErrInvalid):
-		return problem(http.StatusUnprocessableEntity, "invalid-schedule", strings.TrimPrefix(err.Error(), scheduler.ErrInvalid.Error()+": "))
+		return invalid("invalid-schedule", scheduler.ErrInvalid, err)
 	case errors.Is(err, scheduler.ErrConflict):
 		return problem(http.StatusConflict, "schedule-conflict", strings.TrimPrefix(err.Error(), scheduler.ErrConflict.Error()+": "))
 	}

@@ -73,7 +73,7 @@ func (s *Server) webhookProblem(ctx context.Context, err error) error {
 	case errors.Is(err, webhooks.ErrNotFound):
 		return problem(http.StatusNotFound, "webhook-not-found", err.Error())
 	case errors.Is(err, webhooks.ErrInvalid):
-		return problem(http.StatusUnprocessableEntity, "invalid-webhook", strings.TrimPrefix(err.Error(), webhooks.ErrInvalid.Error()+": "))
+		return invalid("invalid-webhook", webhooks.ErrInvalid, err)
 	case errors.Is(err, webhooks.ErrConflict):
 		return problem(http.StatusConflict, "webhook-conflict", strings.TrimPrefix(err.Error(), webhooks.ErrConflict.Error()+": "))
 	}
