@@ -115,6 +115,19 @@ func (f *Fake) Overlaps() int {
 	return f.overlaps
 }
 
+// Busy returns the IDs of the VMs an export holds now (sorted): what a
+// platform would show as a VM with an export task or lease.
+func (f *Fake) Busy() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for id := range f.busy {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // MaxConcurrent returns the largest number of exports seen running at once.
 func (f *Fake) MaxConcurrent() int {
 	f.mu.Lock()

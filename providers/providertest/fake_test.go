@@ -2,7 +2,11 @@ package providertest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
 
@@ -12,9 +16,23 @@ import (
 
 // The fake passes the suite it helps other packages with.
 func TestFakeConformance(t *testing.T) {
+	f := NewFake("fake")
+	vm, _ := f.GetVM(context.Background(), "vm-001")
 	Run(t, Target{
-		New:      func(*testing.T) providers.Provider { return NewFake("fake") },
+		New:      func(*testing.T) providers.Provider { return f },
 		ExportVM: "vm-001",
+		RawDigests: func(t *testing.T) map[string]string {
+			out := map[string]string{}
+			for i, d := range vm.Disks {
+				h := sha256.New()
+				if _, err := io.Copy(h, FakeDiskBytes(vm.ID, i, d.CapacityBytes)); err != nil {
+					t.Fatal(err)
+				}
+				out[fmt.Sprintf("vm-001-disk%d.raw", i+1)] = hex.EncodeToString(h.Sum(nil))
+			}
+			return out
+		},
+		Leftovers: func(*testing.T) []string { return f.Busy() },
 	})
 }
 

@@ -100,6 +100,34 @@ func TestConformance(t *testing.T) {
 			}
 			return out
 		},
+		RawDigests: func(t *testing.T) map[string]string {
+			vm, _ := sim.VM("db-01")
+			out := map[string]string{}
+			for _, d := range vm.Disks {
+				out["db-01-"+strings.TrimSuffix(d.TargetID, ".vmdk")+".raw"] = d.RawSHA256
+			}
+			return out
+		},
+		// Asked of the simulated vCenter: no lease still open, no
+		// temporary snapshot on any VM.
+		Leftovers: func(t *testing.T) []string {
+			var left []string
+			for _, l := range sim.Leases() {
+				if l.Outcome == vcsim.LeaseActive {
+					left = append(left, "active export lease of "+l.VM)
+				}
+			}
+			for _, vm := range sim.VMs() {
+				snaps, err := sim.Snapshots(vm.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range snaps {
+					left = append(left, "snapshot "+s.Name+" of "+vm.Name)
+				}
+			}
+			return left
+		},
 	})
 }
 
