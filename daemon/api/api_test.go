@@ -182,6 +182,15 @@ type problemBody struct {
 	} `json:"errors"`
 }
 
+// text is the detail followed by each field error as "location: message".
+func (p problemBody) text() string {
+	s := p.Detail
+	for _, e := range p.Errors {
+		s += "\n" + e.Location + ": " + e.Message
+	}
+	return s
+}
+
 func expectProblem(t *testing.T, r response, status int, typ string) problemBody {
 	t.Helper()
 	if r.status != status {
@@ -716,12 +725,12 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 	} {
 		p := expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, map[string]any{"name": "x", "schedule": expr, "job": job}),
 			422, "invalid-schedule")
-		if !strings.Contains(p.Detail, want) {
-			t.Errorf("create %q: detail %q, want %q", expr, p.Detail, want)
+		if got := p.text(); !strings.Contains(got, "\nbody.schedule: ") || !strings.Contains(got, want) {
+			t.Errorf("create %q: problem %q, want %q at body.schedule", expr, got, want)
 		}
 		p = expectProblem(t, ts.do(t, "POST", "/api/v1/schedules/preview", viewerToken, map[string]any{"schedule": expr}), 422, "invalid-schedule")
-		if !strings.Contains(p.Detail, want) {
-			t.Errorf("preview %q: detail %q, want %q", expr, p.Detail, want)
+		if got := p.text(); !strings.Contains(got, want) {
+			t.Errorf("preview %q: problem %q, want %q", expr, got, want)
 		}
 	}
 	if r := ts.do(t, "GET", "/api/v1/schedules", viewerToken, nil); !strings.Contains(string(r.body), `"items":[]`) {
@@ -739,8 +748,8 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 	}
 	// An update to a never-firing expression leaves the schedule as it was.
 	p := expectProblem(t, ts.do(t, "PATCH", "/api/v1/schedules/leap", operatorToken, map[string]any{"schedule": "0 0 30 2 *"}), 422, "invalid-schedule")
-	if !strings.Contains(p.Detail, "never fires: February has no day 30") {
-		t.Errorf("update: detail %q", p.Detail)
+	if got := p.text(); !strings.Contains(got, "body.schedule: ") || !strings.Contains(got, "never fires: February has no day 30") {
+		t.Errorf("update: problem %q", got)
 	}
 	var got scheduler.Schedule
 	ts.do(t, "GET", "/api/v1/schedules/leap", viewerToken, nil).json(t, &got)
