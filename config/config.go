@@ -120,7 +120,8 @@ type Export struct {
 	// AllowedRoots are the directories absolute output paths must be under.
 	// Default: OutputDir only.
 	AllowedRoots      []string `yaml:"allowed_roots"`
-	Format            string   `yaml:"format"` // ovf or ova
+	Format            string   `yaml:"format"`      // ovf, ova or disks
+	DiskFormat        string   `yaml:"disk_format"` // vmdk or raw
 	Compress          bool     `yaml:"compress"`
 	Compression       string   `yaml:"compression"` // gzip or zstd
 	CompressionLevel  int      `yaml:"compression_level"`
@@ -209,6 +210,7 @@ func Default() *Config {
 		},
 		Export: Export{
 			Format:            "ovf",
+			DiskFormat:        "vmdk",
 			CleanupOVF:        true, // an OVA export keeps no second copy of its disks
 			Compression:       "gzip",
 			CompressionLevel:  6,

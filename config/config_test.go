@@ -91,7 +91,7 @@ func TestValidationNamesKeyAndRange(t *testing.T) {
 	if err == nil {
 		t.Fatal("invalid values accepted")
 	}
-	for _, want := range []string{"jobs.max_concurrent: must be between 1 and 256, got 0", "export.compression_level: must be between 0 and 9, got 12", `export.format: must be one of ovf, ova, got "zip"`} {
+	for _, want := range []string{"jobs.max_concurrent: must be between 1 and 256, got 0", "export.compression_level: must be between 0 and 9, got 12", `export.format: must be one of ovf, ova, disks, got "zip"`} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not contain %q", err, want)
 		}

@@ -90,7 +90,11 @@ func (c *Config) Validate() error {
 	durRange("jobs.retention", c.Jobs.Retention, 0, 10*365*24*time.Hour)
 	durRange("jobs.heartbeat_stale", c.Jobs.HeartbeatStale, 5*time.Second, time.Hour)
 
-	oneOf("export.format", c.Export.Format, "ovf", "ova")
+	oneOf("export.format", c.Export.Format, "ovf", "ova", "disks")
+	oneOf("export.disk_format", c.Export.DiskFormat, "vmdk", "raw")
+	if c.Export.DiskFormat == "raw" && c.Export.Format != "disks" {
+		bad("export.disk_format", "raw needs export.format disks (an OVF descriptor has no standard raw disk format)")
+	}
 	oneOf("export.compression", c.Export.Compression, "gzip", "zstd")
 	intRange("export.compression_level", c.Export.CompressionLevel, 0, 9)
 	intRange("export.parallel_downloads", c.Export.ParallelDownloads, 1, 32)

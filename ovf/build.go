@@ -46,12 +46,24 @@ type VMSpec struct {
 	// SystemType is vssd:VirtualSystemType; default "vmx-13" (ESXi 6.5+),
 	// which vSphere requires and other importers ignore.
 	SystemType string
-	// Controller is the disk controller: "scsi" (LSI Logic, default),
-	// "pvscsi", "sata" or "ide".
+	// Controller is the disk controller of disks that name none: "scsi"
+	// (LSI Logic, default), "lsilogicsas", "buslogic", "pvscsi", "sata",
+	// "nvme" or "ide".
 	Controller string
 	Disks      []DiskSpec
 	NICs       []NICSpec
+	// Files are other files of the package referenced from the hardware
+	// section as vmw:ExtraConfig (vSphere's NVRAM: key "nvram").
+	Files      []ExtraFileSpec
 	Annotation string
+}
+
+// ExtraFileSpec is a non-disk file of a VMSpec.
+type ExtraFileSpec struct {
+	File string
+	Size int64
+	// ConfigKey is the vmw:ExtraConfig key whose value points at the file.
+	ConfigKey string
 }
 
 // DiskSpec describes one disk of a VMSpec.
@@ -67,6 +79,9 @@ type DiskSpec struct {
 	FileSize int64
 	// Format is the disk format URI; default FormatVMDKStreamOptimized.
 	Format string
+	// Controller overrides VMSpec.Controller for this disk; disks with the
+	// same controller model share controllers of that model.
+	Controller string
 }
 
 // NICSpec describes one network adapter of a VMSpec.
@@ -93,6 +108,16 @@ func controllerFor(name string) (controllerKind, error) {
 		return controllerKind{ResourceSCSIController, "lsilogic", "SCSI", scsiUnits, 4}, nil
 	case "pvscsi", "virtualscsi":
 		return controllerKind{ResourceSCSIController, "VirtualSCSI", "SCSI", scsiUnits, 4}, nil
+	case "lsilogicsas", "lsilogic-sas":
+		return controllerKind{ResourceSCSIController, "lsilogicsas", "SCSI", scsiUnits, 4}, nil
+	case "buslogic":
+		return controllerKind{ResourceSCSIController, "buslogic", "SCSI", scsiUnits, 4}, nil
+	case "nvme":
+		units := make([]int, 15)
+		for i := range units {
+			units[i] = i
+		}
+		return controllerKind{ResourceOtherStorage, "vmware.nvme.controller", "NVME", units, 4}, nil
 	case "sata", "ahci":
 		units := make([]int, 30)
 		for i := range units {
@@ -133,11 +158,17 @@ func (s *VMSpec) validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("firmware %q (want bios or efi)", s.Firmware))
 	}
-	ck, err := controllerFor(s.Controller)
-	if err != nil {
-		errs = append(errs, err)
-	} else if len(s.Disks) > len(ck.units)*ck.max {
-		errs = append(errs, fmt.Errorf("%d disks do not fit on %d %s controllers", len(s.Disks), ck.max, ck.label))
+	perKind := map[string]int{}
+	for _, d := range s.Disks {
+		perKind[s.diskController(d)]++
+	}
+	for name, n := range perKind {
+		ck, err := controllerFor(name)
+		if err != nil {
+			errs = append(errs, err)
+		} else if n > len(ck.units)*ck.max {
+			errs = append(errs, fmt.Errorf("%d disks do not fit on %d %s controllers", n, ck.max, ck.label))
+		}
 	}
 	seen := map[string]bool{}
 	for i, d := range s.Disks {
@@ -156,6 +187,16 @@ func (s *VMSpec) validate() error {
 		}
 		str(fmt.Sprintf("disk %d format", i+1), d.Format)
 	}
+	for i, f := range s.Files {
+		if err := CheckPath(f.File); err != nil {
+			errs = append(errs, fmt.Errorf("file %d: %w", i+1, err))
+		}
+		if seen[strings.ToLower(f.File)] {
+			errs = append(errs, fmt.Errorf("file %d: %q used twice", i+1, f.File))
+		}
+		seen[strings.ToLower(f.File)] = true
+		str(fmt.Sprintf("file %d key", i+1), f.ConfigKey)
+	}
 	for i, n := range s.NICs {
 		if strings.TrimSpace(n.Network) == "" {
 			errs = append(errs, fmt.Errorf("NIC %d: no network name", i+1))
@@ -163,6 +204,14 @@ func (s *VMSpec) validate() error {
 		str(fmt.Sprintf("NIC %d", i+1), n.Network+n.Type+n.MAC)
 	}
 	return errors.Join(errs...)
+}
+
+// diskController is the controller model of disk d.
+func (s *VMSpec) diskController(d DiskSpec) string {
+	if d.Controller != "" {
+		return strings.ToLower(d.Controller)
+	}
+	return strings.ToLower(s.Controller)
 }
 
 // Build generates a descriptor for spec: References, DiskSection,
@@ -235,6 +284,14 @@ func Build(spec VMSpec) (*Descriptor, error) {
 			oa(k, "populatedSize", strconv.FormatInt(d.PopulatedBytes, 10))
 		}
 	}
+	for i, f := range spec.Files {
+		fe := el(refs, "File", "")
+		oa(fe, "href", f.File)
+		oa(fe, "id", fmt.Sprintf("file%d", len(spec.Disks)+i+1))
+		if f.Size > 0 {
+			oa(fe, "size", strconv.FormatInt(f.Size, 10))
+		}
+	}
 	if len(spec.Disks) == 0 {
 		root.children = slices.DeleteFunc(root.children, func(n node) bool { return n == diskSec })
 	}
@@ -305,11 +362,28 @@ func Build(spec VMSpec) (*Descriptor, error) {
 		"ResourceType":    strconv.Itoa(ResourceMemory),
 		"VirtualQuantity": strconv.FormatInt(spec.MemoryMiB, 10),
 	})
-	ck, _ := controllerFor(spec.Controller) // validated above
-	var ctrlID string
-	for i := range spec.Disks {
-		if i%len(ck.units) == 0 {
-			bus := i / len(ck.units)
+	// Disks go on controllers of their model in disk order: a new
+	// controller of a model when the last one's units are used up.
+	type ctrlState struct {
+		kind  controllerKind
+		id    string
+		used  int // disks on the current controller
+		buses int
+	}
+	ctrls := map[string]*ctrlState{}
+	for i, d := range spec.Disks {
+		name := spec.diskController(d)
+		cs, ok := ctrls[name]
+		if !ok {
+			ck, _ := controllerFor(name) // validated above
+			cs = &ctrlState{kind: ck}
+			ctrls[name] = cs
+		}
+		ck := cs.kind
+		if cs.id == "" || cs.used == len(ck.units) {
+			bus := cs.buses
+			cs.buses++
+			cs.used = 0
 			props := map[string]string{
 				"Address":      strconv.Itoa(bus),
 				"Description":  ck.label + " Controller",
@@ -319,15 +393,16 @@ func Build(spec VMSpec) (*Descriptor, error) {
 			if ck.subType != "" {
 				props["ResourceSubType"] = ck.subType
 			}
-			ctrlID = item(props)
+			cs.id = item(props)
 		}
 		item(map[string]string{
-			"AddressOnParent": strconv.Itoa(ck.units[i%len(ck.units)]),
+			"AddressOnParent": strconv.Itoa(ck.units[cs.used]),
 			"ElementName":     fmt.Sprintf("Hard Disk %d", i+1),
 			"HostResource":    fmt.Sprintf("ovf:/disk/vmdisk%d", i+1),
-			"Parent":          ctrlID,
+			"Parent":          cs.id,
 			"ResourceType":    strconv.Itoa(ResourceDisk),
 		})
+		cs.used++
 	}
 	for i, n := range spec.NICs {
 		typ := n.Type
@@ -346,6 +421,16 @@ func Build(spec VMSpec) (*Descriptor, error) {
 			props["Address"] = n.MAC
 		}
 		item(props)
+	}
+	for i, f := range spec.Files {
+		if f.ConfigKey == "" {
+			continue
+		}
+		cfg := addElement(hw, "vmw", "ExtraConfig", NamespaceVMW, "")
+		cfg.attrs = append(cfg.attrs,
+			attr{prefix: "ovf", local: "required", space: ns, value: "false"},
+			attr{prefix: "vmw", local: "key", space: NamespaceVMW, value: f.ConfigKey},
+			attr{prefix: "vmw", local: "value", space: NamespaceVMW, value: fmt.Sprintf("ovf:/file/file%d", len(spec.Disks)+i+1)})
 	}
 	if spec.Firmware != "" {
 		cfg := addElement(hw, "vmw", "Config", NamespaceVMW, "")
@@ -378,4 +463,41 @@ func addElement(parent *element, prefix, local, space, text string) *element {
 	}
 	parent.children = append(parent.children, c)
 	return c
+}
+
+// GuestFromVMware returns the guest identity for a vSphere guest ID
+// ("rhel9_64Guest"): the ID itself as vmw:osType, the CIM OSType code of its
+// family (Other / Other 64-Bit when no certain code exists) and description
+// (the guest ID when empty).
+func GuestFromVMware(id, description string) GuestOS {
+	if id == "" {
+		return GuestOther64()
+	}
+	g := strings.ToLower(id)
+	is64 := strings.Contains(g, "64")
+	pick := func(v32, v64 int) int {
+		if is64 {
+			return v64
+		}
+		return v32
+	}
+	cim := pick(1, 102)
+	switch {
+	case strings.HasPrefix(g, "ubuntu"):
+		cim = pick(93, 94)
+	case strings.HasPrefix(g, "debian"):
+		cim = pick(95, 96)
+	case strings.HasPrefix(g, "rhel"):
+		cim = pick(79, 80)
+	case strings.HasPrefix(g, "centos"):
+		cim = pick(106, 107)
+	case strings.HasPrefix(g, "oraclelinux"):
+		cim = pick(108, 109)
+	case strings.HasPrefix(g, "other") && strings.Contains(g, "linux"):
+		cim = pick(36, 101)
+	}
+	if description == "" {
+		description = id
+	}
+	return GuestOS{CIMID: cim, VMwareID: id, Description: description}
 }

@@ -53,10 +53,9 @@ type Provider interface {
 	// query (case-insensitive).
 	SearchVMs(ctx context.Context, query string) ([]*VMInfo, error)
 
-	// ExportVM writes the VM identified by identifier into opts.OutputDir and
-	// reports what it wrote. Files appear under their final names only when
-	// complete. Progress is reported through opts.Progress.
-	ExportVM(ctx context.Context, identifier string, opts ExportOptions) (*ExportResult, error)
+	// Exporter prepares exports on the platform; the pipeline package
+	// fetches and packages them (see Export).
+	Exporter
 	// GetExportCapabilities describes the formats and options this provider
 	// supports, so that bad requests are refused before a job is queued.
 	GetExportCapabilities() ExportCapabilities

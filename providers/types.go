@@ -28,10 +28,12 @@ type VMInfo struct {
 	Provider string `json:"provider"`
 	// Path is the inventory path ("/DC0/vm/prod/web01") where the platform has
 	// one.
-	Path         string     `json:"path,omitempty"`
-	Datacenter   string     `json:"datacenter,omitempty"`
-	PowerState   PowerState `json:"power_state"`
-	GuestOS      string     `json:"guest_os,omitempty"`
+	Path       string     `json:"path,omitempty"`
+	Datacenter string     `json:"datacenter,omitempty"`
+	PowerState PowerState `json:"power_state"`
+	GuestOS    string     `json:"guest_os,omitempty"`
+	// Firmware is "bios" or "efi" where known.
+	Firmware     string     `json:"firmware,omitempty"`
 	CPUs         int        `json:"cpus"`
 	MemoryMiB    int64      `json:"memory_mib"`
 	UUID         string     `json:"uuid,omitempty"`
@@ -59,7 +61,11 @@ type DiskInfo struct {
 	Path string `json:"path,omitempty"`
 	// Provisioning is "thin", "thick" or "eagerZeroedThick" where known.
 	Provisioning string `json:"provisioning,omitempty"`
-	Controller   string `json:"controller,omitempty"`
+	// Controller names the controller and its bus ("scsi0").
+	Controller string `json:"controller,omitempty"`
+	// ControllerModel is the controller's model where known: "lsilogic",
+	// "lsilogicsas", "pvscsi", "buslogic", "sata", "ide" or "nvme".
+	ControllerModel string `json:"controller_model,omitempty"`
 }
 
 // NICInfo describes one network adapter.
@@ -89,6 +95,24 @@ type Format string
 const (
 	FormatOVF Format = "ovf" // a directory with .ovf, .mf and disk files
 	FormatOVA Format = "ova" // one tar archive (DSP0243)
+	// FormatDisks is the disk files, a SHA-256 manifest and a JSON
+	// description of the VM, without an OVF descriptor.
+	FormatDisks Format = "disks"
+)
+
+// Formats are the packagings the pipeline writes for every provider.
+func Formats() []Format { return []Format{FormatOVF, FormatOVA, FormatDisks} }
+
+// DiskFormats are the disk formats the pipeline writes for every provider.
+func DiskFormats() []string { return []string{string(DiskVMDK), string(DiskRaw)} }
+
+// DiskFormat is the format of the exported disk files.
+type DiskFormat string
+
+// Disk formats.
+const (
+	DiskVMDK DiskFormat = "vmdk" // streamOptimized VMDK
+	DiskRaw  DiskFormat = "raw"  // sparse raw image, capacity bytes long
 )
 
 // ExportOptions controls ExportVM. The job engine fills it from the job
@@ -103,6 +127,8 @@ type ExportOptions struct {
 	// trusting the path as given (hyperctl export --local).
 	OutputRoot *os.Root `json:"-"`
 	Format     Format   `json:"format"`
+	// DiskFormat is the format of the disk files; "" means vmdk.
+	DiskFormat DiskFormat `json:"disk_format,omitempty"`
 	// Compress packs an OVA through gzip (or Compression) as .ova.gz.
 	Compress         bool   `json:"compress,omitempty"`
 	Compression      string `json:"compression,omitempty"` // "gzip" (default) or "zstd"
@@ -177,16 +203,19 @@ type ExportedFile struct {
 	Path   string `json:"path"`
 	Size   int64  `json:"size"`
 	SHA256 string `json:"sha256"`
-	// Kind is "ovf", "manifest", "disk", "nvram", "ova" or "other".
+	// Kind is "ovf", "manifest", "disk", "nvram", "ova", "metadata" or
+	// "other".
 	Kind string `json:"kind"`
 }
 
 // ExportResult records what an export produced.
 type ExportResult struct {
-	VM        *VMInfo        `json:"vm,omitempty"`
-	OutputDir string         `json:"output_dir"`
-	Format    Format         `json:"format"`
-	Files     []ExportedFile `json:"files"`
+	VM        *VMInfo `json:"vm,omitempty"`
+	OutputDir string  `json:"output_dir"`
+	Format    Format  `json:"format"`
+	// DiskFormat is the format of the disk files.
+	DiskFormat DiskFormat     `json:"disk_format,omitempty"`
+	Files      []ExportedFile `json:"files"`
 	// OVAPath is set for OVA exports (relative to OutputDir).
 	OVAPath string `json:"ova_path,omitempty"`
 	// Members are the files inside the OVA, in archive order, with the
@@ -228,6 +257,9 @@ type ExportCapabilities struct {
 func (c ExportCapabilities) Validate(opts ExportOptions) error {
 	if opts.Format != "" && !slices.Contains(c.Formats, opts.Format) {
 		return fmt.Errorf("%w: format %q is not supported (supported: %v)", ErrInvalidArgument, opts.Format, c.Formats)
+	}
+	if opts.DiskFormat != "" && !slices.Contains(c.DiskFormats, string(opts.DiskFormat)) {
+		return fmt.Errorf("%w: disk_format %q is not supported (supported: %v)", ErrInvalidArgument, opts.DiskFormat, c.DiskFormats)
 	}
 	if opts.Snapshot && !c.SupportsSnapshot {
 		return fmt.Errorf("%w: snapshot export is not supported by this provider", ErrInvalidArgument)

@@ -20,6 +20,11 @@
 // grain directory, and exposes the virtual disk as an io.ReaderAt. It reads
 // streamOptimized (compressed) and plain monolithicSparse extents.
 //
+// StreamReader decodes a streamOptimized VMDK as it arrives, front to back
+// with no seeking (grain markers in order, gaps read as zeros), into the
+// virtual disk's bytes with one grain of memory: the pipeline turns NFC
+// streams into raw disks with it.
+//
 // GenerateRaw returns reproducible pseudo-random disk content of any size —
 // a mix of empty megabytes, log-like text, structured records and incompressible
 // noise — that is cheap to regenerate, so a test can compare SHA-256 digests

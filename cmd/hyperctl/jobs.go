@@ -31,9 +31,9 @@ func (a *app) jobsCommand() *cobra.Command {
 
 // submitFlags are the export options of `jobs submit` and `export`.
 type submitFlags struct {
-	provider, vm, output, format, compression, idempotencyKey, powerOffTimeout, bandwidth string
-	compress, cleanupOVF, keepOVF, snapshot, powerOff, wait                               bool
-	compressionLevel, parallel, maxAttempts                                               int
+	provider, vm, output, format, diskFormat, compression, idempotencyKey, powerOffTimeout, bandwidth string
+	compress, cleanupOVF, keepOVF, snapshot, powerOff, wait                                           bool
+	compressionLevel, parallel, maxAttempts                                                           int
 }
 
 func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
@@ -41,7 +41,8 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl.StringVar(&f.provider, "provider", "", "provider instance (see 'hyperctl providers list')")
 	fl.StringVar(&f.vm, "vm", "", "VM to export: inventory path, name, ID or UUID")
 	fl.StringVar(&f.output, "output", "", "output directory on the daemon's host: relative to its export directory, or absolute under export.allowed_roots (default <export_dir>/<job id>)")
-	fl.StringVar(&f.format, "format", "", "packaging: ovf or ova (default: the daemon's export.format)")
+	fl.StringVar(&f.format, "format", "", "packaging: ovf, ova or disks (disk files + SHA-256 manifest + JSON metadata; default: the daemon's export.format)")
+	fl.StringVar(&f.diskFormat, "disk-format", "", "disk files: vmdk (streamOptimized) or raw (sparse; needs --format disks; default: the daemon's export.disk_format)")
 	fl.BoolVar(&f.compress, "compress", false, "compress the OVA (.ova.gz or .ova.zst)")
 	fl.StringVar(&f.compression, "compression", "", "compression for --compress: gzip or zstd")
 	fl.IntVar(&f.compressionLevel, "compression-level", 0, "compression level, 0-9")
@@ -59,7 +60,8 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	cmd.MarkFlagsMutuallyExclusive("cleanup-ovf", "keep-ovf")
 	bindFields(cmd, "", submitFields)
 	_ = cmd.RegisterFlagCompletionFunc("provider", a.completeProviders)
-	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"ovf", "ova"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"ovf", "ova", "disks"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("disk-format", cobra.FixedCompletions([]string{"vmdk", "raw"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -68,7 +70,7 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 func (f *submitFlags) request(cmd *cobra.Command) (jobs.Request, error) {
 	changed := cmd.Flags().Changed
 	req := jobs.Request{
-		Provider: f.provider, VM: f.vm, Output: f.output, Format: f.format, Compression: f.compression,
+		Provider: f.provider, VM: f.vm, Output: f.output, Format: f.format, DiskFormat: f.diskFormat, Compression: f.compression,
 		ParallelDownloads: f.parallel, Snapshot: f.snapshot, PowerOff: f.powerOff, PowerOffTimeout: f.powerOffTimeout,
 		MaxAttempts: f.maxAttempts,
 	}
@@ -309,6 +311,9 @@ func (a *app) describeJob(w io.Writer, j *jobs.Job) error {
 	row("Provider", j.Provider)
 	row("VM", j.VM)
 	format := string(o.Format)
+	if o.DiskFormat != "" {
+		format += ", " + string(o.DiskFormat) + " disks"
+	}
 	if o.Compress {
 		format += ", " + o.Compression + " compressed"
 	}

@@ -22,6 +22,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
@@ -172,7 +173,7 @@ func (a *app) runLocalExport(ctx context.Context, f *exportFlags, vc config.VSph
 	bars := a.newFileBars()
 	opts.Logger = log
 	opts.Progress = bars.update
-	res, err := p.ExportVM(ctx, f.vm, opts)
+	res, err := pipeline.Export(ctx, p, f.vm, opts)
 	bars.done(err == nil)
 	if err != nil {
 		if errors.Is(err, context.Canceled) {

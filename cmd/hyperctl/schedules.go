@@ -89,6 +89,7 @@ var templateFields = map[string]func(dst, src *jobs.Request){
 	"vm":                func(d, s *jobs.Request) { d.VM = s.VM },
 	"output":            func(d, s *jobs.Request) { d.Output = s.Output },
 	"format":            func(d, s *jobs.Request) { d.Format = s.Format },
+	"disk-format":       func(d, s *jobs.Request) { d.DiskFormat = s.DiskFormat },
 	"compress":          func(d, s *jobs.Request) { d.Compress = s.Compress },
 	"compression":       func(d, s *jobs.Request) { d.Compression = s.Compression },
 	"compression-level": func(d, s *jobs.Request) { d.CompressionLevel = s.CompressionLevel },
@@ -464,6 +465,9 @@ func describeTemplate(w io.Writer, r jobs.Request) {
 	format := r.Format
 	if format == "" {
 		format = "the daemon's default"
+	}
+	if r.DiskFormat != "" {
+		format += ", " + r.DiskFormat + " disks"
 	}
 	if r.Compress != nil && *r.Compress {
 		format += ", compressed"

@@ -17,7 +17,7 @@ import (
 const demoProvider = "demo"
 
 // startDemo starts the simulated vCenter of --demo (govmomi's simulator
-// extended with real disk bytes, export leases and OVF descriptors) and
+// extended with real disk bytes and export leases) and
 // returns the provider instance that points at it, pinned to its
 // certificate like a real vCenter would be.
 func startDemo(ctx context.Context, log *slog.Logger) (config.ProviderInstance, func(), error) {

@@ -432,6 +432,7 @@ func ResolveOptions(req Request, d config.Export) (providers.ExportOptions, fiel
 	var problems fielderr.List
 	o := providers.ExportOptions{
 		Format:            providers.Format(d.Format),
+		DiskFormat:        providers.DiskFormat(d.DiskFormat),
 		Compress:          d.Compress,
 		Compression:       d.Compression,
 		CompressionLevel:  d.CompressionLevel,
@@ -444,8 +445,18 @@ func ResolveOptions(req Request, d config.Export) (providers.ExportOptions, fiel
 	if req.Format != "" {
 		o.Format = providers.Format(req.Format)
 	}
-	if o.Format != providers.FormatOVF && o.Format != providers.FormatOVA {
-		problems.Addf("format", "must be ovf or ova, got %q", o.Format)
+	if req.DiskFormat != "" {
+		o.DiskFormat = providers.DiskFormat(req.DiskFormat)
+	}
+	if o.Format != providers.FormatOVF && o.Format != providers.FormatOVA && o.Format != providers.FormatDisks {
+		problems.Addf("format", "must be ovf, ova or disks, got %q", o.Format)
+	}
+	switch {
+	case o.DiskFormat != providers.DiskVMDK && o.DiskFormat != providers.DiskRaw:
+		problems.Addf("disk_format", "must be vmdk or raw, got %q", o.DiskFormat)
+	case o.DiskFormat == providers.DiskRaw && o.Format != providers.FormatDisks:
+		// No field name in the text: a client names its own (hyperctl: --format).
+		problems.Addf("disk_format", "raw disks are exported only as plain disks (format disks; the format is %s): an OVF descriptor has no standard raw disk format", o.Format)
 	}
 	if req.Compress != nil {
 		o.Compress = *req.Compress

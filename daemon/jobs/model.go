@@ -47,7 +47,8 @@ type Request struct {
 	// Output is the export directory: relative to the daemon's export
 	// directory, or absolute under one of export.allowed_roots.
 	Output            string `json:"output,omitempty" doc:"Output directory (relative to the daemon's export directory, or absolute under export.allowed_roots); default <export_dir>/<job id>" maxLength:"4096"`
-	Format            string `json:"format,omitempty" enum:"ovf,ova" doc:"Packaging"`
+	Format            string `json:"format,omitempty" enum:"ovf,ova,disks" doc:"Packaging: an OVF folder, an OVA, or plain disks with a manifest and JSON metadata"`
+	DiskFormat        string `json:"disk_format,omitempty" enum:"vmdk,raw" doc:"Disk file format (raw needs format disks)"`
 	Compress          *bool  `json:"compress,omitempty" doc:"Compress the OVA (.ova.gz / .ova.zst)"`
 	Compression       string `json:"compression,omitempty" enum:"gzip,zstd"`
 	CompressionLevel  *int   `json:"compression_level,omitempty" minimum:"0" maximum:"9"`

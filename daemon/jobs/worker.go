@@ -16,6 +16,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -277,7 +278,7 @@ func (m *Manager) export(ctx context.Context, a *attempt) (res *providers.Export
 	opts.OutputRoot = out
 	opts.Logger = a.log
 	opts.Progress = a.progress.update
-	return inst.ExportVM(ctx, a.spec.VM, opts)
+	return pipeline.Export(ctx, inst, a.spec.VM, opts)
 }
 
 // heartbeat renews the lease and persists progress and logs about once a

@@ -3,14 +3,12 @@ package providertest
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -117,6 +115,19 @@ func (f *Fake) Overlaps() int {
 	return f.overlaps
 }
 
+// Busy returns the IDs of the VMs an export holds now (sorted): what a
+// platform would show as a VM with an export task or lease.
+func (f *Fake) Busy() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for id := range f.busy {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
 // MaxConcurrent returns the largest number of exports seen running at once.
 func (f *Fake) MaxConcurrent() int {
 	f.mu.Lock()
@@ -193,8 +204,8 @@ func (f *Fake) SearchVMs(ctx context.Context, q string) ([]*providers.VMInfo, er
 
 func (f *Fake) GetExportCapabilities() providers.ExportCapabilities {
 	return providers.ExportCapabilities{
-		Formats:          []providers.Format{providers.FormatOVF, providers.FormatOVA},
-		DiskFormats:      []string{"vmdk"},
+		Formats:          providers.Formats(),
+		DiskFormats:      providers.DiskFormats(),
 		Compression:      []string{"gzip", "zstd"},
 		SupportsSnapshot: true, SupportsPowerOff: true, ParallelDownloads: true,
 	}
@@ -206,8 +217,12 @@ func FakeDiskBytes(id string, i int, size int64) io.Reader {
 	return io.LimitReader(rand.NewChaCha8(seed), size)
 }
 
-func (f *Fake) ExportVM(ctx context.Context, id string, opts providers.ExportOptions) (*providers.ExportResult, error) {
-	start := time.Now()
+// PrepareExport implements providers.Exporter: each disk is handed over
+// as a raw reader of its deterministic bytes (FakeDiskBytes), paced by
+// ChunkDelay. The VM counts as busy from here until Cleanup, like a
+// platform's snapshot or lease; Finish holds a successful export at the
+// FinishGate and counts it.
+func (f *Fake) PrepareExport(ctx context.Context, id string, opts providers.ExportOptions) (_ *providers.Export, err error) {
 	vm, err := f.GetVM(ctx, id)
 	if err != nil {
 		return nil, err
@@ -229,7 +244,12 @@ func (f *Fake) ExportVM(ctx context.Context, id string, opts providers.ExportOpt
 		failure, f.failures[vm.Name] = q[0], q[1:]
 	}
 	f.mu.Unlock()
-	defer func() { f.mu.Lock(); f.running--; delete(f.busy, vm.ID); f.mu.Unlock() }()
+	release := func() { f.mu.Lock(); f.running--; delete(f.busy, vm.ID); f.mu.Unlock() }
+	defer func() {
+		if err != nil {
+			release()
+		}
+	}()
 	f.logCall("start", vm.Name, opts.OutputDir)
 	if failure != nil {
 		return nil, failure
@@ -239,118 +259,53 @@ func (f *Fake) ExportVM(ctx context.Context, id string, opts providers.ExportOpt
 			return nil, err
 		}
 	}
-	if err := os.MkdirAll(opts.OutputDir, 0o750); err != nil {
-		return nil, err
-	}
-	var written []string
-	cleanup := func() {
-		for _, p := range written {
-			os.Remove(p)
-		}
-	}
-	total := vm.TotalDiskBytes()
-	var done int64
-	opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesTotal: total})
-	res := &providers.ExportResult{VM: vm, OutputDir: opts.OutputDir, Format: providers.FormatOVF}
+	exp := &providers.Export{VM: vm, Cleanup: release}
 	for i, d := range vm.Disks {
-		name := fmt.Sprintf("%s-disk%d.vmdk", vm.Name, i+1)
-		sum, err := f.writeFile(ctx, filepath.Join(opts.OutputDir, name), FakeDiskBytes(vm.ID, i, d.CapacityBytes), func(n int64) {
-			done += n
-			opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total, Item: name})
+		exp.Disks = append(exp.Disks, providers.DiskSource{
+			Name: fmt.Sprintf("disk%d", i+1), Format: providers.SourceRaw, Capacity: d.CapacityBytes, Size: d.CapacityBytes,
+			Open: func(ctx context.Context) (io.ReadCloser, error) {
+				return io.NopCloser(&pacedReader{ctx: ctx, r: FakeDiskBytes(vm.ID, i, d.CapacityBytes), delay: f.ChunkDelay}), nil
+			},
 		})
-		if err != nil {
-			cleanup()
-			return nil, fmt.Errorf("export %s: %w", vm.Name, err)
+	}
+	exp.Finish = func(ctx context.Context, cause error) error {
+		if cause != nil {
+			return nil
 		}
-		written = append(written, filepath.Join(opts.OutputDir, name))
-		res.Files = append(res.Files, providers.ExportedFile{Path: name, Size: d.CapacityBytes, SHA256: sum, Kind: "disk"})
+		if err := f.waitGate(ctx); err != nil {
+			return err
+		}
+		f.mu.Lock()
+		f.exports[vm.Name]++
+		f.mu.Unlock()
+		f.logCall("done", vm.Name, opts.OutputDir)
+		return nil
 	}
-	desc := fmt.Sprintf("<?xml version=\"1.0\"?>\n<Envelope><VirtualSystem ovf:id=%q/></Envelope>\n", vm.Name)
-	ovfName := vm.Name + ".ovf"
-	sum, err := f.writeFile(ctx, filepath.Join(opts.OutputDir, ovfName), strings.NewReader(desc), nil)
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	written = append(written, filepath.Join(opts.OutputDir, ovfName))
-	res.Files = append([]providers.ExportedFile{{Path: ovfName, Size: int64(len(desc)), SHA256: sum, Kind: "ovf"}}, res.Files...)
-	var mf strings.Builder
-	for _, file := range res.Files {
-		fmt.Fprintf(&mf, "SHA256(%s)= %s\n", file.Path, file.SHA256)
-		res.Bytes += file.Size
-	}
-	res.Manifest = vm.Name + ".mf"
-	sum, err = f.writeFile(ctx, filepath.Join(opts.OutputDir, res.Manifest), strings.NewReader(mf.String()), nil)
-	if err != nil {
-		cleanup()
-		return nil, err
-	}
-	written = append(written, filepath.Join(opts.OutputDir, res.Manifest))
-	res.Files = append(res.Files, providers.ExportedFile{Path: res.Manifest, Size: int64(mf.Len()), SHA256: sum, Kind: "manifest"})
-	res.Duration = time.Since(start)
-	if s := res.Duration.Seconds(); s > 0 {
-		res.Throughput = float64(res.Bytes) / s
-	}
-	if err := f.waitGate(ctx); err != nil {
-		cleanup()
-		return nil, err
-	}
-	f.mu.Lock()
-	f.exports[vm.Name]++
-	f.mu.Unlock()
-	f.logCall("done", vm.Name, opts.OutputDir)
-	return res, nil
+	return exp, nil
 }
 
-func (f *Fake) writeFile(ctx context.Context, dst string, r io.Reader, progress func(int64)) (string, error) {
-	tmp := dst + ".part"
-	out, err := os.Create(tmp)
-	if err != nil {
-		return "", err
+// pacedReader sleeps (cancellably) after every 64 KiB it hands out.
+type pacedReader struct {
+	ctx   context.Context
+	r     io.Reader
+	delay time.Duration
+}
+
+func (p *pacedReader) Read(b []byte) (int, error) {
+	if err := p.ctx.Err(); err != nil {
+		return 0, err
 	}
-	h := sha256.New()
-	buf := make([]byte, 64<<10)
-	for {
-		if err := ctx.Err(); err != nil {
-			out.Close()
-			os.Remove(tmp)
-			return "", err
-		}
-		n, rerr := r.Read(buf)
-		if n > 0 {
-			h.Write(buf[:n])
-			if _, err := out.Write(buf[:n]); err != nil {
-				out.Close()
-				os.Remove(tmp)
-				return "", err
-			}
-			if progress != nil {
-				progress(int64(n))
-			}
-			if f.ChunkDelay > 0 {
-				select {
-				case <-ctx.Done():
-				case <-time.After(f.ChunkDelay):
-				}
-			}
-		}
-		if rerr == io.EOF {
-			break
-		}
-		if rerr != nil {
-			out.Close()
-			os.Remove(tmp)
-			return "", rerr
+	if len(b) > 64<<10 {
+		b = b[:64<<10]
+	}
+	n, err := p.r.Read(b)
+	if n > 0 && p.delay > 0 {
+		select {
+		case <-p.ctx.Done():
+		case <-time.After(p.delay):
 		}
 	}
-	if err := out.Close(); err != nil {
-		os.Remove(tmp)
-		return "", err
-	}
-	if err := os.Rename(tmp, dst); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return n, err
 }
 
 // waitGate holds an export while the FinishGate says so.

@@ -2,18 +2,37 @@ package providertest
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
 	"sync"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
 // The fake passes the suite it helps other packages with.
 func TestFakeConformance(t *testing.T) {
+	f := NewFake("fake")
+	vm, _ := f.GetVM(context.Background(), "vm-001")
 	Run(t, Target{
-		New:      func(*testing.T) providers.Provider { return NewFake("fake") },
+		New:      func(*testing.T) providers.Provider { return f },
 		ExportVM: "vm-001",
+		RawDigests: func(t *testing.T) map[string]string {
+			out := map[string]string{}
+			for i, d := range vm.Disks {
+				h := sha256.New()
+				if _, err := io.Copy(h, FakeDiskBytes(vm.ID, i, d.CapacityBytes)); err != nil {
+					t.Fatal(err)
+				}
+				out[fmt.Sprintf("vm-001-disk%d.raw", i+1)] = hex.EncodeToString(h.Sum(nil))
+			}
+			return out
+		},
+		Leftovers: func(*testing.T) []string { return f.Busy() },
 	})
 }
 
@@ -34,21 +53,21 @@ func TestFakeRefusesOverlappingExportsOfOneVM(t *testing.T) {
 		return providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF}
 	}
 	first := make(chan error, 1)
-	go func() { _, err := f.ExportVM(context.Background(), "vm-001", opts()); first <- err }()
+	go func() { _, err := pipeline.Export(context.Background(), f, "vm-001", opts()); first <- err }()
 	<-inFirst
 	for _, id := range []string{"vm-001", "/DC0/vm/vm-001", "fake-001"} {
-		if _, err := f.ExportVM(context.Background(), id, opts()); !errors.Is(err, ErrTaskInProgress) {
+		if _, err := pipeline.Export(context.Background(), f, id, opts()); !errors.Is(err, ErrTaskInProgress) {
 			t.Errorf("second export of %s while one runs: %v, want TaskInProgress", id, err)
 		}
 	}
-	if _, err := f.ExportVM(context.Background(), "vm-002", opts()); err != nil {
+	if _, err := pipeline.Export(context.Background(), f, "vm-002", opts()); err != nil {
 		t.Errorf("another VM: %v", err)
 	}
 	close(release)
 	if err := <-first; err != nil {
 		t.Fatal(err)
 	}
-	if _, err := f.ExportVM(context.Background(), "vm-001", opts()); err != nil {
+	if _, err := pipeline.Export(context.Background(), f, "vm-001", opts()); err != nil {
 		t.Errorf("export after the first ended: %v", err)
 	}
 	if f.Overlaps() != 3 || f.Exports("vm-001") != 2 {

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -35,6 +36,14 @@ type Target struct {
 	// the platform holds them, keyed by exported file name, so the suite can
 	// check the export byte for byte against the source.
 	SourceDigests func(t *testing.T) map[string]string
+	// RawDigests, when set, returns the SHA-256 of each disk's virtual
+	// content (capacity bytes), keyed by the raw file name a
+	// `disks`/`raw` export writes, so the suite can check the decoded bytes.
+	RawDigests func(t *testing.T) map[string]string
+	// Leftovers, when set, asks the platform what an export left behind
+	// (open leases, temporary snapshots, VMs held busy); the suite wants
+	// none after every export, failed, cancelled or not.
+	Leftovers func(t *testing.T) []string
 }
 
 // Run runs the conformance suite.
@@ -175,7 +184,7 @@ func Run(t *testing.T, target Target) {
 		dir := t.TempDir()
 		var mu sync.Mutex
 		var reports []providers.Progress
-		res, err := p.ExportVM(ctx, target.ExportVM, providers.ExportOptions{
+		res, err := pipeline.Export(ctx, p, target.ExportVM, providers.ExportOptions{
 			OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 2,
 			Progress: func(pr providers.Progress) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
 		})
@@ -193,6 +202,8 @@ func Run(t *testing.T, target Target) {
 				t.Errorf("progress %d of %d", r.BytesDone, r.BytesTotal)
 			}
 		}
+		checkProgress(t, reports, res)
+		checkLeftovers(t, target)
 		if target.SourceDigests != nil {
 			byName := map[string]string{}
 			for _, f := range res.Files {
@@ -206,8 +217,74 @@ func Run(t *testing.T, target Target) {
 		}
 	})
 
+	t.Run("Formats", func(t *testing.T) {
+		for _, tc := range []struct {
+			format providers.Format
+			disk   providers.DiskFormat
+		}{
+			{providers.FormatOVA, providers.DiskVMDK},
+			{providers.FormatDisks, providers.DiskVMDK},
+			{providers.FormatDisks, providers.DiskRaw},
+		} {
+			t.Run(string(tc.format)+"-"+string(tc.disk), func(t *testing.T) {
+				dir := t.TempDir()
+				var mu sync.Mutex
+				var reports []providers.Progress
+				res, err := pipeline.Export(ctx, p, target.ExportVM, providers.ExportOptions{
+					OutputDir: dir, Format: tc.format, DiskFormat: tc.disk, CleanupOVF: true, ParallelDownloads: 2,
+					Progress: func(pr providers.Progress) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkLeftovers(t, target)
+				if res.Format != tc.format {
+					t.Errorf("result format %s", res.Format)
+				}
+				if tc.format == providers.FormatOVA {
+					entries, _ := os.ReadDir(dir)
+					if len(entries) != 1 || entries[0].Name() != res.OVAPath {
+						t.Errorf("OVA export without a second copy left %v", entries)
+					}
+					return
+				}
+				checkExport(t, dir, res)
+				disks := 0
+				for _, f := range res.Files {
+					if strings.HasSuffix(f.Path, ".ovf") {
+						t.Errorf("disks export wrote a descriptor %s", f.Path)
+					}
+					if f.Kind == "disk" {
+						disks++
+						if !strings.HasSuffix(f.Path, "."+string(tc.disk)) {
+							t.Errorf("disk file %s is not .%s", f.Path, tc.disk)
+						}
+					}
+				}
+				if disks == 0 || !strings.HasSuffix(res.Manifest, ".sha256") {
+					t.Errorf("%d disks, manifest %q", disks, res.Manifest)
+				}
+				if _, err := os.Stat(filepath.Join(dir, strings.TrimSuffix(res.Manifest, ".sha256")+".json")); err != nil {
+					t.Errorf("no JSON metadata: %v", err)
+				}
+				if tc.disk == providers.DiskRaw && target.RawDigests != nil {
+					byName := map[string]string{}
+					for _, f := range res.Files {
+						byName[f.Path] = f.SHA256
+					}
+					for name, want := range target.RawDigests(t) {
+						if byName[name] != want {
+							t.Errorf("%s: raw SHA-256 %s, source content %s", name, byName[name], want)
+						}
+					}
+				}
+				checkProgress(t, reports, res)
+			})
+		}
+	})
+
 	t.Run("ExportMissingVMIsPermanent", func(t *testing.T) {
-		_, err := p.ExportVM(ctx, "no-such-vm-xyzzy", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
+		_, err := pipeline.Export(ctx, p, "no-such-vm-xyzzy", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
 		if !errors.Is(err, providers.ErrNotFound) || !providers.IsPermanent(err) {
 			t.Errorf("export of a missing VM: %v, want a permanent ErrNotFound", err)
 		}
@@ -228,7 +305,7 @@ func Run(t *testing.T, target Target) {
 		cctx, cancel := context.WithCancel(ctx)
 		defer cancel()
 		var once sync.Once
-		_, err := p.ExportVM(cctx, vmID, providers.ExportOptions{
+		_, err := pipeline.Export(cctx, p, vmID, providers.ExportOptions{
 			OutputDir: dir, Format: providers.FormatOVF,
 			Progress: func(pr providers.Progress) {
 				if pr.BytesDone > 0 {
@@ -246,7 +323,44 @@ func Run(t *testing.T, target Target) {
 		for _, e := range entries {
 			t.Errorf("cancelled export left %s behind", e.Name())
 		}
+		checkLeftovers(t, target)
 	})
+}
+
+// checkLeftovers asks the platform what the last export left behind.
+func checkLeftovers(t *testing.T, target Target) {
+	t.Helper()
+	if target.Leftovers == nil {
+		return
+	}
+	for _, l := range target.Leftovers(t) {
+		t.Errorf("left on the platform: %s", l)
+	}
+}
+
+// checkProgress wants honest download totals: never below the bytes done,
+// and at the end exactly the bytes of the files that were fetched.
+func checkProgress(t *testing.T, reports []providers.Progress, res *providers.ExportResult) {
+	t.Helper()
+	var last providers.Progress
+	for _, r := range reports {
+		if r.BytesTotal > 0 && r.BytesDone > r.BytesTotal {
+			t.Errorf("progress %d of %d", r.BytesDone, r.BytesTotal)
+		}
+		if r.Phase == providers.PhaseDownloading {
+			last = r
+		}
+	}
+	if last.BytesTotal <= 0 || last.BytesDone != last.BytesTotal {
+		t.Errorf("last download report %+v: the total must be known and reached at the end", last)
+	}
+	if res.DiskFormat == providers.DiskVMDK && res.Format == providers.FormatOVF {
+		// Disks passed through (VMDK) or encoded (raw sources): the
+		// source bytes moved are at most the capacity of the disks.
+		if c := res.VM.TotalDiskBytes(); c > 0 && last.BytesTotal > c+1<<20 {
+			t.Errorf("download total %d is above the disks' capacity %d", last.BytesTotal, c)
+		}
+	}
 }
 
 func sortKey(vm *providers.VMInfo) string {

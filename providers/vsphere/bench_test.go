@@ -17,6 +17,7 @@ import (
 	"github.com/vmware/govmomi/vim25/soap"
 
 	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
 )
@@ -77,7 +78,7 @@ func benchHyperSDK(ctx context.Context, cfg config.VSphere, vm, out string) (int
 		return 0, err
 	}
 	defer p.Disconnect()
-	res, err := p.ExportVM(ctx, vm, providers.ExportOptions{OutputDir: out, Format: providers.FormatOVF, ParallelDownloads: 3, Logger: quiet()})
+	res, err := pipeline.Export(ctx, p, vm, providers.ExportOptions{OutputDir: out, Format: providers.FormatOVF, ParallelDownloads: 3, Logger: quiet()})
 	if err != nil {
 		return 0, err
 	}

@@ -147,6 +147,7 @@ func (p *Provider) toVMInfo(vm *mo.VirtualMachine, inv *inventory) *providers.VM
 	}
 	cfg := vm.Config
 	info.GuestOS = cfg.GuestId
+	info.Firmware = cfg.Firmware
 	info.CPUs = int(cfg.Hardware.NumCPU)
 	info.MemoryMiB = int64(cfg.Hardware.MemoryMB)
 	info.UUID, info.InstanceUUID = cfg.Uuid, cfg.InstanceUuid
@@ -160,9 +161,11 @@ func (p *Provider) toVMInfo(vm *mo.VirtualMachine, inv *inventory) *providers.VM
 		info.Labels["template"] = "true"
 	}
 	controllers := map[int32]string{}
+	models := map[int32]string{}
 	for _, d := range cfg.Hardware.Device {
 		if c, ok := d.(types.BaseVirtualController); ok {
 			controllers[d.GetVirtualDevice().Key] = controllerKind(c) + fmt.Sprintf("%d", c.GetVirtualController().BusNumber)
+			models[d.GetVirtualDevice().Key] = controllerModel(c)
 		}
 	}
 	for _, d := range cfg.Hardware.Device {
@@ -173,7 +176,8 @@ func (p *Provider) toVMInfo(vm *mo.VirtualMachine, inv *inventory) *providers.VM
 		}
 		switch dd := d.(type) {
 		case *types.VirtualDisk:
-			disk := providers.DiskInfo{Label: label, CapacityBytes: dd.CapacityInBytes, Controller: controllers[dev.ControllerKey]}
+			disk := providers.DiskInfo{Label: label, CapacityBytes: dd.CapacityInBytes, Controller: controllers[dev.ControllerKey],
+				ControllerModel: models[dev.ControllerKey]}
 			if disk.CapacityBytes == 0 {
 				disk.CapacityBytes = dd.CapacityInKB * 1024
 			}
@@ -225,6 +229,27 @@ func controllerKind(c types.BaseVirtualController) string {
 	default:
 		return "controller"
 	}
+}
+
+// controllerModel names a controller's model as providers.DiskInfo does.
+func controllerModel(c types.BaseVirtualController) string {
+	switch c.(type) {
+	case *types.ParaVirtualSCSIController:
+		return "pvscsi"
+	case *types.VirtualLsiLogicController:
+		return "lsilogic"
+	case *types.VirtualLsiLogicSASController:
+		return "lsilogicsas"
+	case *types.VirtualBusLogicController:
+		return "buslogic"
+	case *types.VirtualIDEController:
+		return "ide"
+	case *types.VirtualSATAController, *types.VirtualAHCIController:
+		return "sata"
+	case *types.VirtualNVMEController:
+		return "nvme"
+	}
+	return ""
 }
 
 func nicType(d types.BaseVirtualDevice) string {

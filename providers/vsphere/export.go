@@ -2,14 +2,10 @@ package vsphere
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
+	"path"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,14 +14,10 @@ import (
 	"github.com/vmware/govmomi/fault"
 	"github.com/vmware/govmomi/nfc"
 	"github.com/vmware/govmomi/object"
-	vovf "github.com/vmware/govmomi/ovf"
 	"github.com/vmware/govmomi/vim25"
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 
-	"github.com/hypersdk/hypersdk/internal/safepath"
-	"github.com/hypersdk/hypersdk/ova"
-	"github.com/hypersdk/hypersdk/ovf"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -38,22 +30,18 @@ const DefaultPowerOffTimeout = 5 * time.Minute
 // alive; vCenter times leases out after 5 minutes of silence.
 const leaseProgressInterval = 5 * time.Second
 
-// ExportVM implements providers.Provider. A powered-off VM is exported as
-// it is; a powered-on or suspended one only from a temporary snapshot
-// (opts.Snapshot, removed afterwards whatever happens) or after shutting it
-// down (opts.PowerOff). Disks download in parallel through transfer while
-// being hashed; the OVF descriptor comes from vCenter's OvfManager with the
-// real file names and sizes, and a SHA-256 manifest is always written.
-func (p *Provider) ExportVM(ctx context.Context, identifier string, opts providers.ExportOptions) (res *providers.ExportResult, err error) {
-	start := time.Now()
-	if opts.Format == "" {
-		opts.Format = providers.FormatOVF
-	}
+// PrepareExport implements providers.Exporter. A powered-off VM is
+// exported as it is; a powered-on or suspended one only from a temporary
+// snapshot (opts.Snapshot, removed by Cleanup whatever happens) or after
+// shutting it down (opts.PowerOff). It opens the NFC export lease and hands
+// over each disk's URL (a streamOptimized VMDK, chunked, length unknown)
+// with the session cookie and an HTTP client pinned to the serving host's
+// certificate; the lease hears progress until Finish completes or aborts
+// it. The session stays checked out of the pool until Cleanup, since the
+// downloads authenticate with its cookie.
+func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts providers.ExportOptions) (_ *providers.Export, err error) {
 	if err := p.GetExportCapabilities().Validate(opts); err != nil {
 		return nil, providers.Permanent(err)
-	}
-	if opts.OutputDir == "" {
-		return nil, providers.Permanent(fmt.Errorf("%w: no output directory", providers.ErrInvalidArgument))
 	}
 	log := opts.Log().With("provider", p.name)
 	opts.Report(providers.Progress{Phase: providers.PhaseConnecting})
@@ -70,55 +58,65 @@ func (p *Provider) ExportVM(ctx context.Context, identifier string, opts provide
 	if err != nil {
 		return nil, err
 	}
-	broken := false
-	defer func() { p.pool.Put(sess, broken) }()
 	c := sess.Client.Client
 	ref := types.ManagedObjectReference{Type: "VirtualMachine", Value: vm.ID}
-	obj := object.NewVirtualMachine(c, ref)
-
-	root := opts.OutputRoot
-	if root == nil {
-		if root, err = safepath.OpenPath(opts.OutputDir, ".", 0o750); err != nil {
-			return nil, providers.Permanent(fmt.Errorf("output directory: %w", err))
-		}
-		defer root.Close()
-	}
-	ex := &export{p: p, c: c, vm: vm, obj: obj, opts: opts, log: log, base: fileBase(vm.Name), root: root}
+	ex := &export{p: p, c: c, vm: vm, obj: object.NewVirtualMachine(c, ref), opts: opts, log: log}
+	var snapCleanup func()
 	defer func() {
 		if err != nil {
-			ex.removeWritten()
-			if isNotAuthenticated(err) {
-				broken = true
+			if snapCleanup != nil {
+				snapCleanup()
 			}
+			p.pool.Put(sess, isNotAuthenticated(err))
 		}
 	}()
 
 	opts.Report(providers.Progress{Phase: providers.PhasePreparing})
-	lease, cleanup, err := ex.openLease(ctx)
-	if cleanup != nil {
-		defer cleanup()
-	}
+	lease, snapCleanup, err := ex.openLease(ctx)
 	if err != nil {
 		return nil, err
 	}
-	files, err := ex.download(ctx, lease)
+	info, err := lease.Wait(ctx, nil)
 	if err != nil {
+		return nil, fmt.Errorf("export lease for %s: %w", vm.Path, err)
+	}
+	out, err := ex.sources(lease, info)
+	if err != nil {
+		ex.abort(lease, err)
 		return nil, err
 	}
-	res, err = ex.finish(ctx, lease, files)
-	if err != nil {
-		return nil, err
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() { ex.keepLeaseAlive(ctx, lease, stop) })
+	var once sync.Once
+	end := func() { once.Do(func() { close(stop); wg.Wait() }) }
+	broken := false
+	out.Progress = func(done, total int64) { ex.done.Store(done); ex.total.Store(total) }
+	out.Finish = func(ctx context.Context, cause error) error {
+		end()
+		if cause != nil {
+			broken = isNotAuthenticated(cause)
+			ex.abort(lease, cause)
+			return nil
+		}
+		if err := lease.Complete(ctx); err != nil {
+			broken = isNotAuthenticated(err)
+			return fmt.Errorf("complete export lease for %s: %w", vm.Path, err)
+		}
+		return nil
 	}
-	res.Duration = time.Since(start)
-	if s := res.Duration.Seconds(); s > 0 {
-		res.Throughput = float64(res.Bytes) / s
+	out.Cleanup = func() {
+		end()
+		if snapCleanup != nil {
+			snapCleanup()
+		}
+		p.pool.Put(sess, broken)
 	}
-	log.Info("export complete", "files", len(res.Files), "bytes", res.Bytes, "duration", res.Duration.Round(time.Millisecond).String(),
-		"throughput_mib_s", fmt.Sprintf("%.1f", res.Throughput/(1<<20)))
-	return res, nil
+	return out, nil
 }
 
-// export holds the state of one ExportVM call.
+// export holds the state of one prepared export.
 type export struct {
 	p    *Provider
 	c    *vim25.Client
@@ -126,27 +124,69 @@ type export struct {
 	obj  *object.VirtualMachine
 	opts providers.ExportOptions
 	log  *slog.Logger
-	base string // file name prefix derived from the VM name
-	// root is the output directory; every file is created through it.
-	root *os.Root
 
-	mu      sync.Mutex
-	written []string // final names in root, removed if the export fails
+	// done and total are the pipeline's last progress report (total 0
+	// while unknown), for the lease's percentage.
+	done, total atomic.Int64
+	capacity    int64 // every disk's capacity plus the known files
 }
 
-func (ex *export) track(path string) {
-	ex.mu.Lock()
-	ex.written = append(ex.written, path)
-	ex.mu.Unlock()
-}
-
-func (ex *export) removeWritten() {
-	ex.mu.Lock()
-	defer ex.mu.Unlock()
-	for _, p := range ex.written {
-		_ = ex.root.Remove(p)
+// sources describes the lease's files: disks as streamOptimized VMDKs of
+// unknown length, NVRAM (whose size the lease tells) as a file.
+func (ex *export) sources(lease *nfc.Lease, info *nfc.LeaseInfo) (*providers.Export, error) {
+	if len(info.Items) == 0 {
+		return nil, fmt.Errorf("export lease for %s offers no files", ex.vm.Path)
 	}
-	ex.written = nil
+	known := make(map[string]int64, len(info.DeviceUrl))
+	for _, du := range info.DeviceUrl {
+		if du.FileSize > 0 { // set for non-disk backings only
+			known[du.Key] = du.FileSize
+		}
+	}
+	ex.capacity = info.TotalDiskCapacityInKB * 1024
+	// The lease's file URLs authenticate with the session cookie.
+	hdr := http.Header{}
+	for _, ck := range ex.c.Jar.Cookies(ex.c.URL()) {
+		hdr.Add("Cookie", ck.Name+"="+ck.Value)
+	}
+	// Disks are served by ESXi hosts whose certificates vCenter vouches
+	// for in the lease (govmomi records them per host): one client per pin.
+	clients := map[string]*http.Client{}
+	clientFor := func(host string) (*http.Client, error) {
+		thumb := ex.c.Thumbprint(host)
+		if c, ok := clients[thumb]; ok {
+			return c, nil
+		}
+		c, err := transfer.NewHTTPClient(ex.p.transferOptions(thumb))
+		clients[thumb] = c
+		return c, err
+	}
+	out := &providers.Export{VM: ex.vm}
+	for _, item := range info.Items {
+		client, err := clientFor(item.URL.Host)
+		if err != nil {
+			return nil, err
+		}
+		src := &providers.HTTPSource{URL: item.URL.String(), Header: hdr, Client: client}
+		base := path.Base(item.Path)
+		if strings.HasSuffix(item.Path, ".nvram") || strings.Contains(item.DeviceId, "nvram") {
+			size, ok := known[item.DeviceId]
+			if !ok {
+				size = -1
+			} else {
+				ex.capacity += size
+			}
+			out.Files = append(out.Files, providers.FileSource{Name: base, Kind: "nvram", Size: size, HTTP: src})
+			continue
+		}
+		d := providers.DiskSource{Name: strings.TrimSuffix(base, path.Ext(base)), Format: providers.SourceVMDKStream, Size: -1, HTTP: src}
+		// The lease lists disks in device order, as discovery does.
+		if i := len(out.Disks); i < len(ex.vm.Disks) {
+			d.Capacity = ex.vm.Disks[i].CapacityBytes
+		}
+		out.Disks = append(out.Disks, d)
+	}
+	return out, nil
 }
 
 // openLease starts the NFC export lease, preparing a powered-on VM first.
@@ -280,181 +320,14 @@ func (ex *export) hardPowerOff(ctx context.Context) error {
 	return nil
 }
 
-// downloadedFile is one file of the lease, on disk under its final name.
-type downloadedFile struct {
-	item   nfc.FileItem
-	name   string // file name in the output directory
-	size   int64
-	sha256 string
-	kind   string
-}
-
-// download fetches every file the lease offers in parallel, keeping the
-// lease alive with real progress, and aborts the lease on failure.
-func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloadedFile, err error) {
-	info, err := lease.Wait(ctx, nil)
-	if err != nil {
-		return nil, fmt.Errorf("export lease for %s: %w", ex.vm.Path, err)
-	}
-	defer func() {
-		if err != nil {
-			ex.abort(lease, err)
-		}
-	}()
-
-	files := make([]downloadedFile, 0, len(info.Items))
-	for _, item := range info.Items {
-		kind := "disk"
-		if strings.HasSuffix(item.Path, ".nvram") || strings.Contains(item.DeviceId, "nvram") {
-			kind = "nvram"
-		}
-		files = append(files, downloadedFile{item: item, name: ex.base + "-" + filepath.Base(item.Path), kind: kind})
-	}
-	if len(files) == 0 {
-		return nil, fmt.Errorf("export lease for %s offers no files", ex.vm.Path)
-	}
-	sizes := newLeaseSizes(&info.HttpNfcLeaseInfo, files)
-
-	progressStop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() { ex.keepLeaseAlive(ctx, lease, sizes, progressStop) })
-	defer func() { close(progressStop); wg.Wait() }()
-
-	// The lease's file URLs authenticate with the session cookie.
-	hdr := http.Header{}
-	for _, ck := range ex.c.Jar.Cookies(ex.c.URL()) {
-		hdr.Add("Cookie", ck.Name+"="+ck.Value)
-	}
-	// Disks are served by ESXi hosts whose certificates vCenter vouches
-	// for in the lease (govmomi records them per host): one pin per client.
-	groups := map[string][]int{}
-	for i, f := range files {
-		thumb := ex.c.Thumbprint(f.item.URL.Host)
-		groups[thumb] = append(groups[thumb], i)
-	}
-	for thumb, idx := range groups {
-		client, err := transfer.NewHTTPClient(ex.p.transferOptions(thumb))
-		if err != nil {
-			return nil, err
-		}
-		var tf []transfer.File
-		byPath := make(map[string]int, len(idx))
-		for _, i := range idx {
-			p := files[i].name
-			byPath[p] = i
-			tf = append(tf, transfer.File{URL: files[i].item.URL.String(), Root: ex.root, Path: p, Header: hdr})
-		}
-		d := transfer.NewDownloader(transfer.Options{
-			Client: client, Concurrency: max(1, ex.opts.ParallelDownloads), BandwidthLimit: ex.opts.BandwidthLimit, Logger: ex.log,
-			Progress: func(pr transfer.Progress) {
-				if i, ok := byPath[pr.Path]; ok {
-					sizes.update(i, pr)
-				}
-				done, total := sizes.sums()
-				ex.opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total,
-					Item: filepath.Base(pr.Path), ItemBytes: pr.FileBytes, ItemSize: max(pr.FileSize, 0)})
-			},
-		})
-		results, err := d.Download(ctx, tf)
-		for k, r := range results {
-			if r.Err == nil && r.SHA256 != "" {
-				i := idx[k]
-				files[i].size, files[i].sha256 = r.Size, r.SHA256
-				ex.track(r.Path)
-			}
-		}
-		if err != nil {
-			return nil, ex.transferErr(err)
-		}
-	}
-	return files, nil
-}
-
-func (ex *export) transferErr(err error) error {
-	var se *transfer.StatusError
-	if errors.As(err, &se) && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden) {
-		return fmt.Errorf("download disks of %s: %w (%v)", ex.vm.Path, providers.ErrAuth, err)
-	}
-	return fmt.Errorf("download disks of %s: %w", ex.vm.Path, err)
-}
-
-// leaseSizes tracks what the files of one lease have moved and how big
-// they are, to report progress in bytes that will actually be written.
-//
-// vSphere tells the size of non-disk files (deviceUrl.fileSize, e.g. NVRAM)
-// up front, but not of disks: NFC streams each disk as a streamOptimized
-// VMDK, chunked, whose length is known only at its last byte and is usually
-// a small fraction of the disk's capacity. The lease's
-// totalDiskCapacityInKB (which govmomi copies into every disk's
-// FileItem.Size) is the capacity of all disks together, so it is neither
-// a file's size nor the bytes that will move: using it reported N disks ×
-// total capacity. The total is therefore unknown (0) until every file's
-// size is known, and exact from then on.
-type leaseSizes struct {
-	files    []fileSize
-	capacity int64 // bytes of every disk's capacity plus the known files: a bound for the lease's percentage
-}
-
-type fileSize struct {
-	done atomic.Int64
-	size atomic.Int64 // -1 while unknown
-}
-
-func newLeaseSizes(info *types.HttpNfcLeaseInfo, files []downloadedFile) *leaseSizes {
-	known := make(map[string]int64, len(info.DeviceUrl))
-	for _, du := range info.DeviceUrl {
-		if du.FileSize > 0 { // set for non-disk backings only
-			known[du.Key] = du.FileSize
-		}
-	}
-	s := &leaseSizes{files: make([]fileSize, len(files)), capacity: info.TotalDiskCapacityInKB * 1024}
-	for i, f := range files {
-		n, ok := known[f.item.DeviceId]
-		if !ok {
-			n = -1
-		} else {
-			s.capacity += n
-		}
-		s.files[i].size.Store(n)
-	}
-	return s
-}
-
-// update records a transfer report about file i. transfer knows a size
-// from Content-Length or, for a chunked body, once it has ended.
-func (s *leaseSizes) update(i int, pr transfer.Progress) {
-	s.files[i].done.Store(pr.FileBytes)
-	if pr.FileSize >= 0 {
-		s.files[i].size.Store(pr.FileSize)
-	}
-}
-
-// sums returns the bytes written so far and the total, 0 while any file's
-// size is unknown. A total is never below what was written.
-func (s *leaseSizes) sums() (done, total int64) {
-	unknown := false
-	for i := range s.files {
-		done += s.files[i].done.Load()
-		if n := s.files[i].size.Load(); n >= 0 {
-			total += n
-		} else {
-			unknown = true
-		}
-	}
-	if unknown {
-		return done, 0
-	}
-	return done, max(total, done)
-}
-
 // leasePercent is the percentage HttpNfcLeaseProgress reports: exact once
 // the total is known, else measured against the disks' capacity (an
 // underestimate: the streams are smaller than the capacity). At most 99
 // until the lease is completed.
-func (s *leaseSizes) leasePercent() int32 {
-	done, total := s.sums()
+func (ex *export) leasePercent() int32 {
+	done, total := ex.done.Load(), ex.total.Load()
 	if total <= 0 {
-		total = s.capacity
+		total = ex.capacity
 	}
 	if total <= 0 {
 		return 0
@@ -463,7 +336,7 @@ func (s *leaseSizes) leasePercent() int32 {
 }
 
 // keepLeaseAlive reports the download's percentage to the lease until stop.
-func (ex *export) keepLeaseAlive(ctx context.Context, lease *nfc.Lease, sizes *leaseSizes, stop <-chan struct{}) {
+func (ex *export) keepLeaseAlive(ctx context.Context, lease *nfc.Lease, stop <-chan struct{}) {
 	t := time.NewTicker(leaseProgressInterval)
 	defer t.Stop()
 	for {
@@ -473,7 +346,7 @@ func (ex *export) keepLeaseAlive(ctx context.Context, lease *nfc.Lease, sizes *l
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if err := lease.Progress(ctx, sizes.leasePercent()); err != nil && ctx.Err() == nil {
+			if err := lease.Progress(ctx, ex.leasePercent()); err != nil && ctx.Err() == nil {
 				ex.log.Warn("lease progress update failed", "err", err)
 			}
 		}
@@ -497,157 +370,6 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
-}
-
-// finish writes the descriptor and manifest, completes the lease and, for
-// OVA exports, packs the folder.
-func (ex *export) finish(ctx context.Context, lease *nfc.Lease, files []downloadedFile) (res *providers.ExportResult, err error) {
-	defer func() {
-		if err != nil {
-			ex.abort(lease, err)
-		}
-	}()
-	ovfFiles := make([]types.OvfFile, 0, len(files))
-	for _, f := range files {
-		ovfFiles = append(ovfFiles, types.OvfFile{DeviceId: f.item.DeviceId, Path: f.name, Size: f.size})
-	}
-	desc, err := vovf.NewManager(ex.c).CreateDescriptor(ctx, ex.obj, types.OvfCreateDescriptorParams{
-		Name: ex.vm.Name, OvfFiles: ovfFiles, IncludeImageFiles: types.NewBool(false),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("create OVF descriptor for %s: %w", ex.vm.Path, err)
-	}
-	if len(desc.Error) > 0 {
-		return nil, fmt.Errorf("create OVF descriptor for %s: %s", ex.vm.Path, desc.Error[0].LocalizedMessage)
-	}
-	// Check what vCenter wrote: every file we have, with its size.
-	parsed, err := ovf.Parse([]byte(desc.OvfDescriptor))
-	if err != nil {
-		return nil, fmt.Errorf("OVF descriptor from vCenter for %s: %w", ex.vm.Path, err)
-	}
-	for _, f := range files {
-		ref, ok := parsed.FileByHref(f.name)
-		if !ok || (ref.Size >= 0 && ref.Size != f.size) {
-			return nil, fmt.Errorf("OVF descriptor from vCenter for %s does not reference %s with %d bytes", ex.vm.Path, f.name, f.size)
-		}
-	}
-
-	ovfName := ex.base + ".ovf"
-	descBytes := []byte(desc.OvfDescriptor)
-	if err := ex.writeFile(ovfName, descBytes); err != nil {
-		return nil, err
-	}
-	sum := sha256.Sum256(descBytes)
-	res = &providers.ExportResult{VM: ex.vm, OutputDir: ex.opts.OutputDir, Format: providers.FormatOVF}
-	res.Files = append(res.Files, providers.ExportedFile{Path: ovfName, Size: int64(len(descBytes)), SHA256: hex.EncodeToString(sum[:]), Kind: "ovf"})
-	mf := &ovf.Manifest{}
-	if err := mf.Add(ovf.SHA256, ovfName, res.Files[0].SHA256); err != nil {
-		return nil, err
-	}
-	for _, f := range files {
-		res.Files = append(res.Files, providers.ExportedFile{Path: f.name, Size: f.size, SHA256: f.sha256, Kind: f.kind})
-		if err := mf.Add(ovf.SHA256, f.name, f.sha256); err != nil {
-			return nil, err
-		}
-	}
-	res.Manifest = ovf.ManifestName(ovfName)
-	mfBytes := mf.Marshal()
-	if err := ex.writeFile(res.Manifest, mfBytes); err != nil {
-		return nil, err
-	}
-	msum := sha256.Sum256(mfBytes)
-	res.Files = append(res.Files, providers.ExportedFile{Path: res.Manifest, Size: int64(len(mfBytes)), SHA256: hex.EncodeToString(msum[:]), Kind: "manifest"})
-	for _, f := range res.Files {
-		res.Bytes += f.Size
-	}
-
-	if err := lease.Complete(ctx); err != nil {
-		return nil, fmt.Errorf("complete export lease for %s: %w", ex.vm.Path, err)
-	}
-	if ex.opts.Format == providers.FormatOVA {
-		if err := ex.pack(ctx, ovfName, res); err != nil {
-			return nil, err
-		}
-	}
-	return res, nil
-}
-
-// pack turns the OVF folder into an OVA (compressed when asked).
-func (ex *export) pack(ctx context.Context, ovfName string, res *providers.ExportResult) error {
-	comp := ova.CompressionNone
-	if ex.opts.Compress {
-		comp = ova.CompressionGzip
-		if ex.opts.Compression == "zstd" {
-			comp = ova.CompressionZstd
-		}
-	}
-	name := ex.base + comp.Extension()
-	ex.opts.Report(providers.Progress{Phase: providers.PhasePackaging, BytesDone: 0, BytesTotal: res.Bytes})
-	pr, err := ova.PackIn(ctx, ex.root, ovfName, ex.root, name, ova.Options{
-		Compression: comp, Level: ex.opts.CompressionLevel, CleanupOVF: ex.opts.CleanupOVF,
-		Progress: func(p ova.Progress) {
-			ex.opts.Report(providers.Progress{Phase: providers.PhasePackaging, BytesDone: min(p.Done, res.Bytes), BytesTotal: res.Bytes, Item: p.Member})
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("pack %s: %w", name, err)
-	}
-	ex.track(name)
-	ex.log.Info("packed OVA", "file", name, "bytes", pr.Size, "compression", string(pr.Compression), "ratio", fmt.Sprintf("%.2f", pr.Ratio),
-		"throughput_mib_s", fmt.Sprintf("%.1f", pr.Throughput/(1<<20)))
-	if ex.opts.CleanupOVF {
-		res.Files = nil
-		res.Bytes = 0
-	}
-	res.Format = providers.FormatOVA
-	res.OVAPath = name
-	res.Packaging = &providers.Packaging{Compression: string(pr.Compression), Level: pr.Level, Ratio: pr.Ratio,
-		Throughput: pr.Throughput, Duration: pr.Duration}
-	for _, m := range pr.Members {
-		res.Members = append(res.Members, providers.ExportedFile{Path: m.Name, Size: m.Size, SHA256: m.Digests[ovf.SHA256], Kind: string(m.Kind)})
-	}
-	res.Files = append(res.Files, providers.ExportedFile{Path: name, Size: pr.Size, SHA256: pr.SHA256, Kind: "ova"})
-	res.Bytes += pr.Size
-	return nil
-}
-
-// writeFile writes a small file through temp-and-rename inside the output
-// directory; a planted "<name>.part" link is refused, not written through.
-func (ex *export) writeFile(name string, data []byte) error {
-	tmp := name + ".part"
-	f, err := safepath.OpenFile(ex.root, tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return providers.Permanent(fmt.Errorf("output %w", err))
-	}
-	_, werr := f.Write(data)
-	serr := f.Sync()
-	cerr := f.Close()
-	if err := errors.Join(werr, serr, cerr); err != nil {
-		ex.root.Remove(tmp)
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	if err := ex.root.Rename(tmp, name); err != nil {
-		ex.root.Remove(tmp)
-		return err
-	}
-	ex.track(name)
-	return nil
-}
-
-// fileBase makes a VM name safe as a file name prefix.
-func fileBase(name string) string {
-	b := strings.Map(func(r rune) rune {
-		switch {
-		case r == '/' || r == '\\' || r == 0 || r == ':' || r < 0x20:
-			return '_'
-		}
-		return r
-	}, name)
-	b = strings.Trim(b, ". ")
-	if b == "" {
-		b = "vm"
-	}
-	return b
 }
 
 // transferOptions configures TLS for NFC downloads like the API client:

@@ -22,6 +22,7 @@ import (
 	"github.com/vmware/govmomi/vim25/mo"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
 )
@@ -134,7 +135,7 @@ func TestOVAImportsBackIntoVSphere(t *testing.T) {
 	} {
 		t.Run(tc.vm, func(t *testing.T) {
 			dir := t.TempDir()
-			res, err := p.ExportVM(ctx, tc.vm, providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVA,
+			res, err := pipeline.Export(ctx, p, tc.vm, providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVA,
 				CleanupOVF: true, Snapshot: tc.snapshot})
 			if err != nil {
 				t.Fatal(err)

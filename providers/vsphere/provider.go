@@ -124,8 +124,8 @@ func (p *Provider) PoolStats() providers.PoolStats {
 // GetExportCapabilities implements providers.Provider.
 func (p *Provider) GetExportCapabilities() providers.ExportCapabilities {
 	return providers.ExportCapabilities{
-		Formats:          []providers.Format{providers.FormatOVF, providers.FormatOVA},
-		DiskFormats:      []string{"vmdk-streamOptimized"},
+		Formats:          providers.Formats(),
+		DiskFormats:      providers.DiskFormats(),
 		Compression:      []string{"gzip", "zstd"},
 		SupportsSnapshot: true, SupportsPowerOff: true, ParallelDownloads: true, Resumable: true,
 	}

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
 )
@@ -42,7 +43,7 @@ func TestFailedLeaseErrorAndLogsHideNFCTicket(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	errc := make(chan error, 1)
 	go func() {
-		_, err := p.ExportVM(context.Background(), "db-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Logger: log})
+		_, err := pipeline.Export(context.Background(), p, "db-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Logger: log})
 		errc <- err
 	}()
 	if err := sim.WaitNFCHeld(context.Background(), 1); err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/vmware/govmomi/vim25/types"
 
 	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/providertest"
 	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
@@ -99,6 +100,34 @@ func TestConformance(t *testing.T) {
 			}
 			return out
 		},
+		RawDigests: func(t *testing.T) map[string]string {
+			vm, _ := sim.VM("db-01")
+			out := map[string]string{}
+			for _, d := range vm.Disks {
+				out["db-01-"+strings.TrimSuffix(d.TargetID, ".vmdk")+".raw"] = d.RawSHA256
+			}
+			return out
+		},
+		// Asked of the simulated vCenter: no lease still open, no
+		// temporary snapshot on any VM.
+		Leftovers: func(t *testing.T) []string {
+			var left []string
+			for _, l := range sim.Leases() {
+				if l.Outcome == vcsim.LeaseActive {
+					left = append(left, "active export lease of "+l.VM)
+				}
+			}
+			for _, vm := range sim.VMs() {
+				snaps, err := sim.Snapshots(vm.Name)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range snaps {
+					left = append(left, "snapshot "+s.Name+" of "+vm.Name)
+				}
+			}
+			return left
+		},
 	})
 }
 
@@ -109,7 +138,7 @@ func TestExportMatchesSourceAndManifest(t *testing.T) {
 	sim := startSim(t, testSpec())
 	p := sim.provider(t, PoolConfig{})
 	dir := t.TempDir()
-	res, err := p.ExportVM(context.Background(), "db-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 3})
+	res, err := pipeline.Export(context.Background(), p, "db-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,7 +204,7 @@ func TestInterruptedDownloadResumes(t *testing.T) {
 	sim.SetNFCBehavior(vcsim.NFCBehavior{Ranges: true, DropAfter: size / 2, DropFirst: 1})
 	p := sim.provider(t, PoolConfig{})
 	dir := t.TempDir()
-	res, err := p.ExportVM(context.Background(), "big-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVF})
+	res, err := pipeline.Export(context.Background(), p, "big-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVF})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +242,7 @@ func TestInterruptedNFCStreamRestarts(t *testing.T) {
 	big, _ := sim.VM("big-01")
 	sim.SetNFCBehavior(vcsim.NFCBehavior{DropAfter: big.Disks[0].Size / 3, DropFirst: 1})
 	p := sim.provider(t, PoolConfig{})
-	res, err := p.ExportVM(context.Background(), "big-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
+	res, err := pipeline.Export(context.Background(), p, "big-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -233,7 +262,7 @@ func TestCancelAbortsLeaseAndRemovesFiles(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
 	go func() {
-		_, err := p.ExportVM(ctx, "db-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 3})
+		_, err := pipeline.Export(ctx, p, "db-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 3})
 		errc <- err
 	}()
 	if err := sim.WaitNFCHeld(context.Background(), 2); err != nil {
@@ -256,7 +285,7 @@ func TestCancelAbortsLeaseAndRemovesFiles(t *testing.T) {
 func TestPoweredOnVMNeedsAChoice(t *testing.T) {
 	sim := startSim(t, testSpec())
 	p := sim.provider(t, PoolConfig{})
-	_, err := p.ExportVM(context.Background(), "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
+	_, err := pipeline.Export(context.Background(), p, "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF})
 	if !errors.Is(err, providers.ErrInvalidArgument) || !providers.IsPermanent(err) || !strings.Contains(err.Error(), "snapshot") {
 		t.Fatalf("powered-on export without a choice: %v", err)
 	}
@@ -270,7 +299,7 @@ func TestPoweredOnVMNeedsAChoice(t *testing.T) {
 func TestSnapshotExportRemovesSnapshot(t *testing.T) {
 	sim := startSim(t, testSpec())
 	p := sim.provider(t, PoolConfig{})
-	res, err := p.ExportVM(context.Background(), "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Snapshot: true})
+	res, err := pipeline.Export(context.Background(), p, "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Snapshot: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +326,7 @@ func TestFailedSnapshotExportLeavesNoSnapshot(t *testing.T) {
 	sim := startSim(t, testSpec())
 	sim.AddFault(vcsim.FaultRule{Method: "ExportSnapshot", LeaseError: true, Fault: &types.FileNotFound{}})
 	p := sim.provider(t, PoolConfig{})
-	_, err := p.ExportVM(context.Background(), "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Snapshot: true})
+	_, err := pipeline.Export(context.Background(), p, "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Snapshot: true})
 	if err == nil {
 		t.Fatal("export with a failing lease succeeded")
 	}
@@ -309,7 +338,7 @@ func TestFailedSnapshotExportLeavesNoSnapshot(t *testing.T) {
 func TestPowerOffExport(t *testing.T) {
 	sim := startSim(t, testSpec())
 	p := sim.provider(t, PoolConfig{})
-	if _, err := p.ExportVM(context.Background(), "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF,
+	if _, err := pipeline.Export(context.Background(), p, "web-01", providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF,
 		PowerOff: true, PowerOffTimeout: 5 * time.Second}); err != nil {
 		t.Fatal(err)
 	}
@@ -387,7 +416,7 @@ func TestConcurrentExportsShareThePool(t *testing.T) {
 	var wg sync.WaitGroup
 	for _, vm := range []string{"db-01", "big-01", "web-01"} {
 		wg.Go(func() {
-			if _, err := p.ExportVM(context.Background(), vm, providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Snapshot: true}); err != nil {
+			if _, err := pipeline.Export(context.Background(), p, vm, providers.ExportOptions{OutputDir: t.TempDir(), Format: providers.FormatOVF, Snapshot: true}); err != nil {
 				t.Error(err)
 			}
 		})
@@ -414,7 +443,7 @@ func TestOVAExport(t *testing.T) {
 		{true, "zstd", "db-01.ova.zst", "--zstd"},
 	} {
 		dir := t.TempDir()
-		res, err := p.ExportVM(context.Background(), "db-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVA,
+		res, err := pipeline.Export(context.Background(), p, "db-01", providers.ExportOptions{OutputDir: dir, Format: providers.FormatOVA,
 			Compress: tc.compress, Compression: tc.compression, CleanupOVF: true})
 		if err != nil {
 			t.Fatal(err)

@@ -16,7 +16,7 @@ import (
 // races when calls run concurrently, as they do under a connection pool.
 type FaultRule struct {
 	// Method is the SOAP method name, e.g. "ExportVm", "HttpNfcLeaseProgress",
-	// "RetrievePropertiesEx", "CreateDescriptor"; "" or "*" matches all.
+	// "RetrievePropertiesEx", "ExportVm"; "" or "*" matches all.
 	Method string
 	// Object restricts the rule to one target: an entity name ("web-01"), a
 	// MoRef value ("vm-42") or a type ("HttpNfcLease"); "" matches any.

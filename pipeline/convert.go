@@ -1,0 +1,198 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"os"
+
+	"github.com/hypersdk/hypersdk/internal/safepath"
+	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/vmdk"
+)
+
+// blockSize is the unit of sparse writing and of copies: small enough to
+// stay in cache between the read, the zero check, the hash and the write.
+const blockSize = 64 << 10
+
+// convert decodes item it's source bytes from src and writes them in the
+// requested disk format.
+func (r *run) convert(ctx context.Context, it *item, src io.Reader) error {
+	d := it.disk
+	capacity := d.Capacity
+	var disk io.Reader
+	switch d.Format {
+	case providers.SourceVMDKStream:
+		s, err := vmdk.NewStreamReader(src)
+		if err != nil {
+			return fmt.Errorf("disk %s: %w", d.Name, err)
+		}
+		if capacity > 0 && s.Capacity != capacity {
+			return fmt.Errorf("disk %s: the VMDK holds %d bytes, the platform says %d", d.Name, s.Capacity, capacity)
+		}
+		capacity, disk = s.Capacity, s
+	case providers.SourceRaw:
+		if capacity <= 0 {
+			return fmt.Errorf("disk %s: a raw source needs its capacity", d.Name)
+		}
+		disk = &exactReader{r: src, left: capacity, name: d.Name}
+	}
+	switch r.opts.DiskFormat {
+	case providers.DiskRaw:
+		return r.writeRaw(ctx, it, disk, capacity)
+	default:
+		return r.produce(it, func(w io.Writer) error {
+			_, err := vmdk.WriteStreamOptimized(w, disk, capacity, vmdk.WriteOptions{FileName: it.name})
+			return err
+		})
+	}
+}
+
+// exactReader reads exactly left bytes of a raw source: a short source
+// is an error, not a disk with a zero tail.
+type exactReader struct {
+	r    io.Reader
+	left int64
+	name string
+}
+
+func (e *exactReader) Read(p []byte) (int, error) {
+	if e.left <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > e.left {
+		p = p[:e.left]
+	}
+	n, err := e.r.Read(p)
+	e.left -= int64(n)
+	if errors.Is(err, io.EOF) && e.left > 0 {
+		return n, fmt.Errorf("disk %s: source ended %d bytes early: %w", e.name, e.left, io.ErrUnexpectedEOF)
+	}
+	if errors.Is(err, io.EOF) {
+		err = nil
+	}
+	return n, err
+}
+
+// writeCopy writes src as it is.
+func (r *run) writeCopy(_ context.Context, it *item, src io.Reader) error {
+	return r.produce(it, func(w io.Writer) error {
+		buf := make([]byte, blockSize)
+		_, err := io.CopyBuffer(w, struct{ io.Reader }{src}, buf)
+		return err
+	})
+}
+
+// produce creates it.name through "<name>.part" (never through a planted
+// link), lets write fill it through a hash, then syncs and renames it.
+func (r *run) produce(it *item, write func(io.Writer) error) error {
+	f, tmp, err := r.create(it.name)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(f, h), blockSize)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	var n int64
+	if err == nil {
+		n, err = f.Seek(0, io.SeekCurrent)
+	}
+	return r.commit(it, f, tmp, h, n, err)
+}
+
+// writeRaw writes the disk bytes of src as a sparse raw image: all-zero
+// blocks are seeked over (holes), the file is capacity bytes long, and
+// every byte — holes included — is hashed as it passes.
+func (r *run) writeRaw(ctx context.Context, it *item, src io.Reader, capacity int64) error {
+	f, tmp, err := r.create(it.name)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	buf := make([]byte, blockSize)
+	var off int64
+	for {
+		n, rerr := io.ReadFull(src, buf)
+		if n > 0 {
+			h.Write(buf[:n])
+			if !isZero(buf[:n]) {
+				if _, err = f.WriteAt(buf[:n], off); err != nil {
+					break
+				}
+			}
+			off += int64(n)
+		}
+		// io.ReadFull's own end markers, compared by identity: a decoder's
+		// wrapped io.ErrUnexpectedEOF is a truncated source, an error.
+		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF { //nolint:errorlint
+			break
+		}
+		if rerr != nil {
+			err = rerr
+			break
+		}
+		if err = ctx.Err(); err != nil {
+			break
+		}
+	}
+	if err == nil && off != capacity {
+		err = fmt.Errorf("disk %s: decoded %d bytes, capacity %d", it.disk.Name, off, capacity)
+	}
+	if err == nil {
+		err = f.Truncate(capacity) // a trailing hole
+	}
+	return r.commit(it, f, tmp, h, capacity, err)
+}
+
+func isZero(b []byte) bool {
+	for len(b) >= 8 {
+		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
+			return false
+		}
+		b = b[8:]
+	}
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *run) create(name string) (*os.File, string, error) {
+	tmp := name + ".part"
+	f, err := safepath.OpenFile(r.root, tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return nil, "", providers.Permanent(fmt.Errorf("output %w", err))
+	}
+	return f, tmp, nil
+}
+
+// commit finishes a file created by create: on success synced, closed and
+// renamed, with its size and digest recorded; on failure removed.
+func (r *run) commit(it *item, f *os.File, tmp string, h hash.Hash, size int64, err error) error {
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = r.root.Rename(tmp, it.name)
+	}
+	if err != nil {
+		_ = r.root.Remove(tmp)
+		return fmt.Errorf("write %s: %w", it.name, err)
+	}
+	r.track(it.name)
+	it.size, it.sha256 = size, hex.EncodeToString(h.Sum(nil))
+	return nil
+}

@@ -1,0 +1,313 @@
+package pipeline
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+
+	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/transfer"
+)
+
+// item is one output file made from one source.
+type item struct {
+	disk *providers.DiskSource // nil for other files
+	file *providers.FileSource
+	name string // final name in the output root
+	kind string // ExportedFile kind
+	// passthrough: the source bytes are the output bytes (a VMDK kept as
+	// VMDK, a file as it is); otherwise they are decoded and encoded.
+	passthrough bool
+
+	size   int64
+	sha256 string
+}
+
+func (it *item) source() (*providers.HTTPSource, func(context.Context) (io.ReadCloser, error), int64) {
+	if it.disk != nil {
+		return it.disk.HTTP, it.disk.Open, it.disk.Size
+	}
+	return it.file.HTTP, it.file.Open, it.file.Size
+}
+
+// items lists the files the export produces, in descriptor order: disks,
+// then other files.
+func (r *run) items() ([]*item, error) {
+	var out []*item
+	seen := map[string]bool{}
+	add := func(it *item) error {
+		if seen[it.name] {
+			return fmt.Errorf("export %s: two sources are named %s", r.exp.VM.Name, it.name)
+		}
+		seen[it.name] = true
+		out = append(out, it)
+		return nil
+	}
+	for i := range r.exp.Disks {
+		d := &r.exp.Disks[i]
+		switch d.Format {
+		case providers.SourceVMDKStream, providers.SourceRaw:
+		default:
+			return nil, providers.Permanent(fmt.Errorf("%w: disk %s: source format %q", providers.ErrUnsupported, d.Name, d.Format))
+		}
+		if (d.HTTP == nil) == (d.Open == nil) {
+			return nil, fmt.Errorf("export %s: disk %s needs exactly one of an HTTP source and a reader", r.exp.VM.Name, d.Name)
+		}
+		it := &item{disk: d, kind: "disk", name: r.base + "-" + d.Name + "." + string(r.opts.DiskFormat)}
+		it.passthrough = d.Format == providers.SourceVMDKStream && r.opts.DiskFormat == providers.DiskVMDK ||
+			d.Format == providers.SourceRaw && r.opts.DiskFormat == providers.DiskRaw && d.HTTP != nil
+		if err := add(it); err != nil {
+			return nil, err
+		}
+	}
+	for i := range r.exp.Files {
+		f := &r.exp.Files[i]
+		if (f.HTTP == nil) == (f.Open == nil) {
+			return nil, fmt.Errorf("export %s: file %s needs exactly one of an HTTP source and a reader", r.exp.VM.Name, f.Name)
+		}
+		kind := f.Kind
+		if kind == "" {
+			kind = "other"
+		}
+		if err := add(&item{file: f, kind: kind, name: r.base + "-" + f.Name, passthrough: true}); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// fetch produces every item: HTTP sources through transfer (one
+// Downloader per TLS client), readers streamed, all concurrently.
+func (r *run) fetch(ctx context.Context) ([]*item, error) {
+	items, err := r.items()
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	prog := newSizes(items, r)
+	r.opts.Report(providers.Progress{Phase: providers.PhaseDownloading})
+
+	groups := map[*http.Client][]int{}
+	var order []*http.Client
+	var readers []int
+	for i, it := range items {
+		if h, _, _ := it.source(); h != nil {
+			if _, ok := groups[h.Client]; !ok {
+				order = append(order, h.Client)
+			}
+			groups[h.Client] = append(groups[h.Client], i)
+		} else {
+			readers = append(readers, i)
+		}
+	}
+	par := max(1, r.opts.ParallelDownloads)
+	var wg sync.WaitGroup
+	var firstErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel(err) })
+	}
+	for _, client := range order {
+		idx := groups[client]
+		wg.Go(func() {
+			if err := r.download(ctx, client, items, idx, prog, par); err != nil {
+				fail(err)
+			}
+		})
+	}
+	sem := make(chan struct{}, par)
+	for _, i := range readers {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-sem }()
+			if err := r.stream(ctx, items[i], prog.counter(i, items[i].name)); err != nil {
+				fail(err)
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, context.Cause(ctx)
+	}
+	return items, nil
+}
+
+// download fetches the HTTP items idx that share client, then converts
+// those that are not passed through.
+func (r *run) download(ctx context.Context, client *http.Client, items []*item, idx []int, prog *sizes, par int) error {
+	var tf []transfer.File
+	byPath := map[string]int{}
+	for _, i := range idx {
+		it := items[i]
+		h, _, size := it.source()
+		path := it.name
+		if !it.passthrough {
+			path = it.name + ".src" // decoded into it.name once complete
+		}
+		byPath[path] = i
+		tf = append(tf, transfer.File{URL: h.URL, Root: r.root, Path: path, Header: h.Header, Size: max(size, 0)})
+	}
+	if client == nil {
+		var err error
+		if client, err = transfer.NewHTTPClient(transfer.ClientOptions{}); err != nil {
+			return err
+		}
+	}
+	d := transfer.NewDownloader(transfer.Options{
+		Client: client, Concurrency: par, BandwidthLimit: r.opts.BandwidthLimit, Logger: r.log,
+		Progress: func(pr transfer.Progress) {
+			if i, ok := byPath[pr.Path]; ok {
+				prog.update(i, pr.FileBytes, pr.FileSize)
+				r.opts.Report(prog.report(filepath.Base(items[i].name), pr.FileBytes, max(pr.FileSize, 0)))
+			}
+		},
+	})
+	results, err := d.Download(ctx, tf)
+	for k, res := range results {
+		if res.Err == nil && res.SHA256 != "" {
+			it := items[byPath[tf[k].Path]]
+			r.track(tf[k].Path)
+			if it.passthrough {
+				it.size, it.sha256 = res.Size, res.SHA256
+			}
+		}
+	}
+	if err != nil {
+		return transferErr(r.exp.VM.Name, err)
+	}
+	for _, i := range idx {
+		it := items[i]
+		if it.passthrough {
+			continue
+		}
+		src := it.name + ".src"
+		f, err := r.root.Open(src)
+		if err != nil {
+			return err
+		}
+		err = r.convert(ctx, it, f)
+		f.Close()
+		if err != nil {
+			return err
+		}
+		if err := r.root.Remove(src); err != nil {
+			return err
+		}
+		r.untrack(src)
+	}
+	return nil
+}
+
+// stream produces a reader item.
+func (r *run) stream(ctx context.Context, it *item, count func(int64)) error {
+	_, open, _ := it.source()
+	rc, err := open(ctx)
+	if err != nil {
+		return fmt.Errorf("export %s: open %s: %w", r.exp.VM.Name, it.name, err)
+	}
+	defer rc.Close()
+	src := &countingReader{ctx: ctx, r: rc, count: count}
+	if it.passthrough {
+		return r.writeCopy(ctx, it, src)
+	}
+	return r.convert(ctx, it, src)
+}
+
+// countingReader reports what it reads and stops when ctx ends.
+type countingReader struct {
+	ctx   context.Context
+	r     io.Reader
+	count func(int64)
+	n     int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, context.Cause(c.ctx)
+	}
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.n += int64(n)
+		c.count(c.n)
+	}
+	return n, err
+}
+
+// sizes tracks what every item has moved and how big its source is, to
+// report progress in bytes that will actually move: the total is unknown
+// (0) until every source's size is known (NFC disks are chunked streams
+// whose length shows at their last byte), and exact from then on.
+type sizes struct {
+	r     *run
+	files []fileSize
+}
+
+type fileSize struct {
+	done atomic.Int64
+	size atomic.Int64 // -1 while unknown
+}
+
+func newSizes(items []*item, r *run) *sizes {
+	s := &sizes{r: r, files: make([]fileSize, len(items))}
+	for i, it := range items {
+		_, _, n := it.source()
+		if n < 0 {
+			n = -1
+		}
+		s.files[i].size.Store(n)
+	}
+	return s
+}
+
+func (s *sizes) update(i int, done, size int64) {
+	s.files[i].done.Store(done)
+	if size >= 0 {
+		s.files[i].size.Store(size)
+	}
+}
+
+// counter returns the byte counter of reader item i, named name.
+func (s *sizes) counter(i int, name string) func(int64) {
+	return func(n int64) {
+		s.files[i].done.Store(n)
+		s.r.opts.Report(s.report(name, n, max(s.files[i].size.Load(), 0)))
+	}
+}
+
+// sums returns the bytes moved and the total, 0 while any size is unknown.
+func (s *sizes) sums() (done, total int64) {
+	unknown := false
+	for i := range s.files {
+		done += s.files[i].done.Load()
+		if n := s.files[i].size.Load(); n >= 0 {
+			total += n
+		} else {
+			unknown = true
+		}
+	}
+	if unknown {
+		return done, 0
+	}
+	return done, max(total, done)
+}
+
+// report builds a download progress report and tells the platform.
+func (s *sizes) report(name string, itemBytes, itemSize int64) providers.Progress {
+	done, total := s.sums()
+	if s.r.exp.Progress != nil {
+		s.r.exp.Progress(done, total)
+	}
+	return providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total, Item: name, ItemBytes: itemBytes, ItemSize: itemSize}
+}

@@ -1,0 +1,180 @@
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hypersdk/hypersdk/internal/safepath"
+	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/transfer"
+)
+
+// CheckOptions normalises and validates the packaging choices of opts
+// (format, disk_format, compression); errors wrap
+// providers.ErrInvalidArgument and name the field. The daemon, the
+// scheduler and hyperctl call it before queueing anything.
+func CheckOptions(opts *providers.ExportOptions) error {
+	if opts.Format == "" {
+		opts.Format = providers.FormatOVF
+	}
+	if opts.DiskFormat == "" {
+		opts.DiskFormat = providers.DiskVMDK
+	}
+	switch opts.Format {
+	case providers.FormatOVF, providers.FormatOVA, providers.FormatDisks:
+	default:
+		return fmt.Errorf("%w: format: must be ovf, ova or disks, got %q", providers.ErrInvalidArgument, opts.Format)
+	}
+	switch opts.DiskFormat {
+	case providers.DiskVMDK, providers.DiskRaw:
+	default:
+		return fmt.Errorf("%w: disk_format: must be vmdk or raw, got %q", providers.ErrInvalidArgument, opts.DiskFormat)
+	}
+	if opts.DiskFormat == providers.DiskRaw && opts.Format != providers.FormatDisks {
+		return fmt.Errorf("%w: disk_format: raw needs format disks (an OVF descriptor has no standard raw disk format)", providers.ErrInvalidArgument)
+	}
+	if opts.Compress && opts.Format != providers.FormatOVA {
+		return fmt.Errorf("%w: compress: needs format ova", providers.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Export exports the VM identifier names from p into opts.OutputDir (or
+// opts.OutputRoot) in opts.Format with opts.DiskFormat disks.
+func Export(ctx context.Context, p providers.Exporter, identifier string, opts providers.ExportOptions) (res *providers.ExportResult, err error) {
+	start := time.Now()
+	if err := CheckOptions(&opts); err != nil {
+		return nil, providers.Permanent(err)
+	}
+	if opts.OutputDir == "" && opts.OutputRoot == nil {
+		return nil, providers.Permanent(fmt.Errorf("%w: no output directory", providers.ErrInvalidArgument))
+	}
+	root := opts.OutputRoot
+	if root == nil {
+		if root, err = safepath.OpenPath(opts.OutputDir, ".", 0o750); err != nil {
+			return nil, providers.Permanent(fmt.Errorf("output directory: %w", err))
+		}
+		defer root.Close()
+	}
+	exp, err := p.PrepareExport(ctx, identifier, opts)
+	if err != nil {
+		return nil, err
+	}
+	if exp.Cleanup != nil {
+		defer exp.Cleanup()
+	}
+	r := &run{exp: exp, opts: opts, root: root, log: opts.Log(), base: fileBase(exp.VM.Name)}
+	r.log = r.log.With("vm", exp.VM.Name)
+	defer func() {
+		if err != nil {
+			r.removeWritten()
+		}
+	}()
+	res, err = r.run(ctx)
+	if exp.Finish != nil {
+		if err != nil {
+			// The platform hears of a failure even when ctx is cancelled.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+			_ = exp.Finish(fctx, err)
+			cancel()
+		} else {
+			err = exp.Finish(ctx, nil)
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	res.Duration = time.Since(start)
+	if s := res.Duration.Seconds(); s > 0 {
+		res.Throughput = float64(res.Bytes) / s
+	}
+	r.log.Info("export complete", "format", string(res.Format), "disk_format", string(res.DiskFormat), "files", len(res.Files),
+		"bytes", res.Bytes, "duration", res.Duration.Round(time.Millisecond).String(), "throughput_mib_s", fmt.Sprintf("%.1f", res.Throughput/(1<<20)))
+	return res, nil
+}
+
+// run is the state of one Export call.
+type run struct {
+	exp  *providers.Export
+	opts providers.ExportOptions
+	root *os.Root
+	log  *slog.Logger
+	base string // file name prefix derived from the VM name
+
+	mu      sync.Mutex
+	written []string // names in root, removed if the export fails
+}
+
+func (r *run) track(name string) {
+	r.mu.Lock()
+	r.written = append(r.written, name)
+	r.mu.Unlock()
+}
+
+func (r *run) untrack(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for i, n := range r.written {
+		if n == name {
+			r.written = append(r.written[:i], r.written[i+1:]...)
+			return
+		}
+	}
+}
+
+func (r *run) removeWritten() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.written {
+		_ = r.root.Remove(n)
+	}
+	r.written = nil
+}
+
+func (r *run) run(ctx context.Context) (*providers.ExportResult, error) {
+	if len(r.exp.Disks) == 0 && len(r.exp.Files) == 0 {
+		return nil, fmt.Errorf("export %s: the provider offers no files", r.exp.VM.Name)
+	}
+	got, err := r.fetch(ctx)
+	if err != nil {
+		return nil, err
+	}
+	switch r.opts.Format {
+	case providers.FormatDisks:
+		return r.layoutDisks(got)
+	default:
+		return r.layoutOVF(ctx, got)
+	}
+}
+
+// transferErr classifies a download failure.
+func transferErr(vm string, err error) error {
+	var se *transfer.StatusError
+	if errors.As(err, &se) && (se.StatusCode == http.StatusUnauthorized || se.StatusCode == http.StatusForbidden) {
+		return fmt.Errorf("download disks of %s: %w (%v)", vm, providers.ErrAuth, err)
+	}
+	return fmt.Errorf("download disks of %s: %w", vm, err)
+}
+
+// fileBase makes a VM name safe as a file name prefix.
+func fileBase(name string) string {
+	b := strings.Map(func(r rune) rune {
+		switch {
+		case r == '/' || r == '\\' || r == 0 || r == ':' || r < 0x20:
+			return '_'
+		}
+		return r
+	}, name)
+	b = strings.Trim(b, ". ")
+	if b == "" {
+		b = "vm"
+	}
+	return b
+}
