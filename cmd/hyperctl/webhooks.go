@@ -12,9 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/webhooks"
 )
 
 func (a *app) webhooksCommand() *cobra.Command {
@@ -130,7 +129,7 @@ request timeout.`,
 			if len(events) == 0 {
 				return usageErrorf("--events is required: the event types to send, e.g. --events 'job.*' or --events job.completed --events job.failed")
 			}
-			spec := webhooks.EndpointSpec{URL: args[0], Description: description, Events: events}
+			spec := apitypes.EndpointSpec{URL: args[0], Description: description, Events: events}
 			if len(headers) > 0 || headerFile != "" {
 				spec.Headers = map[string]string{}
 			}
@@ -193,7 +192,7 @@ request timeout.`,
 	fl.IntVar(&maxRetries, "max-retries", 0, "retries after the first attempt, 0-50 (default: the Standard Webhooks schedule, 7 retries over about 27 hours)")
 	fl.StringVar(&secret, "secret", "", "signing secret whsec_… (visible in the process list: prefer --secret-file)")
 	fl.StringVar(&secretFile, "secret-file", "", "file holding the signing secret whsec_… (default: the daemon generates one)")
-	_ = cmd.RegisterFlagCompletionFunc("events", cobra.FixedCompletions(append([]string{"job.*", "schedule.*", "*"}, webhooks.EventTypes...), cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("events", cobra.FixedCompletions(append([]string{"job.*", "schedule.*", "*"}, apitypes.EventTypes()...), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -220,7 +219,7 @@ func (a *app) webhooksListCommand() *cobra.Command {
 				return fmt.Errorf("list webhooks: %w", err)
 			}
 			out := struct {
-				Items []*webhooks.Endpoint `json:"items"`
+				Items []*apitypes.Endpoint `json:"items"`
 			}{eps}
 			return a.show(out, func(w io.Writer) error {
 				if len(eps) == 0 {
@@ -265,7 +264,7 @@ func (a *app) webhooksGetCommand() *cobra.Command {
 	}
 }
 
-func (a *app) describeEndpoint(w io.Writer, ep *webhooks.Endpoint) {
+func (a *app) describeEndpoint(w io.Writer, ep *apitypes.Endpoint) {
 	now := a.env.now()
 	row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
 	row("ID", ep.ID)
@@ -334,7 +333,7 @@ func (a *app) webhooksEnableCommand(enable bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ep, err := c.UpdateWebhook(cmd.Context(), args[0], webhooks.EndpointPatch{Enabled: new(enable)})
+			ep, err := c.UpdateWebhook(cmd.Context(), args[0], apitypes.EndpointPatch{Enabled: new(enable)})
 			if err != nil {
 				return fmt.Errorf("%s webhook %s: %w", strings.TrimSuffix(verb, "d"), args[0], err)
 			}
@@ -438,7 +437,7 @@ each attempt; interrupting stops the waiting, not the delivery.`,
 }
 
 // deliveryFailedError reports a waited delivery that failed for good.
-type deliveryFailedError struct{ d *webhooks.Delivery }
+type deliveryFailedError struct{ d *apitypes.Delivery }
 
 func (e *deliveryFailedError) Error() string {
 	d := e.d
@@ -447,7 +446,7 @@ func (e *deliveryFailedError) Error() string {
 
 // lastOutcome is the last attempt's status and error, e.g. "HTTP 500:
 // upstream down" or "dial tcp …: connection refused".
-func lastOutcome(d *webhooks.Delivery) string {
+func lastOutcome(d *apitypes.Delivery) string {
 	status, errText := d.LastStatus, d.LastError
 	if n := len(d.History); n > 0 {
 		status, errText = d.History[n-1].Status, d.History[n-1].Error
@@ -473,19 +472,19 @@ func attemptOutcome(status int, errText string) string {
 // waitDelivery follows d until it is no longer pending, printing each new
 // attempt on stderr, then the outcome (the delivery itself with -o
 // json|yaml). A failed delivery is a *deliveryFailedError.
-func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.Delivery, earlier int) error {
+func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *apitypes.Delivery, earlier int) error {
 	// Only attempts of this round are printed: the first earlier entries of
 	// the history belong to previous rounds (counted before a redelivery,
 	// since the attempt counter and the history are read separately).
 	seen := earlier
-	final, err := c.WatchDelivery(ctx, d.ID, a.env.pollInterval, func(cur *webhooks.Delivery) {
+	final, err := c.WatchDelivery(ctx, d.ID, a.env.pollInterval, func(cur *apitypes.Delivery) {
 		for ; seen < len(cur.History); seen++ {
 			at := cur.History[seen]
 			line := fmt.Sprintf("attempt %d: %s (%s)", at.Attempt, attemptOutcome(at.Status, at.Error), latency(at.LatencyMS))
 			if at.Response != "" && (at.Status < 200 || at.Status > 299) {
 				line += ", response: " + short(at.Response, 80)
 			}
-			if seen == len(cur.History)-1 && cur.State == webhooks.StatePending && cur.NextAttemptAt != nil {
+			if seen == len(cur.History)-1 && cur.State == apitypes.DeliveryPending && cur.NextAttemptAt != nil {
 				line += "; next attempt in " + untilText(cur.NextAttemptAt.Sub(a.env.now()))
 			}
 			fmt.Fprintln(a.env.stderr, line)
@@ -498,7 +497,7 @@ func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.De
 		return fmt.Errorf("wait for delivery %s: %w", d.ID, err)
 	}
 	if err := a.show(final, func(w io.Writer) error {
-		if final.State != webhooks.StateDelivered {
+		if final.State != apitypes.DeliveryDelivered {
 			return nil // the error says it
 		}
 		ms, attempt := final.LastLatencyMS, final.Attempts
@@ -510,7 +509,7 @@ func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.De
 	}); err != nil {
 		return err
 	}
-	if final.State != webhooks.StateDelivered {
+	if final.State != apitypes.DeliveryDelivered {
 		return &deliveryFailedError{d: final}
 	}
 	return nil
@@ -547,14 +546,14 @@ func (a *app) webhooksDeliveriesCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			var list *api.DeliveryList
+			var list *apitypes.DeliveryList
 			switch {
 			case event != "":
 				if list, err = c.EventDeliveries(ctx, event); err != nil {
 					return fmt.Errorf("deliveries of event %s: %w", event, err)
 				}
 			case all:
-				list = &api.DeliveryList{Items: []*webhooks.Delivery{}}
+				list = &apitypes.DeliveryList{Items: []*apitypes.Delivery{}}
 				if limit == 0 {
 					limit = 500
 				}
@@ -601,7 +600,7 @@ func (a *app) webhooksDeliveriesCommand() *cobra.Command {
 	fl.IntVar(&limit, "limit", 0, "at most this many deliveries (server default 100, max 1000); with --all, the page size")
 	fl.BoolVar(&all, "all", false, "fetch every matching delivery, following the server's pages")
 	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(
-		[]string{webhooks.StatePending, webhooks.StateDelivered, webhooks.StateFailed}, cobra.ShellCompDirectiveNoFileComp))
+		[]string{apitypes.DeliveryPending, apitypes.DeliveryDelivered, apitypes.DeliveryFailed}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -639,7 +638,7 @@ func statusText(status int) string {
 	return fmt.Sprint(status)
 }
 
-func latencyText(d *webhooks.Delivery) string {
+func latencyText(d *apitypes.Delivery) string {
 	if d.Attempts == 0 && d.LastStatus == 0 && d.LastError == "" {
 		return "-"
 	}
@@ -648,9 +647,9 @@ func latencyText(d *webhooks.Delivery) string {
 
 // deliveryNote says what comes next for a pending delivery, or what went
 // wrong with a failed one.
-func deliveryNote(d *webhooks.Delivery, now time.Time) string {
+func deliveryNote(d *apitypes.Delivery, now time.Time) string {
 	switch d.State {
-	case webhooks.StatePending:
+	case apitypes.DeliveryPending:
 		if d.NextAttemptAt == nil {
 			return "-"
 		}
@@ -658,7 +657,7 @@ func deliveryNote(d *webhooks.Delivery, now time.Time) string {
 			return "next attempt in " + untilText(wait)
 		}
 		return "due now"
-	case webhooks.StateFailed:
+	case apitypes.DeliveryFailed:
 		return short(attemptOutcome(d.LastStatus, d.LastError), 60)
 	}
 	return "-"
@@ -683,7 +682,7 @@ func (a *app) webhooksDeliveryCommand() *cobra.Command {
 	}
 }
 
-func (a *app) describeDelivery(w io.Writer, d *webhooks.Delivery) {
+func (a *app) describeDelivery(w io.Writer, d *apitypes.Delivery) {
 	now := a.env.now()
 	row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
 	row("ID", d.ID)
@@ -699,7 +698,7 @@ func (a *app) describeDelivery(w io.Writer, d *webhooks.Delivery) {
 	if d.NextAttemptAt != nil {
 		row("Next attempt", whenNext(now, d.NextAttemptAt))
 	}
-	if d.State == webhooks.StateFailed {
+	if d.State == apitypes.DeliveryFailed {
 		row("Last error", lastOutcome(d))
 	}
 	if len(d.History) == 0 {
