@@ -52,15 +52,27 @@ func (p *Problem) Message() string {
 }
 
 // FieldErrors renders each entry of Errors as "location: message".
-func (p *Problem) FieldErrors() []string {
+func (p *Problem) FieldErrors() []string { return p.FieldErrorsNamed(nil) }
+
+// FieldErrorsNamed renders each entry of Errors as "name: message", where
+// name is what rename returns for the entry's location, or the location
+// itself when rename is nil or returns "". A CLI passes a rename that
+// turns "body.output" into the flag its user typed.
+func (p *Problem) FieldErrorsNamed(rename func(location string) string) []string {
 	out := make([]string, 0, len(p.Errors))
 	for _, e := range p.Errors {
 		if e == nil {
 			continue
 		}
+		name := e.Location
+		if rename != nil {
+			if n := rename(e.Location); n != "" {
+				name = n
+			}
+		}
 		s := e.Message
-		if e.Location != "" {
-			s = e.Location + ": " + s
+		if name != "" {
+			s = name + ": " + s
 		}
 		if v, ok := shortValue(e.Value); ok {
 			s += " (got " + v + ")"

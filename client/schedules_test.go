@@ -90,7 +90,8 @@ func TestSchedules(t *testing.T) {
 		Job: apitypes.JobRequest{Provider: "nope", VM: "v"}})
 	var p *client.Problem
 	if !errors.As(err, &p) || p.Status != 422 || p.Slug() != "invalid-schedule" ||
-		!strings.Contains(p.Detail, "Mars/Olympus") || !strings.Contains(p.Detail, `no provider named "nope"`) {
+		!strings.Contains(strings.Join(p.FieldErrors(), "\n"), "body.timezone: timezone \"Mars/Olympus\"") ||
+		!strings.Contains(strings.Join(p.FieldErrors(), "\n"), `body.job.provider: no provider named "nope"`) {
 		t.Fatalf("bad spec: %v", err)
 	}
 

@@ -12,6 +12,10 @@ type exportFlags struct {
 	local     localFlags
 }
 
+// localOnlyFlags are the flags of the standalone mode, which a daemon
+// export would otherwise ignore silently.
+var localOnlyFlags = []string{"demo", "url", "username", "thumbprint"}
+
 func (a *app) exportCommand() *cobra.Command {
 	f := &exportFlags{}
 	cmd := &cobra.Command{
@@ -31,16 +35,27 @@ comes from --url or GOVC_URL, the user from the URL, --username or
 GOVC_USERNAME, the password from GOVC_PASSWORD or a prompt (a password in
 --url works but is visible in the process list, so hyperctl warns), and
 GOVC_INSECURE=1 or --insecure skips certificate checks (--thumbprint pins
-one instead).`,
+one instead). --local --demo starts a simulated vCenter in this process (the
+demo VMs of 'hypervisord --demo') to try it without one. Without --output
+the files land in ./<VM name>.`,
 		Example: `  hyperctl export --provider vc1 --vm /DC0/vm/web01 --output web01 --wait
   hyperctl export --provider vc1 --vm web01 --output web01 --format ova --compress --compression zstd
 
   # Standalone, like govc: no daemon; the password comes from GOVC_PASSWORD or a prompt
-  GOVC_URL=https://exporter@vc.example.com/sdk hyperctl export --local --vm /DC0/vm/web01 --output ./web01`,
+  GOVC_URL=https://exporter@vc.example.com/sdk hyperctl export --local --vm /DC0/vm/web01 --output ./web01
+
+  # Try it without a vCenter: a simulated one with demo VMs, in this process
+  hyperctl export --local --demo --vm db-01
+  hyperctl export --local --demo --vm web-01 --snapshot --format ova`,
 		Args: exactArgs(),
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
 			if f.localMode {
 				return a.exportLocal(cmd, f)
+			}
+			for _, name := range localOnlyFlags {
+				if cmd.Flags().Changed(name) {
+					return usageErrorf("--%s applies only with --local (an export in this process, without a daemon)", name)
+				}
 			}
 			if f.provider == "" || f.vm == "" {
 				return usageErrorf("--provider and --vm are required")

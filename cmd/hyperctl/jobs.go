@@ -56,6 +56,7 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl.BoolVar(&f.wait, "wait", false, "watch the job with a progress bar until it ends; exit non-zero unless it succeeds")
 	cmd.MarkFlagsMutuallyExclusive("snapshot", "power-off")
 	cmd.MarkFlagsMutuallyExclusive("cleanup-ovf", "keep-ovf")
+	bindFields(cmd, "", submitFields)
 	_ = cmd.RegisterFlagCompletionFunc("provider", a.completeProviders)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"ovf", "ova"}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))

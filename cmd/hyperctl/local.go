@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/url"
 	"os"
+	"path"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,13 +21,16 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
+	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
 )
 
 // localFlags are the flags of the standalone mode: where the vCenter is.
 type localFlags struct {
 	url, username, thumbprint string
+	demo                      bool
 }
 
 func addLocalFlags(cmd *cobra.Command, f *localFlags) {
@@ -34,6 +38,7 @@ func addLocalFlags(cmd *cobra.Command, f *localFlags) {
 	fl.StringVar(&f.url, "url", "", "with --local: vCenter or ESXi URL, e.g. https://user@vc.example.com/sdk (env GOVC_URL)")
 	fl.StringVar(&f.username, "username", "", "with --local: user name (env GOVC_USERNAME; or in --url)")
 	fl.StringVar(&f.thumbprint, "thumbprint", "", "with --local: pin the vCenter certificate by its SHA-1 or SHA-256 thumbprint")
+	fl.BoolVar(&f.demo, "demo", false, "with --local: export from a simulated vCenter started in this process (the demo VMs of 'hypervisord --demo')")
 }
 
 // exportLocal is `hyperctl export --local`: the same provider code the
@@ -42,26 +47,74 @@ func addLocalFlags(cmd *cobra.Command, f *localFlags) {
 // GOVC_INSECURE) so govc users feel at home; a password is taken from the
 // environment or a prompt, and only with a warning from the command line.
 func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
-	getenv := a.env.getenv
-	if f.vm == "" || f.output == "" {
-		return usageErrorf("with --local, --vm and --output (a local directory) are required")
-	}
 	if f.provider != "" {
-		return usageErrorf("--provider names a daemon's provider; with --local give --url instead")
+		return usageErrorf("--provider names a daemon's provider; with --local give --url (or --demo) instead")
 	}
+	if f.local.demo {
+		for _, name := range []string{"url", "username", "thumbprint"} {
+			if cmd.Flags().Changed(name) {
+				return usageErrorf("--%s and --demo exclude each other: --demo starts its own vCenter", name)
+			}
+		}
+	}
+	if f.vm == "" {
+		msg := "with --local, --vm is required"
+		if f.local.demo {
+			msg += " (the demo VMs: " + strings.Join(demoVMs(), ", ") + ")"
+		}
+		return usageErrorf("%s", msg)
+	}
+	if f.output == "" {
+		// Like govc export.ovf: a directory named after the VM, here.
+		f.output = "./" + path.Base(strings.TrimRight(f.vm, "/"))
+	}
+	opts, err := f.localOptions(cmd)
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	var vc config.VSphere
+	var host string
+	if f.local.demo {
+		env, err := vcsim.StartDemo(ctx)
+		if err != nil {
+			return fmt.Errorf("demo vCenter: %w", err)
+		}
+		defer env.Close()
+		vc, host = env.ProviderConfig(), env.URL().Host
+		fmt.Fprintf(a.env.stderr, "hyperctl: demo: a simulated vCenter with the VMs %s runs in this process until the export ends\n", strings.Join(demoVMs(), ", "))
+	} else if vc, host, err = a.localVCenter(f); err != nil {
+		return err
+	}
+	return a.runLocalExport(ctx, f, vc, host, opts)
+}
+
+// demoVMs are the names of the demo vCenter's VMs.
+func demoVMs() []string {
+	var names []string
+	for _, vm := range vcsim.DemoSpec().VMs {
+		names = append(names, vm.Name)
+	}
+	return names
+}
+
+// localVCenter works out the vCenter of --local from the flags and govc's
+// environment.
+func (a *app) localVCenter(f *exportFlags) (config.VSphere, string, error) {
+	getenv := a.env.getenv
 	raw := f.local.url
 	if raw == "" {
 		raw = getenv("GOVC_URL")
 	}
 	if raw == "" {
-		return usageErrorf("with --local, give the vCenter as --url https://user@host/sdk or GOVC_URL")
+		return config.VSphere{}, "", usageErrorf("with --local, give the vCenter as --url https://user@host/sdk or GOVC_URL (or try --demo)")
 	}
 	if !strings.Contains(raw, "://") {
 		raw = "https://" + raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return usageErrorf("--url %q is not a URL", raw)
+		return config.VSphere{}, "", usageErrorf("--url %q is not a URL", raw)
 	}
 	username := f.local.username
 	if username == "" {
@@ -81,14 +134,14 @@ func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
 		password = getenv("GOVC_PASSWORD")
 	}
 	if username == "" {
-		return usageErrorf("with --local, give a user name: in --url (https://user@host/sdk), --username or GOVC_USERNAME")
+		return config.VSphere{}, "", usageErrorf("with --local, give a user name: in --url (https://user@host/sdk), --username or GOVC_USERNAME")
 	}
 	if password == "" {
 		if a.env.promptPassword == nil {
-			return usageErrorf("no password: set GOVC_PASSWORD, or run in a terminal to be prompted")
+			return config.VSphere{}, "", usageErrorf("no password: set GOVC_PASSWORD, or run in a terminal to be prompted")
 		}
 		if password, err = a.env.promptPassword(fmt.Sprintf("Password for %s@%s: ", username, u.Host)); err != nil {
-			return err
+			return config.VSphere{}, "", err
 		}
 	}
 	insecure := a.insecure
@@ -98,22 +151,21 @@ func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
 		}
 	}
 	u.User = nil
+	return config.VSphere{
+		URL: u.String(), Username: username, Password: config.NewSecret(password), Insecure: insecure, Thumbprint: f.local.thumbprint,
+	}, u.Host, nil
+}
 
-	opts, err := f.localOptions(cmd)
-	if err != nil {
-		return err
-	}
+// runLocalExport exports f.vm from the vCenter vc in this process.
+func (a *app) runLocalExport(ctx context.Context, f *exportFlags, vc config.VSphere, host string, opts providers.ExportOptions) error {
 	level := slog.LevelWarn
 	log := slog.New(slog.NewTextHandler(a.env.stderr, &slog.HandlerOptions{Level: level}))
-	p, err := vsphere.NewProvider("local", config.VSphere{
-		URL: u.String(), Username: username, Password: config.NewSecret(password), Insecure: insecure, Thumbprint: f.local.thumbprint,
-	}, vsphere.PoolConfig{Enabled: true, MaxConnections: 2}, log)
+	p, err := vsphere.NewProvider("local", vc, vsphere.PoolConfig{Enabled: true, MaxConnections: 2}, log)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}
-	ctx := cmd.Context()
 	if err := p.Connect(ctx); err != nil {
-		return fmt.Errorf("connect to %s: %w", u.Host, err)
+		return fmt.Errorf("connect to %s: %w", host, err)
 	}
 	defer p.Disconnect()
 
@@ -144,50 +196,19 @@ func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
 	})
 }
 
-// localOptions turns the shared job flags into export options; what the
-// daemon would default comes from the same defaults as its configuration.
+// localOptions turns the shared job flags into export options, checked
+// and defaulted exactly as the daemon checks a job (jobs.ResolveOptions,
+// with the defaults of its configuration); problems name the flags.
 func (f *exportFlags) localOptions(cmd *cobra.Command) (providers.ExportOptions, error) {
-	d := config.Default().Export
 	req, err := f.request(cmd)
 	if err != nil {
 		return providers.ExportOptions{}, err
 	}
-	o := providers.ExportOptions{
-		OutputDir: f.output, Format: providers.Format(d.Format), Compress: d.Compress, Compression: d.Compression,
-		CompressionLevel: d.CompressionLevel, CleanupOVF: d.CleanupOVF, ParallelDownloads: d.ParallelDownloads,
-		Snapshot: req.Snapshot, PowerOff: req.PowerOff, BandwidthLimit: req.BandwidthLimit,
+	o, problems := jobs.ResolveOptions(req, config.Default().Export)
+	if len(problems) > 0 {
+		return o, usageErrorf("invalid export options:\n  %s", namedProblems(cmd, problems))
 	}
-	if req.Format != "" {
-		o.Format = providers.Format(req.Format)
-	}
-	if req.Compress != nil {
-		o.Compress = *req.Compress
-	}
-	if req.Compression != "" {
-		o.Compression = req.Compression
-	}
-	if req.CompressionLevel != nil {
-		o.CompressionLevel = *req.CompressionLevel
-	}
-	if req.CleanupOVF != nil {
-		o.CleanupOVF = *req.CleanupOVF
-	}
-	if req.ParallelDownloads > 0 {
-		o.ParallelDownloads = req.ParallelDownloads
-	}
-	if req.PowerOffTimeout != "" {
-		t, err := time.ParseDuration(req.PowerOffTimeout)
-		if err != nil || t <= 0 {
-			return o, usageErrorf("--power-off-timeout: want a duration such as 5m")
-		}
-		o.PowerOffTimeout = t
-	}
-	if o.Format != providers.FormatOVF && o.Format != providers.FormatOVA {
-		return o, usageErrorf("--format must be ovf or ova")
-	}
-	if o.Compress && o.Format != providers.FormatOVA {
-		return o, usageErrorf("--compress needs --format ova")
-	}
+	o.OutputDir = f.output
 	return o, nil
 }
 

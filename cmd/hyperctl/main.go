@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/hypersdk/hypersdk/apitypes"
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string, e *env) int {
 	if err == nil {
 		return exitOK
 	}
-	return a.report(cmd.CommandPath(), err)
+	return a.report(cmd, err)
 }
 
 // usageError is a mistake on the command line (exit 2).
@@ -131,8 +132,9 @@ func (e *jobEndedError) Error() string {
 }
 
 // report prints err for a human and returns the exit code.
-func (a *app) report(cmdPath string, err error) int {
+func (a *app) report(cmd *cobra.Command, err error) int {
 	w := a.env.stderr
+	cmdPath := cmd.CommandPath()
 	var ue *usageError
 	var oe *opError
 	switch {
@@ -154,7 +156,8 @@ func (a *app) report(cmdPath string, err error) int {
 			status += " " + s
 		}
 		fmt.Fprintf(w, "hyperctl: %s%s (%s)\n", ctxPrefix, p.Message(), status)
-		for _, f := range p.FieldErrors() {
+		// Name the flag or argument the user typed, not the API field.
+		for _, f := range p.FieldErrorsNamed(func(loc string) string { return inputFor(cmd, loc) }) {
 			fmt.Fprintf(w, "  %s\n", f)
 		}
 		switch p.Status {

@@ -58,6 +58,8 @@ type harness struct {
 	dataDir string
 	wrap    func(http.RoundTripper) http.RoundTripper
 	tty     bool
+	// timeout bounds each run (0: 30s).
+	timeout time.Duration
 }
 
 func newHarness(t *testing.T, o clienttest.Options) *harness {
@@ -88,7 +90,11 @@ func (h *harness) env(stdout, stderr io.Writer) *env {
 
 func (h *harness) run(args ...string) result {
 	h.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	timeout := h.timeout
+	if timeout == 0 {
+		timeout = 30 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var stdout, stderr syncBuffer
 	code := run(ctx, args, h.env(&stdout, &stderr))
@@ -498,9 +504,9 @@ func TestMissingAndRejectedTokens(t *testing.T) {
 	h.vars["HYPERSDK_TOKEN"] = clienttest.OperatorToken
 	r = h.run("jobs", "submit", "--provider", "lab", "--vm", "vm-001", "--compression-level", "12", "--parallel", "99")
 	r.expect(t, 1, "submit lab vm-001: validation failed (HTTP 422 validation-failed)",
-		"\n  body.compression_level: expected number <= 9 (got 12)", "\n  body.parallel_downloads: expected number <= 32")
+		"\n  --compression-level: expected number <= 9 (got 12)", "\n  --parallel: expected number <= 32")
 	h.run("jobs", "submit", "--provider", "nope", "--vm", "vm-001").
-		expect(t, 1, `provider: no provider named "nope" is configured (HTTP 422 invalid-job-request)`)
+		expect(t, 1, "invalid job request (HTTP 422 invalid-job-request)", "\n  --provider: "+`no provider named "nope" is configured`)
 	h.run("jobs", "submit", "--provider", "lab", "--vm", "vm-001", "--compress", "--format", "ovf").
 		expect(t, 1, "compress: only OVA exports are compressed")
 	if n := h.srv.JobCount(t); n != 0 {
@@ -596,7 +602,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"jobs", "list", "--limit", "5000"}, "--limit"},
 		{[]string{"export", "--provider", "lab"}, "--provider and --vm are required"},
 		{[]string{"export", "--local", "--vm", "x", "--output", "o"}, "give the vCenter as --url"},
-		{[]string{"export", "--local", "--url", "https://vc/sdk", "--vm", "x"}, "--vm and --output (a local directory) are required"},
+		{[]string{"export", "--local", "--url", "https://vc/sdk"}, "with --local, --vm is required"},
 		{[]string{"vms", "list"}, "--provider is required"},
 		{[]string{"vms", "list", "--provider", "lab", "--search", "x", "--folder", "/DC0"}, "--search cannot be combined"},
 		{[]string{"-o", "xml", "status"}, "must be table, json or yaml"},

@@ -64,6 +64,7 @@ var submissionOnlyFlags = map[string]string{
 // template.
 func (a *app) addTemplateFlags(cmd *cobra.Command, f *submitFlags) {
 	a.addSubmitFlags(cmd, f)
+	bindFields(cmd, "job.", submitFields)
 	for name := range submissionOnlyFlags {
 		_ = cmd.Flags().MarkHidden(name)
 	}
@@ -142,6 +143,7 @@ func (s *scheduleFlags) add(cmd *cobra.Command, defaults bool) {
 	fl.StringVar(&s.catchUp, "catch-up", "", "due times missed while no daemon ran: once (one run on start) or none"+def("once"))
 	fl.StringVar(&s.endAt, "end-at", "", "no runs after this time (RFC 3339, e.g. 2026-12-31T23:59:00+01:00)")
 	fl.IntVar(&s.maxRuns, "max-runs", 0, "stop after this many runs (manual runs count)")
+	bindFields(cmd, "", map[string]string{"timezone": "timezone", "overlap": "overlap", "catch-up": "catch_up", "end-at": "end_at", "max-runs": "max_runs"})
 	_ = cmd.RegisterFlagCompletionFunc("overlap", cobra.FixedCompletions(
 		[]string{apitypes.OverlapSkip, apitypes.OverlapQueue, apitypes.OverlapAllow}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("catch-up", cobra.FixedCompletions(
@@ -242,6 +244,9 @@ previous run's files.`,
 	a.addTemplateFlags(cmd, f)
 	s.add(cmd, true)
 	cmd.Flags().BoolVar(&disabled, "disabled", false, "create it paused ('hyperctl schedules enable NAME' starts it)")
+	bindFields(cmd, "", map[string]string{"disabled": "enabled"})
+	bindArg(cmd, "name", "NAME")
+	bindArg(cmd, "schedule", "CRON")
 	return cmd
 }
 
@@ -576,6 +581,7 @@ job template and keep the others (the template is fetched and merged);
 		}),
 	}
 	cmd.Flags().StringVar(&expr, "schedule", "", "new expression: 5 fields, a descriptor such as @daily, or '@every 2h'")
+	bindFields(cmd, "", map[string]string{"schedule": "schedule"})
 	a.addTemplateFlags(cmd, f)
 	s.add(cmd, false)
 	return cmd
@@ -820,6 +826,8 @@ clock of the zone, with how far ahead they are.`,
 	}
 	cmd.Flags().StringVar(&zone, "timezone", "", "IANA time zone the expression is read in (default UTC)")
 	cmd.Flags().IntVarP(&n, "count", "n", 5, "how many due times, 1-100")
+	bindFields(cmd, "", map[string]string{"timezone": "timezone", "count": "count"})
+	bindArg(cmd, "schedule", "CRON")
 	_ = cmd.RegisterFlagCompletionFunc("timezone", completeZones)
 	return cmd
 }

@@ -200,7 +200,7 @@ func TestSchedulesCreateGetList(t *testing.T) {
 	h.run("schedules", "create", "nightly-db01", "@daily", "--provider", "lab", "--vm", "vm-003").
 		expect(t, 1, `create schedule nightly-db01: a schedule named "nightly-db01" exists (HTTP 409 schedule-conflict)`)
 	r = h.run("schedules", "create", "bad", "61 25 * * *", "--timezone", "Europe/Berlin", "--provider", "nope", "--vm", "vm-001").
-		expect(t, 1, "create schedule bad: ", `schedule "61 25 * * *": `, "use 5 fields", `job: provider: no provider named "nope"`,
+		expect(t, 1, "create schedule bad: ", "\n  argument CRON: "+`schedule "61 25 * * *": `, "use 5 fields", "\n  --provider: "+`no provider named "nope"`,
 			"(HTTP 422 invalid-schedule)")
 	if r.stdout != "" {
 		t.Fatalf("stdout of a failure: %q", r.stdout)
@@ -208,9 +208,9 @@ func TestSchedulesCreateGetList(t *testing.T) {
 	h.run("schedules", "create", "bad", "@daily", "--timezone", "Mars/Olympus", "--provider", "lab", "--vm", "vm-001").
 		expect(t, 1, `timezone "Mars/Olympus" is not an IANA time zone`, "(HTTP 422 invalid-schedule)")
 	h.run("schedules", "create", "bad", "@daily", "--provider", "lab", "--vm", "v", "--overlap", "sometimes").
-		expect(t, 1, "body.overlap", `"sometimes"`, "HTTP 422 validation-failed")
+		expect(t, 1, "\n  --overlap: ", `"sometimes"`, "HTTP 422 validation-failed")
 	h.run("schedules", "create", "bad name", "@daily", "--provider", "lab", "--vm", "v").
-		expect(t, 1, "name: letters, digits", "HTTP 422 invalid-schedule")
+		expect(t, 1, "\n  argument NAME: letters, digits", "HTTP 422 invalid-schedule")
 	h.as(clienttest.ViewerToken, "schedules", "create", "v", "@daily", "--provider", "lab", "--vm", "v").
 		expect(t, 1, "HTTP 403 forbidden", "this operation needs operator")
 	h.run("schedules", "get", "nope").expect(t, 1, "get schedule nope: schedule not found: nope (HTTP 404 schedule-not-found)")

@@ -192,6 +192,9 @@ request timeout.`,
 	fl.IntVar(&maxRetries, "max-retries", 0, "retries after the first attempt, 0-50 (default: the Standard Webhooks schedule, 7 retries over about 27 hours)")
 	fl.StringVar(&secret, "secret", "", "signing secret whsec_… (visible in the process list: prefer --secret-file)")
 	fl.StringVar(&secretFile, "secret-file", "", "file holding the signing secret whsec_… (default: the daemon generates one)")
+	bindFields(cmd, "", map[string]string{"events": "events", "header": "headers", "header-file": "headers", "description": "description",
+		"timeout": "timeout", "max-retries": "max_retries", "secret": "secret", "secret-file": "secret"})
+	bindArg(cmd, "url", "URL")
 	_ = cmd.RegisterFlagCompletionFunc("events", cobra.FixedCompletions(append([]string{"job.*", "schedule.*", "*"}, apitypes.EventTypes()...), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
@@ -386,6 +389,7 @@ over; --grace 0s retires it at once.`,
 		}),
 	}
 	cmd.Flags().DurationVar(&grace, "grace", 24*time.Hour, "how long the previous secret keeps signing too (at most 720h; 0s retires it now)")
+	bindFields(cmd, "", map[string]string{"grace": "grace"})
 	return cmd
 }
 

@@ -400,7 +400,7 @@ func TestWebhooksProblems(t *testing.T) {
 	h.run("webhooks", "add", rcv.URL, "--events", "job.bogus").
 		expect(t, 1, "add webhook "+rcv.URL+": ", `events: "job.bogus" is not an event type or wildcard`, "(HTTP 422 invalid-webhook)")
 	r := h.run("webhooks", "add", rcv.URL, "--events", "job.*", "--max-retries", "99")
-	r.expect(t, 1, "(HTTP 422 validation-failed)", "\n  body.max_retries: expected number <= 50 (got 99)")
+	r.expect(t, 1, "(HTTP 422 validation-failed)", "\n  --max-retries: expected number <= 50 (got 99)")
 	h.run("webhooks", "add", "ftp://example.com/x", "--events", "job.*").expect(t, 1, `url: must be an absolute http:// or https:// URL, got "ftp://example.com/x"`, "HTTP 422")
 	h.run("webhooks", "add", rcv.URL, "--events", "job.*", "--timeout", "1ms").expect(t, 1, "timeout: must be a duration between 100ms and 5m")
 	h.run("webhooks", "add", rcv.URL, "--events", "job.*", "--secret", "whsec_dG9vIHNob3J0").

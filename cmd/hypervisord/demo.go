@@ -21,30 +21,14 @@ const demoProvider = "demo"
 // returns the provider instance that points at it, pinned to its
 // certificate like a real vCenter would be.
 func startDemo(ctx context.Context, log *slog.Logger) (config.ProviderInstance, func(), error) {
-	dir, err := os.MkdirTemp("", "hypersdk-demo-")
-	if err != nil {
-		return config.ProviderInstance{}, nil, err
-	}
-	opts := vcsim.DemoSpec()
-	opts.Dir = dir
 	start := time.Now()
-	env, err := vcsim.Start(ctx, opts)
+	env, err := vcsim.StartDemo(ctx)
 	if err != nil {
-		os.RemoveAll(dir)
 		return config.ProviderInstance{}, nil, fmt.Errorf("demo vCenter: %w", err)
 	}
 	log.Info("demo vCenter started", "url", env.URL().String(), "vms", len(env.VMs()), "took", time.Since(start).Round(time.Millisecond).String())
-	stop := func() {
-		env.Close()
-		os.RemoveAll(dir)
-	}
-	return config.ProviderInstance{
-		Name: demoProvider, Type: "vsphere", MaxConcurrent: 2,
-		VSphere: &config.VSphere{
-			URL: env.URL().String(), Username: env.Username(), Password: config.NewSecret(env.Password()),
-			Thumbprint: env.Thumbprint(),
-		},
-	}, stop, nil
+	vc := env.ProviderConfig()
+	return config.ProviderInstance{Name: demoProvider, Type: "vsphere", MaxConcurrent: 2, VSphere: &vc}, func() { env.Close() }, nil
 }
 
 func printDemoHelp(w io.Writer, exportDir string) {

@@ -354,8 +354,10 @@ func TestRequestValidation(t *testing.T) {
 		t.Errorf("missing field not named: %+v", p)
 	}
 	p = expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"nope","vm":"x"}`), 422, "invalid-job-request")
-	if !strings.Contains(p.Detail, `no provider named "nope"`) {
-		t.Errorf("detail %q", p.Detail)
+	// Each problem is located at its body field, for clients to name what their user typed.
+	if p.Detail != "invalid job request" || len(p.Errors) != 1 || p.Errors[0].Location != "body.provider" ||
+		!strings.Contains(p.Errors[0].Message, `no provider named "nope"`) {
+		t.Errorf("problem %+v", p)
 	}
 	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"lab","vm":"x","format":"zip"}`), 422, "validation-failed")
 	big := fmt.Sprintf(`{"provider":"lab","vm":%q}`, strings.Repeat("x", 10000))
@@ -649,8 +651,9 @@ func TestSchedulesOverHTTP(t *testing.T) {
 	expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, body), 409, "schedule-conflict")
 	bad := map[string]any{"name": "x", "schedule": "99 * * * *", "job": map[string]any{"provider": "nope", "vm": "v"}}
 	p := expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, bad), 422, "invalid-schedule")
-	if !strings.Contains(p.Detail, "use 5 fields") || !strings.Contains(p.Detail, `no provider named "nope"`) {
-		t.Errorf("detail %q", p.Detail)
+	if b := string(mustJSON(p)); !strings.Contains(b, `"location":"body.schedule"`) || !strings.Contains(b, "use 5 fields") ||
+		!strings.Contains(b, `"location":"body.job.provider"`) || !strings.Contains(b, `no provider named \"nope\"`) {
+		t.Errorf("problem %s", b)
 	}
 	var prev struct{ Next []time.Time }
 	ts.do(t, "POST", "/api/v1/schedules/preview", viewerToken, map[string]any{"schedule": "@hourly", "count": 3}).json(t, &prev)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/internal/errclass"
+	"github.com/hypersdk/hypersdk/internal/fielderr"
 )
 
 // Problem types by HTTP status, for errors raised by request validation
@@ -59,6 +60,26 @@ func problemTypes(_ huma.Context, _ string, v any) (any, error) {
 	return v, nil
 }
 
+// invalid reports a refused request (422). Problems named by field
+// become errors[] entries located at the body field ("body.output"), so
+// that a client can name what its user typed for it (hyperctl: the flag);
+// the detail is then the summary, as for huma's own validation.
+func invalid(slug string, kind *errclass.Error, err error) *huma.ErrorModel {
+	list, ok := fielderr.Of(err)
+	if !ok {
+		return problem(http.StatusUnprocessableEntity, slug, strings.TrimPrefix(err.Error(), kind.Error()+": "))
+	}
+	p := problem(http.StatusUnprocessableEntity, slug, kind.Error())
+	for _, e := range list {
+		loc := "body"
+		if e.Field != "" {
+			loc += "." + e.Field
+		}
+		p.Errors = append(p.Errors, &huma.ErrorDetail{Location: loc, Message: e.Message})
+	}
+	return p
+}
+
 // toProblem maps an error from the engine, the scheduler, the webhook
 // service or a provider to a problem by its class (internal/errclass). An
 // unexpected error is logged and reported without its text, which may hold
@@ -69,9 +90,12 @@ func toProblem(ctx context.Context, log *slog.Logger, err error) error {
 		if !ok {
 			status = http.StatusInternalServerError
 		}
+		if c.Class == errclass.Invalid {
+			return invalid(c.Slug, c, err)
+		}
 		detail := err.Error()
-		if c.Class == errclass.Invalid || c.Class == errclass.Conflict {
-			// "invalid schedule: name: …" → "name: …": the slug says the rest.
+		if c.Class == errclass.Conflict {
+			// "conflict: job … already …" → "job … already …": the slug says the rest.
 			detail = strings.TrimPrefix(detail, c.Error()+": ")
 		}
 		return problem(status, c.Slug, detail)

@@ -24,6 +24,7 @@ import (
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/internal/backoff"
+	"github.com/hypersdk/hypersdk/internal/fielderr"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -385,22 +386,51 @@ func (m *Manager) byIdempotencyKey(ctx context.Context, by, key, hash string) (*
 
 // resolve validates req and fills in defaults.
 func (m *Manager) resolve(req apitypes.JobRequest) (apitypes.JobSpec, error) {
-	var problems []string
-	bad := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
+	var problems fielderr.List
 	req.Provider = strings.TrimSpace(req.Provider)
 	req.VM = strings.TrimSpace(req.VM)
 	var inst *providers.Instance
 	if req.Provider == "" {
-		bad("provider: required")
+		problems.Addf("provider", "required")
 	} else if in, ok := m.providers.Get(req.Provider); !ok {
-		bad("provider: no provider named %q is configured", req.Provider)
+		problems.Addf("provider", "no provider named %q is configured", req.Provider)
 	} else {
 		inst = in
 	}
 	if req.VM == "" {
-		bad("vm: required")
+		problems.Addf("vm", "required")
 	}
-	d := m.opts.Export
+	o, optProblems := ResolveOptions(req, m.opts.Export)
+	problems = append(problems, optProblems...)
+	maxAttempts := m.opts.Jobs.MaxAttempts
+	if req.MaxAttempts != 0 {
+		maxAttempts = req.MaxAttempts
+	}
+	if maxAttempts < 1 || maxAttempts > 100 {
+		problems.Addf("max_attempts", "must be between 1 and 100, got %d", maxAttempts)
+	}
+	out, err := m.outputDir(req.Output)
+	if err != nil {
+		problems.Addf("output", "%v", err)
+	}
+	o.OutputDir = out
+	if inst != nil && len(problems) == 0 {
+		if err := inst.GetExportCapabilities().Validate(o); err != nil {
+			problems.Addf("", "%s", strings.TrimPrefix(err.Error(), providers.ErrInvalidArgument.Error()+": "))
+		}
+	}
+	if err := problems.Err(ErrInvalid); err != nil {
+		return apitypes.JobSpec{}, err
+	}
+	return apitypes.JobSpec{Provider: req.Provider, VM: req.VM, Options: o, MaxAttempts: maxAttempts}, nil
+}
+
+// ResolveOptions checks the export options of req and fills in the
+// defaults d; every problem is named by its request field. The daemon
+// and hyperctl's standalone export share it, so both refuse the same
+// options with the same words.
+func ResolveOptions(req apitypes.JobRequest, d config.Export) (providers.ExportOptions, fielderr.List) {
+	var problems fielderr.List
 	o := providers.ExportOptions{
 		Format:            providers.Format(d.Format),
 		Compress:          d.Compress,
@@ -416,7 +446,7 @@ func (m *Manager) resolve(req apitypes.JobRequest) (apitypes.JobSpec, error) {
 		o.Format = providers.Format(req.Format)
 	}
 	if o.Format != providers.FormatOVF && o.Format != providers.FormatOVA {
-		bad("format: must be ovf or ova, got %q", o.Format)
+		problems.Addf("format", "must be ovf or ova, got %q", o.Format)
 	}
 	if req.Compress != nil {
 		o.Compress = *req.Compress
@@ -425,16 +455,17 @@ func (m *Manager) resolve(req apitypes.JobRequest) (apitypes.JobSpec, error) {
 		o.Compression = req.Compression
 	}
 	if o.Compression != "gzip" && o.Compression != "zstd" {
-		bad("compression: must be gzip or zstd, got %q", o.Compression)
+		problems.Addf("compression", "must be gzip or zstd, got %q", o.Compression)
 	}
 	if o.Compress && o.Format != providers.FormatOVA {
-		bad("compress: only OVA exports are compressed (set format to ova)")
+		// No field name in the text: a client names its own (hyperctl: --format).
+		problems.Addf("compress", "only OVA exports are compressed (the format is %s)", o.Format)
 	}
 	if req.CompressionLevel != nil {
 		o.CompressionLevel = *req.CompressionLevel
 	}
 	if o.CompressionLevel < 0 || o.CompressionLevel > 9 {
-		bad("compression_level: must be between 0 and 9, got %d", o.CompressionLevel)
+		problems.Addf("compression_level", "must be between 0 and 9, got %d", o.CompressionLevel)
 	}
 	if req.CleanupOVF != nil {
 		o.CleanupOVF = *req.CleanupOVF
@@ -443,44 +474,24 @@ func (m *Manager) resolve(req apitypes.JobRequest) (apitypes.JobSpec, error) {
 		o.ParallelDownloads = req.ParallelDownloads
 	}
 	if o.ParallelDownloads < 1 || o.ParallelDownloads > 32 {
-		bad("parallel_downloads: must be between 1 and 32, got %d", o.ParallelDownloads)
+		problems.Addf("parallel_downloads", "must be between 1 and 32, got %d", o.ParallelDownloads)
 	}
 	if req.BandwidthLimit < 0 {
-		bad("bandwidth_limit: must not be negative")
+		problems.Addf("bandwidth_limit", "must not be negative")
 	} else if req.BandwidthLimit > 0 {
 		o.BandwidthLimit = req.BandwidthLimit
 	}
 	if req.Snapshot && req.PowerOff {
-		bad("snapshot and power_off: choose one way to export a powered-on VM")
+		problems.Addf("power_off", "a snapshot export and a power-off export exclude each other: choose one")
 	}
 	if req.PowerOffTimeout != "" {
 		t, err := time.ParseDuration(req.PowerOffTimeout)
 		if err != nil || t <= 0 {
-			bad("power_off_timeout: must be a positive duration such as 5m, got %q", req.PowerOffTimeout)
+			problems.Addf("power_off_timeout", "must be a positive duration such as 5m, got %q", req.PowerOffTimeout)
 		}
 		o.PowerOffTimeout = t
 	}
-	maxAttempts := m.opts.Jobs.MaxAttempts
-	if req.MaxAttempts != 0 {
-		maxAttempts = req.MaxAttempts
-	}
-	if maxAttempts < 1 || maxAttempts > 100 {
-		bad("max_attempts: must be between 1 and 100, got %d", maxAttempts)
-	}
-	out, err := m.outputDir(req.Output)
-	if err != nil {
-		bad("output: %v", err)
-	}
-	o.OutputDir = out
-	if inst != nil && len(problems) == 0 {
-		if err := inst.GetExportCapabilities().Validate(o); err != nil {
-			bad("%s", strings.TrimPrefix(err.Error(), providers.ErrInvalidArgument.Error()+": "))
-		}
-	}
-	if len(problems) > 0 {
-		return apitypes.JobSpec{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
-	}
-	return apitypes.JobSpec{Provider: req.Provider, VM: req.VM, Options: o, MaxAttempts: maxAttempts}, nil
+	return o, problems
 }
 
 // outputDir resolves a requested output directory. "" becomes a per-job

@@ -14,6 +14,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/internal/errclass"
+	"github.com/hypersdk/hypersdk/internal/fielderr"
 )
 
 // Errors the API maps to problems.
@@ -26,32 +27,36 @@ var (
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
 func (s *Scheduler) check(expr, zone, overlap, catchUp string, job apitypes.JobRequest) (*Expr, error) {
-	var problems []string
+	var problems fielderr.List
 	e, err := Parse(expr, zone)
 	if err != nil {
 		// Report a bad expression and a bad zone together.
 		if _, exprErr := Parse(expr, "UTC"); exprErr != nil {
-			problems = append(problems, exprErr.Error())
+			problems.Addf("schedule", "%v", exprErr)
 		}
 		if _, zoneErr := Parse("@daily", zone); zoneErr != nil {
-			problems = append(problems, zoneErr.Error())
+			problems.Addf("timezone", "%v", zoneErr)
 		}
 	}
 	switch overlap {
 	case apitypes.OverlapSkip, apitypes.OverlapQueue, apitypes.OverlapAllow:
 	default:
-		problems = append(problems, fmt.Sprintf("overlap: must be skip, queue or allow, got %q", overlap))
+		problems.Addf("overlap", "must be skip, queue or allow, got %q", overlap)
 	}
 	switch catchUp {
 	case apitypes.CatchUpNone, apitypes.CatchUpOnce:
 	default:
-		problems = append(problems, fmt.Sprintf("catch_up: must be none or once, got %q", catchUp))
+		problems.Addf("catch_up", "must be none or once, got %q", catchUp)
 	}
 	if err := s.jobs.Validate(job); err != nil {
-		problems = append(problems, "job: "+strings.TrimPrefix(err.Error(), jobs.ErrInvalid.Error()+": "))
+		if inner, ok := fielderr.Of(err); ok {
+			problems.Nest("job", inner)
+		} else {
+			problems.Addf("job", "%s", strings.TrimPrefix(err.Error(), jobs.ErrInvalid.Error()+": "))
+		}
 	}
-	if len(problems) > 0 {
-		return nil, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(problems, "; "))
+	if err := problems.Err(ErrInvalid); err != nil {
+		return nil, err
 	}
 	return e, nil
 }
@@ -59,10 +64,10 @@ func (s *Scheduler) check(expr, zone, overlap, catchUp string, job apitypes.JobR
 // Create stores a schedule; its first run is the first due time after now.
 func (s *Scheduler) Create(ctx context.Context, spec apitypes.ScheduleSpec, by string) (*apitypes.Schedule, error) {
 	if strings.HasPrefix(spec.Name, "sch_") {
-		return nil, fmt.Errorf("%w: name: names starting with sch_ are reserved for schedule IDs", ErrInvalid)
+		return nil, fielderr.List{{Field: "name", Message: "names starting with sch_ are reserved for schedule IDs"}}.Err(ErrInvalid)
 	}
 	if !namePattern.MatchString(spec.Name) {
-		return nil, fmt.Errorf("%w: name: letters, digits, '.', '_' and '-', starting with a letter or digit, got %q", ErrInvalid, spec.Name)
+		return nil, fielderr.List{{Field: "name", Message: fmt.Sprintf("letters, digits, '.', '_' and '-', starting with a letter or digit, got %q", spec.Name)}}.Err(ErrInvalid)
 	}
 	if spec.Timezone == "" {
 		spec.Timezone = "UTC"
