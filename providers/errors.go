@@ -1,7 +1,6 @@
 package providers
 
 import (
-	"context"
 	"errors"
 
 	"github.com/hypersdk/hypersdk/internal/errclass"
@@ -60,9 +59,4 @@ func IsPermanent(err error) bool {
 		}
 	}
 	return false
-}
-
-// IsCancelled reports whether err comes from a cancelled context.
-func IsCancelled(err error) bool {
-	return errors.Is(err, context.Canceled)
 }
