@@ -179,6 +179,17 @@ type problemBody struct {
 	} `json:"errors"`
 }
 
+// reason is what the problem says about the field at location: its
+// errors[] entry (a request refused field by field), else the detail.
+func (p problemBody) reason(location string) string {
+	for _, e := range p.Errors {
+		if e.Location == location {
+			return e.Message
+		}
+	}
+	return p.Detail
+}
+
 func expectProblem(t *testing.T, r response, status int, typ string) problemBody {
 	t.Helper()
 	if r.status != status {
@@ -713,12 +724,12 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 	} {
 		p := expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, map[string]any{"name": "x", "schedule": expr, "job": job}),
 			422, "invalid-schedule")
-		if !strings.Contains(p.Detail, want) {
-			t.Errorf("create %q: detail %q, want %q", expr, p.Detail, want)
+		if got := p.reason("body.schedule"); !strings.Contains(got, want) {
+			t.Errorf("create %q: body.schedule error %q (problem %+v), want %q", expr, got, p, want)
 		}
 		p = expectProblem(t, ts.do(t, "POST", "/api/v1/schedules/preview", viewerToken, map[string]any{"schedule": expr}), 422, "invalid-schedule")
-		if !strings.Contains(p.Detail, want) {
-			t.Errorf("preview %q: detail %q, want %q", expr, p.Detail, want)
+		if got := p.reason("body.schedule"); !strings.Contains(got, want) {
+			t.Errorf("preview %q: body.schedule error %q (problem %+v), want %q", expr, got, p, want)
 		}
 	}
 	if r := ts.do(t, "GET", "/api/v1/schedules", viewerToken, nil); !strings.Contains(string(r.body), `"items":[]`) {
@@ -736,8 +747,8 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 	}
 	// An update to a never-firing expression leaves the schedule as it was.
 	p := expectProblem(t, ts.do(t, "PATCH", "/api/v1/schedules/leap", operatorToken, map[string]any{"schedule": "0 0 30 2 *"}), 422, "invalid-schedule")
-	if !strings.Contains(p.Detail, "never fires: February has no day 30") {
-		t.Errorf("update: detail %q", p.Detail)
+	if got := p.reason("body.schedule"); !strings.Contains(got, "never fires: February has no day 30") {
+		t.Errorf("update: body.schedule error %q (problem %+v)", got, p)
 	}
 	var got apitypes.Schedule
 	ts.do(t, "GET", "/api/v1/schedules/leap", viewerToken, nil).json(t, &got)
