@@ -179,15 +179,13 @@ type problemBody struct {
 	} `json:"errors"`
 }
 
-// reason is what the problem says about the field at location: its
-// errors[] entry (a request refused field by field), else the detail.
-func (p problemBody) reason(location string) string {
+// text is the detail followed by each field error as "location: message".
+func (p problemBody) text() string {
+	s := p.Detail
 	for _, e := range p.Errors {
-		if e.Location == location {
-			return e.Message
-		}
+		s += "\n" + e.Location + ": " + e.Message
 	}
-	return p.Detail
+	return s
 }
 
 func expectProblem(t *testing.T, r response, status int, typ string) problemBody {
@@ -724,12 +722,12 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 	} {
 		p := expectProblem(t, ts.do(t, "POST", "/api/v1/schedules", operatorToken, map[string]any{"name": "x", "schedule": expr, "job": job}),
 			422, "invalid-schedule")
-		if got := p.reason("body.schedule"); !strings.Contains(got, want) {
-			t.Errorf("create %q: body.schedule error %q (problem %+v), want %q", expr, got, p, want)
+		if got := p.text(); !strings.Contains(got, "\nbody.schedule: ") || !strings.Contains(got, want) {
+			t.Errorf("create %q: problem %q, want %q at body.schedule", expr, got, want)
 		}
 		p = expectProblem(t, ts.do(t, "POST", "/api/v1/schedules/preview", viewerToken, map[string]any{"schedule": expr}), 422, "invalid-schedule")
-		if got := p.reason("body.schedule"); !strings.Contains(got, want) {
-			t.Errorf("preview %q: body.schedule error %q (problem %+v), want %q", expr, got, p, want)
+		if got := p.text(); !strings.Contains(got, want) {
+			t.Errorf("preview %q: problem %q, want %q", expr, got, want)
 		}
 	}
 	if r := ts.do(t, "GET", "/api/v1/schedules", viewerToken, nil); !strings.Contains(string(r.body), `"items":[]`) {
@@ -747,8 +745,8 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 	}
 	// An update to a never-firing expression leaves the schedule as it was.
 	p := expectProblem(t, ts.do(t, "PATCH", "/api/v1/schedules/leap", operatorToken, map[string]any{"schedule": "0 0 30 2 *"}), 422, "invalid-schedule")
-	if got := p.reason("body.schedule"); !strings.Contains(got, "never fires: February has no day 30") {
-		t.Errorf("update: body.schedule error %q (problem %+v)", got, p)
+	if got := p.text(); !strings.Contains(got, "body.schedule: ") || !strings.Contains(got, "never fires: February has no day 30") {
+		t.Errorf("update: problem %q", got)
 	}
 	var got apitypes.Schedule
 	ts.do(t, "GET", "/api/v1/schedules/leap", viewerToken, nil).json(t, &got)
