@@ -16,7 +16,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -252,7 +252,7 @@ func (c *Client) get(ctx context.Context, path string, q url.Values, out any) er
 // apiPath joins escaped path segments under the API prefix.
 func apiPath(segments ...string) string {
 	var b strings.Builder
-	b.WriteString(api.APIPrefix)
+	b.WriteString(apitypes.APIPrefix)
 	for _, s := range segments {
 		b.WriteByte('/')
 		if s == "." || s == ".." {
@@ -301,12 +301,5 @@ func (c *Client) sleep(ctx context.Context, op string, attempt int, err error) e
 	if c.onRetry != nil {
 		c.onRetry(op, attempt, err, d)
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return backoff.Wait(ctx, d)
 }

@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
 	"github.com/hypersdk/hypersdk/client/clienttest"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/providertest"
@@ -46,7 +46,7 @@ func TestSubmitWatchAndList(t *testing.T) {
 	t.Parallel()
 	srv := clienttest.NewServer(t, clienttest.Options{})
 	c := newClient(t, srv, clienttest.OperatorToken)
-	sub, err := c.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "/DC0/vm/vm-001", Output: "out1"}, "")
+	sub, err := c.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "/DC0/vm/vm-001", Output: "out1"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -55,31 +55,31 @@ func TestSubmitWatchAndList(t *testing.T) {
 		t.Fatalf("submission %+v", sub)
 	}
 	var snapshots int
-	final, err := c.WatchJob(ctx(t), sub.Job.ID, 10*time.Millisecond, func(*jobs.Job) { snapshots++ })
+	final, err := c.WatchJob(ctx(t), sub.Job.ID, 10*time.Millisecond, func(*apitypes.Job) { snapshots++ })
 	if err != nil {
 		t.Fatal(err)
 	}
-	if final.State != jobs.StateSucceeded || final.Result == nil || len(final.Result.Files) != 4 || snapshots == 0 {
+	if final.State != apitypes.JobSucceeded || final.Result == nil || len(final.Result.Files) != 4 || snapshots == 0 {
 		t.Fatalf("final %+v after %d snapshots", final, snapshots)
 	}
 
 	// The same key again returns the same job.
-	again, err := c.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "/DC0/vm/vm-001", Output: "out1"}, sub.IdempotencyKey)
+	again, err := c.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "/DC0/vm/vm-001", Output: "out1"}, sub.IdempotencyKey)
 	if err != nil || !again.Replayed || again.Job.ID != sub.Job.ID {
 		t.Fatalf("replay: %+v %v", again, err)
 	}
 
 	for i := range 4 {
-		if _, err := c.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: fmt.Sprintf("vm-%03d", i)}, ""); err != nil {
+		if _, err := c.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: fmt.Sprintf("vm-%03d", i)}, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
-	page, err := c.ListJobs(ctx(t), jobs.ListFilter{Limit: 2})
+	page, err := c.ListJobs(ctx(t), apitypes.JobFilter{Limit: 2})
 	if err != nil || len(page.Items) != 2 || page.NextCursor == "" {
 		t.Fatalf("page %+v %v", page, err)
 	}
 	var ids []string
-	for j, err := range c.AllJobs(ctx(t), jobs.ListFilter{Limit: 2}) {
+	for j, err := range c.AllJobs(ctx(t), apitypes.JobFilter{Limit: 2}) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -88,7 +88,7 @@ func TestSubmitWatchAndList(t *testing.T) {
 	if len(ids) != 5 {
 		t.Fatalf("AllJobs: %d jobs, want 5", len(ids))
 	}
-	page, err = c.ListJobs(ctx(t), jobs.ListFilter{States: []jobs.State{jobs.StateSucceeded}, VM: "/DC0/vm/vm-001",
+	page, err = c.ListJobs(ctx(t), apitypes.JobFilter{States: []apitypes.JobState{apitypes.JobSucceeded}, VM: "/DC0/vm/vm-001",
 		CreatedAfter: time.Now().Add(-time.Hour)})
 	if err != nil || len(page.Items) != 1 || page.Items[0].ID != sub.Job.ID {
 		t.Fatalf("filtered: %+v %v", page, err)
@@ -117,26 +117,26 @@ func TestProblems(t *testing.T) {
 	if !errors.As(err, &p) || p.Status != 401 || p.Slug() != "unauthorized" || !strings.Contains(p.Error(), "bearer token is required") {
 		t.Fatalf("no token: %v", err)
 	}
-	_, err = newClient(t, srv, clienttest.ViewerToken).SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "vm-001"}, "")
+	_, err = newClient(t, srv, clienttest.ViewerToken).SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "vm-001"}, "")
 	if !client.IsProblem(err, "forbidden") || !strings.Contains(err.Error(), "needs operator") {
 		t.Fatalf("viewer submit: %v", err)
 	}
 	op := newClient(t, srv, clienttest.OperatorToken)
-	_, err = op.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "vm-001", CompressionLevel: new(12)}, "")
+	_, err = op.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "vm-001", CompressionLevel: new(12)}, "")
 	if !errors.As(err, &p) || p.Status != 422 || len(p.FieldErrors()) == 0 || !strings.Contains(p.FieldErrors()[0], "body.compression_level") {
 		t.Fatalf("invalid level: %v", err)
 	}
 	if want := "(HTTP 422 validation-failed)"; !strings.HasSuffix(err.Error(), want) || strings.Contains(err.Error(), "\n") {
 		t.Fatalf("Error() = %q, want one line ending %q", err, want)
 	}
-	_, err = op.SubmitJob(ctx(t), jobs.Request{Provider: "nope", VM: "vm-001"}, "")
+	_, err = op.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "nope", VM: "vm-001"}, "")
 	if !client.IsProblem(err, "invalid-job-request") || !strings.Contains(err.Error(), `no provider named "nope"`) {
 		t.Fatalf("unknown provider: %v", err)
 	}
 	if _, err := op.ListVMs(ctx(t), "other", providers.VMFilter{}); !client.IsProblem(err, "provider-not-found") {
 		t.Fatalf("unknown provider vms: %v", err)
 	}
-	if sub, err := op.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "vm-000"}, ""); err != nil {
+	if sub, err := op.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "vm-000"}, ""); err != nil {
 		t.Fatal(err)
 	} else if _, err := op.WatchJob(ctx(t), sub.Job.ID, 10*time.Millisecond, nil); err != nil {
 		t.Fatal(err)
@@ -163,7 +163,7 @@ func TestNonProblemErrorBody(t *testing.T) {
 	if !errors.As(err, &p) || p.Status != 502 || p.Slug() != "" || !strings.Contains(p.Detail, "nginx") || strings.Contains(p.Error(), "\n") {
 		t.Fatalf("got %v", err)
 	}
-	_, err = c.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "x"}, "")
+	_, err = c.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "x"}, "")
 	if err == nil || !strings.Contains(err.Error(), "after 2 attempts") {
 		t.Fatalf("submit through a failing proxy: %v", err)
 	}
@@ -216,7 +216,7 @@ func TestSubmitRetryCreatesOneJob(t *testing.T) {
 			retries = append(retries, fmt.Sprintf("%s#%d: %v", op, attempt, err))
 		}
 	})
-	sub, err := c.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "vm-002"}, "")
+	sub, err := c.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "vm-002"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,13 +253,13 @@ func TestWatchSurvivesConnectionFailures(t *testing.T) {
 	srv := clienttest.NewServer(t, clienttest.Options{})
 	rt := &failGets{next: http.DefaultTransport}
 	c := newClient(t, srv, clienttest.OperatorToken, func(o *client.Options) { o.Transport = rt })
-	sub, err := c.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "vm-003"}, "")
+	sub, err := c.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "vm-003"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	rt.left.Store(3)
 	final, err := c.WatchJob(ctx(t), sub.Job.ID, 10*time.Millisecond, nil)
-	if err != nil || final.State != jobs.StateSucceeded {
+	if err != nil || final.State != apitypes.JobSucceeded {
 		t.Fatalf("watch: %+v %v", final, err)
 	}
 	// A gone job is not retried.
@@ -283,14 +283,14 @@ func TestLogs(t *testing.T) {
 	}})
 	c := newClient(t, srv, clienttest.ViewerToken)
 	op := newClient(t, srv, clienttest.OperatorToken)
-	sub, err := op.SubmitJob(ctx(t), jobs.Request{Provider: "lab", VM: "vm-001"}, "")
+	sub, err := op.SubmitJob(ctx(t), apitypes.JobRequest{Provider: "lab", VM: "vm-001"}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	lines := make(chan jobs.LogLine, 100)
+	lines := make(chan apitypes.LogLine, 100)
 	done := make(chan error, 1)
 	go func() {
-		done <- c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{Follow: true}, func(l jobs.LogLine) error {
+		done <- c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{Follow: true}, func(l apitypes.LogLine) error {
 			lines <- l
 			return nil
 		})
@@ -305,7 +305,7 @@ func TestLogs(t *testing.T) {
 		t.Fatal(err)
 	}
 	close(lines)
-	var last jobs.LogLine
+	var last apitypes.LogLine
 	for l := range lines {
 		last = l
 	}
@@ -314,19 +314,19 @@ func TestLogs(t *testing.T) {
 	}
 
 	// Non-follow, after a given line; and a callback error stops the stream.
-	var all []jobs.LogLine
-	if err := c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{}, func(l jobs.LogLine) error { all = append(all, l); return nil }); err != nil {
+	var all []apitypes.LogLine
+	if err := c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{}, func(l apitypes.LogLine) error { all = append(all, l); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	var rest []jobs.LogLine
-	if err := c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{After: all[0].ID}, func(l jobs.LogLine) error { rest = append(rest, l); return nil }); err != nil {
+	var rest []apitypes.LogLine
+	if err := c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{After: all[0].ID}, func(l apitypes.LogLine) error { rest = append(rest, l); return nil }); err != nil {
 		t.Fatal(err)
 	}
 	if len(all) < 3 || len(rest) != len(all)-1 {
 		t.Fatalf("all %d lines, after the first %d", len(all), len(rest))
 	}
 	stop := errors.New("enough")
-	if err := c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{Follow: true}, func(jobs.LogLine) error { return stop }); err != stop {
+	if err := c.JobLogs(ctx(t), sub.Job.ID, client.LogOptions{Follow: true}, func(apitypes.LogLine) error { return stop }); err != stop {
 		t.Fatalf("callback error: %v", err)
 	}
 }

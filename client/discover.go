@@ -7,16 +7,16 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // EndpointFile is the file in a daemon's data directory holding the base
 // URL of its API.
-const EndpointFile = api.EndpointFile
+const EndpointFile = apitypes.EndpointFile
 
 // AdminTokenFile is the file in a daemon's data directory holding the
 // admin token the daemon generated because none was configured.
-const AdminTokenFile = api.AdminTokenFile
+const AdminTokenFile = apitypes.AdminTokenFile
 
 // ReadEndpoint returns the API base URL recorded in dataDir, or "" (and no
 // error) when the daemon has not recorded one there.

@@ -1,13 +1,16 @@
 // Package client is a Go client for the hypervisord REST API (/api/v1).
 //
 // It covers jobs, providers and VMs, schedules and webhooks, and speaks the
-// daemon's own types — jobs.Request, jobs.Job, api.JobList, providers.VMInfo,
-// scheduler.Schedule, webhooks.Endpoint… — rather than copies of them, so a
-// field added to the API reaches every client at once.
+// API's wire types from package apitypes — apitypes.JobRequest,
+// apitypes.Job, apitypes.JobList, providers.VMInfo, apitypes.Schedule,
+// apitypes.Endpoint… — the same types the daemon's handlers use, so a field
+// added to the API reaches every client at once. apitypes is a leaf: a
+// program importing the client compiles no database engine, job queue or
+// HTTP framework.
 //
 //	c, err := client.New("http://127.0.0.1:8080", client.Options{Token: token})
-//	sub, err := c.SubmitJob(ctx, jobs.Request{Provider: "vc1", VM: "/DC0/vm/web01"}, "")
-//	job, err := c.WatchJob(ctx, sub.Job.ID, 0, func(j *jobs.Job) { fmt.Println(j.Progress.Percent) })
+//	sub, err := c.SubmitJob(ctx, apitypes.JobRequest{Provider: "vc1", VM: "/DC0/vm/web01"}, "")
+//	job, err := c.WatchJob(ctx, sub.Job.ID, 0, func(j *apitypes.Job) { fmt.Println(j.Progress.Percent) })
 //
 // Errors the API reports (RFC 9457 problem+json) come back as *Problem,
 // whose Slug is the stable suffix of the problem type

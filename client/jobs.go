@@ -15,8 +15,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // NewIdempotencyKey returns a random key for one logical submission.
@@ -28,7 +27,7 @@ func NewIdempotencyKey() string {
 
 // Submission is the outcome of SubmitJob.
 type Submission struct {
-	Job *jobs.Job
+	Job *apitypes.Job
 	// Replayed is true when the server returned the job of an earlier
 	// submission with the same idempotency key instead of creating one.
 	Replayed bool
@@ -42,7 +41,7 @@ type Submission struct {
 // one is used. The POST is repeated with the same key when the connection
 // fails or the server answers 5xx, so at most one job is created however
 // many attempts it takes.
-func (c *Client) SubmitJob(ctx context.Context, req jobs.Request, idempotencyKey string) (*Submission, error) {
+func (c *Client) SubmitJob(ctx context.Context, req apitypes.JobRequest, idempotencyKey string) (*Submission, error) {
 	if idempotencyKey == "" {
 		idempotencyKey = NewIdempotencyKey()
 	}
@@ -53,7 +52,7 @@ func (c *Client) SubmitJob(ctx context.Context, req jobs.Request, idempotencyKey
 	r := request{method: http.MethodPost, path: apiPath("jobs"), body: body,
 		header: http.Header{"Idempotency-Key": {idempotencyKey}}}
 	for attempt := 1; ; attempt++ {
-		var j jobs.Job
+		var j apitypes.Job
 		resp, err := c.call(ctx, r, &j)
 		if err == nil {
 			return &Submission{Job: &j, Replayed: resp.Header.Get("Idempotent-Replayed") == "true",
@@ -72,8 +71,8 @@ func (c *Client) SubmitJob(ctx context.Context, req jobs.Request, idempotencyKey
 }
 
 // GetJob returns one job.
-func (c *Client) GetJob(ctx context.Context, id string) (*jobs.Job, error) {
-	var j jobs.Job
+func (c *Client) GetJob(ctx context.Context, id string) (*apitypes.Job, error) {
+	var j apitypes.Job
 	if err := c.get(ctx, apiPath("jobs", id), nil, &j); err != nil {
 		return nil, err
 	}
@@ -83,7 +82,7 @@ func (c *Client) GetJob(ctx context.Context, id string) (*jobs.Job, error) {
 // ListJobs returns one page of jobs, newest first. f.Cursor continues
 // from a previous page's NextCursor; f.Limit is the page size (server
 // default 50, at most 1000).
-func (c *Client) ListJobs(ctx context.Context, f jobs.ListFilter) (*api.JobList, error) {
+func (c *Client) ListJobs(ctx context.Context, f apitypes.JobFilter) (*apitypes.JobList, error) {
 	q := url.Values{}
 	if len(f.States) > 0 {
 		s := make([]string, len(f.States))
@@ -104,12 +103,12 @@ func (c *Client) ListJobs(ctx context.Context, f jobs.ListFilter) (*api.JobList,
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
 	}
-	var out api.JobList
+	var out apitypes.JobList
 	if err := c.get(ctx, apiPath("jobs"), q, &out); err != nil {
 		return nil, err
 	}
 	if out.Items == nil {
-		out.Items = []*jobs.Job{}
+		out.Items = []*apitypes.Job{}
 	}
 	return &out, nil
 }
@@ -117,8 +116,8 @@ func (c *Client) ListJobs(ctx context.Context, f jobs.ListFilter) (*api.JobList,
 // AllJobs yields every job matching f, following cursors page by page
 // (f.Limit is the page size). Iteration stops at the first error, which
 // is yielded with a nil job.
-func (c *Client) AllJobs(ctx context.Context, f jobs.ListFilter) iter.Seq2[*jobs.Job, error] {
-	return func(yield func(*jobs.Job, error) bool) {
+func (c *Client) AllJobs(ctx context.Context, f apitypes.JobFilter) iter.Seq2[*apitypes.Job, error] {
+	return func(yield func(*apitypes.Job, error) bool) {
 		for {
 			page, err := c.ListJobs(ctx, f)
 			if err != nil {
@@ -141,8 +140,8 @@ func (c *Client) AllJobs(ctx context.Context, f jobs.ListFilter) iter.Seq2[*jobs
 // CancelJob asks the daemon to cancel a job. A queued job comes back
 // cancelled; a running one comes back running with CancelRequested set
 // and becomes cancelled once its export has stopped (see WatchJob).
-func (c *Client) CancelJob(ctx context.Context, id string) (*jobs.Job, error) {
-	var j jobs.Job
+func (c *Client) CancelJob(ctx context.Context, id string) (*apitypes.Job, error) {
+	var j apitypes.Job
 	if _, err := c.call(ctx, request{method: http.MethodPost, path: apiPath("jobs", id, "cancel")}, &j); err != nil {
 		return nil, err
 	}
@@ -160,7 +159,7 @@ func (c *Client) DeleteJob(ctx context.Context, id string) error {
 // calling fn (if non-nil) with every snapshot, and returns the final job.
 // Connection failures and 5xx answers — a daemon restarting — are retried
 // with backoff; after ten in a row, or on any other error, it gives up.
-func (c *Client) WatchJob(ctx context.Context, id string, interval time.Duration, fn func(*jobs.Job)) (*jobs.Job, error) {
+func (c *Client) WatchJob(ctx context.Context, id string, interval time.Duration, fn func(*apitypes.Job)) (*apitypes.Job, error) {
 	if interval <= 0 {
 		interval = time.Second
 	}
@@ -217,9 +216,9 @@ func (e *callbackError) Error() string { return e.err.Error() }
 // lines were delivered; a stream cut short (a daemon restart) is resumed
 // after the last line seen. An error from fn stops the stream and is
 // returned as is.
-func (c *Client) JobLogs(ctx context.Context, id string, o LogOptions, fn func(jobs.LogLine) error) error {
+func (c *Client) JobLogs(ctx context.Context, id string, o LogOptions, fn func(apitypes.LogLine) error) error {
 	after := o.After
-	deliver := func(l jobs.LogLine) error {
+	deliver := func(l apitypes.LogLine) error {
 		after = max(after, l.ID)
 		if err := fn(l); err != nil {
 			return &callbackError{err}
@@ -271,7 +270,7 @@ func (c *Client) JobLogs(ctx context.Context, id string, o LogOptions, fn func(j
 	}
 }
 
-func (c *Client) streamLogs(ctx context.Context, id string, after int64, follow bool, fn func(jobs.LogLine) error) error {
+func (c *Client) streamLogs(ctx context.Context, id string, after int64, follow bool, fn func(apitypes.LogLine) error) error {
 	q := url.Values{}
 	if after > 0 {
 		q.Set("after", strconv.FormatInt(after, 10))
@@ -287,7 +286,7 @@ func (c *Client) streamLogs(ctx context.Context, id string, after int64, follow 
 	defer resp.Body.Close()
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var l jobs.LogLine
+		var l apitypes.LogLine
 		err := dec.Decode(&l)
 		if errors.Is(err, io.EOF) {
 			return nil

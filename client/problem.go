@@ -9,9 +9,7 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/danielgtaylor/huma/v2"
-
-	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // Problem is an error the API reported as RFC 9457 problem+json. Answers
@@ -27,14 +25,14 @@ type Problem struct {
 	Instance string `json:"instance,omitempty"`
 	// Errors name the fields a request got wrong (location such as
 	// "body.compression_level" or "query.state[0]", and a message).
-	Errors []*huma.ErrorDetail `json:"errors,omitempty"`
+	Errors []*apitypes.ErrorDetail `json:"errors,omitempty"`
 }
 
 // Slug is the stable part of the problem type, e.g. "job-not-found",
 // "validation-failed", "unauthorized"; "" when the answer was not a
 // HyperSDK problem document.
 func (p *Problem) Slug() string {
-	if s, ok := strings.CutPrefix(p.Type, api.ProblemTypePrefix); ok {
+	if s, ok := strings.CutPrefix(p.Type, apitypes.ProblemTypePrefix); ok {
 		return s
 	}
 	return ""

@@ -4,14 +4,14 @@ import (
 	"context"
 	"net/url"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
 // Status returns the daemon's version, node, database, job counts and
 // provider health.
-func (c *Client) Status(ctx context.Context) (*api.Status, error) {
-	var s api.Status
+func (c *Client) Status(ctx context.Context) (*apitypes.Status, error) {
+	var s apitypes.Status
 	if err := c.get(ctx, apiPath("status"), nil, &s); err != nil {
 		return nil, err
 	}
@@ -20,15 +20,15 @@ func (c *Client) Status(ctx context.Context) (*api.Status, error) {
 
 // Providers lists the configured provider instances with their health and
 // export capabilities.
-func (c *Client) Providers(ctx context.Context) ([]api.ProviderInfo, error) {
+func (c *Client) Providers(ctx context.Context) ([]apitypes.ProviderInfo, error) {
 	var out struct {
-		Items []api.ProviderInfo `json:"items"`
+		Items []apitypes.ProviderInfo `json:"items"`
 	}
 	if err := c.get(ctx, apiPath("providers"), nil, &out); err != nil {
 		return nil, err
 	}
 	if out.Items == nil {
-		out.Items = []api.ProviderInfo{}
+		out.Items = []apitypes.ProviderInfo{}
 	}
 	return out.Items, nil
 }

@@ -9,21 +9,20 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/scheduler"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // ListSchedules returns every schedule by name, each with its next five
 // due times.
-func (c *Client) ListSchedules(ctx context.Context) ([]*scheduler.Schedule, error) {
+func (c *Client) ListSchedules(ctx context.Context) ([]*apitypes.Schedule, error) {
 	var out struct {
-		Items []*scheduler.Schedule `json:"items"`
+		Items []*apitypes.Schedule `json:"items"`
 	}
 	if err := c.get(ctx, apiPath("schedules"), nil, &out); err != nil {
 		return nil, err
 	}
 	if out.Items == nil {
-		out.Items = []*scheduler.Schedule{}
+		out.Items = []*apitypes.Schedule{}
 	}
 	return out.Items, nil
 }
@@ -32,13 +31,13 @@ func (c *Client) ListSchedules(ctx context.Context) ([]*scheduler.Schedule, erro
 // at every due time. An invalid expression, time zone, policy or job is an
 // "invalid-schedule" problem naming every mistake; a name in use is a
 // "schedule-conflict". The POST is not repeated on failure.
-func (c *Client) CreateSchedule(ctx context.Context, spec scheduler.ScheduleSpec) (*scheduler.Schedule, error) {
+func (c *Client) CreateSchedule(ctx context.Context, spec apitypes.ScheduleSpec) (*apitypes.Schedule, error) {
 	return c.scheduleCall(ctx, http.MethodPost, apiPath("schedules"), spec)
 }
 
 // GetSchedule returns a schedule by ID or name.
-func (c *Client) GetSchedule(ctx context.Context, idOrName string) (*scheduler.Schedule, error) {
-	var sc scheduler.Schedule
+func (c *Client) GetSchedule(ctx context.Context, idOrName string) (*apitypes.Schedule, error) {
+	var sc apitypes.Schedule
 	if err := c.get(ctx, apiPath("schedules", idOrName), nil, &sc); err != nil {
 		return nil, err
 	}
@@ -48,7 +47,7 @@ func (c *Client) GetSchedule(ctx context.Context, idOrName string) (*scheduler.S
 // UpdateSchedule changes the fields patch sets (operator role); a new
 // expression or time zone takes effect from now. patch.Job replaces the
 // whole job template.
-func (c *Client) UpdateSchedule(ctx context.Context, idOrName string, patch scheduler.SchedulePatch) (*scheduler.Schedule, error) {
+func (c *Client) UpdateSchedule(ctx context.Context, idOrName string, patch apitypes.SchedulePatch) (*apitypes.Schedule, error) {
 	return c.scheduleCall(ctx, http.MethodPatch, apiPath("schedules", idOrName), patch)
 }
 
@@ -61,12 +60,12 @@ func (c *Client) DeleteSchedule(ctx context.Context, idOrName string) error {
 
 // EnableSchedule resumes a schedule (operator role). Its next run is the
 // first due time from now: runs missed while it was paused are not made up.
-func (c *Client) EnableSchedule(ctx context.Context, idOrName string) (*scheduler.Schedule, error) {
+func (c *Client) EnableSchedule(ctx context.Context, idOrName string) (*apitypes.Schedule, error) {
 	return c.scheduleCall(ctx, http.MethodPost, apiPath("schedules", idOrName, "enable"), nil)
 }
 
 // DisableSchedule pauses a schedule (operator role).
-func (c *Client) DisableSchedule(ctx context.Context, idOrName string) (*scheduler.Schedule, error) {
+func (c *Client) DisableSchedule(ctx context.Context, idOrName string) (*apitypes.Schedule, error) {
 	return c.scheduleCall(ctx, http.MethodPost, apiPath("schedules", idOrName, "disable"), nil)
 }
 
@@ -76,8 +75,8 @@ func (c *Client) DisableSchedule(ctx context.Context, idOrName string) (*schedul
 // daemon can no longer submit (a provider removed since) is an
 // "invalid-schedule" problem. The POST is not repeated on failure: a retry
 // after a lost answer would run the export twice.
-func (c *Client) RunSchedule(ctx context.Context, idOrName string) (*scheduler.Execution, error) {
-	var x scheduler.Execution
+func (c *Client) RunSchedule(ctx context.Context, idOrName string) (*apitypes.Execution, error) {
+	var x apitypes.Execution
 	if _, err := c.call(ctx, request{method: http.MethodPost, path: apiPath("schedules", idOrName, "run")}, &x); err != nil {
 		return nil, err
 	}
@@ -87,18 +86,18 @@ func (c *Client) RunSchedule(ctx context.Context, idOrName string) (*scheduler.E
 // ScheduleHistory returns one page of a schedule's executions, newest
 // first. cursor continues from a previous page's NextCursor; limit is the
 // page size (0: the server's default of 100, at most 1000).
-func (c *Client) ScheduleHistory(ctx context.Context, idOrName, cursor string, limit int) (*api.ExecutionList, error) {
+func (c *Client) ScheduleHistory(ctx context.Context, idOrName, cursor string, limit int) (*apitypes.ExecutionList, error) {
 	q := url.Values{}
 	setIf(q, "cursor", cursor)
 	if limit > 0 {
 		q.Set("limit", strconv.Itoa(limit))
 	}
-	var out api.ExecutionList
+	var out apitypes.ExecutionList
 	if err := c.get(ctx, apiPath("schedules", idOrName, "history"), q, &out); err != nil {
 		return nil, err
 	}
 	if out.Items == nil {
-		out.Items = []*scheduler.Execution{}
+		out.Items = []*apitypes.Execution{}
 	}
 	return &out, nil
 }
@@ -107,8 +106,8 @@ func (c *Client) ScheduleHistory(ctx context.Context, idOrName, cursor string, l
 // following cursors with pages of pageSize (0: the server's default).
 // Iteration stops at the first error, which is yielded with a nil
 // execution.
-func (c *Client) AllScheduleHistory(ctx context.Context, idOrName string, pageSize int) iter.Seq2[*scheduler.Execution, error] {
-	return func(yield func(*scheduler.Execution, error) bool) {
+func (c *Client) AllScheduleHistory(ctx context.Context, idOrName string, pageSize int) iter.Seq2[*apitypes.Execution, error] {
+	return func(yield func(*apitypes.Execution, error) bool) {
 		cursor := ""
 		for {
 			page, err := c.ScheduleHistory(ctx, idOrName, cursor, pageSize)
@@ -144,7 +143,7 @@ type SchedulePreview struct {
 // would compute them, without saving anything. An invalid expression or
 // zone is an "invalid-schedule" problem.
 func (c *Client) PreviewSchedule(ctx context.Context, expr, tz string, n int) (*SchedulePreview, error) {
-	body, err := json.Marshal(api.PreviewRequest{Schedule: expr, Timezone: tz, Count: n})
+	body, err := json.Marshal(apitypes.PreviewRequest{Schedule: expr, Timezone: tz, Count: n})
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +158,7 @@ func (c *Client) PreviewSchedule(ctx context.Context, expr, tz string, n int) (*
 }
 
 // scheduleCall sends body (when non-nil) and decodes a schedule.
-func (c *Client) scheduleCall(ctx context.Context, method, path string, body any) (*scheduler.Schedule, error) {
+func (c *Client) scheduleCall(ctx context.Context, method, path string, body any) (*apitypes.Schedule, error) {
 	r := request{method: method, path: path}
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -168,7 +167,7 @@ func (c *Client) scheduleCall(ctx context.Context, method, path string, body any
 		}
 		r.body = b
 	}
-	var sc scheduler.Schedule
+	var sc apitypes.Schedule
 	if _, err := c.call(ctx, r, &sc); err != nil {
 		return nil, err
 	}

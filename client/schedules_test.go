@@ -7,10 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
 	"github.com/hypersdk/hypersdk/client/clienttest"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
-	"github.com/hypersdk/hypersdk/daemon/scheduler"
 )
 
 // clock is a settable clock for the scheduler, safe for concurrent use.
@@ -39,8 +38,8 @@ func TestSchedules(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spec := scheduler.ScheduleSpec{Name: "nightly-db01", Schedule: "30 2 * * *", Timezone: "Europe/Berlin",
-		Job: jobs.Request{Provider: "lab", VM: "/DC0/vm/vm-001", Format: "ova"}}
+	spec := apitypes.ScheduleSpec{Name: "nightly-db01", Schedule: "30 2 * * *", Timezone: "Europe/Berlin",
+		Job: apitypes.JobRequest{Provider: "lab", VM: "/DC0/vm/vm-001", Format: "ova"}}
 	if _, err := viewer.CreateSchedule(ctx(t), spec); !client.IsProblem(err, "forbidden") {
 		t.Fatalf("viewer create: %v", err)
 	}
@@ -87,8 +86,8 @@ func TestSchedules(t *testing.T) {
 	if _, err := op.CreateSchedule(ctx(t), spec); !client.IsProblem(err, "schedule-conflict") || client.StatusOf(err) != 409 {
 		t.Fatalf("duplicate: %v", err)
 	}
-	_, err = op.CreateSchedule(ctx(t), scheduler.ScheduleSpec{Name: "bad", Schedule: "99 * * * *", Timezone: "Mars/Olympus",
-		Job: jobs.Request{Provider: "nope", VM: "v"}})
+	_, err = op.CreateSchedule(ctx(t), apitypes.ScheduleSpec{Name: "bad", Schedule: "99 * * * *", Timezone: "Mars/Olympus",
+		Job: apitypes.JobRequest{Provider: "nope", VM: "v"}})
 	var p *client.Problem
 	if !errors.As(err, &p) || p.Status != 422 || p.Slug() != "invalid-schedule" ||
 		!strings.Contains(strings.Join(p.FieldErrors(), "\n"), "body.timezone: timezone \"Mars/Olympus\"") ||
@@ -115,7 +114,7 @@ func TestSchedules(t *testing.T) {
 	}
 
 	// Update, pause, resume.
-	upd, err := op.UpdateSchedule(ctx(t), "nightly-db01", scheduler.SchedulePatch{Schedule: new("0 3 * * *"), Overlap: new("queue")})
+	upd, err := op.UpdateSchedule(ctx(t), "nightly-db01", apitypes.SchedulePatch{Schedule: new("0 3 * * *"), Overlap: new("queue")})
 	if err != nil || upd.Schedule != "0 3 * * *" || upd.Overlap != "queue" || upd.Timezone != "Europe/Berlin" ||
 		!upd.NextRun.Equal(time.Date(2026, 3, 26, 3, 0, 0, 0, berlin)) {
 		t.Fatalf("update %+v %v", upd, err)
@@ -135,7 +134,7 @@ func TestSchedules(t *testing.T) {
 	if err != nil || x.Kind != "manual" || (x.Status != "submitted" && x.Status != "succeeded") || x.JobID == "" || x.DueAt != nil {
 		t.Fatalf("run %+v %v", x, err)
 	}
-	if j, err := op.WatchJob(ctx(t), x.JobID, 10*time.Millisecond, nil); err != nil || j.State != jobs.StateSucceeded ||
+	if j, err := op.WatchJob(ctx(t), x.JobID, 10*time.Millisecond, nil); err != nil || j.State != apitypes.JobSucceeded ||
 		j.SubmittedBy != "schedule:nightly-db01" {
 		t.Fatalf("job %+v %v", j, err)
 	}
@@ -154,7 +153,7 @@ func TestSchedules(t *testing.T) {
 	if _, err := op.WatchJob(ctx(t), page.Items[0].JobID, 10*time.Millisecond, nil); err != nil {
 		t.Fatal(err)
 	}
-	var all []*scheduler.Execution
+	var all []*apitypes.Execution
 	for x, err := range viewer.AllScheduleHistory(ctx(t), sc.ID, 1) {
 		if err != nil {
 			t.Fatal(err)

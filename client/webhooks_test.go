@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
 	"github.com/hypersdk/hypersdk/client/clienttest"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
@@ -24,7 +25,7 @@ func TestWebhookEndpoints(t *testing.T) {
 	defer rcv.Close()
 
 	// Create: the secret comes back this once; reads show only its prefix.
-	created, err := admin.CreateWebhook(ctx(t), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"},
+	created, err := admin.CreateWebhook(ctx(t), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"},
 		Headers: map[string]string{"Authorization": "Bearer abc"}, Description: "ci", Timeout: "2s", MaxRetries: new(1)})
 	if err != nil {
 		t.Fatal(err)
@@ -44,16 +45,16 @@ func TestWebhookEndpoints(t *testing.T) {
 	}
 
 	// Update, and the problems of a bad one.
-	upd, err := admin.UpdateWebhook(ctx(t), ep.ID, webhooks.EndpointPatch{Events: []string{"job.completed", "job.failed"}, Enabled: new(false)})
+	upd, err := admin.UpdateWebhook(ctx(t), ep.ID, apitypes.EndpointPatch{Events: []string{"job.completed", "job.failed"}, Enabled: new(false)})
 	if err != nil || upd.Enabled || upd.DisabledReason == "" || len(upd.Events) != 2 {
 		t.Fatalf("update %+v %v", upd, err)
 	}
-	_, err = admin.UpdateWebhook(ctx(t), ep.ID, webhooks.EndpointPatch{Events: []string{"vm.exploded"}})
+	_, err = admin.UpdateWebhook(ctx(t), ep.ID, apitypes.EndpointPatch{Events: []string{"vm.exploded"}})
 	var p *client.Problem
 	if !errors.As(err, &p) || p.Status != 422 || p.Slug() != "invalid-webhook" || !strings.Contains(p.Detail, `"vm.exploded"`) {
 		t.Fatalf("bad events: %v", err)
 	}
-	if _, err := viewer.UpdateWebhook(ctx(t), ep.ID, webhooks.EndpointPatch{Enabled: new(true)}); !client.IsProblem(err, "forbidden") {
+	if _, err := viewer.UpdateWebhook(ctx(t), ep.ID, apitypes.EndpointPatch{Enabled: new(true)}); !client.IsProblem(err, "forbidden") {
 		t.Fatalf("viewer update: %v", err)
 	}
 
@@ -95,7 +96,7 @@ func TestWebhookDeliveries(t *testing.T) {
 		w.WriteHeader(int(status.Load()))
 	}))
 	defer rcv.Close()
-	created, err := admin.CreateWebhook(ctx(t), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"*"}, MaxRetries: new(0)})
+	created, err := admin.CreateWebhook(ctx(t), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"*"}, MaxRetries: new(0)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,12 +105,12 @@ func TestWebhookDeliveries(t *testing.T) {
 	// A test that fails for good: one attempt, no retry.
 	d, err := op.TestWebhook(ctx(t), id)
 	// (Usually still pending; a fast worker may have made the attempt already.)
-	if err != nil || d.EventType != webhooks.TypeWebhookTest || d.EndpointID != id || !strings.HasPrefix(d.EventID, "msg_") {
+	if err != nil || d.EventType != apitypes.EventWebhookTest || d.EndpointID != id || !strings.HasPrefix(d.EventID, "msg_") {
 		t.Fatalf("test: %+v %v", d, err)
 	}
 	var snapshots int
-	final, err := op.WatchDelivery(ctx(t), d.ID, 5*time.Millisecond, func(*webhooks.Delivery) { snapshots++ })
-	if err != nil || final.State != webhooks.StateFailed || final.LastStatus != 502 || len(final.History) != 1 || snapshots == 0 {
+	final, err := op.WatchDelivery(ctx(t), d.ID, 5*time.Millisecond, func(*apitypes.Delivery) { snapshots++ })
+	if err != nil || final.State != apitypes.DeliveryFailed || final.LastStatus != 502 || len(final.History) != 1 || snapshots == 0 {
 		t.Fatalf("watch: %+v %v (%d snapshots)", final, err, snapshots)
 	}
 
@@ -122,7 +123,7 @@ func TestWebhookDeliveries(t *testing.T) {
 	if err != nil || again.EventID != d.EventID {
 		t.Fatalf("redeliver: %+v %v", again, err)
 	}
-	if final, err = op.WatchDelivery(ctx(t), d.ID, 5*time.Millisecond, nil); err != nil || final.State != webhooks.StateDelivered ||
+	if final, err = op.WatchDelivery(ctx(t), d.ID, 5*time.Millisecond, nil); err != nil || final.State != apitypes.DeliveryDelivered ||
 		len(final.History) != 2 || final.History[1].Status != 200 || final.DeliveredAt == nil {
 		t.Fatalf("after redelivery: %+v %v", final, err)
 	}
@@ -151,7 +152,7 @@ func TestWebhookDeliveries(t *testing.T) {
 		t.Fatalf("next page: %+v %v", next, err)
 	}
 	var all []string
-	for d, err := range op.AllWebhookDeliveries(ctx(t), id, webhooks.StateDelivered, 2) {
+	for d, err := range op.AllWebhookDeliveries(ctx(t), id, apitypes.DeliveryDelivered, 2) {
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +161,7 @@ func TestWebhookDeliveries(t *testing.T) {
 	if len(all) != 5 || all[len(all)-1] != d.ID {
 		t.Fatalf("every delivered delivery, newest first: %q (first test %s)", all, d.ID)
 	}
-	failed, err := op.WebhookDeliveries(ctx(t), id, webhooks.StateFailed, "", 0)
+	failed, err := op.WebhookDeliveries(ctx(t), id, apitypes.DeliveryFailed, "", 0)
 	if err != nil || len(failed.Items) != 0 {
 		t.Fatalf("failed: %+v %v", failed, err)
 	}

@@ -284,15 +284,6 @@ func (c *Config) resolveRelativePaths(base string) {
 // api.listen, HYPERSDK_VCENTER_PASSWORD sets vcenter.password.
 const EnvPrefix = "HYPERSDK_"
 
-// EnvKeys lists every environment variable that overrides a setting.
-func EnvKeys() []string {
-	var out []string
-	walkEnv(reflect.ValueOf(Default()).Elem(), EnvPrefix, func(string, reflect.Type) bool { return true },
-		func(name string, _ reflect.Value) { out = append(out, name) })
-	sort.Strings(out)
-	return out
-}
-
 func applyEnv(cfg *Config, lookupEnv func(string) (string, bool)) error {
 	var errs []error
 	// A nil section (vcenter:) is created only when one of its variables is set.

@@ -1,25 +1,27 @@
 package providers
 
 import (
-	"context"
 	"errors"
 
+	"github.com/hypersdk/hypersdk/internal/errclass"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 )
 
-// Error classes. Providers wrap these (fmt.Errorf("...: %w", ErrNotFound)) so
+// Error classes. The slugs are apitypes.Problem… (which imports this
+// package, so they are spelled out here; daemon/api's tests compare them).
+// Providers wrap these (fmt.Errorf("...: %w", ErrNotFound)) so
 // that the job engine can tell a request that can never succeed from a
 // failure worth retrying.
 var (
 	// ErrNotFound: the VM (or other named object) does not exist.
-	ErrNotFound = errors.New("not found")
+	ErrNotFound = errclass.New(errclass.NotFound, "vm-not-found", "not found")
 	// ErrAmbiguous: an identifier matched more than one VM.
-	ErrAmbiguous = errors.New("ambiguous identifier")
+	ErrAmbiguous = errclass.New(errclass.Conflict, "vm-ambiguous", "ambiguous identifier")
 	// ErrAuth: the platform rejected the credentials.
-	ErrAuth = errors.New("authentication failed")
+	ErrAuth = errclass.New(errclass.Upstream, "provider-auth-failed", "authentication failed")
 	// ErrInvalidArgument: the request itself is wrong (bad option, a
 	// powered-on VM without snapshot or power_off…).
-	ErrInvalidArgument = errors.New("invalid argument")
+	ErrInvalidArgument = errclass.New(errclass.Invalid, "invalid-argument", "invalid argument")
 	// ErrUnsupported: the provider cannot do what was asked.
 	ErrUnsupported = errors.New("unsupported")
 )
@@ -57,9 +59,4 @@ func IsPermanent(err error) bool {
 		}
 	}
 	return false
-}
-
-// IsCancelled reports whether err comes from a cancelled context.
-func IsCancelled(err error) bool {
-	return errors.Is(err, context.Canceled)
 }

@@ -168,10 +168,8 @@ func (s *Set) watch(ctx context.Context, in *Instance, interval time.Duration) {
 			}
 			attempt = 0
 		}
-		select {
-		case <-ctx.Done():
+		if backoff.Wait(ctx, wait) != nil {
 			return
-		case <-time.After(wait):
 		}
 	}
 }

@@ -2,13 +2,13 @@ package clienttest
 
 import (
 	"context"
-	"database/sql"
 	"io"
 	"log/slog"
 	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
@@ -120,19 +120,15 @@ func NewServer(t testing.TB, o Options) *Server {
 	}
 	// Job events go to webhooks and, for scheduled jobs, to the schedule's
 	// execution history, wired as hypervisord wires them.
-	var sched *scheduler.Scheduler
-	scheduleEvents := jobs.EventsFunc(func(ctx context.Context, tx *sql.Tx, typ string, data any) error {
-		return sched.Emit(ctx, tx, typ, data)
-	})
 	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: "clienttest", Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: exportDir,
 		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: log,
-		Events: jobs.EventSinks{hooks, scheduleEvents},
+		Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}},
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	sched = scheduler.New(db, engine, scheduler.Options{Now: o.Now, Events: hooks, Logger: log})
+	sched := scheduler.New(db, engine, scheduler.Options{Now: o.Now, Events: hooks, Logger: log})
 	if err := hooks.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +163,7 @@ func NewServer(t testing.TB, o Options) *Server {
 func (s *Server) JobCount(t testing.TB) int {
 	t.Helper()
 	n := 0
-	f := jobs.ListFilter{Limit: 1000}
+	f := apitypes.JobFilter{Limit: 1000}
 	for {
 		items, next, err := s.Jobs.List(context.Background(), f)
 		if err != nil {

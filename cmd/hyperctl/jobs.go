@@ -13,9 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
 )
 
 func (a *app) jobsCommand() *cobra.Command {
@@ -67,9 +66,9 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 
 // request builds the API request; options left unset take the daemon's
 // defaults.
-func (f *submitFlags) request(cmd *cobra.Command) (jobs.Request, error) {
+func (f *submitFlags) request(cmd *cobra.Command) (apitypes.JobRequest, error) {
 	changed := cmd.Flags().Changed
-	req := jobs.Request{
+	req := apitypes.JobRequest{
 		Provider: f.provider, VM: f.vm, Output: f.output, Format: f.format, DiskFormat: f.diskFormat, Compression: f.compression,
 		ParallelDownloads: f.parallel, Snapshot: f.snapshot, PowerOff: f.powerOff, PowerOffTimeout: f.powerOffTimeout,
 		MaxAttempts: f.maxAttempts,
@@ -124,7 +123,7 @@ or the daemon answers 5xx, so it never creates two jobs.`,
 }
 
 // submit sends req and either prints the new job or watches it.
-func (a *app) submit(ctx context.Context, req jobs.Request, f *submitFlags) error {
+func (a *app) submit(ctx context.Context, req apitypes.JobRequest, f *submitFlags) error {
 	c, err := a.client()
 	if err != nil {
 		return err
@@ -163,11 +162,11 @@ func (a *app) jobsListCommand() *cobra.Command {
   hyperctl jobs list --since 24h --provider vc1 --all -o json`,
 		Args: exactArgs(),
 		RunE: action(func(cmd *cobra.Command, _ []string) error {
-			f := jobs.ListFilter{Provider: provider, VM: vm, Limit: limit}
+			f := apitypes.JobFilter{Provider: provider, VM: vm, Limit: limit}
 			for _, s := range states {
 				for part := range strings.SplitSeq(s, ",") {
 					if part = strings.TrimSpace(part); part != "" {
-						f.States = append(f.States, jobs.State(part))
+						f.States = append(f.States, apitypes.JobState(part))
 					}
 				}
 			}
@@ -190,9 +189,9 @@ func (a *app) jobsListCommand() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var list *api.JobList
+			var list *apitypes.JobList
 			if all {
-				list = &api.JobList{Items: []*jobs.Job{}}
+				list = &apitypes.JobList{Items: []*apitypes.Job{}}
 				if f.Limit == 0 {
 					f.Limit = 500
 				}
@@ -231,8 +230,8 @@ func (a *app) jobsListCommand() *cobra.Command {
 	fl.IntVar(&limit, "limit", 0, "at most this many jobs (server default 50, max 1000); with --all, the page size")
 	fl.BoolVar(&all, "all", false, "fetch every matching job, following the server's pages")
 	_ = cmd.RegisterFlagCompletionFunc("state", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
-		out := make([]string, len(jobs.States))
-		for i, s := range jobs.States {
+		out := make([]string, len(apitypes.JobStates()))
+		for i, s := range apitypes.JobStates() {
 			out[i] = string(s)
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
@@ -241,10 +240,10 @@ func (a *app) jobsListCommand() *cobra.Command {
 	return cmd
 }
 
-func stateText(j *jobs.Job) string {
+func stateText(j *apitypes.Job) string {
 	s := string(j.State)
 	switch {
-	case j.State == jobs.StateFailed && j.ErrorKind != "":
+	case j.State == apitypes.JobFailed && j.ErrorKind != "":
 		s += " (" + j.ErrorKind + ")"
 	case j.CancelRequested && !j.State.Terminal():
 		s += " (cancelling)"
@@ -252,26 +251,26 @@ func stateText(j *jobs.Job) string {
 	return s
 }
 
-func progressText(j *jobs.Job, now time.Time) string {
+func progressText(j *apitypes.Job, now time.Time) string {
 	p := j.Progress
 	switch j.State {
-	case jobs.StateRunning:
+	case apitypes.JobRunning:
 		if p.BytesTotal > 0 {
 			return fmt.Sprintf("%s %s", orDash(p.Phase), percent(p.Percent))
 		}
 		return orDash(p.Phase)
-	case jobs.StateQueued:
+	case apitypes.JobQueued:
 		if j.NextAttemptAt != nil {
 			return fmt.Sprintf("retry %d/%d in %s", j.Attempt+1, j.MaxAttempts, humanDuration(j.NextAttemptAt.Sub(now).Round(time.Second)))
 		}
 		return "-"
-	case jobs.StateSucceeded:
+	case apitypes.JobSucceeded:
 		return "100%"
 	}
 	return "-"
 }
 
-func sizeText(j *jobs.Job) string {
+func sizeText(j *apitypes.Job) string {
 	if j.Result != nil && j.Result.Bytes > 0 {
 		return humanBytes(j.Result.Bytes)
 	}
@@ -302,7 +301,7 @@ func (a *app) jobsGetCommand() *cobra.Command {
 }
 
 // describeJob prints a job as labelled lines, then its files.
-func (a *app) describeJob(w io.Writer, j *jobs.Job) error {
+func (a *app) describeJob(w io.Writer, j *apitypes.Job) error {
 	now := a.env.now()
 	o := j.Spec.Options
 	row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
@@ -335,7 +334,7 @@ func (a *app) describeJob(w io.Writer, j *jobs.Job) error {
 		row("Options", strings.Join(opts, ", "))
 	}
 	row("Attempt", fmt.Sprintf("%d of %d", j.Attempt, j.MaxAttempts))
-	if !j.State.Terminal() || j.State == jobs.StateSucceeded {
+	if !j.State.Terminal() || j.State == apitypes.JobSucceeded {
 		row("Progress", progressLine(j))
 	}
 	row("Submitted", fmt.Sprintf("%s by %s", when(now, &j.CreatedAt), orDash(j.SubmittedBy)))
@@ -373,23 +372,23 @@ func (a *app) describeJob(w io.Writer, j *jobs.Job) error {
 }
 
 // progressLine is "phase 45.0% (1.2 MiB of 3.0 MiB, 5.0 MiB/s, ETA 3s)".
-func progressLine(j *jobs.Job) string {
+func progressLine(j *apitypes.Job) string {
 	p := j.Progress
-	if j.State == jobs.StateQueued && p.Phase == "" {
+	if j.State == apitypes.JobQueued && p.Phase == "" {
 		return "waiting for a worker"
 	}
 	s := orDash(p.Phase)
 	switch {
 	case p.BytesTotal > 0:
 		s += fmt.Sprintf(" %s (%s of %s", percent(p.Percent), humanBytes(p.BytesDone), humanBytes(p.BytesTotal))
-		if j.State == jobs.StateRunning && p.RateBps > 0 {
+		if j.State == apitypes.JobRunning && p.RateBps > 0 {
 			s += ", " + humanRate(p.RateBps)
 		}
-		if j.State == jobs.StateRunning && p.ETASeconds != nil {
+		if j.State == apitypes.JobRunning && p.ETASeconds != nil {
 			s += ", ETA " + eta(*p.ETASeconds)
 		}
 		s += ")"
-	case p.BytesDone > 0 && j.State == jobs.StateRunning:
+	case p.BytesDone > 0 && j.State == apitypes.JobRunning:
 		// The total is not known yet (streamed disks): no percentage, no ETA.
 		s += fmt.Sprintf(" (%s of unknown", humanBytes(p.BytesDone))
 		if p.RateBps > 0 {
@@ -453,7 +452,7 @@ until the job has ended and exits 0 only if it ended cancelled.`,
 				}
 			}
 			if err := a.show(j, func(w io.Writer) error {
-				if j.State == jobs.StateCancelled {
+				if j.State == apitypes.JobCancelled {
 					fmt.Fprintf(w, "job %s cancelled\n", j.ID)
 				} else if !j.State.Terminal() {
 					fmt.Fprintf(w, "job %s is stopping (cancel requested); 'hyperctl jobs watch %s' follows it\n", j.ID, j.ID)
@@ -462,7 +461,7 @@ until the job has ended and exits 0 only if it ended cancelled.`,
 			}); err != nil {
 				return err
 			}
-			if j.State.Terminal() && j.State != jobs.StateCancelled {
+			if j.State.Terminal() && j.State != apitypes.JobCancelled {
 				return fmt.Errorf("job %s ended %s before the cancel took effect", j.ID, j.State)
 			}
 			return nil
@@ -498,7 +497,7 @@ line. With --follow, new lines are printed as they come until the job ends.`,
 	return cmd
 }
 
-func (a *app) printLogLine(l jobs.LogLine) error {
+func (a *app) printLogLine(l apitypes.LogLine) error {
 	w := a.env.stdout
 	switch a.format {
 	case "json":
@@ -576,7 +575,7 @@ func (a *app) completeJobs(cmd *cobra.Command, args []string, _ string) ([]strin
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}
-	list, err := c.ListJobs(cmd.Context(), jobs.ListFilter{Limit: 100})
+	list, err := c.ListJobs(cmd.Context(), apitypes.JobFilter{Limit: 100})
 	if err != nil {
 		return nil, cobra.ShellCompDirectiveNoFileComp
 	}

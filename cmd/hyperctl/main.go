@@ -17,9 +17,9 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
 	"github.com/hypersdk/hypersdk/config"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/internal/backoff"
 )
 
@@ -117,11 +117,11 @@ func (e *opError) Error() string { return e.err.Error() }
 func (e *opError) Unwrap() error { return e.err }
 
 // jobEndedError reports a watched job that did not succeed.
-type jobEndedError struct{ job *jobs.Job }
+type jobEndedError struct{ job *apitypes.Job }
 
 func (e *jobEndedError) Error() string {
 	j := e.job
-	if j.State == jobs.StateCancelled {
+	if j.State == apitypes.JobCancelled {
 		return fmt.Sprintf("job %s was cancelled: %s", j.ID, orDash(j.Error))
 	}
 	kind := ""

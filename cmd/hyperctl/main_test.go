@@ -20,10 +20,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
 	"github.com/hypersdk/hypersdk/client/clienttest"
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/providertest"
@@ -125,17 +124,17 @@ func (h *harness) client(token string) *client.Client {
 	return c
 }
 
-func (h *harness) submit(vm string) *jobs.Job {
+func (h *harness) submit(vm string) *apitypes.Job {
 	h.t.Helper()
 	r := h.run("jobs", "submit", "--provider", "lab", "--vm", vm, "-o", "json").expect(h.t, 0)
-	var j jobs.Job
+	var j apitypes.Job
 	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
 		h.t.Fatalf("submit -o json: %v\n%s", err, r.stdout)
 	}
 	return &j
 }
 
-func (h *harness) waitState(id string, want jobs.State) *jobs.Job {
+func (h *harness) waitState(id string, want apitypes.JobState) *apitypes.Job {
 	h.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -230,8 +229,8 @@ func TestSubmitWaitSucceeds(t *testing.T) {
 	// -o json prints the final job.
 	j := h.submit("vm-003")
 	r = h.run("jobs", "watch", j.ID, "-o", "json").expect(t, 0)
-	var final jobs.Job
-	if err := json.Unmarshal([]byte(r.stdout), &final); err != nil || final.State != jobs.StateSucceeded || final.Result == nil {
+	var final apitypes.Job
+	if err := json.Unmarshal([]byte(r.stdout), &final); err != nil || final.State != apitypes.JobSucceeded || final.Result == nil {
 		t.Fatalf("watch -o json: %v\n%s", err, r.stdout)
 	}
 }
@@ -245,7 +244,7 @@ func TestSubmitWaitFails(t *testing.T) {
 	if strings.Contains(r.stdout, "succeeded") {
 		t.Fatalf("stdout claims success:\n%s", r.stdout)
 	}
-	list, err := h.client(clienttest.ViewerToken).ListJobs(context.Background(), jobs.ListFilter{VM: "vm-003"})
+	list, err := h.client(clienttest.ViewerToken).ListJobs(context.Background(), apitypes.JobFilter{VM: "vm-003"})
 	if err != nil || len(list.Items) != 1 {
 		t.Fatalf("jobs of vm-003: %v %+v", err, list)
 	}
@@ -253,8 +252,8 @@ func TestSubmitWaitFails(t *testing.T) {
 	h.run("jobs", "watch", list.Items[0].ID).expect(t, 1, "disk 2 is locked")
 	h.tty = false
 	r = h.run("jobs", "watch", list.Items[0].ID, "-o", "json").expect(t, 1, "disk 2 is locked")
-	var j jobs.Job
-	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil || j.State != jobs.StateFailed {
+	var j apitypes.Job
+	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil || j.State != apitypes.JobFailed {
 		t.Fatalf("watch -o json of a failed job: %v\n%s", err, r.stdout)
 	}
 
@@ -262,7 +261,7 @@ func TestSubmitWaitFails(t *testing.T) {
 	// later attempt's success.
 	h.srv.Fake.FailNext("vm-000", errors.New("connection reset by vCenter"))
 	h.run("jobs", "submit", "--provider", "lab", "--vm", "vm-000", "--wait").expect(t, 0, "succeeded: lab vm-000")
-	list, err = h.client(clienttest.ViewerToken).ListJobs(context.Background(), jobs.ListFilter{VM: "vm-000"})
+	list, err = h.client(clienttest.ViewerToken).ListJobs(context.Background(), apitypes.JobFilter{VM: "vm-000"})
 	if err != nil || len(list.Items) != 1 || list.Items[0].Attempt != 2 {
 		t.Fatalf("jobs of vm-000: %v %+v", err, list)
 	}
@@ -274,7 +273,7 @@ func TestListOutputs(t *testing.T) {
 	var ids []string
 	for _, vm := range []string{"vm-000", "vm-001", "vm-002"} {
 		j := h.submit(vm)
-		h.waitState(j.ID, jobs.StateSucceeded)
+		h.waitState(j.ID, apitypes.JobSucceeded)
 		ids = append(ids, j.ID)
 	}
 
@@ -287,9 +286,9 @@ func TestListOutputs(t *testing.T) {
 		t.Fatalf("columns not aligned:\n%s", r.stdout)
 	}
 
-	// JSON: the API's JobList, items round-trip into jobs.Job.
+	// JSON: the API's JobList, items round-trip into apitypes.Job.
 	r = h.run("jobs", "list", "-o", "json").expect(t, 0)
-	var list api.JobList
+	var list apitypes.JobList
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Items) != 3 {
 		t.Fatalf("list -o json: %v\n%s", err, r.stdout)
 	}
@@ -298,7 +297,7 @@ func TestListOutputs(t *testing.T) {
 		t.Fatal(err)
 	}
 	r = h.run("jobs", "get", ids[1], "-o", "json").expect(t, 0)
-	var got jobs.Job
+	var got apitypes.Job
 	dec := json.NewDecoder(strings.NewReader(r.stdout))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&got); err != nil {
@@ -342,7 +341,7 @@ func TestLogs(t *testing.T) {
 	release := make(chan struct{})
 	h := newHarness(t, blockExports(release))
 	j := h.submit("vm-001")
-	h.waitState(j.ID, jobs.StateRunning)
+	h.waitState(j.ID, apitypes.JobRunning)
 
 	// Follow: lines arrive while the job runs, and the command ends with it.
 	var stdout, stderr syncBuffer
@@ -380,12 +379,12 @@ func TestLogs(t *testing.T) {
 		t.Fatalf("line does not start with a time: %q", lines[0])
 	}
 
-	// -o json: NDJSON of jobs.LogLine.
+	// -o json: NDJSON of apitypes.LogLine.
 	r = h.run("jobs", "logs", j.ID, "-o", "json").expect(t, 0)
 	sc := bufio.NewScanner(strings.NewReader(r.stdout))
 	n := 0
 	for sc.Scan() {
-		var l jobs.LogLine
+		var l apitypes.LogLine
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || l.ID == 0 || l.Message == "" {
 			t.Fatalf("line %q: %v", sc.Text(), err)
 		}
@@ -405,20 +404,20 @@ func TestCancelWait(t *testing.T) {
 	o.MaxConcurrent = 1
 	h := newHarness(t, o)
 	j := h.submit("vm-002")
-	h.waitState(j.ID, jobs.StateRunning)
+	h.waitState(j.ID, apitypes.JobRunning)
 
 	// With the one worker busy, this one stays queued and is cancelled at
 	// once.
 	q := h.submit("vm-003")
 	r := h.run("jobs", "cancel", q.ID, "-o", "json").expect(t, 0)
-	var got jobs.Job
-	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.State != jobs.StateCancelled {
+	var got apitypes.Job
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.State != apitypes.JobCancelled {
 		t.Fatalf("cancel queued: %v %s", err, r.stdout)
 	}
 
 	// A running one is stopped; --wait returns once it has.
 	h.run("jobs", "cancel", j.ID, "--wait").expect(t, 0, "job "+j.ID+" cancelled")
-	if got := h.waitState(j.ID, jobs.StateCancelled); got.ErrorKind != jobs.KindCancelled {
+	if got := h.waitState(j.ID, apitypes.JobCancelled); got.ErrorKind != apitypes.ErrorKindCancelled {
 		t.Fatalf("job %+v", got)
 	}
 	h.run("jobs", "watch", j.ID).expect(t, 1, "job "+j.ID+" was cancelled: cancelled on request")
@@ -454,7 +453,7 @@ func TestTokenDiscovery(t *testing.T) {
 	h.run("status", "-o", "json").expect(t, 0, `"version": "clienttest"`)
 	// Admin token: may delete.
 	j := h.submit("vm-001")
-	h.waitState(j.ID, jobs.StateSucceeded)
+	h.waitState(j.ID, apitypes.JobSucceeded)
 	h.run("jobs", "delete", j.ID).expect(t, 0, "deleted")
 
 	// The local admin token is not sent to a server the user named that is
@@ -546,7 +545,7 @@ func TestSubmitRetryIsIdempotent(t *testing.T) {
 	rt := &dropFirstPOST{}
 	h.wrap = func(next http.RoundTripper) http.RoundTripper { rt.next = next; return rt }
 	r := h.run("export", "--provider", "lab", "--vm", "vm-001", "--output", "once", "-o", "json").expect(t, 0, "submit: ", "connection reset by peer; retrying in")
-	var j jobs.Job
+	var j apitypes.Job
 	if err := json.Unmarshal([]byte(r.stdout), &j); err != nil {
 		t.Fatal(err)
 	}
@@ -644,7 +643,7 @@ func TestProvidersVMsStatus(t *testing.T) {
 
 	h.run("status").expect(t, 0, "Version:", "clienttest", "Jobs:", "0 queued", "PROVIDER", "lab", "healthy")
 	r = h.run("status", "-o", "yaml").expect(t, 0, "version: clienttest", "uptime_seconds:")
-	var st api.Status
+	var st apitypes.Status
 	r = h.run("status", "-o", "json").expect(t, 0)
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil || st.Node != "clienttest" {
 		t.Fatalf("status json: %v %+v", err, st)
@@ -669,12 +668,12 @@ func TestLineViewAndProgressText(t *testing.T) {
 	v := &lineView{w: &out, now: func() time.Time { return now }}
 	eta := 3.4
 	next := now.Add(20 * time.Second)
-	for _, j := range []*jobs.Job{
-		{ID: "j1", State: jobs.StateQueued, Attempt: 0, MaxAttempts: 3},
-		{ID: "j1", State: jobs.StateRunning, Attempt: 1, MaxAttempts: 3, Progress: jobs.Progress{Phase: "downloading", BytesDone: 1 << 20, BytesTotal: 4 << 20, Percent: 25, RateBps: 2 << 20, ETASeconds: &eta}},
-		{ID: "j1", State: jobs.StateRunning, Attempt: 1, MaxAttempts: 3, Progress: jobs.Progress{Phase: "downloading", BytesDone: 1 << 20, BytesTotal: 4 << 20, Percent: 26}}, // same tenth: no line
-		{ID: "j1", State: jobs.StateQueued, Attempt: 1, MaxAttempts: 3, Error: "connection reset", ErrorKind: "transient", NextAttemptAt: &next},
-		{ID: "j1", State: jobs.StateSucceeded, Attempt: 2, MaxAttempts: 3},
+	for _, j := range []*apitypes.Job{
+		{ID: "j1", State: apitypes.JobQueued, Attempt: 0, MaxAttempts: 3},
+		{ID: "j1", State: apitypes.JobRunning, Attempt: 1, MaxAttempts: 3, Progress: apitypes.JobProgress{Phase: "downloading", BytesDone: 1 << 20, BytesTotal: 4 << 20, Percent: 25, RateBps: 2 << 20, ETASeconds: &eta}},
+		{ID: "j1", State: apitypes.JobRunning, Attempt: 1, MaxAttempts: 3, Progress: apitypes.JobProgress{Phase: "downloading", BytesDone: 1 << 20, BytesTotal: 4 << 20, Percent: 26}}, // same tenth: no line
+		{ID: "j1", State: apitypes.JobQueued, Attempt: 1, MaxAttempts: 3, Error: "connection reset", ErrorKind: "transient", NextAttemptAt: &next},
+		{ID: "j1", State: apitypes.JobSucceeded, Attempt: 2, MaxAttempts: 3},
 	} {
 		v.update(j)
 	}
@@ -685,10 +684,10 @@ func TestLineViewAndProgressText(t *testing.T) {
 	if out.String() != want {
 		t.Fatalf("lines:\n%s\nwant:\n%s", out.String(), want)
 	}
-	if got := progressText(&jobs.Job{State: jobs.StateQueued, Attempt: 1, MaxAttempts: 3, NextAttemptAt: &next}, now); got != "retry 2/3 in 20s" {
+	if got := progressText(&apitypes.Job{State: apitypes.JobQueued, Attempt: 1, MaxAttempts: 3, NextAttemptAt: &next}, now); got != "retry 2/3 in 20s" {
 		t.Errorf("progressText = %q", got)
 	}
-	if got := stateText(&jobs.Job{State: jobs.StateRunning, CancelRequested: true}); got != "running (cancelling)" {
+	if got := stateText(&apitypes.Job{State: apitypes.JobRunning, CancelRequested: true}); got != "running (cancelling)" {
 		t.Errorf("stateText = %q", got)
 	}
 }

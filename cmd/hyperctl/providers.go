@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -32,7 +32,7 @@ func (a *app) providersCommand() *cobra.Command {
 				return fmt.Errorf("list providers: %w", err)
 			}
 			out := struct {
-				Items []api.ProviderInfo `json:"items"`
+				Items []apitypes.ProviderInfo `json:"items"`
 			}{provs}
 			return a.show(out, func(w io.Writer) error {
 				if len(provs) == 0 {

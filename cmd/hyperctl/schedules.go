@@ -12,10 +12,8 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
-	"github.com/hypersdk/hypersdk/daemon/scheduler"
 )
 
 func (a *app) schedulesCommand() *cobra.Command {
@@ -73,10 +71,10 @@ func (a *app) addTemplateFlags(cmd *cobra.Command, f *submitFlags) {
 }
 
 // templateRequest is submitFlags.request for a job template.
-func templateRequest(cmd *cobra.Command, f *submitFlags) (jobs.Request, error) {
+func templateRequest(cmd *cobra.Command, f *submitFlags) (apitypes.JobRequest, error) {
 	for _, name := range slices.Sorted(maps.Keys(submissionOnlyFlags)) {
 		if cmd.Flags().Changed(name) {
-			return jobs.Request{}, usageErrorf("--%s does not apply to a schedule: %s", name, submissionOnlyFlags[name])
+			return apitypes.JobRequest{}, usageErrorf("--%s does not apply to a schedule: %s", name, submissionOnlyFlags[name])
 		}
 	}
 	return f.request(cmd)
@@ -84,36 +82,36 @@ func templateRequest(cmd *cobra.Command, f *submitFlags) (jobs.Request, error) {
 
 // templateFields copies the field each export flag sets from one request
 // to another; update uses it to change only the flags given.
-var templateFields = map[string]func(dst, src *jobs.Request){
-	"provider":          func(d, s *jobs.Request) { d.Provider = s.Provider },
-	"vm":                func(d, s *jobs.Request) { d.VM = s.VM },
-	"output":            func(d, s *jobs.Request) { d.Output = s.Output },
-	"format":            func(d, s *jobs.Request) { d.Format = s.Format },
-	"disk-format":       func(d, s *jobs.Request) { d.DiskFormat = s.DiskFormat },
-	"compress":          func(d, s *jobs.Request) { d.Compress = s.Compress },
-	"compression":       func(d, s *jobs.Request) { d.Compression = s.Compression },
-	"compression-level": func(d, s *jobs.Request) { d.CompressionLevel = s.CompressionLevel },
-	"cleanup-ovf":       func(d, s *jobs.Request) { d.CleanupOVF = s.CleanupOVF },
-	"keep-ovf":          func(d, s *jobs.Request) { d.CleanupOVF = s.CleanupOVF },
-	"parallel":          func(d, s *jobs.Request) { d.ParallelDownloads = s.ParallelDownloads },
-	"snapshot": func(d, s *jobs.Request) {
+var templateFields = map[string]func(dst, src *apitypes.JobRequest){
+	"provider":          func(d, s *apitypes.JobRequest) { d.Provider = s.Provider },
+	"vm":                func(d, s *apitypes.JobRequest) { d.VM = s.VM },
+	"output":            func(d, s *apitypes.JobRequest) { d.Output = s.Output },
+	"format":            func(d, s *apitypes.JobRequest) { d.Format = s.Format },
+	"disk-format":       func(d, s *apitypes.JobRequest) { d.DiskFormat = s.DiskFormat },
+	"compress":          func(d, s *apitypes.JobRequest) { d.Compress = s.Compress },
+	"compression":       func(d, s *apitypes.JobRequest) { d.Compression = s.Compression },
+	"compression-level": func(d, s *apitypes.JobRequest) { d.CompressionLevel = s.CompressionLevel },
+	"cleanup-ovf":       func(d, s *apitypes.JobRequest) { d.CleanupOVF = s.CleanupOVF },
+	"keep-ovf":          func(d, s *apitypes.JobRequest) { d.CleanupOVF = s.CleanupOVF },
+	"parallel":          func(d, s *apitypes.JobRequest) { d.ParallelDownloads = s.ParallelDownloads },
+	"snapshot": func(d, s *apitypes.JobRequest) {
 		if d.Snapshot = s.Snapshot; s.Snapshot {
 			d.PowerOff = false // one or the other
 		}
 	},
-	"power-off": func(d, s *jobs.Request) {
+	"power-off": func(d, s *apitypes.JobRequest) {
 		if d.PowerOff = s.PowerOff; s.PowerOff {
 			d.Snapshot = false
 		}
 	},
-	"power-off-timeout": func(d, s *jobs.Request) { d.PowerOffTimeout = s.PowerOffTimeout },
-	"bandwidth-limit":   func(d, s *jobs.Request) { d.BandwidthLimit = s.BandwidthLimit },
-	"max-attempts":      func(d, s *jobs.Request) { d.MaxAttempts = s.MaxAttempts },
+	"power-off-timeout": func(d, s *apitypes.JobRequest) { d.PowerOffTimeout = s.PowerOffTimeout },
+	"bandwidth-limit":   func(d, s *apitypes.JobRequest) { d.BandwidthLimit = s.BandwidthLimit },
+	"max-attempts":      func(d, s *apitypes.JobRequest) { d.MaxAttempts = s.MaxAttempts },
 }
 
 // mergeTemplate applies the export flags given on the command line to the
 // current template; changed is false when none was given.
-func mergeTemplate(cmd *cobra.Command, f *submitFlags, cur jobs.Request) (merged jobs.Request, changed bool, err error) {
+func mergeTemplate(cmd *cobra.Command, f *submitFlags, cur apitypes.JobRequest) (merged apitypes.JobRequest, changed bool, err error) {
 	given, err := templateRequest(cmd, f)
 	if err != nil {
 		return cur, false, err
@@ -148,9 +146,9 @@ func (s *scheduleFlags) add(cmd *cobra.Command, defaults bool) {
 	fl.IntVar(&s.maxRuns, "max-runs", 0, "stop after this many runs (manual runs count)")
 	bindFields(cmd, "", map[string]string{"timezone": "timezone", "overlap": "overlap", "catch-up": "catch_up", "end-at": "end_at", "max-runs": "max_runs"})
 	_ = cmd.RegisterFlagCompletionFunc("overlap", cobra.FixedCompletions(
-		[]string{scheduler.OverlapSkip, scheduler.OverlapQueue, scheduler.OverlapAllow}, cobra.ShellCompDirectiveNoFileComp))
+		[]string{apitypes.OverlapSkip, apitypes.OverlapQueue, apitypes.OverlapAllow}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("catch-up", cobra.FixedCompletions(
-		[]string{scheduler.CatchUpOnce, scheduler.CatchUpNone}, cobra.ShellCompDirectiveNoFileComp))
+		[]string{apitypes.CatchUpOnce, apitypes.CatchUpNone}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("timezone", completeZones)
 }
 
@@ -224,7 +222,7 @@ previous run's files.`,
 			if err != nil {
 				return err
 			}
-			spec := scheduler.ScheduleSpec{Name: args[0], Schedule: args[1], Timezone: s.timezone, Job: req,
+			spec := apitypes.ScheduleSpec{Name: args[0], Schedule: args[1], Timezone: s.timezone, Job: req,
 				Overlap: s.overlap, CatchUp: s.catchUp, EndAt: endAt, MaxRuns: maxRuns}
 			if disabled {
 				spec.Enabled = new(false)
@@ -268,7 +266,7 @@ func (a *app) schedulesListCommand() *cobra.Command {
 				return fmt.Errorf("list schedules: %w", err)
 			}
 			out := struct {
-				Items []*scheduler.Schedule `json:"items"`
+				Items []*apitypes.Schedule `json:"items"`
 			}{list}
 			return a.show(out, func(w io.Writer) error {
 				if len(list) == 0 {
@@ -334,7 +332,7 @@ func relative(now, t time.Time) string {
 // daemon lists, or why there are none. The daemon keeps listing due times
 // past a reached run limit until the schedule disables itself at the next
 // one; they are left out here.
-func upcoming(now time.Time, sc *scheduler.Schedule) (runs []time.Time, none string) {
+func upcoming(now time.Time, sc *apitypes.Schedule) (runs []time.Time, none string) {
 	switch {
 	case sc.MaxRuns != nil && sc.RunCount >= *sc.MaxRuns:
 		return nil, fmt.Sprintf("run limit reached, %d of %d", sc.RunCount, *sc.MaxRuns)
@@ -358,7 +356,7 @@ func upcoming(now time.Time, sc *scheduler.Schedule) (runs []time.Time, none str
 
 // nextRunText is when a schedule runs next: relative, then on the wall
 // clock of its zone.
-func nextRunText(now time.Time, sc *scheduler.Schedule) string {
+func nextRunText(now time.Time, sc *apitypes.Schedule) string {
 	runs, none := upcoming(now, sc)
 	if len(runs) == 0 {
 		return none
@@ -373,7 +371,7 @@ func lastRunText(now time.Time, t *time.Time) string {
 	return relative(now, *t)
 }
 
-func runsText(sc *scheduler.Schedule) string {
+func runsText(sc *apitypes.Schedule) string {
 	if sc.MaxRuns != nil {
 		return fmt.Sprintf("%d/%d", sc.RunCount, *sc.MaxRuns)
 	}
@@ -402,7 +400,7 @@ func (a *app) schedulesGetCommand() *cobra.Command {
 
 // describeSchedule prints a schedule as labelled lines, its job template
 // and its next runs on the wall clock of its zone.
-func (a *app) describeSchedule(w io.Writer, sc *scheduler.Schedule) {
+func (a *app) describeSchedule(w io.Writer, sc *apitypes.Schedule) {
 	now := a.env.now()
 	loc := zoneOf(sc.Timezone)
 	row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
@@ -453,7 +451,7 @@ func (a *app) describeSchedule(w io.Writer, sc *scheduler.Schedule) {
 
 // describeTemplate prints the options a job template sets; the others
 // take the daemon's defaults when a run is submitted.
-func describeTemplate(w io.Writer, r jobs.Request) {
+func describeTemplate(w io.Writer, r apitypes.JobRequest) {
 	row := func(k, v string) { fmt.Fprintf(w, "  %s:\t%s\n", k, v) }
 	row("Provider", r.Provider)
 	row("VM", r.VM)
@@ -529,7 +527,7 @@ job template and keep the others (the template is fetched and merged);
 		ValidArgsFunction: a.completeSchedules,
 		RunE: action(func(cmd *cobra.Command, args []string) error {
 			changed := cmd.Flags().Changed
-			var p scheduler.SchedulePatch
+			var p apitypes.SchedulePatch
 			var err error
 			if p.EndAt, p.MaxRuns, err = s.parsed(cmd); err != nil {
 				return err
@@ -555,7 +553,7 @@ job template and keep the others (the template is fetched and merged);
 			}
 			templateGiven := false
 			cmd.Flags().Visit(func(fl *pflag.Flag) { templateGiven = templateGiven || templateFields[fl.Name] != nil })
-			if p == (scheduler.SchedulePatch{}) && !templateGiven {
+			if p == (apitypes.SchedulePatch{}) && !templateGiven {
 				return usageErrorf("nothing to change: give --schedule, --timezone, --overlap, --catch-up, --end-at, --max-runs or export flags such as --format")
 			}
 			c, err := a.client()
@@ -608,7 +606,7 @@ func (a *app) schedulesEnableCommand(enable bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var sc *scheduler.Schedule
+			var sc *apitypes.Schedule
 			if enable {
 				sc, err = c.EnableSchedule(cmd.Context(), args[0])
 			} else {
@@ -719,9 +717,9 @@ Times are on the wall clock of the schedule's zone.`,
 			if err != nil {
 				return fmt.Errorf("history of schedule %s: %w", args[0], err)
 			}
-			var list *api.ExecutionList
+			var list *apitypes.ExecutionList
 			if all {
-				list = &api.ExecutionList{Items: []*scheduler.Execution{}}
+				list = &apitypes.ExecutionList{Items: []*apitypes.Execution{}}
 				if limit == 0 {
 					limit = 500
 				}
@@ -762,7 +760,7 @@ Times are on the wall clock of the schedule's zone.`,
 	return cmd
 }
 
-func durationText(x *scheduler.Execution) string {
+func durationText(x *apitypes.Execution) string {
 	if x.DurationSeconds == nil {
 		return "-"
 	}
@@ -771,8 +769,8 @@ func durationText(x *scheduler.Execution) string {
 
 // lagText is how late a run started; manual runs and runs without a job
 // have none.
-func lagText(x *scheduler.Execution) string {
-	if x.Kind == scheduler.KindManual || x.JobID == "" {
+func lagText(x *apitypes.Execution) string {
+	if x.Kind == apitypes.ExecutionManual || x.JobID == "" {
 		return "-"
 	}
 	return humanDuration(time.Duration(x.LagSeconds * float64(time.Second)))
@@ -840,7 +838,7 @@ clock of the zone, with how far ahead they are.`,
 
 // showScheduleNext shows a saved schedule's next runs in the shape of a
 // preview.
-func (a *app) showScheduleNext(sc *scheduler.Schedule, n int) error {
+func (a *app) showScheduleNext(sc *apitypes.Schedule, n int) error {
 	runs, none := upcoming(a.env.now(), sc)
 	switch {
 	case len(runs) == 0 && none == "paused":

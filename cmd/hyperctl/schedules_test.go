@@ -13,11 +13,9 @@ import (
 	"github.com/spf13/pflag"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
 	"github.com/hypersdk/hypersdk/client/clienttest"
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
-	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -66,10 +64,10 @@ func (h *scheduleHarness) as(token string, args ...string) result {
 	return h.run(args...)
 }
 
-func (h *scheduleHarness) schedule(name string) *scheduler.Schedule {
+func (h *scheduleHarness) schedule(name string) *apitypes.Schedule {
 	h.t.Helper()
 	r := h.run("schedules", "get", name, "-o", "json").expect(h.t, 0)
-	var sc scheduler.Schedule
+	var sc apitypes.Schedule
 	dec := json.NewDecoder(strings.NewReader(r.stdout))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&sc); err != nil {
@@ -78,10 +76,10 @@ func (h *scheduleHarness) schedule(name string) *scheduler.Schedule {
 	return &sc
 }
 
-func (h *scheduleHarness) history(name string, args ...string) *api.ExecutionList {
+func (h *scheduleHarness) history(name string, args ...string) *apitypes.ExecutionList {
 	h.t.Helper()
 	r := h.run(append([]string{"schedules", "history", name, "-o", "json"}, args...)...).expect(h.t, 0)
-	var l api.ExecutionList
+	var l apitypes.ExecutionList
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
 		h.t.Fatalf("history -o json: %v\n%s", err, r.stdout)
 	}
@@ -135,7 +133,7 @@ func TestSchedulesCreateGetList(t *testing.T) {
 		}
 	}
 	sc := h.schedule("nightly-db01")
-	want := jobs.Request{Provider: "lab", VM: "/DC0/vm/vm-001", Format: "ova", Compress: new(true), Compression: "zstd",
+	want := apitypes.JobRequest{Provider: "lab", VM: "/DC0/vm/vm-001", Format: "ova", Compress: new(true), Compression: "zstd",
 		CompressionLevel: new(3), Snapshot: true, ParallelDownloads: 2, BandwidthLimit: 50 << 20, MaxAttempts: 2}
 	if got, _ := json.Marshal(sc.Job); string(got) != string(must(json.Marshal(want))) {
 		t.Fatalf("template %s, want %s", got, must(json.Marshal(want)))
@@ -181,7 +179,7 @@ func TestSchedulesCreateGetList(t *testing.T) {
 		t.Errorf("columns not aligned:\n%s", r.stdout)
 	}
 	r = h.run("schedules", "list", "-o", "json").expect(t, 0)
-	var list struct{ Items []*scheduler.Schedule }
+	var list struct{ Items []*apitypes.Schedule }
 	if err := json.Unmarshal([]byte(r.stdout), &list); err != nil || len(list.Items) != 2 || list.Items[0].Name != "nightly-db01" ||
 		len(list.Items[0].NextRuns) != 5 || list.Items[1].Enabled || list.Items[1].EndAt == nil {
 		t.Fatalf("list -o json: %v\n%s", err, r.stdout)
@@ -267,7 +265,7 @@ func TestSchedulesUpdateEnableDelete(t *testing.T) {
 		expect(t, 0, "schedule db updated", "0 3 * * *", "America/New_York", "Thu 2026-03-26 03:00:00 EDT (in 19h)",
 			"power-off (guest shutdown wait 5m), 4 parallel downloads", "backups/db (every run writes here)")
 	sc := h.schedule("db")
-	want := jobs.Request{Provider: "lab", VM: "vm-001", Output: "backups/db", Format: "ovf", Compress: new(false), Compression: "zstd",
+	want := apitypes.JobRequest{Provider: "lab", VM: "vm-001", Output: "backups/db", Format: "ovf", Compress: new(false), Compression: "zstd",
 		ParallelDownloads: 4, PowerOff: true, PowerOffTimeout: "5m"}
 	if got := string(must(json.Marshal(sc.Job))); got != string(must(json.Marshal(want))) {
 		t.Fatalf("merged template %s, want %s", got, must(json.Marshal(want)))
@@ -299,7 +297,7 @@ func TestSchedulesUpdateEnableDelete(t *testing.T) {
 	h.run("schedules", "enable", "db").expect(t, 0, "schedule db enabled; next run: in 19h (Sun 2026-03-29 03:00 EDT)")
 	h.as(clienttest.ViewerToken, "schedules", "disable", "db").expect(t, 1, "HTTP 403 forbidden")
 	r := h.run("schedules", "disable", "db", "-o", "json").expect(t, 0)
-	var off scheduler.Schedule
+	var off apitypes.Schedule
 	if err := json.Unmarshal([]byte(r.stdout), &off); err != nil || off.Enabled {
 		t.Fatalf("disable -o json: %v\n%s", err, r.stdout)
 	}
@@ -348,11 +346,11 @@ func TestScheduleRunWaitAndHistory(t *testing.T) {
 
 	// Without --wait: the execution; -o json is the API's.
 	r = h.run("schedules", "run", "hourly-web", "-o", "json").expect(t, 0)
-	var manual scheduler.Execution
+	var manual apitypes.Execution
 	if err := json.Unmarshal([]byte(r.stdout), &manual); err != nil || manual.Kind != "manual" || manual.JobID == "" {
 		t.Fatalf("run -o json: %v\n%s", err, r.stdout)
 	}
-	h.waitState(manual.JobID, jobs.StateSucceeded)
+	h.waitState(manual.JobID, apitypes.JobSucceeded)
 
 	// A scheduled run, fired when the clock reaches the due time: DUE and LAG.
 	h.clk.Set(time.Date(2026, 3, 25, 13, 0, 7, 0, time.UTC))
@@ -364,7 +362,7 @@ func TestScheduleRunWaitAndHistory(t *testing.T) {
 	if len(hist.Items) != 4 || sched.Kind != "scheduled" || sched.LagSeconds != 7 {
 		t.Fatalf("history %+v", hist.Items)
 	}
-	h.waitState(sched.JobID, jobs.StateSucceeded)
+	h.waitState(sched.JobID, apitypes.JobSucceeded)
 	r = h.run("schedules", "history", "hourly-web")
 	row = lines(r.stdout, sched.JobID)
 	if len(row) != 1 || !strings.HasPrefix(row[0], "2026-03-25 13:00:07 UTC  2026-03-25 13:00:00 UTC  scheduled  succeeded  "+sched.JobID) ||

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 func (a *app) statusCommand() *cobra.Command {
@@ -34,8 +34,8 @@ func (a *app) statusCommand() *cobra.Command {
 				row("Database", st.Database)
 				row("Uptime", fmt.Sprintf("%s (since %s)", humanDuration(time.Duration(st.UptimeSeconds*float64(time.Second)).Round(time.Second)),
 					st.StartedAt.Local().Format("2006-01-02 15:04:05 MST")))
-				counts := make([]string, 0, len(jobs.States))
-				for _, s := range jobs.States {
+				counts := make([]string, 0, len(apitypes.JobStates()))
+				for _, s := range apitypes.JobStates() {
 					counts = append(counts, fmt.Sprintf("%d %s", st.Jobs[s], s))
 				}
 				row("Jobs", strings.Join(counts, ", "))

@@ -12,16 +12,16 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
 // progressView shows a watched job's snapshots.
 type progressView interface {
-	update(j *jobs.Job)
+	update(j *apitypes.Job)
 	// close stops the view; final is nil when watching stopped early.
-	close(final *jobs.Job)
+	close(final *apitypes.Job)
 }
 
 // watch follows job id until it ends, then prints the outcome: the job
@@ -43,7 +43,7 @@ func (a *app) watch(ctx context.Context, c *client.Client, id string) error {
 		return fmt.Errorf("watch job %s: %w", id, err)
 	}
 	if err := a.show(final, func(w io.Writer) error {
-		if final.State != jobs.StateSucceeded {
+		if final.State != apitypes.JobSucceeded {
 			return nil // the error says it
 		}
 		fmt.Fprintf(w, "job %s succeeded: %s %s\n", final.ID, final.Provider, final.VM)
@@ -56,7 +56,7 @@ func (a *app) watch(ctx context.Context, c *client.Client, id string) error {
 	}); err != nil {
 		return err
 	}
-	if final.State != jobs.StateSucceeded {
+	if final.State != apitypes.JobSucceeded {
 		return &jobEndedError{job: final}
 	}
 	return nil
@@ -69,7 +69,7 @@ type barView struct {
 	bar *mpb.Bar
 
 	mu  sync.Mutex
-	job *jobs.Job
+	job *apitypes.Job
 }
 
 func newBarView(w io.Writer) *barView {
@@ -109,7 +109,7 @@ func (v *barView) field(f field) decor.DecorFunc {
 			return "…"
 		}
 		p := j.Progress
-		running := j.State == jobs.StateRunning
+		running := j.State == apitypes.JobRunning
 		switch f {
 		case phaseField:
 			s := string(j.State)
@@ -129,7 +129,7 @@ func (v *barView) field(f field) decor.DecorFunc {
 			}
 			return humanBytes(p.BytesDone) + " / " + humanBytes(p.BytesTotal)
 		case percentField:
-			if p.BytesTotal <= 0 && j.State != jobs.StateSucceeded {
+			if p.BytesTotal <= 0 && j.State != apitypes.JobSucceeded {
 				return ""
 			}
 			return percent(p.Percent)
@@ -148,7 +148,7 @@ func (v *barView) field(f field) decor.DecorFunc {
 	}
 }
 
-func (v *barView) update(j *jobs.Job) {
+func (v *barView) update(j *apitypes.Job) {
 	v.mu.Lock()
 	v.job = j
 	v.mu.Unlock()
@@ -160,8 +160,8 @@ func (v *barView) update(j *jobs.Job) {
 	}
 }
 
-func (v *barView) close(final *jobs.Job) {
-	if final != nil && final.State == jobs.StateSucceeded {
+func (v *barView) close(final *apitypes.Job) {
+	if final != nil && final.State == apitypes.JobSucceeded {
 		v.update(final)
 		v.bar.SetTotal(-1, true)
 	} else {
@@ -179,25 +179,25 @@ type lineView struct {
 	tens int
 }
 
-func (v *lineView) update(j *jobs.Job) {
+func (v *lineView) update(j *apitypes.Job) {
 	key := fmt.Sprintf("%s/%s/%d", j.State, j.Progress.Phase, j.Attempt)
 	tens := int(j.Progress.Percent / 10)
-	if key == v.last && (j.State != jobs.StateRunning || tens == v.tens) {
+	if key == v.last && (j.State != apitypes.JobRunning || tens == v.tens) {
 		return
 	}
 	v.last, v.tens = key, tens
 	line := fmt.Sprintf("job %s: %s", j.ID, stateText(j))
 	switch {
-	case j.State == jobs.StateRunning:
+	case j.State == apitypes.JobRunning:
 		line += ", " + progressLine(j)
-	case j.State == jobs.StateQueued && j.NextAttemptAt != nil:
+	case j.State == apitypes.JobQueued && j.NextAttemptAt != nil:
 		line += fmt.Sprintf(", attempt %d failed (%s); retrying in %s", j.Attempt, j.Error,
 			humanDuration(j.NextAttemptAt.Sub(v.now()).Round(time.Second)))
 	}
 	fmt.Fprintln(v.w, line)
 }
 
-func (v *lineView) close(*jobs.Job) {}
+func (v *lineView) close(*apitypes.Job) {}
 
 // printArchive names the OVA by its full path, or the OVF folder's
 // manifest, and how to verify either.

@@ -12,9 +12,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/webhooks"
 )
 
 func (a *app) webhooksCommand() *cobra.Command {
@@ -130,7 +129,7 @@ request timeout.`,
 			if len(events) == 0 {
 				return usageErrorf("--events is required: the event types to send, e.g. --events 'job.*' or --events job.completed --events job.failed")
 			}
-			spec := webhooks.EndpointSpec{URL: args[0], Description: description, Events: events}
+			spec := apitypes.EndpointSpec{URL: args[0], Description: description, Events: events}
 			if len(headers) > 0 || headerFile != "" {
 				spec.Headers = map[string]string{}
 			}
@@ -196,7 +195,7 @@ request timeout.`,
 	bindFields(cmd, "", map[string]string{"events": "events", "header": "headers", "header-file": "headers", "description": "description",
 		"timeout": "timeout", "max-retries": "max_retries", "secret": "secret", "secret-file": "secret"})
 	bindArg(cmd, "url", "URL")
-	_ = cmd.RegisterFlagCompletionFunc("events", cobra.FixedCompletions(append([]string{"job.*", "schedule.*", "*"}, webhooks.EventTypes...), cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("events", cobra.FixedCompletions(append([]string{"job.*", "schedule.*", "*"}, apitypes.EventTypes()...), cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -223,7 +222,7 @@ func (a *app) webhooksListCommand() *cobra.Command {
 				return fmt.Errorf("list webhooks: %w", err)
 			}
 			out := struct {
-				Items []*webhooks.Endpoint `json:"items"`
+				Items []*apitypes.Endpoint `json:"items"`
 			}{eps}
 			return a.show(out, func(w io.Writer) error {
 				if len(eps) == 0 {
@@ -268,7 +267,7 @@ func (a *app) webhooksGetCommand() *cobra.Command {
 	}
 }
 
-func (a *app) describeEndpoint(w io.Writer, ep *webhooks.Endpoint) {
+func (a *app) describeEndpoint(w io.Writer, ep *apitypes.Endpoint) {
 	now := a.env.now()
 	row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
 	row("ID", ep.ID)
@@ -337,7 +336,7 @@ func (a *app) webhooksEnableCommand(enable bool) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ep, err := c.UpdateWebhook(cmd.Context(), args[0], webhooks.EndpointPatch{Enabled: new(enable)})
+			ep, err := c.UpdateWebhook(cmd.Context(), args[0], apitypes.EndpointPatch{Enabled: new(enable)})
 			if err != nil {
 				return fmt.Errorf("%s webhook %s: %w", strings.TrimSuffix(verb, "d"), args[0], err)
 			}
@@ -442,7 +441,7 @@ each attempt; interrupting stops the waiting, not the delivery.`,
 }
 
 // deliveryFailedError reports a waited delivery that failed for good.
-type deliveryFailedError struct{ d *webhooks.Delivery }
+type deliveryFailedError struct{ d *apitypes.Delivery }
 
 func (e *deliveryFailedError) Error() string {
 	d := e.d
@@ -451,7 +450,7 @@ func (e *deliveryFailedError) Error() string {
 
 // lastOutcome is the last attempt's status and error, e.g. "HTTP 500:
 // upstream down" or "dial tcp …: connection refused".
-func lastOutcome(d *webhooks.Delivery) string {
+func lastOutcome(d *apitypes.Delivery) string {
 	status, errText := d.LastStatus, d.LastError
 	if n := len(d.History); n > 0 {
 		status, errText = d.History[n-1].Status, d.History[n-1].Error
@@ -477,19 +476,19 @@ func attemptOutcome(status int, errText string) string {
 // waitDelivery follows d until it is no longer pending, printing each new
 // attempt on stderr, then the outcome (the delivery itself with -o
 // json|yaml). A failed delivery is a *deliveryFailedError.
-func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.Delivery, earlier int) error {
+func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *apitypes.Delivery, earlier int) error {
 	// Only attempts of this round are printed: the first earlier entries of
 	// the history belong to previous rounds (counted before a redelivery,
 	// since the attempt counter and the history are read separately).
 	seen := earlier
-	final, err := c.WatchDelivery(ctx, d.ID, a.env.pollInterval, func(cur *webhooks.Delivery) {
+	final, err := c.WatchDelivery(ctx, d.ID, a.env.pollInterval, func(cur *apitypes.Delivery) {
 		for ; seen < len(cur.History); seen++ {
 			at := cur.History[seen]
 			line := fmt.Sprintf("attempt %d: %s (%s)", at.Attempt, attemptOutcome(at.Status, at.Error), latency(at.LatencyMS))
 			if at.Response != "" && (at.Status < 200 || at.Status > 299) {
 				line += ", response: " + short(at.Response, 80)
 			}
-			if seen == len(cur.History)-1 && cur.State == webhooks.StatePending && cur.NextAttemptAt != nil {
+			if seen == len(cur.History)-1 && cur.State == apitypes.DeliveryPending && cur.NextAttemptAt != nil {
 				line += "; next attempt in " + untilText(cur.NextAttemptAt.Sub(a.env.now()))
 			}
 			fmt.Fprintln(a.env.stderr, line)
@@ -502,7 +501,7 @@ func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.De
 		return fmt.Errorf("wait for delivery %s: %w", d.ID, err)
 	}
 	if err := a.show(final, func(w io.Writer) error {
-		if final.State != webhooks.StateDelivered {
+		if final.State != apitypes.DeliveryDelivered {
 			return nil // the error says it
 		}
 		ms, attempt := final.LastLatencyMS, final.Attempts
@@ -514,7 +513,7 @@ func (a *app) waitDelivery(ctx context.Context, c *client.Client, d *webhooks.De
 	}); err != nil {
 		return err
 	}
-	if final.State != webhooks.StateDelivered {
+	if final.State != apitypes.DeliveryDelivered {
 		return &deliveryFailedError{d: final}
 	}
 	return nil
@@ -551,14 +550,14 @@ func (a *app) webhooksDeliveriesCommand() *cobra.Command {
 				return err
 			}
 			ctx := cmd.Context()
-			var list *api.DeliveryList
+			var list *apitypes.DeliveryList
 			switch {
 			case event != "":
 				if list, err = c.EventDeliveries(ctx, event); err != nil {
 					return fmt.Errorf("deliveries of event %s: %w", event, err)
 				}
 			case all:
-				list = &api.DeliveryList{Items: []*webhooks.Delivery{}}
+				list = &apitypes.DeliveryList{Items: []*apitypes.Delivery{}}
 				if limit == 0 {
 					limit = 500
 				}
@@ -605,7 +604,7 @@ func (a *app) webhooksDeliveriesCommand() *cobra.Command {
 	fl.IntVar(&limit, "limit", 0, "at most this many deliveries (server default 100, max 1000); with --all, the page size")
 	fl.BoolVar(&all, "all", false, "fetch every matching delivery, following the server's pages")
 	_ = cmd.RegisterFlagCompletionFunc("state", cobra.FixedCompletions(
-		[]string{webhooks.StatePending, webhooks.StateDelivered, webhooks.StateFailed}, cobra.ShellCompDirectiveNoFileComp))
+		[]string{apitypes.DeliveryPending, apitypes.DeliveryDelivered, apitypes.DeliveryFailed}, cobra.ShellCompDirectiveNoFileComp))
 	return cmd
 }
 
@@ -643,7 +642,7 @@ func statusText(status int) string {
 	return fmt.Sprint(status)
 }
 
-func latencyText(d *webhooks.Delivery) string {
+func latencyText(d *apitypes.Delivery) string {
 	if d.Attempts == 0 && d.LastStatus == 0 && d.LastError == "" {
 		return "-"
 	}
@@ -652,9 +651,9 @@ func latencyText(d *webhooks.Delivery) string {
 
 // deliveryNote says what comes next for a pending delivery, or what went
 // wrong with a failed one.
-func deliveryNote(d *webhooks.Delivery, now time.Time) string {
+func deliveryNote(d *apitypes.Delivery, now time.Time) string {
 	switch d.State {
-	case webhooks.StatePending:
+	case apitypes.DeliveryPending:
 		if d.NextAttemptAt == nil {
 			return "-"
 		}
@@ -662,7 +661,7 @@ func deliveryNote(d *webhooks.Delivery, now time.Time) string {
 			return "next attempt in " + untilText(wait)
 		}
 		return "due now"
-	case webhooks.StateFailed:
+	case apitypes.DeliveryFailed:
 		return short(attemptOutcome(d.LastStatus, d.LastError), 60)
 	}
 	return "-"
@@ -687,7 +686,7 @@ func (a *app) webhooksDeliveryCommand() *cobra.Command {
 	}
 }
 
-func (a *app) describeDelivery(w io.Writer, d *webhooks.Delivery) {
+func (a *app) describeDelivery(w io.Writer, d *apitypes.Delivery) {
 	now := a.env.now()
 	row := func(k, v string) { fmt.Fprintf(w, "%s:\t%s\n", k, v) }
 	row("ID", d.ID)
@@ -703,7 +702,7 @@ func (a *app) describeDelivery(w io.Writer, d *webhooks.Delivery) {
 	if d.NextAttemptAt != nil {
 		row("Next attempt", whenNext(now, d.NextAttemptAt))
 	}
-	if d.State == webhooks.StateFailed {
+	if d.State == apitypes.DeliveryFailed {
 		row("Last error", lastOutcome(d))
 	}
 	if len(d.History) == 0 {

@@ -17,9 +17,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client/clienttest"
 	"github.com/hypersdk/hypersdk/config"
-	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
 )
 
@@ -116,30 +116,30 @@ func (h *harness) as(token string, args ...string) result {
 }
 
 // endpoint fetches an endpoint as JSON through the CLI.
-func (h *harness) endpoint(id string) *webhooks.Endpoint {
+func (h *harness) endpoint(id string) *apitypes.Endpoint {
 	h.t.Helper()
 	r := h.run("webhooks", "get", id, "-o", "json").expect(h.t, 0)
-	var ep webhooks.Endpoint
+	var ep apitypes.Endpoint
 	if err := json.Unmarshal([]byte(r.stdout), &ep); err != nil {
 		h.t.Fatalf("get -o json: %v\n%s", err, r.stdout)
 	}
 	return &ep
 }
 
-func (h *harness) delivery(id string) *webhooks.Delivery {
+func (h *harness) delivery(id string) *apitypes.Delivery {
 	h.t.Helper()
 	r := h.run("webhooks", "delivery", id, "-o", "json").expect(h.t, 0)
-	var d webhooks.Delivery
+	var d apitypes.Delivery
 	if err := json.Unmarshal([]byte(r.stdout), &d); err != nil {
 		h.t.Fatalf("delivery -o json: %v\n%s", err, r.stdout)
 	}
 	return &d
 }
 
-func (h *harness) deliveries(args ...string) *api.DeliveryList {
+func (h *harness) deliveries(args ...string) *apitypes.DeliveryList {
 	h.t.Helper()
 	r := h.run(append(append([]string{"webhooks", "deliveries"}, args...), "-o", "json")...).expect(h.t, 0)
-	var l api.DeliveryList
+	var l apitypes.DeliveryList
 	if err := json.Unmarshal([]byte(r.stdout), &l); err != nil {
 		h.t.Fatalf("deliveries -o json: %v\n%s", err, r.stdout)
 	}
@@ -221,7 +221,7 @@ func TestWebhooksLifecycle(t *testing.T) {
 	// A test delivery, signed with the printed secret, with the headers.
 	h.vars["HYPERSDK_TOKEN"] = clienttest.OperatorToken
 	r = h.run("webhooks", "test", id, "--wait").expect(t, 0, "test delivery ", "queued to "+rcv.URL, "attempt 1: HTTP 200 (", "delivered: HTTP 200 in ")
-	got := rcv.waitFor(t, webhooks.TypeWebhookTest)
+	got := rcv.waitFor(t, apitypes.EventWebhookTest)
 	if !got.signedBy(t, secret) || !strings.HasPrefix(got.id, "msg_") || !strings.Contains(r.stderr, "webhook-id "+got.id) {
 		t.Fatalf("test request id %q signature %q\n%s", got.id, got.signature, r.stderr)
 	}
@@ -294,7 +294,7 @@ func TestWebhooksLifecycle(t *testing.T) {
 		t.Fatalf("rotating_until after --grace 0s: %v", ep.RotatingUntil)
 	}
 	r = h.run("webhooks", "rotate-secret", id, "-o", "json").expect(t, 0)
-	var rotated api.CreatedEndpoint
+	var rotated apitypes.CreatedEndpoint
 	if err := json.Unmarshal([]byte(r.stdout), &rotated); err != nil || webhooks.ValidateSecret(rotated.Secret) != nil || rotated.Endpoint.ID != id {
 		t.Fatalf("rotate-secret -o json: %v\n%s", err, r.stdout)
 	}
@@ -313,7 +313,7 @@ func TestWebhooksFailingReceiver(t *testing.T) {
 	rcv := newReceiver(t, http.StatusInternalServerError)
 
 	r := h.run("webhooks", "add", rcv.URL, "--events", "job.completed", "--max-retries", "0", "-o", "json").expect(t, 0)
-	var created api.CreatedEndpoint
+	var created apitypes.CreatedEndpoint
 	if err := json.Unmarshal([]byte(r.stdout), &created); err != nil || webhooks.ValidateSecret(created.Secret) != nil {
 		t.Fatalf("add -o json: %v\n%s", err, r.stdout)
 	}
@@ -329,8 +329,8 @@ func TestWebhooksFailingReceiver(t *testing.T) {
 		t.Fatalf("stdout claims delivery:\n%s", r.stdout)
 	}
 	r = h.run("webhooks", "test", id, "--wait", "-o", "json").expect(t, 1, "HTTP 500")
-	var failed webhooks.Delivery
-	if err := json.Unmarshal([]byte(r.stdout), &failed); err != nil || failed.State != webhooks.StateFailed || failed.LastStatus != 500 {
+	var failed apitypes.Delivery
+	if err := json.Unmarshal([]byte(r.stdout), &failed); err != nil || failed.State != apitypes.DeliveryFailed || failed.LastStatus != 500 {
 		t.Fatalf("test --wait -o json: %v\n%s", err, r.stdout)
 	}
 
@@ -351,7 +351,7 @@ func TestWebhooksFailingReceiver(t *testing.T) {
 	rcv.status.Store(http.StatusOK)
 	h.run("webhooks", "redeliver", d.ID, "--wait").expect(t, 0, "queued again", "webhook-id "+d.EventID, "attempt 2: HTTP 200", "delivered: HTTP 200")
 	after := h.delivery(d.ID)
-	if after.State != webhooks.StateDelivered || len(after.History) != 2 || after.History[0].Status != 500 || after.History[1].Status != 200 {
+	if after.State != apitypes.DeliveryDelivered || len(after.History) != 2 || after.History[0].Status != 500 || after.History[1].Status != 200 {
 		t.Fatalf("history after redelivery: %+v", after.History)
 	}
 	var ids []string

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // A second daemon on a data directory in use exits non-zero, naming the
@@ -20,7 +20,7 @@ import (
 func TestSecondDaemonOnDataDirRefused(t *testing.T) {
 	a := newDaemon(t, "")
 	a.start()
-	endpointPath := filepath.Join(a.dataDir, api.EndpointFile)
+	endpointPath := filepath.Join(a.dataDir, apitypes.EndpointFile)
 
 	b := exec.Command(os.Args[0], "--config", a.config, "--data-dir", a.dataDir, "--listen", "127.0.0.1:0")
 	b.Env = append(os.Environ(), childEnv+"=1")

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"time"
 	_ "time/tzdata" // schedule time zones work on hosts without a zone database
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
@@ -271,8 +271,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	}
 	defer set.Close()
 
-	var engine *jobs.Manager
-	m := metrics.New(ver, rev, func(ctx context.Context) (map[jobs.State]int, error) { return engine.Counts(ctx) }, log)
+	m := metrics.New(ver, rev, log)
 	m.RegisterPools(set.List)
 
 	hooks, err := webhooks.New(db, webhooks.Options{
@@ -293,20 +292,18 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	m.RegisterWebhooks(hooks.Pending)
 
 	// Job events go to webhooks and, for scheduled jobs, to the schedule's
-	// execution history (the scheduler needs the engine, hence the func).
-	var sched *scheduler.Scheduler
-	scheduleEvents := jobs.EventsFunc(func(ctx context.Context, tx *sql.Tx, typ string, data any) error {
-		return sched.Emit(ctx, tx, typ, data)
-	})
-	engine, err = jobs.New(db, set, jobs.Options{
+	// execution history. The scheduler then submits through the engine
+	// (scheduler.Jobs): each side knows the other by an interface only.
+	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
-		Logger: log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduleEvents},
+		Logger: log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}},
 		ProgressEvents: cfg.WebhookDelivery.ProgressInterval,
 	})
 	if err != nil {
 		return err
 	}
-	sched = scheduler.New(db, engine, scheduler.Options{Events: hooks, Metrics: m, Logger: log.With("component", "scheduler")})
+	m.RegisterJobs(engine.Counts)
+	sched := scheduler.New(db, engine, scheduler.Options{Events: hooks, Metrics: m, Logger: log.With("component", "scheduler")})
 	m.RegisterSchedules(sched.Counts)
 	if err := hooks.Start(ctx); err != nil {
 		return err
@@ -409,5 +406,5 @@ func advertised(addr string) string {
 }
 
 func writeEndpoint(dataDir, url string) error {
-	return safepath.WriteFile(dataDir, api.EndpointFile, []byte(url+"\n"), 0o600)
+	return safepath.WriteFile(dataDir, apitypes.EndpointFile, []byte(url+"\n"), 0o600)
 }

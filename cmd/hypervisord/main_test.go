@@ -33,9 +33,8 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
 	"github.com/hypersdk/hypersdk/providers"
@@ -129,7 +128,7 @@ func (b *lockedBuffer) String() string {
 
 func (d *daemon) start(extraArgs ...string) {
 	d.t.Helper()
-	_ = os.Remove(filepath.Join(d.dataDir, api.EndpointFile))
+	_ = os.Remove(filepath.Join(d.dataDir, apitypes.EndpointFile))
 	args := append([]string{"--config", d.config, "--data-dir", d.dataDir, "--listen", "127.0.0.1:0"}, extraArgs...)
 	d.cmd = exec.Command(os.Args[0], args...)
 	d.cmd.Env = append(append(os.Environ(), childEnv+"=1"), d.env...)
@@ -143,7 +142,7 @@ func (d *daemon) start(extraArgs ...string) {
 	go func() { d.done <- d.cmd.Wait() }()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		b, err := os.ReadFile(filepath.Join(d.dataDir, api.EndpointFile))
+		b, err := os.ReadFile(filepath.Join(d.dataDir, apitypes.EndpointFile))
 		if err == nil && len(b) > 0 {
 			d.url = strings.TrimSpace(string(b))
 			break
@@ -203,13 +202,13 @@ func (d *daemon) call(method, path string, body any, v any) int {
 	return resp.StatusCode
 }
 
-func (d *daemon) allJobs() []*jobs.Job {
-	var out []*jobs.Job
+func (d *daemon) allJobs() []*apitypes.Job {
+	var out []*apitypes.Job
 	cursor := ""
 	for {
 		var page struct {
-			Items      []*jobs.Job `json:"items"`
-			NextCursor string      `json:"next_cursor"`
+			Items      []*apitypes.Job `json:"items"`
+			NextCursor string          `json:"next_cursor"`
 		}
 		d.call("GET", "/api/v1/jobs?limit=1000&cursor="+cursor, nil, &page)
 		out = append(out, page.Items...)
@@ -336,7 +335,7 @@ providers:
 			dmn.start()
 			const total = 200
 			for i := range total {
-				var j jobs.Job
+				var j apitypes.Job
 				if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "lab", "vm": fmt.Sprintf("vm-%03d", i%16)}, &j); code != 201 {
 					t.Fatalf("submit %d: HTTP %d", i, code)
 				}
@@ -377,7 +376,7 @@ providers:
 			}
 			deadline := time.Now().Add(3 * time.Minute)
 			for {
-				var pending struct{ Items []*jobs.Job }
+				var pending struct{ Items []*apitypes.Job }
 				dmn.call("GET", "/api/v1/jobs?state=queued,running&limit=1", nil, &pending)
 				if len(pending.Items) == 0 {
 					break
@@ -394,7 +393,7 @@ providers:
 			calls.poll()
 			restarted := 0
 			for _, j := range all {
-				if j.State != jobs.StateSucceeded {
+				if j.State != apitypes.JobSucceeded {
 					t.Errorf("job %s ended %s: %s", j.ID, j.State, j.Error)
 				}
 				dir := j.Spec.Options.OutputDir
@@ -417,11 +416,11 @@ providers:
 func TestSIGTERMHandsRunningJobsBack(t *testing.T) {
 	dmn := newDaemon(t, "providers:\n  - name: lab\n    type: vsphere\n    url: https://fake.invalid/sdk\n", "FAKE_CHUNK_DELAY=1s")
 	dmn.start()
-	var j jobs.Job
+	var j apitypes.Job
 	dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "lab", "vm": "vm-001"}, &j)
 	waitUntil(t, "the job to run", time.Minute, func() bool {
 		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
-		return j.State == jobs.StateRunning
+		return j.State == apitypes.JobRunning
 	})
 	if err := dmn.cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -519,7 +518,7 @@ func TestDemoExportThroughTheDaemon(t *testing.T) {
 	if !strings.Contains(dmn.out.String(), "Demo mode") {
 		t.Fatalf("no demo instructions printed:\n%s", dmn.out.String())
 	}
-	var j jobs.Job
+	var j apitypes.Job
 	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/production/db/db-01"}, &j); code != 201 {
 		t.Fatalf("submit: %d", code)
 	}
@@ -531,7 +530,7 @@ func TestDemoExportThroughTheDaemon(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
 	}
-	if j.State != jobs.StateSucceeded {
+	if j.State != apitypes.JobSucceeded {
 		t.Fatalf("demo export %s: %s", j.State, j.Error)
 	}
 	dir := j.Result.OutputDir
@@ -620,15 +619,15 @@ log:
 	if _, err := os.Stat(filepath.Join(dmn.dataDir, "admin.token")); err == nil {
 		t.Error("an admin token was generated although tokens are configured")
 	}
-	var j jobs.Job
+	var j apitypes.Job
 	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "dev-ubuntu-01"}, &j); code != 201 {
 		t.Fatalf("submit over TLS: %d", code)
 	}
-	var failing jobs.Job
+	var failing apitypes.Job
 	dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "broken-vc", "vm": "x", "max_attempts": 1}, &failing)
 	for _, id := range []string{j.ID, failing.ID} {
 		deadline := time.Now().Add(time.Minute)
-		var got jobs.Job
+		var got apitypes.Job
 		for !got.State.Terminal() && time.Now().Before(deadline) {
 			time.Sleep(100 * time.Millisecond)
 			dmn.call("GET", "/api/v1/jobs/"+id, nil, &got)
@@ -733,7 +732,7 @@ webhook_delivery:
   allow_private_targets: true
 `, rcv.URL, secret), "HYPERVISORD_TEST_REAL_PROVIDERS=1")
 	dmn.start("--demo")
-	var j jobs.Job
+	var j apitypes.Job
 	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "web-01", "snapshot": true}, &j); code != 201 {
 		t.Fatalf("submit: %d", code)
 	}
@@ -950,9 +949,9 @@ func TestExportRefusesLinksBelowTheRoot(t *testing.T) {
 	}
 	dmn := newDaemon(t, "export:\n  output_dir: "+root+"\n  allowed_roots: ["+root+"]\n", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
 	dmn.start("--demo")
-	export := func(output string) jobs.Job {
+	export := func(output string) apitypes.Job {
 		t.Helper()
-		var j jobs.Job
+		var j apitypes.Job
 		if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/production/db/db-01",
 			"output": output, "max_attempts": 3}, &j); code != 201 {
 			t.Fatalf("submit %s: %d", output, code)
@@ -963,10 +962,10 @@ func TestExportRefusesLinksBelowTheRoot(t *testing.T) {
 		})
 		return j
 	}
-	refused := func(j jobs.Job, link string) {
+	refused := func(j apitypes.Job, link string) {
 		t.Helper()
 		want := link + " is a symbolic link; refusing to write outside "
-		if j.State != jobs.StateFailed || !strings.Contains(j.Error, want) {
+		if j.State != apitypes.JobFailed || !strings.Contains(j.Error, want) {
 			t.Fatalf("job %s: %s %q, want failed with %q", j.ID, j.State, j.Error, want)
 		}
 		if j.Attempt != 1 {
@@ -986,7 +985,7 @@ func TestExportRefusesLinksBelowTheRoot(t *testing.T) {
 	// A good export names the files; the same names with ".part" planted
 	// as links make the next exports fail, one file kind after the other.
 	good := export(filepath.Join(root, "good"))
-	if good.State != jobs.StateSucceeded {
+	if good.State != apitypes.JobSucceeded {
 		t.Fatalf("export: %s %s", good.State, good.Error)
 	}
 	var disk, ovfName string

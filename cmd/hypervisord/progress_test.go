@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -33,12 +33,12 @@ func TestDemoMultiDiskProgressIsHonest(t *testing.T) {
 	}
 	capacity := vm.TotalDiskBytes()
 
-	var j jobs.Job
+	var j apitypes.Job
 	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "db-01", "format": "ovf",
 		"bandwidth_limit": 4 << 20, "parallel_downloads": 2}, &j); code != 201 {
 		t.Fatalf("submit: %d", code)
 	}
-	var samples []jobs.Progress
+	var samples []apitypes.JobProgress
 	running := map[int64]bool{} // distinct bytes_done seen while downloading
 	deadline := time.Now().Add(3 * time.Minute)
 	for !j.State.Terminal() {
@@ -49,7 +49,7 @@ func TestDemoMultiDiskProgressIsHonest(t *testing.T) {
 		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
 		p := j.Progress
 		samples = append(samples, p)
-		if j.State == jobs.StateRunning && p.Phase == providers.PhaseDownloading && p.BytesDone > 0 {
+		if j.State == apitypes.JobRunning && p.Phase == providers.PhaseDownloading && p.BytesDone > 0 {
 			running[p.BytesDone] = true
 		}
 		switch {
@@ -63,7 +63,7 @@ func TestDemoMultiDiskProgressIsHonest(t *testing.T) {
 			t.Errorf("%s: unknown total but %.1f%%, ETA %v", j.State, p.Percent, p.ETASeconds)
 		}
 	}
-	if j.State != jobs.StateSucceeded {
+	if j.State != apitypes.JobSucceeded {
 		t.Fatalf("export %s: %s", j.State, j.Error)
 	}
 	// Sampled while the disks were moving, not only before and after.

@@ -14,9 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hypersdk/hypersdk/daemon/api"
-	"github.com/hypersdk/hypersdk/daemon/jobs"
-	"github.com/hypersdk/hypersdk/daemon/webhooks"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // zoneURLs are the SSRF bypass of issue 11: IPv6 zone ids made the guard's
@@ -82,7 +80,7 @@ func TestWebhookZoneIDsRefused(t *testing.T) {
 		if status != http.StatusUnprocessableEntity || ct != "application/problem+json" {
 			t.Fatalf("%s: %d %s %s", what, status, ct, body)
 		}
-		if !strings.HasPrefix(p.Detail, "url: ") || !strings.Contains(p.Detail, "zone id") || p.Type != api.ProblemTypePrefix+"invalid-webhook" {
+		if !strings.HasPrefix(p.Detail, "url: ") || !strings.Contains(p.Detail, "zone id") || p.Type != apitypes.ProblemTypePrefix+"invalid-webhook" {
 			t.Fatalf("%s: problem does not name the url field and the zone id: %s", what, body)
 		}
 	}
@@ -91,7 +89,7 @@ func TestWebhookZoneIDsRefused(t *testing.T) {
 		checkProblem("POST "+u, status, ct, body)
 	}
 	var list struct {
-		Items []*webhooks.Endpoint `json:"items"`
+		Items []*apitypes.Endpoint `json:"items"`
 	}
 	if code := dmn.call("GET", "/api/v1/webhooks", nil, &list); code != 200 || len(list.Items) != 0 {
 		t.Fatalf("after refusals: %d, %d endpoints stored", code, len(list.Items))
@@ -101,7 +99,7 @@ func TestWebhookZoneIDsRefused(t *testing.T) {
 	// Its target is a public documentation address that never answers, so
 	// its deliveries fail after the 1s timeout.
 	const kept = "http://192.0.2.1:9/hooks"
-	var created api.CreatedEndpoint
+	var created apitypes.CreatedEndpoint
 	if code := dmn.call("POST", "/api/v1/webhooks", map[string]any{"url": kept, "events": []string{"*"}, "timeout": "1s", "max_retries": 0}, &created); code != 201 {
 		t.Fatalf("create %s: %d", kept, code)
 	}
@@ -117,17 +115,17 @@ func TestWebhookZoneIDsRefused(t *testing.T) {
 	// Events flow (a job runs to completion); once the kept endpoint's
 	// job.completed delivery has been tried, every endpoint subscribed to
 	// it would have been too: none reached the loopback listener.
-	var j jobs.Job
+	var j apitypes.Job
 	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "lab", "vm": "vm-001"}, &j); code != 201 {
 		t.Fatalf("submit: %d", code)
 	}
 	waitUntil(t, "the job's job.completed delivery to be tried", time.Minute, func() bool {
 		var page struct {
-			Items []*webhooks.Delivery `json:"items"`
+			Items []*apitypes.Delivery `json:"items"`
 		}
 		dmn.call("GET", "/api/v1/webhooks/"+created.Endpoint.ID+"/deliveries", nil, &page)
 		for _, d := range page.Items {
-			if d.EventType == webhooks.TypeJobCompleted && d.Attempts > 0 {
+			if d.EventType == apitypes.EventJobCompleted && d.Attempts > 0 {
 				return true
 			}
 		}

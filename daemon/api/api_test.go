@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -23,6 +22,7 @@ import (
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
@@ -89,8 +89,7 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var engine *jobs.Manager
-	m := metrics.New("test", "rev", func(ctx context.Context) (map[jobs.State]int, error) { return engine.Counts(ctx) }, log)
+	m := metrics.New("test", "rev", log)
 	hooks, err := webhooks.New(db, webhooks.Options{NodeID: "api-test", AllowPrivateTargets: true, PollInterval: 20 * time.Millisecond,
 		Schedule: []time.Duration{20 * time.Millisecond}, DataDir: t.TempDir(), Logger: log, Metrics: m})
 	if err != nil {
@@ -101,20 +100,18 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = hooks.Stop(context.Background()) })
-	var sched *scheduler.Scheduler
-	engine, err = jobs.New(db, set, jobs.Options{
-		NodeID: "api-test", Events: jobs.EventSinks{hooks, jobs.EventsFunc(func(ctx context.Context, tx *sql.Tx, typ string, data any) error {
-			return sched.Emit(ctx, tx, typ, data)
-		})}, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
+	engine, err := jobs.New(db, set, jobs.Options{
+		NodeID: "api-test", Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}}, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
 		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log, Metrics: m,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	m.RegisterJobs(engine.Counts)
 	if err := engine.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	sched = scheduler.New(db, engine, scheduler.Options{Events: hooks, Logger: log, Metrics: m})
+	sched := scheduler.New(db, engine, scheduler.Options{Events: hooks, Logger: log, Metrics: m})
 	m.RegisterSchedules(sched.Counts)
 	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Metrics: m, Logger: log,
 		MaxBodyBytes: 4096, Version: "test", NodeID: "api-test", Database: db.String(),
@@ -201,17 +198,17 @@ func expectProblem(t *testing.T, r response, status int, typ string) problemBody
 	}
 	var p problemBody
 	r.json(t, &p)
-	if p.Type != api.ProblemTypePrefix+typ || p.Status != status {
+	if p.Type != apitypes.ProblemTypePrefix+typ || p.Status != status {
 		t.Errorf("problem %+v, want type %s", p, typ)
 	}
 	return p
 }
 
-func waitJob(t *testing.T, ts *testServer, id string, want jobs.State) jobs.Job {
+func waitJob(t *testing.T, ts *testServer, id string, want apitypes.JobState) apitypes.Job {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var j jobs.Job
+		var j apitypes.Job
 		ts.do(t, "GET", "/api/v1/jobs/"+id, viewerToken, nil).json(t, &j)
 		if j.State == want {
 			return j
@@ -245,13 +242,13 @@ func TestAuthentication(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("operator submit: %d %s", r.status, r.body)
 	}
-	var j jobs.Job
+	var j apitypes.Job
 	r.json(t, &j)
 	if j.SubmittedBy != "ci-operator" {
 		t.Errorf("submitted_by %q", j.SubmittedBy)
 	}
 	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs/"+j.ID+"/cancel", viewerToken, nil), 403, "forbidden")
-	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	waitJob(t, ts, j.ID, apitypes.JobSucceeded)
 	expectProblem(t, ts.do(t, "DELETE", "/api/v1/jobs/"+j.ID, operatorToken, nil), 403, "forbidden")
 	if r := ts.do(t, "DELETE", "/api/v1/jobs/"+j.ID, adminToken, nil); r.status != 204 {
 		t.Fatalf("admin delete: %d %s", r.status, r.body)
@@ -265,17 +262,17 @@ func TestJobLifecycleOverHTTP(t *testing.T) {
 		if r.status != 201 {
 			t.Fatalf("submit: %d %s", r.status, r.body)
 		}
-		var j jobs.Job
+		var j apitypes.Job
 		r.json(t, &j)
 		if r.header.Get("Location") != "/api/v1/jobs/"+j.ID {
 			t.Errorf("Location %q", r.header.Get("Location"))
 		}
-		done := waitJob(t, ts, j.ID, jobs.StateSucceeded)
+		done := waitJob(t, ts, j.ID, apitypes.JobSucceeded)
 		if done.Result == nil || len(done.Result.Files) == 0 || done.Progress.Percent != 100 {
 			t.Fatalf("result %+v", done)
 		}
 
-		var list api.JobList
+		var list apitypes.JobList
 		ts.do(t, "GET", "/api/v1/jobs?state=succeeded&provider=lab", viewerToken, nil).json(t, &list)
 		if len(list.Items) != 1 || list.Items[0].ID != j.ID {
 			t.Fatalf("list: %+v", list)
@@ -294,7 +291,7 @@ func TestJobLifecycleOverHTTP(t *testing.T) {
 		var msgs []string
 		sc := bufio.NewScanner(bytes.NewReader(r.body))
 		for sc.Scan() {
-			var l jobs.LogLine
+			var l apitypes.LogLine
 			if err := json.Unmarshal(sc.Bytes(), &l); err != nil {
 				t.Fatal(err)
 			}
@@ -319,9 +316,9 @@ func TestLogFollowStreamsUntilJobEnds(t *testing.T) {
 			return ctx.Err()
 		}
 	}
-	var j jobs.Job
+	var j apitypes.Job
 	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-003"}).json(t, &j)
-	waitJob(t, ts, j.ID, jobs.StateRunning)
+	waitJob(t, ts, j.ID, apitypes.JobRunning)
 	req, _ := http.NewRequest("GET", ts.URL+"/api/v1/jobs/"+j.ID+"/logs?follow=true", nil)
 	req.Header.Set("Authorization", "Bearer "+viewerToken)
 	resp, err := http.DefaultClient.Do(req)
@@ -334,7 +331,7 @@ func TestLogFollowStreamsUntilJobEnds(t *testing.T) {
 		defer close(lines)
 		sc := bufio.NewScanner(resp.Body)
 		for sc.Scan() {
-			var l jobs.LogLine
+			var l apitypes.LogLine
 			_ = json.Unmarshal(sc.Bytes(), &l)
 			lines <- l.Message
 		}
@@ -375,7 +372,7 @@ func TestRequestValidation(t *testing.T) {
 	big := fmt.Sprintf(`{"provider":"lab","vm":%q}`, strings.Repeat("x", 10000))
 	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, big), 413, "body-too-large")
 	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{not json`), 400, "bad-request")
-	var list api.JobList
+	var list apitypes.JobList
 	ts.do(t, "GET", "/api/v1/jobs", viewerToken, nil).json(t, &list)
 	if len(list.Items) != 0 {
 		t.Fatalf("bad requests created %d jobs", len(list.Items))
@@ -389,7 +386,7 @@ func TestIdempotencyKeyOverHTTP(t *testing.T) {
 	body := map[string]any{"provider": "lab", "vm": "vm-001"}
 	a := ts.do(t, "POST", "/api/v1/jobs", operatorToken, body, "Idempotency-Key", "k-123")
 	b := ts.do(t, "POST", "/api/v1/jobs", operatorToken, body, "Idempotency-Key", "k-123")
-	var ja, jb jobs.Job
+	var ja, jb apitypes.Job
 	a.json(t, &ja)
 	b.json(t, &jb)
 	if a.status != 201 || b.status != 200 || ja.ID != jb.ID || b.header.Get("Idempotent-Replayed") != "true" {
@@ -400,7 +397,7 @@ func TestIdempotencyKeyOverHTTP(t *testing.T) {
 
 func TestProvidersAndVMs(t *testing.T) {
 	ts := newTestServer(t, storetest.Open(t, store.SQLite))
-	var provs struct{ Items []api.ProviderInfo }
+	var provs struct{ Items []apitypes.ProviderInfo }
 	ts.do(t, "GET", "/api/v1/providers", viewerToken, nil).json(t, &provs)
 	if len(provs.Items) != 1 || provs.Items[0].Name != "lab" || !provs.Items[0].Health.Healthy || len(provs.Items[0].Capabilities.Formats) == 0 {
 		t.Fatalf("providers %+v", provs)
@@ -426,9 +423,9 @@ func TestProvidersAndVMs(t *testing.T) {
 
 func TestMetricsRecordJobsAndRouteTemplates(t *testing.T) {
 	ts := newTestServer(t, storetest.Open(t, store.SQLite))
-	var j jobs.Job
+	var j apitypes.Job
 	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-001"}).json(t, &j)
-	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	waitJob(t, ts, j.ID, apitypes.JobSucceeded)
 	body := string(ts.do(t, "GET", "/metrics", "", nil).body)
 	for _, want := range []string{
 		`hypersdk_jobs_total{provider="lab",state="succeeded"} 1`,
@@ -521,9 +518,9 @@ func TestOpenAPIMatchesRouter(t *testing.T) {
 // No token, password or secret appears in any response body or log line.
 func TestSecretsNeverLeak(t *testing.T) {
 	ts := newTestServer(t, storetest.Open(t, store.SQLite))
-	var j jobs.Job
+	var j apitypes.Job
 	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-001"}).json(t, &j)
-	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	waitJob(t, ts, j.ID, apitypes.JobSucceeded)
 	var all []string
 	for _, path := range []string{"/api/v1/jobs", "/api/v1/jobs/" + j.ID, "/api/v1/jobs/" + j.ID + "/logs", "/api/v1/providers",
 		"/api/v1/status", "/api/v1/openapi.json", "/api/v1/providers/lab/vms", "/metrics"} {
@@ -563,7 +560,7 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("create: %d %s", r.status, r.body)
 	}
-	var created api.CreatedEndpoint
+	var created apitypes.CreatedEndpoint
 	r.json(t, &created)
 	if !strings.HasPrefix(created.Secret, "whsec_") || created.Endpoint.ID == "" {
 		t.Fatalf("created %+v", created)
@@ -576,9 +573,9 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 		}
 	}
 	// A job's lifecycle reaches the receiver.
-	var j jobs.Job
+	var j apitypes.Job
 	ts.do(t, "POST", "/api/v1/jobs", operatorToken, map[string]any{"provider": "lab", "vm": "vm-001"}).json(t, &j)
-	waitJob(t, ts, j.ID, jobs.StateSucceeded)
+	waitJob(t, ts, j.ID, apitypes.JobSucceeded)
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		got.Lock()
@@ -592,13 +589,13 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	var d webhooks.Delivery
+	var d apitypes.Delivery
 	if r := ts.do(t, "POST", "/api/v1/webhooks/"+created.Endpoint.ID+"/test", operatorToken, nil); r.status != 202 {
 		t.Fatalf("test: %d %s", r.status, r.body)
 	} else {
 		r.json(t, &d)
 	}
-	var list api.DeliveryList
+	var list apitypes.DeliveryList
 	for deadline := time.Now().Add(20 * time.Second); ; {
 		ts.do(t, "GET", "/api/v1/webhooks/"+created.Endpoint.ID+"/deliveries?state=delivered", viewerToken, nil).json(t, &list)
 		if len(list.Items) == 4 || time.Now().After(deadline) {
@@ -609,12 +606,12 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 	if len(list.Items) != 4 {
 		t.Fatalf("%d delivered", len(list.Items))
 	}
-	var full webhooks.Delivery
+	var full apitypes.Delivery
 	ts.do(t, "GET", "/api/v1/webhook-deliveries/"+d.ID, viewerToken, nil).json(t, &full)
 	if len(full.History) != 1 || full.History[0].Status != 200 || full.EventType != "webhook.test" {
 		t.Fatalf("delivery %+v", full)
 	}
-	var byEvent api.DeliveryList
+	var byEvent apitypes.DeliveryList
 	ts.do(t, "GET", "/api/v1/webhook-events/"+d.EventID+"/deliveries", viewerToken, nil).json(t, &byEvent)
 	if len(byEvent.Items) != 1 {
 		t.Fatalf("event deliveries %+v", byEvent)
@@ -622,12 +619,12 @@ func TestWebhookEndpointsOverHTTP(t *testing.T) {
 	if r := ts.do(t, "POST", "/api/v1/webhook-deliveries/"+d.ID+"/redeliver", adminToken, nil); r.status != 202 {
 		t.Fatalf("redeliver: %d %s", r.status, r.body)
 	}
-	var ep webhooks.Endpoint
+	var ep apitypes.Endpoint
 	ts.do(t, "PATCH", "/api/v1/webhooks/"+created.Endpoint.ID, adminToken, map[string]any{"enabled": false}).json(t, &ep)
 	if ep.Enabled || ep.DisabledReason == "" {
 		t.Fatalf("disable: %+v", ep)
 	}
-	var rotated api.CreatedEndpoint
+	var rotated apitypes.CreatedEndpoint
 	ts.do(t, "POST", "/api/v1/webhooks/"+created.Endpoint.ID+"/rotate-secret", adminToken, map[string]any{"grace": "1h"}).json(t, &rotated)
 	if rotated.Secret == created.Secret || rotated.Endpoint.RotatingUntil == nil {
 		t.Fatalf("rotate: %+v", rotated)
@@ -655,7 +652,7 @@ func TestSchedulesOverHTTP(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("create: %d %s", r.status, r.body)
 	}
-	var sc scheduler.Schedule
+	var sc apitypes.Schedule
 	r.json(t, &sc)
 	if len(sc.NextRuns) != 5 || sc.NextRuns[0].In(mustZone(t, "Europe/Berlin")).Hour() != 2 || sc.CreatedBy != "ci-operator" {
 		t.Fatalf("schedule %+v", sc)
@@ -672,14 +669,14 @@ func TestSchedulesOverHTTP(t *testing.T) {
 	if len(prev.Next) != 3 {
 		t.Fatalf("preview %+v", prev)
 	}
-	var x scheduler.Execution
+	var x apitypes.Execution
 	if r := ts.do(t, "POST", "/api/v1/schedules/nightly-db/run", operatorToken, nil); r.status != 202 {
 		t.Fatalf("run: %d %s", r.status, r.body)
 	} else {
 		r.json(t, &x)
 	}
-	waitJob(t, ts, x.JobID, jobs.StateSucceeded)
-	var hist api.ExecutionList
+	waitJob(t, ts, x.JobID, apitypes.JobSucceeded)
+	var hist apitypes.ExecutionList
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		ts.do(t, "GET", "/api/v1/schedules/nightly-db/history", viewerToken, nil).json(t, &hist)
@@ -691,7 +688,7 @@ func TestSchedulesOverHTTP(t *testing.T) {
 	if len(hist.Items) != 1 || hist.Items[0].Kind != "manual" || hist.Items[0].Status != "succeeded" || hist.Items[0].DurationSeconds == nil {
 		t.Fatalf("history %+v", hist.Items)
 	}
-	sc = scheduler.Schedule{}
+	sc = apitypes.Schedule{}
 	ts.do(t, "POST", "/api/v1/schedules/nightly-db/disable", operatorToken, nil).json(t, &sc)
 	if sc.Enabled || sc.NextRun != nil {
 		t.Fatalf("disabled %+v", sc)
@@ -737,7 +734,7 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 		t.Fatalf("a refused schedule was stored: %s", r.body)
 	}
 
-	var sc scheduler.Schedule
+	var sc apitypes.Schedule
 	r := ts.do(t, "POST", "/api/v1/schedules", operatorToken, map[string]any{"name": "leap", "schedule": "0 0 29 2 *", "job": job})
 	if r.status != 201 {
 		t.Fatalf("leap day: %d %s", r.status, r.body)
@@ -751,7 +748,7 @@ func TestScheduleExpressionsThatNeverRun(t *testing.T) {
 	if got := p.text(); !strings.Contains(got, "body.schedule: ") || !strings.Contains(got, "never fires: February has no day 30") {
 		t.Errorf("update: problem %q", got)
 	}
-	var got scheduler.Schedule
+	var got apitypes.Schedule
 	ts.do(t, "GET", "/api/v1/schedules/leap", viewerToken, nil).json(t, &got)
 	if got.Schedule != "0 0 29 2 *" || got.NextRun == nil || !got.NextRun.Equal(*sc.NextRun) {
 		t.Fatalf("a refused update changed the schedule: %+v", got)

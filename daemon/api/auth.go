@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 )
 
@@ -70,19 +71,10 @@ func (t *Tokens) Authenticate(header string) (Principal, bool) {
 	return p, ok
 }
 
-// Files in the daemon's data directory that tell hyperctl on the same host
-// where the API is and, when no tokens are configured, how to authenticate.
-const (
-	// AdminTokenFile holds the generated admin token (mode 0600).
-	AdminTokenFile = "admin.token"
-	// EndpointFile holds the API's base URL, written at every start.
-	EndpointFile = "endpoint"
-)
-
 // EnsureAdminToken returns the admin token stored in dataDir, generating
 // one (mode 0600) on first use. created reports whether it was generated.
 func EnsureAdminToken(dataDir string) (token, path string, created bool, err error) {
-	path = filepath.Join(dataDir, AdminTokenFile)
+	path = filepath.Join(dataDir, apitypes.AdminTokenFile)
 	if b, err := os.ReadFile(path); err == nil {
 		if tok := strings.TrimSpace(string(b)); len(tok) >= 16 {
 			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {

@@ -9,19 +9,19 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
-	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 type submitInput struct {
 	IdempotencyKey string `header:"Idempotency-Key" maxLength:"255" doc:"Makes a retried submission return the original job instead of creating another"`
-	Body           jobs.Request
+	Body           apitypes.JobRequest
 }
 
 type jobOutput struct {
 	Status   int
 	Location string `header:"Location"`
 	Replayed string `header:"Idempotent-Replayed" doc:"true when an earlier submission with the same Idempotency-Key is returned"`
-	Body     *jobs.Job
+	Body     *apitypes.Job
 }
 
 type jobIDInput struct {
@@ -38,14 +38,8 @@ type listJobsInput struct {
 	Limit         int       `query:"limit" minimum:"1" maximum:"1000" default:"50"`
 }
 
-// JobList is a page of jobs, newest first.
-type JobList struct {
-	Items      []*jobs.Job `json:"items"`
-	NextCursor string      `json:"next_cursor,omitempty" doc:"Pass as cursor to get the next page; absent on the last page"`
-}
-
 type listJobsOutput struct {
-	Body JobList
+	Body apitypes.JobList
 }
 
 type logsInput struct {
@@ -55,7 +49,7 @@ type logsInput struct {
 }
 
 func (s *Server) registerJobs() {
-	submit := op("submitJob", http.MethodPost, APIPrefix+"/jobs", "operator", "Submit an export job", "jobs")
+	submit := op("submitJob", http.MethodPost, apitypes.APIPrefix+"/jobs", "operator", "Submit an export job", "jobs")
 	submit.DefaultStatus = http.StatusCreated
 	submit.MaxBodyBytes = s.opts.MaxBodyBytes
 	submit.Errors = append(submit.Errors, http.StatusConflict, http.StatusUnprocessableEntity)
@@ -64,20 +58,20 @@ func (s *Server) registerJobs() {
 		if err != nil {
 			return nil, toProblem(ctx, s.log, err)
 		}
-		out := &jobOutput{Status: http.StatusCreated, Location: APIPrefix + "/jobs/" + j.ID, Body: j}
+		out := &jobOutput{Status: http.StatusCreated, Location: apitypes.APIPrefix + "/jobs/" + j.ID, Body: j}
 		if !created {
 			out.Status, out.Replayed = http.StatusOK, "true"
 		}
 		return out, nil
 	})
 
-	huma.Register(s.api, op("listJobs", http.MethodGet, APIPrefix+"/jobs", "viewer", "List jobs, newest first", "jobs"),
+	huma.Register(s.api, op("listJobs", http.MethodGet, apitypes.APIPrefix+"/jobs", "viewer", "List jobs, newest first", "jobs"),
 		func(ctx context.Context, in *listJobsInput) (*listJobsOutput, error) {
-			f := jobs.ListFilter{Provider: in.Provider, VM: in.VM, CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore, Cursor: in.Cursor, Limit: in.Limit}
+			f := apitypes.JobFilter{Provider: in.Provider, VM: in.VM, CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore, Cursor: in.Cursor, Limit: in.Limit}
 			for _, st := range in.State {
 				for part := range strings.SplitSeq(st, ",") {
 					if part = strings.TrimSpace(part); part != "" {
-						f.States = append(f.States, jobs.State(part))
+						f.States = append(f.States, apitypes.JobState(part))
 					}
 				}
 			}
@@ -85,10 +79,10 @@ func (s *Server) registerJobs() {
 			if err != nil {
 				return nil, toProblem(ctx, s.log, err)
 			}
-			return &listJobsOutput{Body: JobList{Items: items, NextCursor: next}}, nil
+			return &listJobsOutput{Body: apitypes.JobList{Items: items, NextCursor: next}}, nil
 		})
 
-	get := op("getJob", http.MethodGet, APIPrefix+"/jobs/{id}", "viewer", "Get a job", "jobs")
+	get := op("getJob", http.MethodGet, apitypes.APIPrefix+"/jobs/{id}", "viewer", "Get a job", "jobs")
 	get.Errors = append(get.Errors, http.StatusNotFound)
 	huma.Register(s.api, get, func(ctx context.Context, in *jobIDInput) (*jobOutput, error) {
 		j, err := s.opts.Jobs.Get(ctx, in.ID)
@@ -98,7 +92,7 @@ func (s *Server) registerJobs() {
 		return &jobOutput{Status: http.StatusOK, Body: j}, nil
 	})
 
-	cancel := op("cancelJob", http.MethodPost, APIPrefix+"/jobs/{id}/cancel", "operator",
+	cancel := op("cancelJob", http.MethodPost, apitypes.APIPrefix+"/jobs/{id}/cancel", "operator",
 		"Cancel a job: a queued job is cancelled at once, a running export is stopped and cleaned up within seconds", "jobs")
 	cancel.Errors = append(cancel.Errors, http.StatusNotFound, http.StatusConflict)
 	huma.Register(s.api, cancel, func(ctx context.Context, in *jobIDInput) (*jobOutput, error) {
@@ -113,7 +107,7 @@ func (s *Server) registerJobs() {
 		return &jobOutput{Status: status, Body: j}, nil
 	})
 
-	del := op("deleteJob", http.MethodDelete, APIPrefix+"/jobs/{id}", "admin", "Delete a finished job and its logs (exported files are kept)", "jobs")
+	del := op("deleteJob", http.MethodDelete, apitypes.APIPrefix+"/jobs/{id}", "admin", "Delete a finished job and its logs (exported files are kept)", "jobs")
 	del.DefaultStatus = http.StatusNoContent
 	del.Errors = append(del.Errors, http.StatusNotFound, http.StatusConflict)
 	huma.Register(s.api, del, func(ctx context.Context, in *jobIDInput) (*struct{}, error) {
@@ -123,12 +117,12 @@ func (s *Server) registerJobs() {
 		return nil, nil
 	})
 
-	logs := op("getJobLogs", http.MethodGet, APIPrefix+"/jobs/{id}/logs", "viewer",
+	logs := op("getJobLogs", http.MethodGet, apitypes.APIPrefix+"/jobs/{id}/logs", "viewer",
 		"A job's log lines as NDJSON (one JSON object per line); with follow=true the response stays open until the job finishes", "jobs")
 	logs.Errors = append(logs.Errors, http.StatusNotFound)
 	logs.Responses = map[string]*huma.Response{"200": {
 		Description: "Log lines, one JSON object per line",
-		Content:     map[string]*huma.MediaType{"application/x-ndjson": {Schema: s.api.OpenAPI().Components.Schemas.Schema(reflectType[jobs.LogLine](), true, "LogLine")}},
+		Content:     map[string]*huma.MediaType{"application/x-ndjson": {Schema: s.api.OpenAPI().Components.Schemas.Schema(reflectType[apitypes.LogLine](), true, "LogLine")}},
 	}}
 	huma.Register(s.api, logs, func(ctx context.Context, in *logsInput) (*huma.StreamResponse, error) {
 		first, err := s.opts.Jobs.Logs(ctx, in.ID, in.After, 0)

@@ -9,14 +9,10 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
-	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/apitypes"
+	"github.com/hypersdk/hypersdk/internal/errclass"
 	"github.com/hypersdk/hypersdk/internal/fielderr"
-	"github.com/hypersdk/hypersdk/providers"
 )
-
-// ProblemTypePrefix starts every problem "type". The suffixes are stable;
-// clients may switch on them.
-const ProblemTypePrefix = "urn:hypersdk:problem:"
 
 // Problem types by HTTP status, for errors raised by request validation
 // and routing rather than by a handler.
@@ -30,16 +26,26 @@ var statusProblem = map[int]string{
 	http.StatusConflict:              "conflict",
 	http.StatusRequestEntityTooLarge: "body-too-large",
 	http.StatusUnsupportedMediaType:  "unsupported-media-type",
-	http.StatusUnprocessableEntity:   "validation-failed",
+	http.StatusUnprocessableEntity:   apitypes.ProblemValidationFailed,
 	http.StatusTooManyRequests:       "too-many-requests",
-	http.StatusInternalServerError:   "internal",
+	http.StatusInternalServerError:   apitypes.ProblemInternal,
 	http.StatusBadGateway:            "upstream-failed",
 	http.StatusServiceUnavailable:    "unavailable",
-	http.StatusGatewayTimeout:        "upstream-timeout",
+	http.StatusGatewayTimeout:        apitypes.ProblemUpstreamTimeout,
+}
+
+// classStatus is the HTTP status of each error class: the one mapping from
+// the errors of jobs, schedules, webhooks and providers to responses.
+var classStatus = map[errclass.Class]int{
+	errclass.NotFound:    http.StatusNotFound,
+	errclass.Invalid:     http.StatusUnprocessableEntity,
+	errclass.Conflict:    http.StatusConflict,
+	errclass.Unavailable: http.StatusServiceUnavailable,
+	errclass.Upstream:    http.StatusBadGateway,
 }
 
 func problem(status int, slug, detail string) *huma.ErrorModel {
-	return &huma.ErrorModel{Type: ProblemTypePrefix + slug, Title: http.StatusText(status), Status: status, Detail: detail}
+	return &huma.ErrorModel{Type: apitypes.ProblemTypePrefix + slug, Title: http.StatusText(status), Status: status, Detail: detail}
 }
 
 // problemTypes fills in the type of problems huma raised itself.
@@ -49,7 +55,7 @@ func problemTypes(_ huma.Context, _ string, v any) (any, error) {
 		if !ok {
 			slug = "http-" + http.StatusText(e.Status)
 		}
-		e.Type = ProblemTypePrefix + slug
+		e.Type = apitypes.ProblemTypePrefix + slug
 	}
 	return v, nil
 }
@@ -58,7 +64,7 @@ func problemTypes(_ huma.Context, _ string, v any) (any, error) {
 // become errors[] entries located at the body field ("body.output"), so
 // that a client can name what its user typed for it (hyperctl: the flag);
 // the detail is then the summary, as for huma's own validation.
-func invalid(slug string, kind, err error) *huma.ErrorModel {
+func invalid(slug string, kind *errclass.Error, err error) *huma.ErrorModel {
 	list, ok := fielderr.Of(err)
 	if !ok {
 		return problem(http.StatusUnprocessableEntity, slug, strings.TrimPrefix(err.Error(), kind.Error()+": "))
@@ -74,32 +80,32 @@ func invalid(slug string, kind, err error) *huma.ErrorModel {
 	return p
 }
 
-// toProblem maps an error from the engine or a provider to a problem. An
+// toProblem maps an error from the engine, the scheduler, the webhook
+// service or a provider to a problem by its class (internal/errclass). An
 // unexpected error is logged and reported without its text, which may hold
 // internals.
 func toProblem(ctx context.Context, log *slog.Logger, err error) error {
+	if c := errclass.Of(err); c != nil {
+		status, ok := classStatus[c.Class]
+		if !ok {
+			status = http.StatusInternalServerError
+		}
+		if c.Class == errclass.Invalid {
+			return invalid(c.Slug, c, err)
+		}
+		detail := err.Error()
+		if c.Class == errclass.Conflict {
+			// "conflict: job … already …" → "job … already …": the slug says the rest.
+			detail = strings.TrimPrefix(detail, c.Error()+": ")
+		}
+		return problem(status, c.Slug, detail)
+	}
 	switch {
-	case errors.Is(err, jobs.ErrNotFound):
-		return problem(http.StatusNotFound, "job-not-found", err.Error())
-	case errors.Is(err, jobs.ErrInvalid):
-		return invalid("invalid-job-request", jobs.ErrInvalid, err)
-	case errors.Is(err, jobs.ErrConflict):
-		return problem(http.StatusConflict, "job-conflict", strings.TrimPrefix(err.Error(), jobs.ErrConflict.Error()+": "))
-	case errors.Is(err, jobs.ErrStopping):
-		return problem(http.StatusServiceUnavailable, "shutting-down", err.Error())
-	case errors.Is(err, providers.ErrNotFound):
-		return problem(http.StatusNotFound, "vm-not-found", err.Error())
-	case errors.Is(err, providers.ErrAmbiguous):
-		return problem(http.StatusConflict, "vm-ambiguous", err.Error())
-	case errors.Is(err, providers.ErrInvalidArgument):
-		return problem(http.StatusUnprocessableEntity, "invalid-argument", err.Error())
-	case errors.Is(err, providers.ErrAuth):
-		return problem(http.StatusBadGateway, "provider-auth-failed", err.Error())
 	case errors.Is(err, context.DeadlineExceeded):
-		return problem(http.StatusGatewayTimeout, "upstream-timeout", "the platform did not answer in time")
+		return problem(http.StatusGatewayTimeout, apitypes.ProblemUpstreamTimeout, "the platform did not answer in time")
 	case errors.Is(err, context.Canceled) && ctx.Err() != nil:
-		return problem(499, "client-closed-request", "request cancelled")
+		return problem(499, apitypes.ProblemClientClosed, "request cancelled")
 	}
 	log.Error("request failed", "err", err)
-	return problem(http.StatusInternalServerError, "internal", "internal error; see the daemon log")
+	return problem(http.StatusInternalServerError, apitypes.ProblemInternal, "internal error; see the daemon log")
 }

@@ -7,23 +7,15 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
 func reflectType[T any]() reflect.Type { return reflect.TypeFor[T]() }
 
-// ProviderInfo describes a configured provider instance.
-type ProviderInfo struct {
-	Name          string                       `json:"name"`
-	Type          string                       `json:"type"`
-	MaxConcurrent int                          `json:"max_concurrent,omitempty"`
-	Health        providers.Health             `json:"health"`
-	Capabilities  providers.ExportCapabilities `json:"capabilities"`
-}
-
 type providerListOutput struct {
 	Body struct {
-		Items []ProviderInfo `json:"items"`
+		Items []apitypes.ProviderInfo `json:"items"`
 	}
 }
 
@@ -53,18 +45,18 @@ type vmOutput struct {
 }
 
 func (s *Server) registerProviders() {
-	huma.Register(s.api, op("listProviders", http.MethodGet, APIPrefix+"/providers", "viewer", "List provider instances with health and capabilities", "providers"),
+	huma.Register(s.api, op("listProviders", http.MethodGet, apitypes.APIPrefix+"/providers", "viewer", "List provider instances with health and capabilities", "providers"),
 		func(ctx context.Context, _ *struct{}) (*providerListOutput, error) {
 			out := &providerListOutput{}
-			out.Body.Items = []ProviderInfo{}
+			out.Body.Items = []apitypes.ProviderInfo{}
 			for _, in := range s.opts.Providers.List() {
-				out.Body.Items = append(out.Body.Items, ProviderInfo{Name: in.Name(), Type: string(in.Type()), MaxConcurrent: in.Limit,
+				out.Body.Items = append(out.Body.Items, apitypes.ProviderInfo{Name: in.Name(), Type: string(in.Type()), MaxConcurrent: in.Limit,
 					Health: in.Health(), Capabilities: in.GetExportCapabilities()})
 			}
 			return out, nil
 		})
 
-	list := op("listVMs", http.MethodGet, APIPrefix+"/providers/{name}/vms", "viewer", "List or search a provider's VMs", "providers")
+	list := op("listVMs", http.MethodGet, apitypes.APIPrefix+"/providers/{name}/vms", "viewer", "List or search a provider's VMs", "providers")
 	list.Errors = append(list.Errors, http.StatusNotFound, http.StatusBadGateway)
 	huma.Register(s.api, list, func(ctx context.Context, in *vmListInput) (*vmListOutput, error) {
 		p, err := s.provider(in.Name)
@@ -89,7 +81,7 @@ func (s *Server) registerProviders() {
 		return out, nil
 	})
 
-	get := op("getVM", http.MethodGet, APIPrefix+"/providers/{name}/vms/{id}", "viewer", "Get one VM by any identifier", "providers")
+	get := op("getVM", http.MethodGet, apitypes.APIPrefix+"/providers/{name}/vms/{id}", "viewer", "Get one VM by any identifier", "providers")
 	get.Errors = append(get.Errors, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway)
 	huma.Register(s.api, get, func(ctx context.Context, in *vmGetInput) (*vmOutput, error) {
 		p, err := s.provider(in.Name)
@@ -107,7 +99,7 @@ func (s *Server) registerProviders() {
 func (s *Server) provider(name string) (*providers.Instance, error) {
 	in, ok := s.opts.Providers.Get(name)
 	if !ok {
-		return nil, problem(http.StatusNotFound, "provider-not-found", "no provider named "+name+" is configured")
+		return nil, problem(http.StatusNotFound, apitypes.ProblemProviderNotFound, "no provider named "+name+" is configured")
 	}
 	return in, nil
 }

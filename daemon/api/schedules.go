@@ -2,14 +2,12 @@ package api
 
 import (
 	"context"
-	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
-	"github.com/hypersdk/hypersdk/daemon/scheduler"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 type scheduleIDInput struct {
@@ -22,11 +20,11 @@ type scheduleOutput struct {
 	Body     *scheduleBody
 }
 
-type scheduleBody = scheduler.Schedule
+type scheduleBody = apitypes.Schedule
 
 type scheduleListOutput struct {
 	Body struct {
-		Items []*scheduler.Schedule `json:"items"`
+		Items []*apitypes.Schedule `json:"items"`
 	}
 }
 
@@ -36,26 +34,13 @@ type historyInput struct {
 	Limit  int    `query:"limit" minimum:"1" maximum:"1000" default:"100"`
 }
 
-// ExecutionList is a page of schedule executions, newest first.
-type ExecutionList struct {
-	Items      []*scheduler.Execution `json:"items"`
-	NextCursor string                 `json:"next_cursor,omitempty"`
-}
-
 type executionListOutput struct {
-	Body ExecutionList
+	Body apitypes.ExecutionList
 }
 
 type executionOutput struct {
 	Status int
-	Body   *scheduler.Execution
-}
-
-// PreviewRequest asks for the next due times of an expression.
-type PreviewRequest struct {
-	Schedule string `json:"schedule" minLength:"1" maxLength:"200"`
-	Timezone string `json:"timezone,omitempty"`
-	Count    int    `json:"count,omitempty" minimum:"0" maximum:"100" doc:"How many due times (default 5)"`
+	Body   *apitypes.Execution
 }
 
 type previewOutput struct {
@@ -66,30 +51,18 @@ type previewOutput struct {
 	}
 }
 
-func (s *Server) scheduleProblem(ctx context.Context, err error) error {
-	switch {
-	case errors.Is(err, scheduler.ErrNotFound):
-		return problem(http.StatusNotFound, "schedule-not-found", err.Error())
-	case errors.Is(err, scheduler.ErrInvalid):
-		return invalid("invalid-schedule", scheduler.ErrInvalid, err)
-	case errors.Is(err, scheduler.ErrConflict):
-		return problem(http.StatusConflict, "schedule-conflict", strings.TrimPrefix(err.Error(), scheduler.ErrConflict.Error()+": "))
-	}
-	return toProblem(ctx, s.log, err)
-}
-
 func (s *Server) registerSchedules() {
 	sch := s.opts.Scheduler
 	if sch == nil {
 		return
 	}
 	const tag = "schedules"
-	base := APIPrefix + "/schedules"
+	base := apitypes.APIPrefix + "/schedules"
 	huma.Register(s.api, op("listSchedules", http.MethodGet, base, "viewer", "List schedules with their next five due times", tag),
 		func(ctx context.Context, _ *struct{}) (*scheduleListOutput, error) {
 			list, err := sch.List(ctx)
 			if err != nil {
-				return nil, s.scheduleProblem(ctx, err)
+				return nil, toProblem(ctx, s.log, err)
 			}
 			out := &scheduleListOutput{}
 			out.Body.Items = list
@@ -99,17 +72,17 @@ func (s *Server) registerSchedules() {
 	create := op("createSchedule", http.MethodPost, base, "operator", "Create a schedule: an export submitted at every due time", tag)
 	create.DefaultStatus = http.StatusCreated
 	create.Errors = append(create.Errors, http.StatusConflict, http.StatusUnprocessableEntity)
-	huma.Register(s.api, create, func(ctx context.Context, in *struct{ Body scheduler.ScheduleSpec }) (*scheduleOutput, error) {
+	huma.Register(s.api, create, func(ctx context.Context, in *struct{ Body apitypes.ScheduleSpec }) (*scheduleOutput, error) {
 		sc, err := sch.Create(ctx, in.Body, PrincipalFrom(ctx).Name)
 		if err != nil {
-			return nil, s.scheduleProblem(ctx, err)
+			return nil, toProblem(ctx, s.log, err)
 		}
 		return &scheduleOutput{Status: http.StatusCreated, Location: base + "/" + sc.ID, Body: sc}, nil
 	})
 
 	preview := op("previewSchedule", http.MethodPost, base+"/preview", "viewer", "The next due times of an expression, without saving anything", tag)
 	preview.Errors = append(preview.Errors, http.StatusUnprocessableEntity)
-	huma.Register(s.api, preview, func(ctx context.Context, in *struct{ Body PreviewRequest }) (*previewOutput, error) {
+	huma.Register(s.api, preview, func(ctx context.Context, in *struct{ Body apitypes.PreviewRequest }) (*previewOutput, error) {
 		n := in.Body.Count
 		if n == 0 {
 			n = 5
@@ -120,7 +93,7 @@ func (s *Server) registerSchedules() {
 		}
 		next, err := sch.Preview(in.Body.Schedule, zone, n)
 		if err != nil {
-			return nil, s.scheduleProblem(ctx, err)
+			return nil, toProblem(ctx, s.log, err)
 		}
 		out := &previewOutput{}
 		out.Body.Schedule, out.Body.Timezone, out.Body.Next = in.Body.Schedule, zone, next
@@ -132,7 +105,7 @@ func (s *Server) registerSchedules() {
 	huma.Register(s.api, get, func(ctx context.Context, in *scheduleIDInput) (*scheduleOutput, error) {
 		sc, err := sch.Get(ctx, in.ID)
 		if err != nil {
-			return nil, s.scheduleProblem(ctx, err)
+			return nil, toProblem(ctx, s.log, err)
 		}
 		return &scheduleOutput{Status: http.StatusOK, Body: sc}, nil
 	})
@@ -141,11 +114,11 @@ func (s *Server) registerSchedules() {
 	patch.Errors = append(patch.Errors, http.StatusNotFound, http.StatusUnprocessableEntity)
 	huma.Register(s.api, patch, func(ctx context.Context, in *struct {
 		ID   string `path:"id" minLength:"1" maxLength:"100"`
-		Body scheduler.SchedulePatch
+		Body apitypes.SchedulePatch
 	}) (*scheduleOutput, error) {
 		sc, err := sch.Update(ctx, in.ID, in.Body)
 		if err != nil {
-			return nil, s.scheduleProblem(ctx, err)
+			return nil, toProblem(ctx, s.log, err)
 		}
 		return &scheduleOutput{Status: http.StatusOK, Body: sc}, nil
 	})
@@ -161,9 +134,9 @@ func (s *Server) registerSchedules() {
 		o.Errors = append(o.Errors, http.StatusNotFound)
 		enabled := t.enabled
 		huma.Register(s.api, o, func(ctx context.Context, in *scheduleIDInput) (*scheduleOutput, error) {
-			sc, err := sch.Update(ctx, in.ID, scheduler.SchedulePatch{Enabled: &enabled})
+			sc, err := sch.Update(ctx, in.ID, apitypes.SchedulePatch{Enabled: &enabled})
 			if err != nil {
-				return nil, s.scheduleProblem(ctx, err)
+				return nil, toProblem(ctx, s.log, err)
 			}
 			return &scheduleOutput{Status: http.StatusOK, Body: sc}, nil
 		})
@@ -174,7 +147,7 @@ func (s *Server) registerSchedules() {
 	del.Errors = append(del.Errors, http.StatusNotFound)
 	huma.Register(s.api, del, func(ctx context.Context, in *scheduleIDInput) (*struct{}, error) {
 		if err := sch.Delete(ctx, in.ID); err != nil {
-			return nil, s.scheduleProblem(ctx, err)
+			return nil, toProblem(ctx, s.log, err)
 		}
 		return nil, nil
 	})
@@ -185,7 +158,7 @@ func (s *Server) registerSchedules() {
 	huma.Register(s.api, run, func(ctx context.Context, in *scheduleIDInput) (*executionOutput, error) {
 		x, err := sch.RunNow(ctx, in.ID)
 		if err != nil {
-			return nil, s.scheduleProblem(ctx, err)
+			return nil, toProblem(ctx, s.log, err)
 		}
 		return &executionOutput{Status: http.StatusAccepted, Body: x}, nil
 	})
@@ -195,8 +168,8 @@ func (s *Server) registerSchedules() {
 	huma.Register(s.api, hist, func(ctx context.Context, in *historyInput) (*executionListOutput, error) {
 		items, next, err := sch.History(ctx, in.ID, in.Cursor, in.Limit)
 		if err != nil {
-			return nil, s.scheduleProblem(ctx, err)
+			return nil, toProblem(ctx, s.log, err)
 		}
-		return &executionListOutput{Body: ExecutionList{Items: items, NextCursor: next}}, nil
+		return &executionListOutput{Body: apitypes.ExecutionList{Items: items, NextCursor: next}}, nil
 	})
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
@@ -53,9 +54,6 @@ type Server struct {
 	api     huma.API
 	started time.Time
 }
-
-// APIPrefix is where the REST API lives.
-const APIPrefix = "/api/v1"
 
 // Role metadata key on operations; operations without it are public.
 const metaRole = "role"
@@ -215,7 +213,7 @@ func (s *Server) recover(next http.Handler) http.Handler {
 					"request_id", middleware.GetReqID(r.Context()))
 				w.Header().Set("Content-Type", "application/problem+json")
 				w.WriteHeader(http.StatusInternalServerError)
-				fmt.Fprintf(w, `{"type":%q,"title":"Internal Server Error","status":500,"detail":"internal error; see the daemon log"}`, ProblemTypePrefix+"internal")
+				fmt.Fprintf(w, `{"type":%q,"title":"Internal Server Error","status":500,"detail":"internal error; see the daemon log"}`, apitypes.ProblemTypePrefix+"internal")
 			}
 		}()
 		next.ServeHTTP(w, r)

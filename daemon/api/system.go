@@ -8,7 +8,7 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humachi"
 
-	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 type healthBody struct {
@@ -20,28 +20,8 @@ type healthOutput struct {
 	Body healthBody
 }
 
-// ProviderStatus is a provider's health as /status shows it.
-type ProviderStatus struct {
-	Name      string    `json:"name"`
-	Type      string    `json:"type"`
-	Healthy   bool      `json:"healthy"`
-	Error     string    `json:"error,omitempty"`
-	CheckedAt time.Time `json:"checked_at"`
-}
-
-// Status is the daemon's overall state.
-type Status struct {
-	Version       string             `json:"version"`
-	Node          string             `json:"node"`
-	Database      string             `json:"database"`
-	StartedAt     time.Time          `json:"started_at"`
-	UptimeSeconds float64            `json:"uptime_seconds"`
-	Jobs          map[jobs.State]int `json:"jobs"`
-	Providers     []ProviderStatus   `json:"providers"`
-}
-
 type statusOutput struct {
-	Body Status
+	Body apitypes.Status
 }
 
 func (s *Server) registerSystem() {
@@ -57,7 +37,7 @@ func (s *Server) registerSystem() {
 			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 			defer cancel()
 			if err := s.opts.Ready(cctx); err != nil {
-				return nil, problem(http.StatusServiceUnavailable, "not-ready", err.Error())
+				return nil, problem(http.StatusServiceUnavailable, apitypes.ProblemNotReady, err.Error())
 			}
 		}
 		return &healthOutput{Body: healthBody{Status: "ready"}}, nil
@@ -79,7 +59,7 @@ func (s *Server) registerSystem() {
 		}}, nil
 	})
 
-	docOp := op("getOpenAPI", http.MethodGet, APIPrefix+"/openapi.json", "viewer", "This API's OpenAPI 3.1 document", "system")
+	docOp := op("getOpenAPI", http.MethodGet, apitypes.APIPrefix+"/openapi.json", "viewer", "This API's OpenAPI 3.1 document", "system")
 	docOp.Responses = map[string]*huma.Response{"200": {
 		Description: "OpenAPI document",
 		Content:     map[string]*huma.MediaType{"application/json": {Schema: &huma.Schema{Type: "object"}}},
@@ -95,20 +75,20 @@ func (s *Server) registerSystem() {
 		}}, nil
 	})
 
-	huma.Register(s.api, op("getStatus", http.MethodGet, APIPrefix+"/status", "viewer", "Daemon status: version, node, job counts, provider health", "system"),
+	huma.Register(s.api, op("getStatus", http.MethodGet, apitypes.APIPrefix+"/status", "viewer", "Daemon status: version, node, job counts, provider health", "system"),
 		func(ctx context.Context, _ *struct{}) (*statusOutput, error) {
 			counts, err := s.opts.Jobs.Counts(ctx)
 			if err != nil {
 				return nil, toProblem(ctx, s.log, err)
 			}
-			st := Status{
+			st := apitypes.Status{
 				Version: s.opts.Version, Node: s.opts.NodeID, Database: s.opts.Database,
 				StartedAt: s.started.UTC(), UptimeSeconds: time.Since(s.started).Seconds(), Jobs: counts,
-				Providers: []ProviderStatus{},
+				Providers: []apitypes.ProviderStatus{},
 			}
 			for _, in := range s.opts.Providers.List() {
 				h := in.Health()
-				st.Providers = append(st.Providers, ProviderStatus{Name: in.Name(), Type: string(in.Type()), Healthy: h.Healthy, Error: h.Error, CheckedAt: h.CheckedAt})
+				st.Providers = append(st.Providers, apitypes.ProviderStatus{Name: in.Name(), Type: string(in.Type()), Healthy: h.Healthy, Error: h.Error, CheckedAt: h.CheckedAt})
 			}
 			return &statusOutput{Body: st}, nil
 		})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"time"
+
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // Events records job lifecycle events in the transaction of the change that
@@ -13,32 +15,22 @@ type Events interface {
 	Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error
 }
 
-// Job event types.
-const (
-	EventCreated   = "job.created"
-	EventStarted   = "job.started"
-	EventProgress  = "job.progress"
-	EventCompleted = "job.completed"
-	EventFailed    = "job.failed"
-	EventCancelled = "job.cancelled"
-)
-
 // EventData is the "data" of a job event: what a receiver needs to act on
 // it, never credentials.
 type EventData struct {
-	JobID       string     `json:"job_id"`
-	Provider    string     `json:"provider"`
-	VM          string     `json:"vm"`
-	State       State      `json:"state"`
-	Attempt     int        `json:"attempt"`
-	MaxAttempts int        `json:"max_attempts"`
-	SubmittedBy string     `json:"submitted_by,omitempty"`
-	Format      string     `json:"format"`
-	OutputDir   string     `json:"output_dir"`
-	Progress    *Progress  `json:"progress,omitempty"`
-	Bytes       int64      `json:"bytes,omitempty"`
-	Files       []FileData `json:"files,omitempty"`
-	Manifest    string     `json:"manifest,omitempty"`
+	JobID       string                `json:"job_id"`
+	Provider    string                `json:"provider"`
+	VM          string                `json:"vm"`
+	State       apitypes.JobState     `json:"state"`
+	Attempt     int                   `json:"attempt"`
+	MaxAttempts int                   `json:"max_attempts"`
+	SubmittedBy string                `json:"submitted_by,omitempty"`
+	Format      string                `json:"format"`
+	OutputDir   string                `json:"output_dir"`
+	Progress    *apitypes.JobProgress `json:"progress,omitempty"`
+	Bytes       int64                 `json:"bytes,omitempty"`
+	Files       []FileData            `json:"files,omitempty"`
+	Manifest    string                `json:"manifest,omitempty"`
 	// DurationSeconds is the successful attempt's export time.
 	DurationSeconds float64    `json:"duration_seconds,omitempty"`
 	Error           string     `json:"error,omitempty"`
@@ -55,7 +47,7 @@ type FileData struct {
 	SHA256 string `json:"sha256"`
 }
 
-func eventData(j *Job, withProgress bool) EventData {
+func eventData(j *apitypes.Job, withProgress bool) EventData {
 	d := EventData{
 		JobID: j.ID, Provider: j.Provider, VM: j.VM, State: j.State, Attempt: j.Attempt, MaxAttempts: j.MaxAttempts,
 		SubmittedBy: j.SubmittedBy, Format: string(j.Spec.Options.Format), OutputDir: j.Spec.Options.OutputDir,
@@ -83,18 +75,18 @@ func (m *Manager) emit(ctx context.Context, tx *sql.Tx, eventType, id string) er
 	if err != nil {
 		return err
 	}
-	return m.opts.Events.Emit(ctx, tx, eventType, eventData(j, eventType == EventProgress))
+	return m.opts.Events.Emit(ctx, tx, eventType, eventData(j, eventType == apitypes.EventJobProgress))
 }
 
 // finalEvent maps a final state to its event type.
-func finalEvent(s State) string {
+func finalEvent(s apitypes.JobState) string {
 	switch s {
-	case StateSucceeded:
-		return EventCompleted
-	case StateCancelled:
-		return EventCancelled
+	case apitypes.JobSucceeded:
+		return apitypes.EventJobCompleted
+	case apitypes.JobCancelled:
+		return apitypes.EventJobCancelled
 	default:
-		return EventFailed
+		return apitypes.EventJobFailed
 	}
 }
 
@@ -113,12 +105,4 @@ func (s EventSinks) Emit(ctx context.Context, tx *sql.Tx, eventType string, data
 		}
 	}
 	return nil
-}
-
-// EventsFunc adapts a function to Events.
-type EventsFunc func(ctx context.Context, tx *sql.Tx, eventType string, data any) error
-
-// Emit implements Events.
-func (f EventsFunc) Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error {
-	return f(ctx, tx, eventType, data)
 }

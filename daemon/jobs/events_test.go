@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
@@ -51,7 +52,7 @@ func TestJobsDoNotWaitForWebhookReceivers(t *testing.T) {
 			t.Fatal(err)
 		}
 		timeout := "2m"
-		if _, _, err := hooks.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"}, Timeout: timeout}); err != nil {
+		if _, _, err := hooks.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"}, Timeout: timeout}); err != nil {
 			t.Fatal(err)
 		}
 		if err := hooks.Start(context.Background()); err != nil {
@@ -64,7 +65,7 @@ func TestJobsDoNotWaitForWebhookReceivers(t *testing.T) {
 		}()
 		e := newEnv(t, db, 0)
 		m := e.start(func(o *jobs.Options) { o.Events = hooks })
-		j := waitState(t, m, submit(t, m, "vm-001").ID, jobs.StateSucceeded)
+		j := waitState(t, m, submit(t, m, "vm-001").ID, apitypes.JobSucceeded)
 
 		mu.Lock()
 		done := answered

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
@@ -79,9 +80,9 @@ func (e *env) start(mod ...func(*jobs.Options)) *jobs.Manager {
 	return m
 }
 
-func submit(t *testing.T, m *jobs.Manager, vm string) *jobs.Job {
+func submit(t *testing.T, m *jobs.Manager, vm string) *apitypes.Job {
 	t.Helper()
-	j, created, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: vm}, "tester", "")
+	j, created, err := m.Submit(context.Background(), apitypes.JobRequest{Provider: "fake", VM: vm}, "tester", "")
 	if err != nil || !created {
 		t.Fatalf("submit %s: %v (created=%v)", vm, err, created)
 	}
@@ -90,7 +91,7 @@ func submit(t *testing.T, m *jobs.Manager, vm string) *jobs.Job {
 
 // waitState polls until the job reaches want; the generous bound only
 // keeps a broken engine from hanging the suite.
-func waitState(t *testing.T, m *jobs.Manager, id string, want jobs.State) *jobs.Job {
+func waitState(t *testing.T, m *jobs.Manager, id string, want apitypes.JobState) *apitypes.Job {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -129,7 +130,7 @@ func TestExportSucceeds(t *testing.T) {
 		if j.State.Terminal() || j.Spec.Options.OutputDir != filepath.Join(e.dir, j.ID) {
 			t.Fatalf("submitted job: %+v", j)
 		}
-		j = waitState(t, m, j.ID, jobs.StateSucceeded)
+		j = waitState(t, m, j.ID, apitypes.JobSucceeded)
 		if j.Result == nil || len(j.Result.Files) != 4 || j.Attempt != 1 || j.Progress.Percent != 100 || j.FinishedAt == nil {
 			t.Fatalf("finished job: %+v", j)
 		}
@@ -152,7 +153,7 @@ func TestTransientFailuresRetryThenSucceed(t *testing.T) {
 		e := newEnv(t, db, 0)
 		e.fake.FailNext("vm-002", errors.New("connection reset"), errors.New("503 from host"))
 		m := e.start()
-		j := waitState(t, m, submit(t, m, "vm-002").ID, jobs.StateSucceeded)
+		j := waitState(t, m, submit(t, m, "vm-002").ID, apitypes.JobSucceeded)
 		if j.Attempt != 3 || e.fake.Exports("vm-002") != 1 {
 			t.Fatalf("attempt %d, exports %d", j.Attempt, e.fake.Exports("vm-002"))
 		}
@@ -166,12 +167,12 @@ func TestPermanentFailureIsNotRetried(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		e := newEnv(t, db, 0)
 		m := e.start()
-		j, _, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: "no-such-vm"}, "tester", "")
+		j, _, err := m.Submit(context.Background(), apitypes.JobRequest{Provider: "fake", VM: "no-such-vm"}, "tester", "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		j = waitState(t, m, j.ID, jobs.StateFailed)
-		if j.Attempt != 1 || j.ErrorKind != jobs.KindPermanent || !strings.Contains(j.Error, "not found") {
+		j = waitState(t, m, j.ID, apitypes.JobFailed)
+		if j.Attempt != 1 || j.ErrorKind != apitypes.ErrorKindPermanent || !strings.Contains(j.Error, "not found") {
 			t.Fatalf("failed job: attempt %d kind %q error %q", j.Attempt, j.ErrorKind, j.Error)
 		}
 	})
@@ -182,12 +183,12 @@ func TestTransientFailuresExhaustAttempts(t *testing.T) {
 		e := newEnv(t, db, 0)
 		e.fake.FailNext("vm-003", errors.New("flaky 1"), errors.New("flaky 2"), errors.New("flaky 3"))
 		m := e.start()
-		j, _, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: "vm-003", MaxAttempts: 2}, "tester", "")
+		j, _, err := m.Submit(context.Background(), apitypes.JobRequest{Provider: "fake", VM: "vm-003", MaxAttempts: 2}, "tester", "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		j = waitState(t, m, j.ID, jobs.StateFailed)
-		if j.Attempt != 2 || j.ErrorKind != jobs.KindTransient || j.Error != "flaky 2" {
+		j = waitState(t, m, j.ID, apitypes.JobFailed)
+		if j.Attempt != 2 || j.ErrorKind != apitypes.ErrorKindTransient || j.Error != "flaky 2" {
 			t.Fatalf("attempt %d kind %q error %q", j.Attempt, j.ErrorKind, j.Error)
 		}
 	})
@@ -199,7 +200,7 @@ func TestCancelQueuedJobNeverRuns(t *testing.T) {
 		m := e.manager() // not started: the job stays queued
 		j := submit(t, m, "vm-001")
 		c, err := m.Cancel(context.Background(), j.ID, "tester")
-		if err != nil || c.State != jobs.StateCancelled {
+		if err != nil || c.State != apitypes.JobCancelled {
 			t.Fatalf("cancel: %v %+v", err, c)
 		}
 		if err := m.Start(context.Background()); err != nil {
@@ -207,7 +208,7 @@ func TestCancelQueuedJobNeverRuns(t *testing.T) {
 		}
 		defer m.Stop(context.Background())
 		// A second job proves the engine runs; the cancelled one must not.
-		waitState(t, m, submit(t, m, "vm-002").ID, jobs.StateSucceeded)
+		waitState(t, m, submit(t, m, "vm-002").ID, apitypes.JobSucceeded)
 		if n := e.fake.Exports("vm-001"); n != 0 {
 			t.Fatalf("cancelled job ran %d times", n)
 		}
@@ -231,15 +232,15 @@ func TestCancelRunningJobStopsExport(t *testing.T) {
 		m := e.start()
 		j := submit(t, m, "vm-004")
 		<-started
-		waitState(t, m, j.ID, jobs.StateRunning)
+		waitState(t, m, j.ID, apitypes.JobRunning)
 		if _, err := m.Cancel(context.Background(), j.ID, "tester"); err != nil {
 			t.Fatal(err)
 		}
 		if err := <-stopped; !errors.Is(err, context.Canceled) {
 			t.Fatalf("provider saw %v", err)
 		}
-		j = waitState(t, m, j.ID, jobs.StateCancelled)
-		if j.ErrorKind != jobs.KindCancelled {
+		j = waitState(t, m, j.ID, apitypes.JobCancelled)
+		if j.ErrorKind != apitypes.ErrorKindCancelled {
 			t.Errorf("error kind %q", j.ErrorKind)
 		}
 		if _, err := m.Cancel(context.Background(), j.ID, "tester"); err != nil {
@@ -263,11 +264,11 @@ func TestCancelSeenThroughHeartbeat(t *testing.T) {
 	other := e.manager(func(o *jobs.Options) { o.NodeID = "node-b" }) // API-only daemon
 	j := submit(t, other, "vm-005")
 	<-started
-	waitState(t, other, j.ID, jobs.StateRunning)
+	waitState(t, other, j.ID, apitypes.JobRunning)
 	if _, err := other.Cancel(context.Background(), j.ID, "tester"); err != nil {
 		t.Fatal(err)
 	}
-	waitState(t, worker, j.ID, jobs.StateCancelled)
+	waitState(t, worker, j.ID, apitypes.JobCancelled)
 }
 
 func TestConcurrencyLimits(t *testing.T) {
@@ -289,7 +290,7 @@ func TestConcurrencyLimits(t *testing.T) {
 					ids = append(ids, submit(t, m, fmt.Sprintf("vm-%03d", i)).ID)
 				}
 				for _, id := range ids {
-					waitState(t, m, id, jobs.StateSucceeded)
+					waitState(t, m, id, apitypes.JobSucceeded)
 				}
 				if got := e.fake.MaxConcurrent(); got > tc.want || got < 1 {
 					t.Fatalf("saw %d concurrent exports, limit %d", got, tc.want)
@@ -326,24 +327,24 @@ func TestOneExportPerVMAtATime(t *testing.T) {
 		m2 := e.start(func(o *jobs.Options) { o.NodeID = "node-b" })
 		first := submit(t, m1, "vm-001")
 		<-started
-		waitState(t, m1, first.ID, jobs.StateRunning)
+		waitState(t, m1, first.ID, apitypes.JobRunning)
 		second := submit(t, m2, "vm-001")
 		doomed := submit(t, m1, "vm-001")
 		for _, id := range []string{second.ID, doomed.ID} {
 			waitLog(t, m1, id, "waiting: another job is exporting this VM")
 		}
 		// Another VM is not held up.
-		waitState(t, m2, submit(t, m2, "vm-002").ID, jobs.StateSucceeded)
-		if c, err := m2.Cancel(context.Background(), doomed.ID, "tester"); err != nil || c.State != jobs.StateCancelled {
+		waitState(t, m2, submit(t, m2, "vm-002").ID, apitypes.JobSucceeded)
+		if c, err := m2.Cancel(context.Background(), doomed.ID, "tester"); err != nil || c.State != apitypes.JobCancelled {
 			t.Fatalf("cancel a waiting job: %v %+v", err, c)
 		}
 		close(release)
 		for _, id := range []string{first.ID, second.ID} {
-			if j := waitState(t, m1, id, jobs.StateSucceeded); j.Attempt != 1 {
+			if j := waitState(t, m1, id, apitypes.JobSucceeded); j.Attempt != 1 {
 				t.Errorf("job %s: attempt %d, want 1", id, j.Attempt)
 			}
 		}
-		if j, _ := m1.Get(context.Background(), doomed.ID); j.State != jobs.StateCancelled || j.Attempt != 0 {
+		if j, _ := m1.Get(context.Background(), doomed.ID); j.State != apitypes.JobCancelled || j.Attempt != 0 {
 			t.Errorf("cancelled waiting job: state %s attempt %d", j.State, j.Attempt)
 		}
 		if n := e.fake.Overlaps(); n != 0 {
@@ -399,7 +400,7 @@ func TestIdempotencyKey(t *testing.T) {
 		e := newEnv(t, db, 0)
 		m := e.manager()
 		ctx := context.Background()
-		req := jobs.Request{Provider: "fake", VM: "vm-001"}
+		req := apitypes.JobRequest{Provider: "fake", VM: "vm-001"}
 		a, created, err := m.Submit(ctx, req, "alice", "key-1")
 		if err != nil || !created {
 			t.Fatal(err, created)
@@ -413,11 +414,11 @@ func TestIdempotencyKey(t *testing.T) {
 		if err != nil || !created || c.ID == a.ID {
 			t.Fatalf("bob: %v %v", created, err)
 		}
-		_, _, err = m.Submit(ctx, jobs.Request{Provider: "fake", VM: "vm-002"}, "alice", "key-1")
+		_, _, err = m.Submit(ctx, apitypes.JobRequest{Provider: "fake", VM: "vm-002"}, "alice", "key-1")
 		if !errors.Is(err, jobs.ErrConflict) {
 			t.Fatalf("reused key with another request: %v", err)
 		}
-		list, _, _ := m.List(ctx, jobs.ListFilter{})
+		list, _, _ := m.List(ctx, apitypes.JobFilter{})
 		if len(list) != 2 {
 			t.Fatalf("%d jobs stored, want 2", len(list))
 		}
@@ -431,7 +432,7 @@ func TestConcurrentIdempotentSubmitsMakeOneJob(t *testing.T) {
 		ids := make([]string, 8)
 		for i := range ids {
 			wg.Go(func() {
-				j, _, err := m.Submit(context.Background(), jobs.Request{Provider: "fake", VM: "vm-001"}, "alice", "same")
+				j, _, err := m.Submit(context.Background(), apitypes.JobRequest{Provider: "fake", VM: "vm-001"}, "alice", "same")
 				if err != nil {
 					t.Error(err)
 					return
@@ -453,26 +454,26 @@ func TestInvalidRequestsNameTheField(t *testing.T) {
 	m := e.manager()
 	lvl := 12
 	for _, tc := range []struct {
-		req  jobs.Request
+		req  apitypes.JobRequest
 		want string
 	}{
-		{jobs.Request{VM: "x"}, "provider: required"},
-		{jobs.Request{Provider: "nope", VM: "x"}, `no provider named "nope"`},
-		{jobs.Request{Provider: "fake"}, "vm: required"},
-		{jobs.Request{Provider: "fake", VM: "x", Format: "zip"}, "format: must be ovf, ova or disks"},
-		{jobs.Request{Provider: "fake", VM: "x", DiskFormat: "qcow9"}, "disk_format: must be vmdk or raw"},
-		{jobs.Request{Provider: "fake", VM: "x", DiskFormat: "raw"}, "disk_format: raw disks are exported only as plain disks"},
-		{jobs.Request{Provider: "fake", VM: "x", CompressionLevel: &lvl}, "compression_level: must be between 0 and 9"},
-		{jobs.Request{Provider: "fake", VM: "x", Output: "/etc"}, "outside the allowed export roots"},
-		{jobs.Request{Provider: "fake", VM: "x", Output: "../escape"}, "outside the allowed export roots"},
-		{jobs.Request{Provider: "fake", VM: "x", Snapshot: true, PowerOff: true}, "choose one"},
+		{apitypes.JobRequest{VM: "x"}, "provider: required"},
+		{apitypes.JobRequest{Provider: "nope", VM: "x"}, `no provider named "nope"`},
+		{apitypes.JobRequest{Provider: "fake"}, "vm: required"},
+		{apitypes.JobRequest{Provider: "fake", VM: "x", Format: "zip"}, "format: must be ovf, ova or disks"},
+		{apitypes.JobRequest{Provider: "fake", VM: "x", DiskFormat: "qcow9"}, "disk_format: must be vmdk or raw"},
+		{apitypes.JobRequest{Provider: "fake", VM: "x", DiskFormat: "raw"}, "disk_format: raw disks are exported only as plain disks"},
+		{apitypes.JobRequest{Provider: "fake", VM: "x", CompressionLevel: &lvl}, "compression_level: must be between 0 and 9"},
+		{apitypes.JobRequest{Provider: "fake", VM: "x", Output: "/etc"}, "outside the allowed export roots"},
+		{apitypes.JobRequest{Provider: "fake", VM: "x", Output: "../escape"}, "outside the allowed export roots"},
+		{apitypes.JobRequest{Provider: "fake", VM: "x", Snapshot: true, PowerOff: true}, "choose one"},
 	} {
 		_, _, err := m.Submit(context.Background(), tc.req, "t", "")
 		if !errors.Is(err, jobs.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: got %v, want %q", tc.req, err, tc.want)
 		}
 	}
-	list, _, _ := m.List(context.Background(), jobs.ListFilter{})
+	list, _, _ := m.List(context.Background(), apitypes.JobFilter{})
 	if len(list) != 0 {
 		t.Errorf("invalid requests stored %d jobs", len(list))
 	}
@@ -501,19 +502,19 @@ func TestStopHandsRunningJobsBack(t *testing.T) {
 		}
 		j := submit(t, m1, "vm-006")
 		<-started
-		waitState(t, m1, j.ID, jobs.StateRunning)
+		waitState(t, m1, j.ID, apitypes.JobRunning)
 		if err := m1.Stop(context.Background()); err != nil {
 			t.Fatal(err)
 		}
 		got, _ := m1.Get(context.Background(), j.ID)
-		if got.State != jobs.StateQueued || got.Attempt != 0 {
+		if got.State != apitypes.JobQueued || got.Attempt != 0 {
 			t.Fatalf("after stop: state %s attempt %d, want queued with the attempt given back", got.State, got.Attempt)
 		}
 		mu.Lock()
 		block = false
 		mu.Unlock()
 		m2 := e.start()
-		got = waitState(t, m2, j.ID, jobs.StateSucceeded)
+		got = waitState(t, m2, j.ID, apitypes.JobSucceeded)
 		if got.Attempt != 1 {
 			t.Errorf("attempt %d after hand-back, want 1", got.Attempt)
 		}
@@ -542,7 +543,7 @@ func TestLostJobsAreRecovered(t *testing.T) {
 		}
 		m2 := e.start(func(o *jobs.Options) { o.Jobs.HeartbeatStale = 5 * time.Second })
 		for _, id := range []string{own.ID, foreign.ID} {
-			j := waitState(t, m2, id, jobs.StateSucceeded)
+			j := waitState(t, m2, id, apitypes.JobSucceeded)
 			if j.Attempt != 2 {
 				t.Errorf("job %s: attempt %d, want 2 (one lost, one succeeded)", id, j.Attempt)
 			}
@@ -568,7 +569,7 @@ func TestListFiltersAndPagination(t *testing.T) {
 		var seen []string
 		cursor := ""
 		for {
-			page, next, err := m.List(ctx, jobs.ListFilter{Limit: 3, Cursor: cursor})
+			page, next, err := m.List(ctx, apitypes.JobFilter{Limit: 3, Cursor: cursor})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -583,21 +584,21 @@ func TestListFiltersAndPagination(t *testing.T) {
 		if len(seen) != 7 || seen[0] != ids[6] || seen[6] != ids[0] {
 			t.Fatalf("paged listing %v, want newest first of %v", seen, ids)
 		}
-		q, _, _ := m.List(ctx, jobs.ListFilter{States: []jobs.State{jobs.StateQueued}})
-		c, _, _ := m.List(ctx, jobs.ListFilter{States: []jobs.State{jobs.StateCancelled}})
-		v, _, _ := m.List(ctx, jobs.ListFilter{VM: "vm-001"})
+		q, _, _ := m.List(ctx, apitypes.JobFilter{States: []apitypes.JobState{apitypes.JobQueued}})
+		c, _, _ := m.List(ctx, apitypes.JobFilter{States: []apitypes.JobState{apitypes.JobCancelled}})
+		v, _, _ := m.List(ctx, apitypes.JobFilter{VM: "vm-001"})
 		if len(q) != 6 || len(c) != 1 || len(v) != 2 {
 			t.Fatalf("queued %d cancelled %d vm-001 %d", len(q), len(c), len(v))
 		}
-		none, _, _ := m.List(ctx, jobs.ListFilter{CreatedAfter: time.Now().Add(time.Hour)})
+		none, _, _ := m.List(ctx, apitypes.JobFilter{CreatedAfter: time.Now().Add(time.Hour)})
 		if len(none) != 0 {
 			t.Fatal("time filter")
 		}
-		if _, _, err := m.List(ctx, jobs.ListFilter{States: []jobs.State{"bogus"}}); !errors.Is(err, jobs.ErrInvalid) {
+		if _, _, err := m.List(ctx, apitypes.JobFilter{States: []apitypes.JobState{"bogus"}}); !errors.Is(err, jobs.ErrInvalid) {
 			t.Fatal(err)
 		}
 		counts, _ := m.Counts(ctx)
-		if counts[jobs.StateQueued] != 6 || counts[jobs.StateCancelled] != 1 {
+		if counts[apitypes.JobQueued] != 6 || counts[apitypes.JobCancelled] != 1 {
 			t.Fatalf("counts %v", counts)
 		}
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/riverqueue/river"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/internal/backoff"
@@ -36,7 +37,7 @@ type Providers interface {
 // Metrics receives what the engine does; daemon/metrics implements it.
 type Metrics interface {
 	JobSubmitted(provider string)
-	JobFinished(provider string, state State, d time.Duration)
+	JobFinished(provider string, state apitypes.JobState, d time.Duration)
 	ExportBytes(provider string, n int64)
 }
 
@@ -260,7 +261,7 @@ func (exportArgs) InsertOpts() river.InsertOpts {
 // non-empty idempotencyKey a repeated submission by the same principal
 // returns the original job and created=false; reusing the key for a
 // different request is ErrConflict.
-func (m *Manager) Submit(ctx context.Context, req Request, submittedBy, idempotencyKey string) (job *Job, created bool, err error) {
+func (m *Manager) Submit(ctx context.Context, req apitypes.JobRequest, submittedBy, idempotencyKey string) (job *apitypes.Job, created bool, err error) {
 	if m.isStopping() {
 		return nil, false, ErrStopping
 	}
@@ -299,7 +300,7 @@ func (m *Manager) Submit(ctx context.Context, req Request, submittedBy, idempote
 
 // Validate checks a request as Submit would, without queueing anything
 // (the scheduler checks job templates with it).
-func (m *Manager) Validate(req Request) error {
+func (m *Manager) Validate(req apitypes.JobRequest) error {
 	_, err := m.resolve(req)
 	return err
 }
@@ -307,7 +308,7 @@ func (m *Manager) Validate(req Request) error {
 // SubmitTx queues a job inside the caller's transaction, so that whatever
 // caused it (a schedule firing) and the job commit together. The job exists
 // only if tx commits; after the commit, call the returned function.
-func (m *Manager) SubmitTx(ctx context.Context, tx *sql.Tx, req Request, submittedBy string) (id string, committed func(), err error) {
+func (m *Manager) SubmitTx(ctx context.Context, tx *sql.Tx, req apitypes.JobRequest, submittedBy string) (id string, committed func(), err error) {
 	if m.isStopping() {
 		return "", nil, ErrStopping
 	}
@@ -327,7 +328,7 @@ func (m *Manager) SubmitTx(ctx context.Context, tx *sql.Tx, req Request, submitt
 
 // insertTx stores a new queued job, its queue entry, its first log line and
 // its job.created event.
-func (m *Manager) insertTx(ctx context.Context, tx *sql.Tx, id string, spec Spec, submittedBy string, keyArg, hashArg any) error {
+func (m *Manager) insertTx(ctx context.Context, tx *sql.Tx, id string, spec apitypes.JobSpec, submittedBy string, keyArg, hashArg any) error {
 	if spec.Options.OutputDir == "" {
 		spec.Options.OutputDir = filepath.Join(m.opts.ExportDir, id)
 	}
@@ -349,7 +350,7 @@ func (m *Manager) insertTx(ctx context.Context, tx *sql.Tx, id string, spec Spec
 		attrs: map[string]any{"by": principal(submittedBy), "provider": spec.Provider, "vm": spec.VM}}}); err != nil {
 		return err
 	}
-	return m.emit(ctx, tx, EventCreated, id)
+	return m.emit(ctx, tx, apitypes.EventJobCreated, id)
 }
 
 // accepted records a committed submission.
@@ -368,7 +369,7 @@ func (m *Manager) enqueueTx(ctx context.Context, tx *sql.Tx, jobID string) error
 	return err
 }
 
-func (m *Manager) byIdempotencyKey(ctx context.Context, by, key, hash string) (*Job, error) {
+func (m *Manager) byIdempotencyKey(ctx context.Context, by, key, hash string) (*apitypes.Job, error) {
 	var id, storedHash string
 	err := m.db.SQL.QueryRowContext(ctx, "SELECT id, request_hash FROM jobs WHERE submitted_by = $1 AND idempotency_key = $2", by, key).Scan(&id, &storedHash)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -384,7 +385,7 @@ func (m *Manager) byIdempotencyKey(ctx context.Context, by, key, hash string) (*
 }
 
 // resolve validates req and fills in defaults.
-func (m *Manager) resolve(req Request) (Spec, error) {
+func (m *Manager) resolve(req apitypes.JobRequest) (apitypes.JobSpec, error) {
 	var problems fielderr.List
 	req.Provider = strings.TrimSpace(req.Provider)
 	req.VM = strings.TrimSpace(req.VM)
@@ -419,16 +420,16 @@ func (m *Manager) resolve(req Request) (Spec, error) {
 		}
 	}
 	if err := problems.Err(ErrInvalid); err != nil {
-		return Spec{}, err
+		return apitypes.JobSpec{}, err
 	}
-	return Spec{Provider: req.Provider, VM: req.VM, Options: o, MaxAttempts: maxAttempts}, nil
+	return apitypes.JobSpec{Provider: req.Provider, VM: req.VM, Options: o, MaxAttempts: maxAttempts}, nil
 }
 
 // ResolveOptions checks the export options of req and fills in the
 // defaults d; every problem is named by its request field. The daemon
 // and hyperctl's standalone export share it, so both refuse the same
 // options with the same words.
-func ResolveOptions(req Request, d config.Export) (providers.ExportOptions, fielderr.List) {
+func ResolveOptions(req apitypes.JobRequest, d config.Export) (providers.ExportOptions, fielderr.List) {
 	var problems fielderr.List
 	o := providers.ExportOptions{
 		Format:            providers.Format(d.Format),
@@ -569,6 +570,6 @@ func (m *Manager) openOutput(dir string) (*os.Root, error) {
 
 type nopMetrics struct{}
 
-func (nopMetrics) JobSubmitted(string)                      {}
-func (nopMetrics) JobFinished(string, State, time.Duration) {}
-func (nopMetrics) ExportBytes(string, int64)                {}
+func (nopMetrics) JobSubmitted(string)                                  {}
+func (nopMetrics) JobFinished(string, apitypes.JobState, time.Duration) {}
+func (nopMetrics) ExportBytes(string, int64)                            {}

@@ -1,136 +1,18 @@
 package jobs
 
 import (
-	"errors"
-	"time"
-
-	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/apitypes"
+	"github.com/hypersdk/hypersdk/internal/errclass"
 )
 
-// State is a job's lifecycle state.
-type State string
-
-// Job states. A job moves queued → running → succeeded | failed | cancelled;
-// a transient failure with attempts left, or a daemon shutting down, moves a
-// running job back to queued.
-const (
-	StateQueued    State = "queued"
-	StateRunning   State = "running"
-	StateSucceeded State = "succeeded"
-	StateFailed    State = "failed"
-	StateCancelled State = "cancelled"
-)
-
-// States lists every state in lifecycle order.
-var States = []State{StateQueued, StateRunning, StateSucceeded, StateFailed, StateCancelled}
-
-// Terminal reports whether s is a final state.
-func (s State) Terminal() bool {
-	return s == StateSucceeded || s == StateFailed || s == StateCancelled
-}
-
-// Valid reports whether s is a known state.
-func (s State) Valid() bool {
-	for _, v := range States {
-		if s == v {
-			return true
-		}
-	}
-	return false
-}
-
-// Request is an export request as a client submits it. Unset options take
-// the daemon's `export:` defaults.
-type Request struct {
-	Provider string `json:"provider" doc:"Provider instance name" minLength:"1" maxLength:"63"`
-	VM       string `json:"vm" doc:"VM identifier: inventory path, name, ID or UUID" minLength:"1" maxLength:"1024"`
-	// Output is the export directory: relative to the daemon's export
-	// directory, or absolute under one of export.allowed_roots.
-	Output            string `json:"output,omitempty" doc:"Output directory (relative to the daemon's export directory, or absolute under export.allowed_roots); default <export_dir>/<job id>" maxLength:"4096"`
-	Format            string `json:"format,omitempty" enum:"ovf,ova,disks" doc:"Packaging: an OVF folder, an OVA, or plain disks with a manifest and JSON metadata"`
-	DiskFormat        string `json:"disk_format,omitempty" enum:"vmdk,raw" doc:"Disk file format (raw needs format disks)"`
-	Compress          *bool  `json:"compress,omitempty" doc:"Compress the OVA (.ova.gz / .ova.zst)"`
-	Compression       string `json:"compression,omitempty" enum:"gzip,zstd"`
-	CompressionLevel  *int   `json:"compression_level,omitempty" minimum:"0" maximum:"9"`
-	CleanupOVF        *bool  `json:"cleanup_ovf,omitempty" doc:"Remove intermediate OVF files once packed into the OVA"`
-	ParallelDownloads int    `json:"parallel_downloads,omitempty" minimum:"0" maximum:"32" doc:"Disks downloaded at once; 0 takes the default"`
-	Snapshot          bool   `json:"snapshot,omitempty" doc:"Export a powered-on VM from a temporary snapshot"`
-	PowerOff          bool   `json:"power_off,omitempty" doc:"Shut a powered-on VM down before exporting"`
-	PowerOffTimeout   string `json:"power_off_timeout,omitempty" doc:"Guest shutdown wait before a hard power-off, e.g. 5m"`
-	BandwidthLimit    int64  `json:"bandwidth_limit,omitempty" minimum:"0" doc:"Bytes per second; 0 is unlimited"`
-	MaxAttempts       int    `json:"max_attempts,omitempty" minimum:"0" maximum:"100" doc:"Attempts before the job fails; 0 takes jobs.max_attempts"`
-}
-
-// Spec is a Request with every default applied, as stored with the job: a
-// job runs with the options in force when it was accepted.
-type Spec struct {
-	Provider    string                  `json:"provider"`
-	VM          string                  `json:"vm"`
-	Options     providers.ExportOptions `json:"options"`
-	MaxAttempts int                     `json:"max_attempts"`
-}
-
-// Progress is a job's persisted progress. BytesTotal is what the current
-// phase will write in all; 0 means not known yet (vSphere streams disks
-// whose size is known only when each ends), and then Percent is 0 and
-// there is no ETA.
-type Progress struct {
-	Phase      string   `json:"phase"`
-	BytesDone  int64    `json:"bytes_done"`
-	BytesTotal int64    `json:"bytes_total" doc:"Bytes the current phase writes in all; 0 while unknown (then percent is 0 and there is no ETA)"`
-	Percent    float64  `json:"percent" doc:"bytes_done of bytes_total, at most 100; 0 while bytes_total is unknown"`
-	RateBps    float64  `json:"rate_bytes_per_second"`
-	ETASeconds *float64 `json:"eta_seconds,omitempty" doc:"Absent while bytes_total is unknown or no rate is measured yet"`
-}
-
-// Job is a job as the API shows it.
-type Job struct {
-	ID              string                  `json:"id"`
-	Provider        string                  `json:"provider"`
-	VM              string                  `json:"vm"`
-	State           State                   `json:"state"`
-	Spec            Spec                    `json:"spec"`
-	SubmittedBy     string                  `json:"submitted_by,omitempty"`
-	Attempt         int                     `json:"attempt"`
-	MaxAttempts     int                     `json:"max_attempts"`
-	Progress        Progress                `json:"progress"`
-	Error           string                  `json:"error,omitempty"`
-	ErrorKind       string                  `json:"error_kind,omitempty" doc:"permanent, transient, cancelled or lost"`
-	CancelRequested bool                    `json:"cancel_requested,omitempty"`
-	Node            string                  `json:"node,omitempty"`
-	Result          *providers.ExportResult `json:"result,omitempty"`
-	CreatedAt       time.Time               `json:"created_at"`
-	UpdatedAt       time.Time               `json:"updated_at"`
-	StartedAt       *time.Time              `json:"started_at,omitempty"`
-	FinishedAt      *time.Time              `json:"finished_at,omitempty"`
-	NextAttemptAt   *time.Time              `json:"next_attempt_at,omitempty"`
-}
-
-// LogLine is one persisted log record of a job.
-type LogLine struct {
-	ID      int64          `json:"id"`
-	At      time.Time      `json:"at"`
-	Level   string         `json:"level"`
-	Message string         `json:"message"`
-	Attrs   map[string]any `json:"attrs,omitempty"`
-}
-
-// Error kinds recorded with failed or retried jobs.
-const (
-	KindPermanent = "permanent"
-	KindTransient = "transient"
-	KindCancelled = "cancelled"
-	KindLost      = "lost" // the daemon running it stopped heartbeating
-)
-
-// Errors the API maps to problem types.
+// Errors the API maps to problem types (apitypes.Problem…).
 var (
-	ErrNotFound = errors.New("job not found")
+	ErrNotFound = errclass.New(errclass.NotFound, apitypes.ProblemJobNotFound, "job not found")
 	// ErrInvalid wraps a description of what is wrong with a request.
-	ErrInvalid = errors.New("invalid job request")
+	ErrInvalid = errclass.New(errclass.Invalid, apitypes.ProblemInvalidJobRequest, "invalid job request")
 	// ErrConflict: the job is in a state that does not allow the operation,
 	// or an idempotency key was reused with a different request.
-	ErrConflict = errors.New("conflict")
+	ErrConflict = errclass.New(errclass.Conflict, apitypes.ProblemJobConflict, "conflict")
 	// ErrStopping: the engine is shutting down and accepts no new work.
-	ErrStopping = errors.New("job engine is shutting down")
+	ErrStopping = errclass.New(errclass.Unavailable, apitypes.ProblemShuttingDown, "job engine is shutting down")
 )

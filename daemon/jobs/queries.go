@@ -12,6 +12,7 @@ import (
 
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -22,9 +23,9 @@ const jobColumns = `id, provider, vm, spec, state, submitted_by, attempt, max_at
 
 type rowScanner interface{ Scan(dest ...any) error }
 
-func scanJob(r rowScanner) (*Job, error) {
+func scanJob(r rowScanner) (*apitypes.Job, error) {
 	var (
-		j                                       Job
+		j                                       apitypes.Job
 		spec                                    string
 		node, result                            sql.NullString
 		cancelAt, startedAt, finishedAt, nextAt sql.NullInt64
@@ -54,7 +55,7 @@ func scanJob(r rowScanner) (*Job, error) {
 	if j.Progress.BytesTotal > 0 {
 		j.Progress.Percent = min(100, 100*float64(j.Progress.BytesDone)/float64(j.Progress.BytesTotal))
 	}
-	if j.State == StateSucceeded {
+	if j.State == apitypes.JobSucceeded {
 		j.Progress.Percent = 100
 	}
 	j.CreatedAt, j.UpdatedAt = store.Time(createdAt), store.Time(updatedAt)
@@ -63,7 +64,7 @@ func scanJob(r rowScanner) (*Job, error) {
 }
 
 // Get returns one job.
-func (m *Manager) Get(ctx context.Context, id string) (*Job, error) {
+func (m *Manager) Get(ctx context.Context, id string) (*apitypes.Job, error) {
 	j, err := scanJob(m.db.SQL.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = $1", id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, id)
@@ -71,22 +72,9 @@ func (m *Manager) Get(ctx context.Context, id string) (*Job, error) {
 	return j, err
 }
 
-// ListFilter narrows List. Zero fields match everything.
-type ListFilter struct {
-	States        []State
-	Provider      string
-	VM            string
-	CreatedAfter  time.Time
-	CreatedBefore time.Time
-	// Cursor continues a previous listing (the NextCursor it returned).
-	Cursor string
-	// Limit caps the page size (default 50, at most 1000).
-	Limit int
-}
-
 // List returns jobs newest first, and the cursor of the next page ("" at
 // the end).
-func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Job, string, error) {
+func (m *Manager) List(ctx context.Context, f apitypes.JobFilter) ([]*apitypes.Job, string, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string {
@@ -133,7 +121,7 @@ func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Job, string, error
 		return nil, "", err
 	}
 	defer rows.Close()
-	out := make([]*Job, 0, limit)
+	out := make([]*apitypes.Job, 0, limit)
 	for rows.Next() {
 		j, err := scanJob(rows)
 		if err != nil {
@@ -155,22 +143,22 @@ func (m *Manager) List(ctx context.Context, f ListFilter) ([]*Job, string, error
 // Cancel cancels a job: a queued job is cancelled at once; a running job's
 // export is told to stop (its daemon notices within a heartbeat) and the
 // job becomes cancelled when the export has returned and cleaned up.
-func (m *Manager) Cancel(ctx context.Context, id, by string) (*Job, error) {
+func (m *Manager) Cancel(ctx context.Context, id, by string) (*apitypes.Job, error) {
 	now := store.Micros(m.opts.Now())
-	var state State
+	var state apitypes.JobState
 	err := m.db.Tx(ctx, func(tx *sql.Tx) error {
 		var riverID sql.NullInt64
 		err := tx.QueryRowContext(ctx, `UPDATE jobs SET state = 'cancelled', finished_at = $2, updated_at = $2,
 			error = $3, error_kind = 'cancelled', next_attempt_at = NULL
 			WHERE id = $1 AND state = 'queued' RETURNING river_job_id`, id, now, "cancelled by "+principal(by)).Scan(&riverID)
 		if err == nil {
-			state = StateCancelled
+			state = apitypes.JobCancelled
 			if riverID.Valid {
 				if _, err := m.river.JobCancelTx(ctx, tx, riverID.Int64); err != nil && !errors.Is(err, rivertype.ErrNotFound) {
 					return err
 				}
 			}
-			return m.emit(ctx, tx, EventCancelled, id)
+			return m.emit(ctx, tx, apitypes.EventJobCancelled, id)
 		}
 		if !errors.Is(err, sql.ErrNoRows) {
 			return err
@@ -181,7 +169,7 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) (*Job, error) {
 			return err
 		}
 		if n, _ := res.RowsAffected(); n == 1 {
-			state = StateRunning
+			state = apitypes.JobRunning
 			return nil
 		}
 		return tx.QueryRowContext(ctx, "SELECT state FROM jobs WHERE id = $1", id).Scan(&state)
@@ -193,13 +181,13 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) (*Job, error) {
 		return nil, err
 	}
 	switch state {
-	case StateCancelled:
+	case apitypes.JobCancelled:
 		// Either this call cancelled a queued job or it was already done;
 		// either way it waits for nothing any more.
 		m.mu.Lock()
 		delete(m.waiting, id)
 		m.mu.Unlock()
-	case StateRunning:
+	case apitypes.JobRunning:
 		m.appendLog(ctx, id, slog.LevelInfo, "cancel requested", map[string]any{"by": principal(by)})
 		m.mu.Lock()
 		if cancel, ok := m.running[id]; ok {
@@ -212,9 +200,9 @@ func (m *Manager) Cancel(ctx context.Context, id, by string) (*Job, error) {
 		}
 	}
 	job, err := m.Get(ctx, id)
-	if err == nil && job.State == StateCancelled && state == StateCancelled {
+	if err == nil && job.State == apitypes.JobCancelled && state == apitypes.JobCancelled {
 		m.appendLog(ctx, id, slog.LevelInfo, "job cancelled before it started", map[string]any{"by": principal(by)})
-		m.metrics.JobFinished(job.Provider, StateCancelled, 0)
+		m.metrics.JobFinished(job.Provider, apitypes.JobCancelled, 0)
 	}
 	m.hub.publish(id)
 	return job, err
@@ -244,18 +232,18 @@ func (m *Manager) Delete(ctx context.Context, id string) error {
 }
 
 // Counts returns how many jobs are in each state (all daemons).
-func (m *Manager) Counts(ctx context.Context) (map[State]int, error) {
+func (m *Manager) Counts(ctx context.Context) (map[apitypes.JobState]int, error) {
 	rows, err := m.db.SQL.QueryContext(ctx, "SELECT state, COUNT(*) FROM jobs GROUP BY state")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := map[State]int{}
-	for _, s := range States {
+	out := map[apitypes.JobState]int{}
+	for _, s := range apitypes.JobStates() {
 		out[s] = 0
 	}
 	for rows.Next() {
-		var s State
+		var s apitypes.JobState
 		var n int
 		if err := rows.Scan(&s, &n); err != nil {
 			return nil, err
@@ -266,7 +254,7 @@ func (m *Manager) Counts(ctx context.Context) (map[State]int, error) {
 }
 
 // Logs returns up to limit log lines of a job with IDs greater than after.
-func (m *Manager) Logs(ctx context.Context, id string, after int64, limit int) ([]LogLine, error) {
+func (m *Manager) Logs(ctx context.Context, id string, after int64, limit int) ([]apitypes.LogLine, error) {
 	if limit <= 0 || limit > 5000 {
 		limit = 5000
 	}
@@ -275,9 +263,9 @@ func (m *Manager) Logs(ctx context.Context, id string, after int64, limit int) (
 		return nil, err
 	}
 	defer rows.Close()
-	var out []LogLine
+	var out []apitypes.LogLine
 	for rows.Next() {
-		var l LogLine
+		var l apitypes.LogLine
 		var at int64
 		var attrs sql.NullString
 		if err := rows.Scan(&l.ID, &at, &l.Level, &l.Message, &attrs); err != nil {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/store"
 )
 
@@ -82,7 +83,7 @@ func (m *Manager) requeueLost(ctx context.Context, id string) (bool, error) {
 	now := m.opts.Now()
 	nowUS := store.Micros(now)
 	var (
-		outcome State
+		outcome apitypes.JobState
 		msg     string
 		prov    string
 	)
@@ -91,7 +92,7 @@ func (m *Manager) requeueLost(ctx context.Context, id string) (bool, error) {
 			node                 sql.NullString
 			heartbeat, cancelAt  sql.NullInt64
 			attempt, maxAttempts int
-			state                State
+			state                apitypes.JobState
 		)
 		err := tx.QueryRowContext(ctx, "SELECT state, node_id, heartbeat_at, cancel_requested_at, attempt, max_attempts, provider FROM jobs WHERE id = $1", id).
 			Scan(&state, &node, &heartbeat, &cancelAt, &attempt, &maxAttempts, &prov)
@@ -102,7 +103,7 @@ func (m *Manager) requeueLost(ctx context.Context, id string) (bool, error) {
 			return err
 		}
 		ownCrash := node.String == m.opts.NodeID && !m.isRunningHere(id)
-		if state != StateRunning || (!ownCrash && heartbeat.Int64 >= store.Micros(now.Add(-m.opts.Jobs.HeartbeatStale))) {
+		if state != apitypes.JobRunning || (!ownCrash && heartbeat.Int64 >= store.Micros(now.Add(-m.opts.Jobs.HeartbeatStale))) {
 			return nil // it moved on meanwhile
 		}
 		lost := fmt.Sprintf("daemon %s stopped during attempt %d", node.String, attempt)
@@ -110,15 +111,15 @@ func (m *Manager) requeueLost(ctx context.Context, id string) (bool, error) {
 		var res sql.Result
 		switch {
 		case cancelAt.Valid:
-			outcome, msg = StateCancelled, "cancelled on request ("+lost+")"
+			outcome, msg = apitypes.JobCancelled, "cancelled on request ("+lost+")"
 			res, err = tx.ExecContext(ctx, "UPDATE jobs SET state = 'cancelled', error = $4, error_kind = 'cancelled', finished_at = $5, updated_at = $5"+cond,
 				id, attempt, node.String, msg, nowUS)
 		case attempt >= maxAttempts:
-			outcome, msg = StateFailed, lost+"; no attempts left"
+			outcome, msg = apitypes.JobFailed, lost+"; no attempts left"
 			res, err = tx.ExecContext(ctx, "UPDATE jobs SET state = 'failed', error = $4, error_kind = 'lost', finished_at = $5, updated_at = $5"+cond,
 				id, attempt, node.String, msg, nowUS)
 		default:
-			outcome, msg = StateQueued, lost+"; job re-queued"
+			outcome, msg = apitypes.JobQueued, lost+"; job re-queued"
 			res, err = tx.ExecContext(ctx, `UPDATE jobs SET state = 'queued', node_id = NULL, error = $4, error_kind = 'lost',
 				phase = '', rate_bps = 0, eta_seconds = NULL, updated_at = $5`+cond, id, attempt, node.String, msg, nowUS)
 		}
@@ -129,7 +130,7 @@ func (m *Manager) requeueLost(ctx context.Context, id string) (bool, error) {
 			outcome = ""
 			return nil
 		}
-		if outcome == StateQueued {
+		if outcome == apitypes.JobQueued {
 			return m.enqueueTx(ctx, tx, id)
 		}
 		return m.emit(ctx, tx, finalEvent(outcome), id)
@@ -138,7 +139,7 @@ func (m *Manager) requeueLost(ctx context.Context, id string) (bool, error) {
 		return false, err
 	}
 	level := slog.LevelWarn
-	if outcome == StateFailed {
+	if outcome == apitypes.JobFailed {
 		level = slog.LevelError
 	}
 	m.appendLog(ctx, id, level, msg, nil)

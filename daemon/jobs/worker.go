@@ -15,6 +15,7 @@ import (
 
 	"github.com/riverqueue/river"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
@@ -39,7 +40,7 @@ type attempt struct {
 	riverID  int64
 	number   int
 	max      int
-	spec     Spec
+	spec     apitypes.JobSpec
 	started  time.Time
 	progress *progressState
 	logs     *logSink
@@ -113,7 +114,7 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 	err := m.db.Tx(ctx, func(tx *sql.Tx) error {
 		var (
 			provider, vm string
-			state        State
+			state        apitypes.JobState
 			curRiver     sql.NullInt64
 			heartbeat    sql.NullInt64
 		)
@@ -132,7 +133,7 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 		case state.Terminal():
 			reason = "already " + string(state)
 			return nil
-		case state == StateRunning && heartbeat.Int64 >= stale:
+		case state == apitypes.JobRunning && heartbeat.Int64 >= stale:
 			// Another live worker holds the lease (River redelivered).
 			snooze = m.opts.Jobs.HeartbeatStale
 			return nil
@@ -190,11 +191,11 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 		if err != nil {
 			return err
 		}
-		var spec Spec
+		var spec apitypes.JobSpec
 		if err := json.Unmarshal([]byte(specJSON), &spec); err != nil {
 			return fmt.Errorf("job %s: corrupt spec: %w", jobID, err)
 		}
-		if err := m.emit(ctx, tx, EventStarted, jobID); err != nil {
+		if err := m.emit(ctx, tx, apitypes.EventJobStarted, jobID); err != nil {
 			return err
 		}
 		a = &attempt{jobID: jobID, riverID: riverID, number: number, max: maxAttempts, spec: spec, started: now, progress: &progressState{}}
@@ -322,7 +323,7 @@ func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.Canc
 				return err
 			}
 			if now.Sub(lastProgressEvent) >= m.opts.ProgressEvents {
-				if err := m.emit(hctx, tx, EventProgress, a.jobID); err != nil {
+				if err := m.emit(hctx, tx, apitypes.EventJobProgress, a.jobID); err != nil {
 					return err
 				}
 				lastProgressEvent = now
@@ -360,7 +361,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 	var (
 		query     string
 		args      []any
-		state     State
+		state     apitypes.JobState
 		riverErr  error
 		logMsg    string
 		logLevel  = slog.LevelInfo
@@ -377,7 +378,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 		_ = m.flushLogs(ctx, a)
 		return nil
 	case exportErr == nil && res != nil:
-		state, finalized = StateSucceeded, true
+		state, finalized = apitypes.JobSucceeded, true
 		resJSON, err := json.Marshal(res)
 		if err != nil {
 			return fmt.Errorf("encode result: %w", err)
@@ -388,7 +389,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 		args = append(base, string(resJSON), total, res.Throughput)
 		logMsg, logAttrs = "export succeeded", []any{"bytes", total, "duration", elapsed.Round(time.Millisecond).String(), "files", len(res.Files)}
 	case errors.Is(cause, errUserCancel):
-		state, finalized = StateCancelled, true
+		state, finalized = apitypes.JobCancelled, true
 		query = lease(`UPDATE jobs SET state = 'cancelled', error = 'cancelled on request', error_kind = 'cancelled',
 			finished_at = $4, updated_at = $4`)
 		args = base
@@ -399,7 +400,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 		}
 	case errors.Is(cause, errShutdown) || (cause != nil && !errors.Is(cause, errAttemptTimeout)):
 		// Hand the job back without using up an attempt.
-		state = StateQueued
+		state = apitypes.JobQueued
 		query = lease(`UPDATE jobs SET state = 'queued', attempt = attempt - 1, node_id = NULL, phase = '',
 			rate_bps = 0, eta_seconds = NULL, updated_at = $4`)
 		args = base
@@ -413,10 +414,10 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 		// Viewers read the stored error: no pre-signed or lease URLs in it.
 		errText := transfer.RedactURLs(exportErr.Error())
 		if permanent || a.number >= a.max {
-			state, finalized = StateFailed, true
-			kind := KindTransient
+			state, finalized = apitypes.JobFailed, true
+			kind := apitypes.ErrorKindTransient
 			if permanent {
-				kind = KindPermanent
+				kind = apitypes.ErrorKindPermanent
 			}
 			query = lease(`UPDATE jobs SET state = 'failed', error = $5, error_kind = $6, finished_at = $4, updated_at = $4`)
 			args = append(base, errText, kind)
@@ -424,7 +425,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 			logMsg, logLevel = "export failed", slog.LevelError
 			logAttrs = []any{"err", errText, "kind", kind, "attempt", a.number, "max_attempts", a.max}
 		} else {
-			state = StateQueued
+			state = apitypes.JobQueued
 			delay := m.retry.Delay(a.number)
 			next := now.Add(delay)
 			query = lease(`UPDATE jobs SET state = 'queued', node_id = NULL, error = $5, error_kind = 'transient',
@@ -464,7 +465,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 	}
 	if finalized {
 		m.metrics.JobFinished(a.spec.Provider, state, elapsed)
-		if state == StateSucceeded {
+		if state == apitypes.JobSucceeded {
 			a.countBytes(m.metrics, res.Bytes)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/apitypes"
 )
 
 // Metrics holds the daemon's collectors.
@@ -33,15 +33,18 @@ type Metrics struct {
 	httpDuration  *prometheus.HistogramVec
 	webhooks      *webhookMetrics
 	schedules     *scheduleMetrics
+	log           *slog.Logger
 }
 
 // JobCounter reports how many jobs are in each state.
-type JobCounter func(ctx context.Context) (map[jobs.State]int, error)
+type JobCounter func(ctx context.Context) (map[apitypes.JobState]int, error)
 
 // New creates the metrics and registers them, the Go and process
-// collectors, build info and the job-state gauges read through counts.
-func New(version, revision string, counts JobCounter, log *slog.Logger) *Metrics {
+// collectors and build info. RegisterJobs adds the job-state gauges once
+// the job engine (which records into these metrics) exists.
+func New(version, revision string, log *slog.Logger) *Metrics {
 	m := &Metrics{
+		log:      log,
 		Registry: prometheus.NewRegistry(),
 		jobsTotal: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hypersdk_jobs_total", Help: "Jobs that reached a final state, by provider and state.",
@@ -73,16 +76,21 @@ func New(version, revision string, counts JobCounter, log *slog.Logger) *Metrics
 		m.jobsTotal, m.jobsSubmitted, m.jobDuration, m.exportBytes, m.httpRequests, m.httpDuration, buildInfo,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&jobStateCollector{counts: counts, log: log},
 	)
 	return m
+}
+
+// RegisterJobs adds hypersdk_jobs_running and hypersdk_jobs_queued, read
+// through counts (the job engine's Counts) at scrape time.
+func (m *Metrics) RegisterJobs(counts JobCounter) {
+	m.Registry.MustRegister(&jobStateCollector{counts: counts, log: m.log})
 }
 
 // JobSubmitted implements jobs.Metrics.
 func (m *Metrics) JobSubmitted(provider string) { m.jobsSubmitted.WithLabelValues(provider).Inc() }
 
 // JobFinished implements jobs.Metrics.
-func (m *Metrics) JobFinished(provider string, state jobs.State, d time.Duration) {
+func (m *Metrics) JobFinished(provider string, state apitypes.JobState, d time.Duration) {
 	m.jobsTotal.WithLabelValues(provider, string(state)).Inc()
 	if d > 0 {
 		m.jobDuration.WithLabelValues(provider, string(state)).Observe(d.Seconds())
@@ -131,6 +139,6 @@ func (c *jobStateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(runningDesc, err)
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(counts[jobs.StateRunning]))
-	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(counts[jobs.StateQueued]))
+	ch <- prometheus.MustNewConstMetric(runningDesc, prometheus.GaugeValue, float64(counts[apitypes.JobRunning]))
+	ch <- prometheus.MustNewConstMetric(queuedDesc, prometheus.GaugeValue, float64(counts[apitypes.JobQueued]))
 }

@@ -31,7 +31,6 @@ const expectedForm = "use 5 fields: minute hour day-of-month month day-of-week, 
 // "@every <duration>" is absolute time: it runs every duration after the
 // previous due time, whatever the clocks do.
 type Expr struct {
-	text  string
 	loc   *time.Location
 	spec  *cron.SpecSchedule // nil for @every
 	every time.Duration
@@ -68,7 +67,7 @@ func Parse(expr, zone string) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %v (%s)", expr, err, expectedForm)
 	}
-	e := &Expr{text: expr, loc: loc}
+	e := &Expr{loc: loc}
 	switch v := s.(type) {
 	case *cron.SpecSchedule:
 		if why := neverFires(v); why != "" {
@@ -82,12 +81,6 @@ func Parse(expr, zone string) (*Expr, error) {
 	}
 	return e, nil
 }
-
-// String returns the expression as given.
-func (e *Expr) String() string { return e.text }
-
-// Location is the schedule's time zone.
-func (e *Expr) Location() *time.Location { return e.loc }
 
 // Next returns the first due time strictly after t.
 func (e *Expr) Next(t time.Time) time.Time {

@@ -10,81 +10,23 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/internal/errclass"
 	"github.com/hypersdk/hypersdk/internal/fielderr"
 )
 
 // Errors the API maps to problems.
 var (
-	ErrNotFound = errors.New("schedule not found")
-	ErrInvalid  = errors.New("invalid schedule")
-	ErrConflict = errors.New("conflict")
+	ErrNotFound = errclass.New(errclass.NotFound, apitypes.ProblemScheduleNotFound, "schedule not found")
+	ErrInvalid  = errclass.New(errclass.Invalid, apitypes.ProblemInvalidSchedule, "invalid schedule")
+	ErrConflict = errclass.New(errclass.Conflict, apitypes.ProblemScheduleConflict, "conflict")
 )
-
-// ScheduleSpec creates a schedule.
-type ScheduleSpec struct {
-	Name     string       `json:"name" minLength:"1" maxLength:"100" doc:"Unique name, e.g. nightly-db01"`
-	Schedule string       `json:"schedule" minLength:"1" maxLength:"200" doc:"5-field cron expression, a descriptor (@daily, @hourly…) or @every <duration>"`
-	Timezone string       `json:"timezone,omitempty" doc:"IANA time zone the expression is read in (default UTC)"`
-	Job      jobs.Request `json:"job" doc:"The export submitted at every run"`
-	Enabled  *bool        `json:"enabled,omitempty" doc:"Default true"`
-	Overlap  string       `json:"overlap,omitempty" enum:"skip,queue,allow" doc:"While a previous run is queued or running: skip (default), queue or allow"`
-	CatchUp  string       `json:"catch_up,omitempty" enum:"none,once" doc:"Due times missed while no daemon ran: once (default: one run on start) or none"`
-	EndAt    *time.Time   `json:"end_at,omitempty" doc:"No runs after this time"`
-	MaxRuns  *int         `json:"max_runs,omitempty" minimum:"1" doc:"Stop after this many runs"`
-}
-
-// SchedulePatch changes a schedule; nil fields stay.
-type SchedulePatch struct {
-	Schedule *string       `json:"schedule,omitempty"`
-	Timezone *string       `json:"timezone,omitempty"`
-	Job      *jobs.Request `json:"job,omitempty"`
-	Enabled  *bool         `json:"enabled,omitempty"`
-	Overlap  *string       `json:"overlap,omitempty" enum:"skip,queue,allow"`
-	CatchUp  *string       `json:"catch_up,omitempty" enum:"none,once"`
-	EndAt    *time.Time    `json:"end_at,omitempty"`
-	MaxRuns  *int          `json:"max_runs,omitempty" minimum:"1"`
-}
-
-// Schedule is a schedule as the API shows it.
-type Schedule struct {
-	ID        string       `json:"id"`
-	Name      string       `json:"name"`
-	Schedule  string       `json:"schedule"`
-	Timezone  string       `json:"timezone"`
-	Job       jobs.Request `json:"job"`
-	Enabled   bool         `json:"enabled"`
-	Overlap   string       `json:"overlap"`
-	CatchUp   string       `json:"catch_up"`
-	EndAt     *time.Time   `json:"end_at,omitempty"`
-	MaxRuns   *int         `json:"max_runs,omitempty"`
-	RunCount  int          `json:"run_count"`
-	LastRun   *time.Time   `json:"last_run,omitempty"`
-	NextRun   *time.Time   `json:"next_run,omitempty"`
-	NextRuns  []time.Time  `json:"next_runs" doc:"The next five due times"`
-	CreatedBy string       `json:"created_by,omitempty"`
-	CreatedAt time.Time    `json:"created_at"`
-	UpdatedAt time.Time    `json:"updated_at"`
-}
-
-// Execution is one firing of a schedule.
-type Execution struct {
-	ID              int64      `json:"id"`
-	ScheduleID      string     `json:"schedule_id"`
-	JobID           string     `json:"job_id,omitempty"`
-	ExecutedAt      time.Time  `json:"executed_at"`
-	DueAt           *time.Time `json:"due_at,omitempty"`
-	Kind            string     `json:"kind" doc:"scheduled, catch_up, manual or queued"`
-	Status          string     `json:"status" doc:"submitted, skipped, not_submitted, then the job's final state: succeeded, failed, cancelled"`
-	Detail          string     `json:"detail,omitempty"`
-	DurationSeconds *float64   `json:"duration_seconds,omitempty"`
-	LagSeconds      float64    `json:"lag_seconds" doc:"How late the run started after its due time"`
-}
 
 var namePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$`)
 
-func (s *Scheduler) check(expr, zone, overlap, catchUp string, job jobs.Request) (*Expr, error) {
+func (s *Scheduler) check(expr, zone, overlap, catchUp string, job apitypes.JobRequest) (*Expr, error) {
 	var problems fielderr.List
 	e, err := Parse(expr, zone)
 	if err != nil {
@@ -97,12 +39,12 @@ func (s *Scheduler) check(expr, zone, overlap, catchUp string, job jobs.Request)
 		}
 	}
 	switch overlap {
-	case OverlapSkip, OverlapQueue, OverlapAllow:
+	case apitypes.OverlapSkip, apitypes.OverlapQueue, apitypes.OverlapAllow:
 	default:
 		problems.Addf("overlap", "must be skip, queue or allow, got %q", overlap)
 	}
 	switch catchUp {
-	case CatchUpNone, CatchUpOnce:
+	case apitypes.CatchUpNone, apitypes.CatchUpOnce:
 	default:
 		problems.Addf("catch_up", "must be none or once, got %q", catchUp)
 	}
@@ -120,7 +62,7 @@ func (s *Scheduler) check(expr, zone, overlap, catchUp string, job jobs.Request)
 }
 
 // Create stores a schedule; its first run is the first due time after now.
-func (s *Scheduler) Create(ctx context.Context, spec ScheduleSpec, by string) (*Schedule, error) {
+func (s *Scheduler) Create(ctx context.Context, spec apitypes.ScheduleSpec, by string) (*apitypes.Schedule, error) {
 	if strings.HasPrefix(spec.Name, "sch_") {
 		return nil, fielderr.List{{Field: "name", Message: "names starting with sch_ are reserved for schedule IDs"}}.Err(ErrInvalid)
 	}
@@ -131,10 +73,10 @@ func (s *Scheduler) Create(ctx context.Context, spec ScheduleSpec, by string) (*
 		spec.Timezone = "UTC"
 	}
 	if spec.Overlap == "" {
-		spec.Overlap = OverlapSkip
+		spec.Overlap = apitypes.OverlapSkip
 	}
 	if spec.CatchUp == "" {
-		spec.CatchUp = CatchUpOnce
+		spec.CatchUp = apitypes.CatchUpOnce
 	}
 	e, err := s.check(spec.Schedule, spec.Timezone, spec.Overlap, spec.CatchUp, spec.Job)
 	if err != nil {
@@ -182,9 +124,9 @@ func boolInt(b bool) int {
 const scheduleColumns = `id, name, schedule, timezone, job_template_json, enabled, overlap, catch_up, end_at, max_runs,
 	run_count, last_run, next_run, created_by, created_at, updated_at`
 
-func (s *Scheduler) scan(r interface{ Scan(...any) error }) (*Schedule, error) {
+func (s *Scheduler) scan(r interface{ Scan(...any) error }) (*apitypes.Schedule, error) {
 	var (
-		sc                        Schedule
+		sc                        apitypes.Schedule
 		tmpl                      string
 		enabled                   int
 		endAt, maxRuns, last, nxt sql.NullInt64
@@ -224,7 +166,7 @@ func (s *Scheduler) scan(r interface{ Scan(...any) error }) (*Schedule, error) {
 }
 
 // Get returns a schedule by ID or name.
-func (s *Scheduler) Get(ctx context.Context, idOrName string) (*Schedule, error) {
+func (s *Scheduler) Get(ctx context.Context, idOrName string) (*apitypes.Schedule, error) {
 	sc, err := s.scan(s.db.SQL.QueryRowContext(ctx, "SELECT "+scheduleColumns+" FROM scheduled_jobs WHERE id = $1 OR name = $1", idOrName))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: %s", ErrNotFound, idOrName)
@@ -233,13 +175,13 @@ func (s *Scheduler) Get(ctx context.Context, idOrName string) (*Schedule, error)
 }
 
 // List returns every schedule by name.
-func (s *Scheduler) List(ctx context.Context) ([]*Schedule, error) {
+func (s *Scheduler) List(ctx context.Context) ([]*apitypes.Schedule, error) {
 	rows, err := s.db.SQL.QueryContext(ctx, "SELECT "+scheduleColumns+" FROM scheduled_jobs ORDER BY name")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []*Schedule{}
+	out := []*apitypes.Schedule{}
 	for rows.Next() {
 		sc, err := s.scan(rows)
 		if err != nil {
@@ -253,7 +195,7 @@ func (s *Scheduler) List(ctx context.Context) ([]*Schedule, error) {
 // Update changes a schedule. Changing its timing, or enabling it, sets the
 // next run to the first due time after now (a paused schedule does not
 // catch up on the time it was paused).
-func (s *Scheduler) Update(ctx context.Context, idOrName string, p SchedulePatch) (*Schedule, error) {
+func (s *Scheduler) Update(ctx context.Context, idOrName string, p apitypes.SchedulePatch) (*apitypes.Schedule, error) {
 	cur, err := s.Get(ctx, idOrName)
 	if err != nil {
 		return nil, err
@@ -333,7 +275,7 @@ func (s *Scheduler) Delete(ctx context.Context, idOrName string) error {
 
 // RunNow submits the schedule's job at once (whatever its overlap policy:
 // an operator asked) and records it as a manual run.
-func (s *Scheduler) RunNow(ctx context.Context, idOrName string) (*Execution, error) {
+func (s *Scheduler) RunNow(ctx context.Context, idOrName string) (*apitypes.Execution, error) {
 	cur, err := s.Get(ctx, idOrName)
 	if err != nil {
 		return nil, err
@@ -351,7 +293,7 @@ func (s *Scheduler) RunNow(ctx context.Context, idOrName string) (*Execution, er
 		if err := json.Unmarshal([]byte(tmpl), &r.template); err != nil {
 			return err
 		}
-		return s.submit(ctx, tx, &r, now, now, KindManual, &f)
+		return s.submit(ctx, tx, &r, now, now, apitypes.ExecutionManual, &f)
 	})
 	if err != nil {
 		return nil, err
@@ -360,8 +302,8 @@ func (s *Scheduler) RunNow(ctx context.Context, idOrName string) (*Execution, er
 		f.committed()
 	}
 	outcome := "manual"
-	if f.outcome == StatusNotSubmitted {
-		outcome = StatusNotSubmitted
+	if f.outcome == apitypes.ExecutionNotSubmitted {
+		outcome = apitypes.ExecutionNotSubmitted
 	}
 	if s.opts.Metrics != nil {
 		s.opts.Metrics.ScheduleRun(cur.Name, outcome, 0)
@@ -370,7 +312,7 @@ func (s *Scheduler) RunNow(ctx context.Context, idOrName string) (*Execution, er
 	if err != nil {
 		return nil, err
 	}
-	if f.outcome == StatusNotSubmitted {
+	if f.outcome == apitypes.ExecutionNotSubmitted {
 		return x, fmt.Errorf("%w: %s", ErrInvalid, x.Detail)
 	}
 	return x, nil
@@ -378,8 +320,8 @@ func (s *Scheduler) RunNow(ctx context.Context, idOrName string) (*Execution, er
 
 const executionColumns = "id, schedule_id, job_id, executed_at, due_at, kind, status, detail, duration_seconds, lag_seconds"
 
-func scanExecution(r interface{ Scan(...any) error }) (*Execution, error) {
-	var e Execution
+func scanExecution(r interface{ Scan(...any) error }) (*apitypes.Execution, error) {
+	var e apitypes.Execution
 	var job sql.NullString
 	var at int64
 	var due sql.NullInt64
@@ -394,13 +336,13 @@ func scanExecution(r interface{ Scan(...any) error }) (*Execution, error) {
 	return &e, nil
 }
 
-func (s *Scheduler) execution(ctx context.Context, id int64) (*Execution, error) {
+func (s *Scheduler) execution(ctx context.Context, id int64) (*apitypes.Execution, error) {
 	return scanExecution(s.db.SQL.QueryRowContext(ctx, "SELECT "+executionColumns+" FROM schedule_executions WHERE id = $1", id))
 }
 
 // History lists a schedule's executions newest first; cursor is the last
 // ID of the previous page.
-func (s *Scheduler) History(ctx context.Context, idOrName, cursor string, limit int) ([]*Execution, string, error) {
+func (s *Scheduler) History(ctx context.Context, idOrName, cursor string, limit int) ([]*apitypes.Execution, string, error) {
 	cur, err := s.Get(ctx, idOrName)
 	if err != nil {
 		return nil, "", err
@@ -424,7 +366,7 @@ func (s *Scheduler) History(ctx context.Context, idOrName, cursor string, limit 
 		return nil, "", err
 	}
 	defer rows.Close()
-	out := []*Execution{}
+	out := []*apitypes.Execution{}
 	for rows.Next() {
 		e, err := scanExecution(rows)
 		if err != nil {

@@ -13,42 +13,15 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/store"
 )
 
-// Policies.
-const (
-	OverlapSkip  = "skip"  // no second run while one is queued or running (default)
-	OverlapQueue = "queue" // the run waits for the previous one to end
-	OverlapAllow = "allow" // runs may overlap
-
-	CatchUpNone = "none" // due times missed while no daemon ran are dropped
-	CatchUpOnce = "once" // one run makes up for them all (default)
-)
-
-// Execution kinds and statuses.
-const (
-	KindScheduled = "scheduled"
-	KindCatchUp   = "catch_up"
-	KindManual    = "manual"
-	KindQueued    = "queued"
-
-	StatusSubmitted    = "submitted"
-	StatusSkipped      = "skipped"
-	StatusNotSubmitted = "not_submitted"
-)
-
-// Event types the scheduler emits (webhooks).
-const (
-	EventTriggered = "schedule.triggered"
-	EventFailed    = "schedule.failed"
-)
-
 // Jobs is what the scheduler needs from the job engine.
 type Jobs interface {
-	Validate(req jobs.Request) error
-	SubmitTx(ctx context.Context, tx *sql.Tx, req jobs.Request, submittedBy string) (string, func(), error)
+	Validate(req apitypes.JobRequest) error
+	SubmitTx(ctx context.Context, tx *sql.Tx, req apitypes.JobRequest, submittedBy string) (string, func(), error)
 }
 
 // Metrics receives what the scheduler does; daemon/metrics implements it.
@@ -158,7 +131,7 @@ func (s *Scheduler) RunDue(ctx context.Context) error {
 // row is a schedule as fire needs it.
 type row struct {
 	id, name, expr, zone, overlap, catchUp string
-	template                               jobs.Request
+	template                               apitypes.JobRequest
 	endAt, nextRun, queuedDue              sql.NullInt64
 	maxRuns                                sql.NullInt64
 	runCount                               int
@@ -255,14 +228,14 @@ func (s *Scheduler) fireDue(ctx context.Context, tx *sql.Tx, r *row, now time.Ti
 		s.log.Info("schedule finished: end date or run limit reached", "schedule", r.name)
 		return err
 	}
-	kind := KindScheduled
+	kind := apitypes.ExecutionScheduled
 	if missed {
-		if r.catchUp == CatchUpNone {
+		if r.catchUp == apitypes.CatchUpNone {
 			f.outcome = "missed"
 			s.log.Info("skipping runs missed while no daemon was running (catch_up: none)", "schedule", r.name, "missed_since", due)
 			return nil
 		}
-		kind = KindCatchUp
+		kind = apitypes.ExecutionCatchUp
 	}
 	active, err := activeJob(ctx, tx, r.id)
 	if err != nil {
@@ -270,10 +243,10 @@ func (s *Scheduler) fireDue(ctx context.Context, tx *sql.Tx, r *row, now time.Ti
 	}
 	if active != "" {
 		switch r.overlap {
-		case OverlapSkip:
-			f.outcome = StatusSkipped
-			return s.record(ctx, tx, r.id, "", now, last, kind, StatusSkipped, "previous run (job "+active+") is still queued or running", 0, f)
-		case OverlapQueue:
+		case apitypes.OverlapSkip:
+			f.outcome = apitypes.ExecutionSkipped
+			return s.record(ctx, tx, r.id, "", now, last, kind, apitypes.ExecutionSkipped, "previous run (job "+active+") is still queued or running", 0, f)
+		case apitypes.OverlapQueue:
 			f.outcome = "queued"
 			_, err := tx.ExecContext(ctx, "UPDATE scheduled_jobs SET queued_due = COALESCE(queued_due, $2) WHERE id = $1", r.id, store.Micros(last))
 			return err
@@ -296,7 +269,7 @@ func (s *Scheduler) startQueued(ctx context.Context, tx *sql.Tx, r *row, now tim
 	if n, _ := res.RowsAffected(); n == 0 {
 		return nil
 	}
-	return s.submit(ctx, tx, r, now, due, KindQueued, f)
+	return s.submit(ctx, tx, r, now, due, apitypes.ExecutionQueued, f)
 }
 
 // submit queues the schedule's job and records the execution.
@@ -305,22 +278,22 @@ func (s *Scheduler) submit(ctx context.Context, tx *sql.Tx, r *row, now, due tim
 	// A failing submission must not undo the claim of the due time: run
 	// it in a savepoint-free way by validating first.
 	if err := s.jobs.Validate(r.template); err != nil {
-		f.outcome = StatusNotSubmitted
+		f.outcome = apitypes.ExecutionNotSubmitted
 		s.log.Warn("scheduled job not submitted", "schedule", r.name, "err", err)
-		if err := s.record(ctx, tx, r.id, "", now, due, kind, StatusNotSubmitted, err.Error(), 0, f); err != nil {
+		if err := s.record(ctx, tx, r.id, "", now, due, kind, apitypes.ExecutionNotSubmitted, err.Error(), 0, f); err != nil {
 			return err
 		}
-		return s.emit(ctx, tx, EventFailed, r, "", due, kind, err.Error())
+		return s.emit(ctx, tx, apitypes.EventScheduleFailed, r, "", due, kind, err.Error())
 	}
 	jobID, committed, err := s.jobs.SubmitTx(ctx, tx, r.template, by)
 	if err != nil {
 		return err
 	}
 	lag := now.Sub(due)
-	if kind == KindManual {
+	if kind == apitypes.ExecutionManual {
 		lag = 0
 	}
-	if err := s.record(ctx, tx, r.id, jobID, now, due, kind, StatusSubmitted, "", lag, f); err != nil {
+	if err := s.record(ctx, tx, r.id, jobID, now, due, kind, apitypes.ExecutionSubmitted, "", lag, f); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, "UPDATE scheduled_jobs SET last_run = $2, run_count = run_count + 1 WHERE id = $1", r.id, store.Micros(now)); err != nil {
@@ -329,12 +302,12 @@ func (s *Scheduler) submit(ctx context.Context, tx *sql.Tx, r *row, now, due tim
 	if err := s.finishIfDone(ctx, tx, r.id); err != nil {
 		return err
 	}
-	f.outcome, f.lag, f.committed = StatusSubmitted, lag, committed
-	if kind == KindCatchUp {
+	f.outcome, f.lag, f.committed = apitypes.ExecutionSubmitted, lag, committed
+	if kind == apitypes.ExecutionCatchUp {
 		f.outcome = "catch_up"
 	}
 	s.log.Info("schedule fired", "schedule", r.name, "job_id", jobID, "kind", kind, "due", due.UTC().Format(time.RFC3339), "lag", lag.Round(time.Millisecond).String())
-	return s.emit(ctx, tx, EventTriggered, r, jobID, due, kind, "")
+	return s.emit(ctx, tx, apitypes.EventScheduleTriggered, r, jobID, due, kind, "")
 }
 
 func (s *Scheduler) record(ctx context.Context, tx *sql.Tx, scheduleID, jobID string, now, due time.Time, kind, status, detail string, lag time.Duration, f *fired) error {
@@ -342,7 +315,7 @@ func (s *Scheduler) record(ctx context.Context, tx *sql.Tx, scheduleID, jobID st
 	if jobID != "" {
 		job = jobID
 	}
-	if kind != KindManual {
+	if kind != apitypes.ExecutionManual {
 		dueArg = store.Micros(due)
 	}
 	return tx.QueryRowContext(ctx, `INSERT INTO schedule_executions (schedule_id, job_id, executed_at, due_at, kind, status, detail, lag_seconds)
@@ -390,10 +363,17 @@ func (s *Scheduler) emit(ctx context.Context, tx *sql.Tx, typ string, r *row, jo
 		Provider: r.template.Provider, VM: r.template.VM, Error: errText})
 }
 
-// Emit implements jobs.Events: when a scheduled job ends, its execution
-// records the final status and duration, in the same transaction.
-func (s *Scheduler) Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error {
-	if eventType != jobs.EventCompleted && eventType != jobs.EventFailed && eventType != jobs.EventCancelled {
+// ExecutionRecorder is the scheduler's side of job events: when a scheduled
+// job ends, its execution records the final status and duration, in the
+// transaction of the change. It needs nothing but that transaction, so the
+// job engine is built with it before the Scheduler that submits to the
+// engine: the two depend on each other through interfaces (jobs.Events,
+// Jobs), not through closures patched in after construction.
+type ExecutionRecorder struct{}
+
+// Emit implements jobs.Events.
+func (ExecutionRecorder) Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error {
+	if eventType != apitypes.EventJobCompleted && eventType != apitypes.EventJobFailed && eventType != apitypes.EventJobCancelled {
 		return nil
 	}
 	d, ok := data.(jobs.EventData)

@@ -2,7 +2,6 @@ package scheduler_test
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/scheduler"
@@ -53,7 +53,7 @@ func newEnv(t *testing.T, db *store.DB, start time.Time, node string) *env {
 	e := &env{db: db, clk: clk, fake: fake}
 	m, err := jobs.New(db, set, jobs.Options{NodeID: node, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
 		HeartbeatInterval: 50 * time.Millisecond, PollInterval: 20 * time.Millisecond, Logger: quiet(),
-		Events: jobs.EventSinks{schedEvents{e}}})
+		Events: jobs.EventSinks{scheduler.ExecutionRecorder{}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,24 +62,13 @@ func newEnv(t *testing.T, db *store.DB, start time.Time, node string) *env {
 	return e
 }
 
-// schedEvents forwards job events to the env's scheduler (created after
-// the job engine it listens to).
-type schedEvents struct{ e *env }
-
-func (s schedEvents) Emit(ctx context.Context, tx *sql.Tx, typ string, data any) error {
-	if s.e.sched == nil {
-		return nil
-	}
-	return s.e.sched.Emit(ctx, tx, typ, data)
-}
-
 func at(h, m int) time.Time { return time.Date(2026, 6, 1, h, m, 0, 0, time.UTC) }
 
-func spec(name, expr string) scheduler.ScheduleSpec {
-	return scheduler.ScheduleSpec{Name: name, Schedule: expr, Job: jobs.Request{Provider: "lab", VM: "vm-001"}}
+func spec(name, expr string) apitypes.ScheduleSpec {
+	return apitypes.ScheduleSpec{Name: name, Schedule: expr, Job: apitypes.JobRequest{Provider: "lab", VM: "vm-001"}}
 }
 
-func history(t *testing.T, s *scheduler.Scheduler, id string) []*scheduler.Execution {
+func history(t *testing.T, s *scheduler.Scheduler, id string) []*apitypes.Execution {
 	t.Helper()
 	h, _, err := s.History(context.Background(), id, "", 1000)
 	if err != nil {
@@ -111,7 +100,7 @@ func TestFiresOnTimeOnceWithHistory(t *testing.T) {
 			}
 		}
 		h := history(t, e.sched, sc.ID)
-		if len(h) != 1 || h[0].Kind != scheduler.KindScheduled || h[0].Status != scheduler.StatusSubmitted || h[0].JobID == "" ||
+		if len(h) != 1 || h[0].Kind != apitypes.ExecutionScheduled || h[0].Status != apitypes.ExecutionSubmitted || h[0].JobID == "" ||
 			!h[0].DueAt.Equal(at(10, 5)) || h[0].LagSeconds > 1 {
 			t.Fatalf("history %+v", h)
 		}
@@ -134,8 +123,8 @@ func TestCatchUpPolicies(t *testing.T) {
 		e := newEnv(t, db, at(10, 0), "a")
 		once, _ := e.sched.Create(ctx, spec("hourly-once", "@hourly"), "t")
 		s := spec("hourly-none", "@hourly")
-		s.CatchUp = scheduler.CatchUpNone
-		s.Overlap = scheduler.OverlapAllow
+		s.CatchUp = apitypes.CatchUpNone
+		s.Overlap = apitypes.OverlapAllow
 		none, _ := e.sched.Create(ctx, s, "t")
 		// Down from 10:00 to 12:30 (11:00 and 12:00 missed); a new daemon starts.
 		e.clk.Set(at(12, 30))
@@ -145,7 +134,7 @@ func TestCatchUpPolicies(t *testing.T) {
 		}
 		restarted.Stop()
 		h := history(t, restarted, once.ID)
-		if len(h) != 1 || h[0].Kind != scheduler.KindCatchUp || !h[0].DueAt.Equal(at(12, 0)) {
+		if len(h) != 1 || h[0].Kind != apitypes.ExecutionCatchUp || !h[0].DueAt.Equal(at(12, 0)) {
 			t.Fatalf("catch_up once: %+v", h)
 		}
 		if h := history(t, restarted, none.ID); len(h) != 0 {
@@ -159,7 +148,7 @@ func TestCatchUpPolicies(t *testing.T) {
 		}
 		e.clk.Set(at(13, 0))
 		_ = restarted.RunDue(ctx)
-		if h := history(t, restarted, none.ID); len(h) != 1 || h[0].Kind != scheduler.KindScheduled {
+		if h := history(t, restarted, none.ID); len(h) != 1 || h[0].Kind != apitypes.ExecutionScheduled {
 			t.Fatalf("none resumes on time: %+v", h)
 		}
 	})
@@ -178,7 +167,7 @@ func TestTwoDaemonsFireEachDueTimeOnce(t *testing.T) {
 	var ids []string
 	for i := range 20 {
 		s := spec(fmt.Sprintf("s%02d", i), "* * * * *")
-		s.Overlap = scheduler.OverlapAllow
+		s.Overlap = apitypes.OverlapAllow
 		sc, err := a.sched.Create(ctx, s, "t")
 		if err != nil {
 			t.Fatal(err)
@@ -219,7 +208,7 @@ func TestOverlapPolicies(t *testing.T) {
 		e := newEnv(t, db, at(10, 0), "a")
 		skip, _ := e.sched.Create(ctx, spec("skip", "*/10 * * * *"), "t")
 		qs := spec("queue", "*/10 * * * *")
-		qs.Overlap = scheduler.OverlapQueue
+		qs.Overlap = apitypes.OverlapQueue
 		queue, _ := e.sched.Create(ctx, qs, "t")
 		// The job engine is not working jobs: each run stays queued, longer
 		// than the interval.
@@ -230,10 +219,10 @@ func TestOverlapPolicies(t *testing.T) {
 			}
 		}
 		h := history(t, e.sched, skip.ID)
-		if len(h) != 3 || h[2].Status != scheduler.StatusSubmitted || h[1].Status != scheduler.StatusSkipped || h[0].Status != scheduler.StatusSkipped {
+		if len(h) != 3 || h[2].Status != apitypes.ExecutionSubmitted || h[1].Status != apitypes.ExecutionSkipped || h[0].Status != apitypes.ExecutionSkipped {
 			t.Fatalf("skip history %+v", h)
 		}
-		list, _, _ := e.jobs.List(ctx, jobs.ListFilter{})
+		list, _, _ := e.jobs.List(ctx, apitypes.JobFilter{})
 		active := map[string]int{}
 		for _, j := range list {
 			active[j.SubmittedBy]++
@@ -249,7 +238,7 @@ func TestOverlapPolicies(t *testing.T) {
 		e.clk.Set(at(10, 31))
 		_ = e.sched.RunDue(ctx)
 		qh = history(t, e.sched, queue.ID)
-		if len(qh) != 2 || qh[0].Kind != scheduler.KindQueued || !qh[0].DueAt.Equal(at(10, 20)) {
+		if len(qh) != 2 || qh[0].Kind != apitypes.ExecutionQueued || !qh[0].DueAt.Equal(at(10, 20)) {
 			t.Fatalf("queue history %+v", qh)
 		}
 	})
@@ -260,7 +249,7 @@ func TestEndDateMaxRunsAndPause(t *testing.T) {
 	ctx := context.Background()
 	e := newEnv(t, db, at(10, 0), "a")
 	s := spec("twice", "*/10 * * * *")
-	s.Overlap = scheduler.OverlapAllow
+	s.Overlap = apitypes.OverlapAllow
 	two := 2
 	s.MaxRuns = &two
 	max2, _ := e.sched.Create(ctx, s, "t")
@@ -283,7 +272,7 @@ func TestEndDateMaxRunsAndPause(t *testing.T) {
 		t.Fatalf("finished schedule still enabled: %+v", sc)
 	}
 	on := true
-	if _, err := e.sched.Update(ctx, max2.ID, scheduler.SchedulePatch{Enabled: &on}); !errors.Is(err, scheduler.ErrConflict) {
+	if _, err := e.sched.Update(ctx, max2.ID, apitypes.SchedulePatch{Enabled: &on}); !errors.Is(err, scheduler.ErrConflict) {
 		t.Fatalf("enabling a finished schedule: %v", err)
 	}
 	p := spec("paused", "*/10 * * * *")
@@ -295,12 +284,12 @@ func TestEndDateMaxRunsAndPause(t *testing.T) {
 	if h := history(t, e.sched, paused.ID); len(h) != 0 {
 		t.Fatal("a paused schedule ran")
 	}
-	sc, err := e.sched.Update(ctx, paused.ID, scheduler.SchedulePatch{Enabled: &on})
+	sc, err := e.sched.Update(ctx, paused.ID, apitypes.SchedulePatch{Enabled: &on})
 	if err != nil || !sc.NextRun.Equal(at(11, 10)) {
 		t.Fatalf("resume: next %v, %v", sc.NextRun, err)
 	}
 	x, err := e.sched.RunNow(ctx, "paused")
-	if err != nil || x.Kind != scheduler.KindManual || x.JobID == "" {
+	if err != nil || x.Kind != apitypes.ExecutionManual || x.JobID == "" {
 		t.Fatalf("run now %+v %v", x, err)
 	}
 }
@@ -310,18 +299,18 @@ func TestValidation(t *testing.T) {
 	e := newEnv(t, db, at(10, 0), "a")
 	ctx := context.Background()
 	for _, tc := range []struct {
-		spec scheduler.ScheduleSpec
+		spec apitypes.ScheduleSpec
 		want string
 	}{
-		{scheduler.ScheduleSpec{Name: "x", Schedule: "nope", Job: jobs.Request{Provider: "lab", VM: "v"}}, "use 5 fields"},
-		{scheduler.ScheduleSpec{Name: "x", Schedule: "@daily", Timezone: "Moon/Base", Job: jobs.Request{Provider: "lab", VM: "v"}}, "IANA"},
-		{scheduler.ScheduleSpec{Name: "x", Schedule: "@daily", Job: jobs.Request{Provider: "other", VM: "v"}}, `no provider named "other"`},
-		{scheduler.ScheduleSpec{Name: "bad name!", Schedule: "@daily", Job: jobs.Request{Provider: "lab", VM: "v"}}, "name:"},
-		{scheduler.ScheduleSpec{Name: "x", Schedule: "@daily", Overlap: "sometimes", Job: jobs.Request{Provider: "lab", VM: "v"}}, "overlap"},
-		{scheduler.ScheduleSpec{Name: "x", Schedule: "@daily", Timezone: "Local", Job: jobs.Request{Provider: "lab", VM: "v"}}, "different zone on every host"},
-		{scheduler.ScheduleSpec{Name: "sch_0123", Schedule: "@daily", Job: jobs.Request{Provider: "lab", VM: "v"}}, "reserved for schedule IDs"},
-		{scheduler.ScheduleSpec{Name: "x", Schedule: "nope", Timezone: "Moon/Base", Job: jobs.Request{Provider: "lab", VM: "v"}}, "use 5 fields"},
-		{scheduler.ScheduleSpec{Name: "x", Schedule: "nope", Timezone: "Moon/Base", Job: jobs.Request{Provider: "lab", VM: "v"}}, "IANA"},
+		{apitypes.ScheduleSpec{Name: "x", Schedule: "nope", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "use 5 fields"},
+		{apitypes.ScheduleSpec{Name: "x", Schedule: "@daily", Timezone: "Moon/Base", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "IANA"},
+		{apitypes.ScheduleSpec{Name: "x", Schedule: "@daily", Job: apitypes.JobRequest{Provider: "other", VM: "v"}}, `no provider named "other"`},
+		{apitypes.ScheduleSpec{Name: "bad name!", Schedule: "@daily", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "name:"},
+		{apitypes.ScheduleSpec{Name: "x", Schedule: "@daily", Overlap: "sometimes", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "overlap"},
+		{apitypes.ScheduleSpec{Name: "x", Schedule: "@daily", Timezone: "Local", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "different zone on every host"},
+		{apitypes.ScheduleSpec{Name: "sch_0123", Schedule: "@daily", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "reserved for schedule IDs"},
+		{apitypes.ScheduleSpec{Name: "x", Schedule: "nope", Timezone: "Moon/Base", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "use 5 fields"},
+		{apitypes.ScheduleSpec{Name: "x", Schedule: "nope", Timezone: "Moon/Base", Job: apitypes.JobRequest{Provider: "lab", VM: "v"}}, "IANA"},
 	} {
 		if _, err := e.sched.Create(ctx, tc.spec, "t"); !errors.Is(err, scheduler.ErrInvalid) || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.spec, err, tc.want)

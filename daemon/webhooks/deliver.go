@@ -14,7 +14,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/internal/netguard"
 )
 
@@ -94,17 +96,6 @@ func (s *Service) Stop(ctx context.Context) error {
 // the dispatcher before its transaction committed.
 var wakeRetries = []time.Duration{2 * time.Millisecond, 5 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond}
 
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
-}
-
 // dispatch claims due deliveries and hands them to idle workers.
 func (s *Service) dispatch(ctx context.Context, work chan<- string) {
 	retry, woken := 0, false
@@ -127,7 +118,7 @@ func (s *Service) dispatch(ctx context.Context, work chan<- string) {
 		if len(ids) == 0 && retry < len(wakeRetries) && woken {
 			// Woken by an event whose transaction had not committed yet
 			// when we looked: look again shortly.
-			if !sleep(ctx, wakeRetries[retry]) {
+			if backoff.Wait(ctx, wakeRetries[retry]) != nil {
 				return
 			}
 			retry++
@@ -143,7 +134,7 @@ func (s *Service) dispatch(ctx context.Context, work chan<- string) {
 			t.Stop()
 			woken = true
 			// Emit wakes us inside its transaction: give it time to commit.
-			if !sleep(ctx, wakeRetries[0]) {
+			if backoff.Wait(ctx, wakeRetries[0]) != nil {
 				return
 			}
 		case <-t.C:
@@ -313,15 +304,15 @@ func (s *Service) record(id string, t *target, o outcome) {
 	now := s.opts.Now()
 	ok := o.status >= 200 && o.status < 300
 	gone := o.status == http.StatusGone
-	state, result := StatePending, "retry"
+	state, result := apitypes.DeliveryPending, "retry"
 	var next time.Time
 	switch {
 	case ok:
-		state, result = StateDelivered, "delivered"
+		state, result = apitypes.DeliveryDelivered, "delivered"
 	case gone:
-		state, result = StateFailed, "gone"
+		state, result = apitypes.DeliveryFailed, "gone"
 	case t.attempts+1 > t.maxRetries:
-		state, result = StateFailed, "failed"
+		state, result = apitypes.DeliveryFailed, "failed"
 	default:
 		wait := s.delay(t.attempts + 1)
 		if o.retryIn > 0 {
@@ -339,7 +330,7 @@ func (s *Service) record(id string, t *target, o outcome) {
 	}
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var nextArg, deliveredArg any
-		if state == StatePending {
+		if state == apitypes.DeliveryPending {
 			nextArg = store.Micros(next)
 		} else {
 			nextArg = store.Micros(now)

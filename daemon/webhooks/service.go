@@ -21,6 +21,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/internal/netguard"
@@ -329,7 +330,7 @@ func boolInt(b bool) int {
 
 // Create adds an endpoint from the API and returns it with its secret,
 // which is shown this once.
-func (s *Service) Create(ctx context.Context, spec EndpointSpec) (*Endpoint, string, error) {
+func (s *Service) Create(ctx context.Context, spec apitypes.EndpointSpec) (*apitypes.Endpoint, string, error) {
 	if _, err := checkURL(spec.URL, s.guard); err != nil {
 		return nil, "", err
 	}
@@ -381,7 +382,7 @@ func validEvents(events []string) error {
 	}
 	for _, e := range events {
 		if !ValidPattern(e) {
-			return invalid("events", fmt.Errorf("%q is not an event type or wildcard (known: %s, or group.* / *)", e, strings.Join(EventTypes, ", ")))
+			return invalid("events", fmt.Errorf("%q is not an event type or wildcard (known: %s, or group.* / *)", e, strings.Join(apitypes.EventTypes(), ", ")))
 		}
 	}
 	return nil
@@ -417,9 +418,9 @@ const endpointColumns = `e.id, e.url, e.description, e.events, e.headers, e.secr
 	e.disabled_reason, e.timeout_ms, e.max_retries, e.source, e.created_at, e.updated_at,
 	(SELECT COUNT(*) FROM webhook_deliveries d WHERE d.endpoint_id = e.id AND d.state = 'pending')`
 
-func scanEndpoint(r interface{ Scan(...any) error }, now time.Time) (*Endpoint, error) {
+func scanEndpoint(r interface{ Scan(...any) error }, now time.Time) (*apitypes.Endpoint, error) {
 	var (
-		ep                         Endpoint
+		ep                         apitypes.Endpoint
 		events, headers, secret    string
 		rotUntil                   sql.NullInt64
 		enabled                    int
@@ -448,7 +449,7 @@ func scanEndpoint(r interface{ Scan(...any) error }, now time.Time) (*Endpoint, 
 }
 
 // Get returns one endpoint.
-func (s *Service) Get(ctx context.Context, id string) (*Endpoint, error) {
+func (s *Service) Get(ctx context.Context, id string) (*apitypes.Endpoint, error) {
 	ep, err := scanEndpoint(s.db.SQL.QueryRowContext(ctx, "SELECT "+endpointColumns+" FROM webhook_endpoints e WHERE e.id = $1", id), s.opts.Now())
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: webhook endpoint %s", ErrNotFound, id)
@@ -457,13 +458,13 @@ func (s *Service) Get(ctx context.Context, id string) (*Endpoint, error) {
 }
 
 // List returns every endpoint.
-func (s *Service) List(ctx context.Context) ([]*Endpoint, error) {
+func (s *Service) List(ctx context.Context) ([]*apitypes.Endpoint, error) {
 	rows, err := s.db.SQL.QueryContext(ctx, "SELECT "+endpointColumns+" FROM webhook_endpoints e ORDER BY e.created_at, e.id")
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	out := []*Endpoint{}
+	out := []*apitypes.Endpoint{}
 	for rows.Next() {
 		ep, err := scanEndpoint(rows, s.opts.Now())
 		if err != nil {
@@ -477,7 +478,7 @@ func (s *Service) List(ctx context.Context) ([]*Endpoint, error) {
 // Update changes an API-managed endpoint. Enabling it clears the reason it
 // was disabled and lets its pending deliveries flow again. Endpoints from
 // the configuration file are changed there (a restart applies the file).
-func (s *Service) Update(ctx context.Context, id string, p EndpointPatch) (*Endpoint, error) {
+func (s *Service) Update(ctx context.Context, id string, p apitypes.EndpointPatch) (*apitypes.Endpoint, error) {
 	var source string
 	if err := s.db.SQL.QueryRowContext(ctx, "SELECT source FROM webhook_endpoints WHERE id = $1", id).Scan(&source); errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("%w: webhook endpoint %s", ErrNotFound, id)
@@ -561,7 +562,7 @@ func (s *Service) Delete(ctx context.Context, id string) error {
 // RotateSecret replaces the signing secret; for grace the old one keeps
 // signing too (both signatures are sent), so receivers can switch over.
 // The new secret is returned this once.
-func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Duration) (*Endpoint, string, error) {
+func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Duration) (*apitypes.Endpoint, string, error) {
 	if grace < 0 || grace > 30*24*time.Hour {
 		return nil, "", fmt.Errorf("%w: grace must be between 0 and 720h", ErrInvalid)
 	}
@@ -603,14 +604,14 @@ func (s *Service) RotateSecret(ctx context.Context, id string, grace time.Durati
 
 // Test sends a webhook.test event to one endpoint, even a disabled one
 // (to check it before enabling it), and returns the delivery.
-func (s *Service) Test(ctx context.Context, id string) (*Delivery, error) {
+func (s *Service) Test(ctx context.Context, id string) (*apitypes.Delivery, error) {
 	if _, err := s.Get(ctx, id); err != nil {
 		return nil, err
 	}
 	var deliveries []string
 	err := s.db.Tx(ctx, func(tx *sql.Tx) error {
 		var err error
-		deliveries, err = s.insertEvent(ctx, tx, TypeWebhookTest, map[string]any{"endpoint_id": id, "message": "Test delivery from HyperSDK"}, []string{id})
+		deliveries, err = s.insertEvent(ctx, tx, apitypes.EventWebhookTest, map[string]any{"endpoint_id": id, "message": "Test delivery from HyperSDK"}, []string{id})
 		return err
 	})
 	if err != nil {
@@ -631,9 +632,9 @@ type DeliveryFilter struct {
 const deliveryColumns = `d.id, d.event_id, ev.type, d.endpoint_id, d.state, d.attempts, d.next_attempt_at, d.last_status,
 	d.last_error, d.last_latency_ms, d.created_at, d.delivered_at`
 
-func scanDelivery(r interface{ Scan(...any) error }) (*Delivery, error) {
+func scanDelivery(r interface{ Scan(...any) error }) (*apitypes.Delivery, error) {
 	var (
-		d               Delivery
+		d               apitypes.Delivery
 		next, delivered sql.NullInt64
 		status, latency sql.NullInt64
 		created         int64
@@ -642,7 +643,7 @@ func scanDelivery(r interface{ Scan(...any) error }) (*Delivery, error) {
 		&latency, &created, &delivered); err != nil {
 		return nil, err
 	}
-	if d.State == StatePending {
+	if d.State == apitypes.DeliveryPending {
 		d.NextAttemptAt = store.NullTime(next)
 	}
 	d.LastStatus, d.LastLatencyMS = int(status.Int64), latency.Int64
@@ -651,7 +652,7 @@ func scanDelivery(r interface{ Scan(...any) error }) (*Delivery, error) {
 }
 
 // Deliveries lists deliveries newest first, with the next page's cursor.
-func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery, string, error) {
+func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) ([]*apitypes.Delivery, string, error) {
 	var where []string
 	var args []any
 	arg := func(v any) string { args = append(args, v); return fmt.Sprintf("$%d", len(args)) }
@@ -681,7 +682,7 @@ func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery
 		return nil, "", err
 	}
 	defer rows.Close()
-	out := []*Delivery{}
+	out := []*apitypes.Delivery{}
 	for rows.Next() {
 		d, err := scanDelivery(rows)
 		if err != nil {
@@ -699,7 +700,7 @@ func (s *Service) Deliveries(ctx context.Context, f DeliveryFilter) ([]*Delivery
 
 // EventDeliveries lists the deliveries of one event (by its webhook-id) to
 // every endpoint.
-func (s *Service) EventDeliveries(ctx context.Context, eventID, cursor string, limit int) ([]*Delivery, string, error) {
+func (s *Service) EventDeliveries(ctx context.Context, eventID, cursor string, limit int) ([]*apitypes.Delivery, string, error) {
 	var n int
 	if err := s.db.SQL.QueryRowContext(ctx, "SELECT COUNT(*) FROM webhook_events WHERE id = $1", eventID).Scan(&n); err != nil {
 		return nil, "", err
@@ -711,7 +712,7 @@ func (s *Service) EventDeliveries(ctx context.Context, eventID, cursor string, l
 }
 
 // Delivery returns one delivery with every attempt.
-func (s *Service) Delivery(ctx context.Context, id string) (*Delivery, error) {
+func (s *Service) Delivery(ctx context.Context, id string) (*apitypes.Delivery, error) {
 	d, err := scanDelivery(s.db.SQL.QueryRowContext(ctx, "SELECT "+deliveryColumns+
 		" FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id WHERE d.id = $1", id))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -726,7 +727,7 @@ func (s *Service) Delivery(ctx context.Context, id string) (*Delivery, error) {
 	}
 	defer rows.Close()
 	for rows.Next() {
-		var a Attempt
+		var a apitypes.DeliveryAttempt
 		var at int64
 		var status sql.NullInt64
 		if err := rows.Scan(&a.Attempt, &at, &status, &a.LatencyMS, &a.Error, &a.Response); err != nil {
@@ -740,7 +741,7 @@ func (s *Service) Delivery(ctx context.Context, id string) (*Delivery, error) {
 
 // Redeliver sends a delivery again now, with a fresh retry budget (its
 // webhook-id stays the same, so receivers can deduplicate).
-func (s *Service) Redeliver(ctx context.Context, id string) (*Delivery, error) {
+func (s *Service) Redeliver(ctx context.Context, id string) (*apitypes.Delivery, error) {
 	now := store.Micros(s.opts.Now())
 	res, err := s.db.SQL.ExecContext(ctx, `UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = $2,
 		updated_at = $2 WHERE id = $1 AND (lease_until IS NULL OR lease_until < $2)`, id, now)

@@ -20,6 +20,7 @@ import (
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 
+	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
@@ -134,7 +135,7 @@ func TestDeliveriesVerifyWithTheOfficialLibrary(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 		rcv := newReceiver(t, nil)
 		s := newService(t, db)
-		ep, secret, err := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"},
+		ep, secret, err := s.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"},
 			Headers: map[string]string{"Authorization": "Bearer receiver-token"}})
 		if err != nil {
 			t.Fatal(err)
@@ -143,10 +144,10 @@ func TestDeliveriesVerifyWithTheOfficialLibrary(t *testing.T) {
 			t.Fatalf("secret %q / prefix %q", secret[:8], ep.SecretPrefix)
 		}
 		start(t, s)
-		emit(t, db, s, webhooks.TypeJobCreated, map[string]string{"job_id": "j1"})
-		emit(t, db, s, webhooks.TypeJobCompleted, map[string]string{"job_id": "j1"})
-		emit(t, db, s, webhooks.TypeJobProgress, map[string]string{"job_id": "j1"}) // opt-in only: not sent
-		emit(t, db, s, webhooks.TypeScheduleFailed, nil)                            // not subscribed
+		emit(t, db, s, apitypes.EventJobCreated, map[string]string{"job_id": "j1"})
+		emit(t, db, s, apitypes.EventJobCompleted, map[string]string{"job_id": "j1"})
+		emit(t, db, s, apitypes.EventJobProgress, map[string]string{"job_id": "j1"}) // opt-in only: not sent
+		emit(t, db, s, apitypes.EventScheduleFailed, nil)                            // not subscribed
 		waitFor(t, "two deliveries", func() bool { return len(rcv.requests()) >= 2 })
 		time.Sleep(100 * time.Millisecond)
 		reqs := rcv.requests()
@@ -190,13 +191,13 @@ func TestEventsSurviveAnOutageWithStableIDs(t *testing.T) {
 			o.Schedule = []time.Duration{30 * time.Millisecond, 60 * time.Millisecond, 100 * time.Millisecond}
 		})
 		maxRetries := 30
-		ep, secret, err := s.Create(context.Background(), webhooks.EndpointSpec{URL: "http://" + addr + "/hook", Events: []string{"*"}, MaxRetries: &maxRetries})
+		ep, secret, err := s.Create(context.Background(), apitypes.EndpointSpec{URL: "http://" + addr + "/hook", Events: []string{"*"}, MaxRetries: &maxRetries})
 		if err != nil {
 			t.Fatal(err)
 		}
 		start(t, s)
 		for i := range 5 {
-			emit(t, db, s, webhooks.TypeJobCompleted, map[string]int{"n": i})
+			emit(t, db, s, apitypes.EventJobCompleted, map[string]int{"n": i})
 		}
 		waitFor(t, "failed attempts while down", func() bool {
 			d, _, _ := s.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: ep.ID})
@@ -243,7 +244,7 @@ func TestEventsSurviveAnOutageWithStableIDs(t *testing.T) {
 		rcv.Start()
 		defer rcv.Close()
 		waitFor(t, "all five delivered", func() bool {
-			d, _, _ := s.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: ep.ID, State: webhooks.StateDelivered})
+			d, _, _ := s.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: ep.ID, State: apitypes.DeliveryDelivered})
 			return len(d) == 5
 		})
 		mu.Lock()
@@ -292,24 +293,24 @@ func TestGoneDisablesAndRedirectIsFailure(t *testing.T) {
 		})
 		s := newService(t, db)
 		zero := 0
-		g, _, _ := s.Create(context.Background(), webhooks.EndpointSpec{URL: gone.URL, Events: []string{"*"}})
-		r, _, _ := s.Create(context.Background(), webhooks.EndpointSpec{URL: redirect.URL, Events: []string{"*"}, MaxRetries: &zero})
+		g, _, _ := s.Create(context.Background(), apitypes.EndpointSpec{URL: gone.URL, Events: []string{"*"}})
+		r, _, _ := s.Create(context.Background(), apitypes.EndpointSpec{URL: redirect.URL, Events: []string{"*"}, MaxRetries: &zero})
 		start(t, s)
-		emit(t, db, s, webhooks.TypeJobFailed, nil)
+		emit(t, db, s, apitypes.EventJobFailed, nil)
 		waitFor(t, "gone endpoint disabled", func() bool { ep, _ := s.Get(context.Background(), g.ID); return !ep.Enabled })
 		ep, _ := s.Get(context.Background(), g.ID)
 		if !strings.Contains(ep.DisabledReason, "410") {
 			t.Errorf("reason %q", ep.DisabledReason)
 		}
 		waitFor(t, "redirect delivery failed", func() bool {
-			d, _, _ := s.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: r.ID, State: webhooks.StateFailed})
+			d, _, _ := s.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: r.ID, State: apitypes.DeliveryFailed})
 			return len(d) == 1
 		})
 		if n := len(redirect.requests()); n != 1 {
 			t.Errorf("redirecting receiver got %d requests", n)
 		}
 		// A disabled endpoint gets no new events.
-		emit(t, db, s, webhooks.TypeJobFailed, nil)
+		emit(t, db, s, apitypes.EventJobFailed, nil)
 		time.Sleep(100 * time.Millisecond)
 		if n := len(gone.requests()); n != 1 {
 			t.Errorf("disabled endpoint got %d requests", n)
@@ -323,13 +324,13 @@ func TestSecretRotationSendsBothSignatures(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
 	rcv := newReceiver(t, nil)
 	s := newService(t, db)
-	ep, oldSecret, _ := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"}})
+	ep, oldSecret, _ := s.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"job.*"}})
 	ep, newSecret, err := s.RotateSecret(context.Background(), ep.ID, time.Hour)
 	if err != nil || newSecret == oldSecret || ep.RotatingUntil == nil {
 		t.Fatalf("rotate: %v %+v", err, ep)
 	}
 	start(t, s)
-	emit(t, db, s, webhooks.TypeJobStarted, nil)
+	emit(t, db, s, apitypes.EventJobStarted, nil)
 	waitFor(t, "delivery", func() bool { return len(rcv.requests()) == 1 })
 	r := rcv.requests()[0]
 	if n := len(strings.Fields(r.signature)); n != 2 {
@@ -341,7 +342,7 @@ func TestSecretRotationSendsBothSignatures(t *testing.T) {
 	if _, _, err := s.RotateSecret(context.Background(), ep.ID, 0); err != nil {
 		t.Fatal(err)
 	}
-	emit(t, db, s, webhooks.TypeJobStarted, nil)
+	emit(t, db, s, apitypes.EventJobStarted, nil)
 	waitFor(t, "second delivery", func() bool { return len(rcv.requests()) == 2 })
 	if n := len(strings.Fields(rcv.requests()[1].signature)); n != 1 {
 		t.Fatalf("%d signatures after the grace period", n)
@@ -361,7 +362,7 @@ func TestSSRFGuard(t *testing.T) {
 		"http://192.168.1.1/x", "http://localhost/x", "ftp://example.com/x", "http://user:pw@example.com/x",
 		"http://[::1%25lo]:9/x", "http://[::1%251]:9/x", "http://[fe80::1%25lo]/x", "http://[fe80::1%25eth0]/x",
 		"http://[64:ff9b::7f00:1]/x", "http://[2002:7f00:1::]/x", "http://2130706433/x", "http://localhost./x"} {
-		_, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: u, Events: []string{"*"}})
+		_, _, err := strict.Create(context.Background(), apitypes.EndpointSpec{URL: u, Events: []string{"*"}})
 		var fe *webhooks.FieldError
 		if !errors.Is(err, webhooks.ErrInvalid) || !errors.As(err, &fe) || fe.Field != "url" {
 			t.Errorf("%s: %v", u, err)
@@ -384,13 +385,13 @@ func TestSSRFGuard(t *testing.T) {
 	zero := 0
 	var ids []string
 	for _, host := range []string{"rebind.example", "nat64.example"} {
-		ep, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: "http://" + net.JoinHostPort(host, port) + "/x", Events: []string{"*"}, MaxRetries: &zero})
+		ep, _, err := strict.Create(context.Background(), apitypes.EndpointSpec{URL: "http://" + net.JoinHostPort(host, port) + "/x", Events: []string{"*"}, MaxRetries: &zero})
 		if err != nil {
 			t.Fatalf("%s refused at creation: %v", host, err)
 		}
 		ids = append(ids, ep.ID)
 	}
-	ep, _, err := strict.Create(context.Background(), webhooks.EndpointSpec{URL: "http://public.example/x", Events: []string{"*"}, MaxRetries: &zero})
+	ep, _, err := strict.Create(context.Background(), apitypes.EndpointSpec{URL: "http://public.example/x", Events: []string{"*"}, MaxRetries: &zero})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -399,10 +400,10 @@ func TestSSRFGuard(t *testing.T) {
 	}
 	ids = append(ids, ep.ID)
 	start(t, strict)
-	emit(t, db, strict, webhooks.TypeJobFailed, nil)
+	emit(t, db, strict, apitypes.EventJobFailed, nil)
 	for i, id := range ids {
 		waitFor(t, "refused delivery", func() bool {
-			d, _, _ := strict.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: id, State: webhooks.StateFailed})
+			d, _, _ := strict.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: id, State: apitypes.DeliveryFailed})
 			return len(d) == 1
 		})
 		d, _, _ := strict.Deliveries(context.Background(), webhooks.DeliveryFilter{EndpointID: id})
@@ -445,7 +446,7 @@ func TestValidationAndConfigEndpoints(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
 	s := newService(t, db)
 	ctx := context.Background()
-	for _, spec := range []webhooks.EndpointSpec{
+	for _, spec := range []apitypes.EndpointSpec{
 		{URL: "http://example.com/x"},
 		{URL: "http://example.com/x", Events: []string{"job.finished"}},
 		{URL: "http://example.com/x", Events: []string{"*"}, Secret: "nope"},
@@ -486,7 +487,7 @@ func TestValidationAndConfigEndpoints(t *testing.T) {
 	// secret set in the file cannot be rotated here, a generated one can.
 	u := "http://receiver.example/c"
 	off := false
-	for _, p := range []webhooks.EndpointPatch{{URL: &u}, {Enabled: &off}} {
+	for _, p := range []apitypes.EndpointPatch{{URL: &u}, {Enabled: &off}} {
 		if _, err := s.Update(ctx, list[0].ID, p); !errors.Is(err, webhooks.ErrConflict) {
 			t.Errorf("editing a config endpoint: %v", err)
 		}
@@ -525,15 +526,15 @@ func TestRedeliver(t *testing.T) {
 	db := storetest.Open(t, store.SQLite)
 	rcv := newReceiver(t, nil)
 	s := newService(t, db)
-	ep, _, _ := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"*"}})
+	ep, _, _ := s.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"*"}})
 	start(t, s)
 	d, err := s.Test(context.Background(), ep.ID)
-	if err != nil || d.EventType != webhooks.TypeWebhookTest {
+	if err != nil || d.EventType != apitypes.EventWebhookTest {
 		t.Fatal(err, d)
 	}
 	waitFor(t, "test delivery", func() bool {
 		x, _ := s.Delivery(context.Background(), d.ID)
-		return x.State == webhooks.StateDelivered
+		return x.State == apitypes.DeliveryDelivered
 	})
 	if _, err := s.Redeliver(context.Background(), d.ID); err != nil {
 		t.Fatal(err)
@@ -543,12 +544,12 @@ func TestRedeliver(t *testing.T) {
 	if reqs[0].id != reqs[1].id || reqs[0].id != d.EventID {
 		t.Fatalf("ids %s %s, event %s", reqs[0].id, reqs[1].id, d.EventID)
 	}
-	var full *webhooks.Delivery
+	var full *apitypes.Delivery
 	waitFor(t, "second attempt recorded", func() bool {
 		full, _ = s.Delivery(context.Background(), d.ID)
 		return full != nil && len(full.History) == 2
 	})
-	if full.History[1].Attempt != 2 || full.State != webhooks.StateDelivered {
+	if full.History[1].Attempt != 2 || full.State != apitypes.DeliveryDelivered {
 		t.Fatalf("history %+v", full.History)
 	}
 }
@@ -575,7 +576,7 @@ func BenchmarkDelivery(b *testing.B) {
 				mu.Unlock()
 			})
 			s := newService(b, db, func(o *webhooks.Options) { o.Workers = 8 })
-			if _, _, err := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
+			if _, _, err := s.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
 				b.Fatal(err)
 			}
 			// Baseline: the same POST without signing, storing or leasing.
@@ -594,7 +595,7 @@ func BenchmarkDelivery(b *testing.B) {
 			b.ResetTimer()
 			began := time.Now()
 			for range b.N {
-				emit(b, db, s, webhooks.TypeJobCompleted, map[string]time.Time{"sent": time.Now()})
+				emit(b, db, s, apitypes.EventJobCompleted, map[string]time.Time{"sent": time.Now()})
 			}
 			waitFor(b, "all delivered", func() bool { mu.Lock(); defer mu.Unlock(); return len(lat) >= b.N })
 			elapsed := time.Since(began)
@@ -626,7 +627,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 			db := storetest.Open(b, d)
 			rcv := newReceiver(b, nil)
 			s := newService(b, db, func(o *webhooks.Options) { o.Workers = 4 })
-			if _, _, err := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
+			if _, _, err := s.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
 				b.Fatal(err)
 			}
 			start(b, s)
@@ -634,7 +635,7 @@ func BenchmarkDeliveryLatency(b *testing.B) {
 			b.ResetTimer()
 			for range b.N {
 				t0 := time.Now()
-				emit(b, db, s, webhooks.TypeJobCompleted, nil)
+				emit(b, db, s, apitypes.EventJobCompleted, nil)
 				<-rcv.notify
 				lat = append(lat, time.Since(t0))
 			}
@@ -652,17 +653,17 @@ func TestPrune(t *testing.T) {
 	now := func() time.Time { return clk }
 	s := newService(t, db, func(o *webhooks.Options) { o.Now = now; o.Retention = 24 * time.Hour })
 	rcv := newReceiver(t, nil)
-	if _, _, err := s.Create(context.Background(), webhooks.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
+	if _, _, err := s.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
 		t.Fatal(err)
 	}
-	emit(t, db, s, webhooks.TypeJobCompleted, nil) // will be delivered
+	emit(t, db, s, apitypes.EventJobCompleted, nil) // will be delivered
 	start(t, s)
 	waitFor(t, "delivery", func() bool { return len(rcv.requests()) == 1 })
 	waitFor(t, "recorded", func() bool { n, _ := s.Pending(context.Background()); return n == 0 })
 	if err := s.Stop(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	emit(t, db, s, webhooks.TypeJobFailed, nil) // stays pending: delivery is stopped
+	emit(t, db, s, apitypes.EventJobFailed, nil) // stays pending: delivery is stopped
 	clk = clk.Add(48 * time.Hour)
 	n, err := s.Prune(context.Background())
 	if err != nil || n != 1 {

@@ -53,7 +53,14 @@ func (p Policy) Delay(attempt int) time.Duration {
 // Sleep waits for the delay before retry number attempt, or until ctx is done,
 // whichever comes first. It returns ctx.Err() when the context ended the wait.
 func (p Policy) Sleep(ctx context.Context, attempt int) error {
-	t := time.NewTimer(p.Delay(attempt))
+	return Wait(ctx, p.Delay(attempt))
+}
+
+// Wait waits for d, or until ctx is done, whichever comes first. It returns
+// ctx.Err() when the context ended the wait. It is the project's one
+// context-aware sleep.
+func Wait(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():

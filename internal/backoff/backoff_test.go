@@ -36,3 +36,14 @@ func TestSleepStopsOnCancel(t *testing.T) {
 		t.Fatalf("Sleep on a cancelled context returned %v", err)
 	}
 }
+
+func TestWaitStopsOnCancel(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := Wait(ctx, time.Hour); err != context.Canceled {
+		t.Fatalf("Wait on a cancelled context returned %v", err)
+	}
+	if err := Wait(context.Background(), 0); err != nil {
+		t.Fatalf("Wait(0) returned %v", err)
+	}
+}

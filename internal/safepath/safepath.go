@@ -159,17 +159,6 @@ func OpenFile(root *os.Root, name string, flag int, perm fs.FileMode) (*os.File,
 	return f, nil
 }
 
-// Check reports whether rel (which need not exist) can be created beneath
-// root: every existing component must be a directory, the last one may also
-// be a regular file. Nothing is created.
-func Check(root *os.Root, rel string) error {
-	parts, err := split(root, rel)
-	if err != nil {
-		return err
-	}
-	return checkDirs(root, rel, parts)
-}
-
 func checkDirs(root *os.Root, rel string, parts []string) error {
 	for i := range parts {
 		p := filepath.Join(parts[:i+1]...)

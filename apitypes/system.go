@@ -1,0 +1,48 @@
+package apitypes
+
+import (
+	"time"
+
+	"github.com/hypersdk/hypersdk/providers"
+)
+
+// APIPrefix is where the REST API lives.
+const APIPrefix = "/api/v1"
+
+// Files in the daemon's data directory that tell hyperctl on the same host
+// where the API is and, when no tokens are configured, how to authenticate.
+const (
+	// AdminTokenFile holds the generated admin token (mode 0600).
+	AdminTokenFile = "admin.token"
+	// EndpointFile holds the API's base URL, written at every start.
+	EndpointFile = "endpoint"
+)
+
+// ProviderInfo describes a configured provider instance.
+type ProviderInfo struct {
+	Name          string                       `json:"name"`
+	Type          string                       `json:"type"`
+	MaxConcurrent int                          `json:"max_concurrent,omitempty"`
+	Health        providers.Health             `json:"health"`
+	Capabilities  providers.ExportCapabilities `json:"capabilities"`
+}
+
+// ProviderStatus is a provider's health as /status shows it.
+type ProviderStatus struct {
+	Name      string    `json:"name"`
+	Type      string    `json:"type"`
+	Healthy   bool      `json:"healthy"`
+	Error     string    `json:"error,omitempty"`
+	CheckedAt time.Time `json:"checked_at"`
+}
+
+// Status is the daemon's overall state.
+type Status struct {
+	Version       string           `json:"version"`
+	Node          string           `json:"node"`
+	Database      string           `json:"database"`
+	StartedAt     time.Time        `json:"started_at"`
+	UptimeSeconds float64          `json:"uptime_seconds"`
+	Jobs          map[JobState]int `json:"jobs"`
+	Providers     []ProviderStatus `json:"providers"`
+}
