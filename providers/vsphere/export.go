@@ -326,46 +326,45 @@ func (ex *export) download(ctx context.Context, lease *nfc.Lease) (_ []downloade
 		hdr.Add("Cookie", ck.Name+"="+ck.Value)
 	}
 	// Disks are served by ESXi hosts whose certificates vCenter vouches
-	// for in the lease (govmomi records them per host): one pin per client.
-	groups := map[string][]int{}
+	// for in the lease (govmomi records them per host): one pin, so one
+	// client, per host. All files still go through one Downloader, so the
+	// disks of every host download at once under one concurrency and one
+	// bandwidth limit.
+	clients := map[string]*http.Client{}
+	tf := make([]transfer.File, len(files))
+	byPath := make(map[string]int, len(files))
 	for i, f := range files {
 		thumb := ex.c.Thumbprint(f.item.URL.Host)
-		groups[thumb] = append(groups[thumb], i)
-	}
-	for thumb, idx := range groups {
-		client, err := transfer.NewHTTPClient(ex.p.transferOptions(thumb))
-		if err != nil {
-			return nil, err
-		}
-		var tf []transfer.File
-		byPath := make(map[string]int, len(idx))
-		for _, i := range idx {
-			p := files[i].name
-			byPath[p] = i
-			tf = append(tf, transfer.File{URL: files[i].item.URL.String(), Root: ex.root, Path: p, Header: hdr})
-		}
-		d := transfer.NewDownloader(transfer.Options{
-			Client: client, Concurrency: max(1, ex.opts.ParallelDownloads), BandwidthLimit: ex.opts.BandwidthLimit, Logger: ex.log,
-			Progress: func(pr transfer.Progress) {
-				if i, ok := byPath[pr.Path]; ok {
-					sizes.update(i, pr)
-				}
-				done, total := sizes.sums()
-				ex.opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total,
-					Item: filepath.Base(pr.Path), ItemBytes: pr.FileBytes, ItemSize: max(pr.FileSize, 0)})
-			},
-		})
-		results, err := d.Download(ctx, tf)
-		for k, r := range results {
-			if r.Err == nil && r.SHA256 != "" {
-				i := idx[k]
-				files[i].size, files[i].sha256 = r.Size, r.SHA256
-				ex.track(r.Path)
+		client, ok := clients[thumb]
+		if !ok {
+			if client, err = transfer.NewHTTPClient(ex.p.transferOptions(thumb)); err != nil {
+				return nil, err
 			}
+			clients[thumb] = client
 		}
-		if err != nil {
-			return nil, ex.transferErr(err)
+		byPath[f.name] = i
+		tf[i] = transfer.File{URL: f.item.URL.String(), Root: ex.root, Path: f.name, Header: hdr, Client: client}
+	}
+	d := transfer.NewDownloader(transfer.Options{
+		Concurrency: max(1, ex.opts.ParallelDownloads), BandwidthLimit: ex.opts.BandwidthLimit, Logger: ex.log,
+		Progress: func(pr transfer.Progress) {
+			if i, ok := byPath[pr.Path]; ok {
+				sizes.update(i, pr)
+			}
+			done, total := sizes.sums()
+			ex.opts.Report(providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total,
+				Item: filepath.Base(pr.Path), ItemBytes: pr.FileBytes, ItemSize: max(pr.FileSize, 0)})
+		},
+	})
+	results, err := d.Download(ctx, tf)
+	for i, r := range results {
+		if r.Err == nil && r.SHA256 != "" {
+			files[i].size, files[i].sha256 = r.Size, r.SHA256
+			ex.track(r.Path)
 		}
+	}
+	if err != nil {
+		return nil, ex.transferErr(err)
 	}
 	return files, nil
 }
