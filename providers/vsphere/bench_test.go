@@ -45,7 +45,8 @@ import (
 // GOVC_PASSWORD, GOVC_INSECURE), never on the command line.
 //
 // govc comes from HYPERSDK_GOVC (make bench builds it with
-// ../shared/tools/build-govc.sh); hyperctl is built by the benchmark. The
+// ../shared/tools/build-govc.sh); hyperctl is built by the benchmark (or
+// taken from HYPERSDK_BENCH_HYPERCTL, to measure another version). The
 // simulator's datastore lives in HYPERSDK_BENCH_DIR (default /dev/shm),
 // exports go to HYPERSDK_BENCH_OUT (default the same; point it at a real
 // disk to see the cost of reaching it). About 3 GiB of datastore plus one
@@ -72,7 +73,10 @@ func BenchmarkExportVsGovc(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(outRoot)
-	hyperctl := buildHyperctl(b, dir)
+	hyperctl := os.Getenv("HYPERSDK_BENCH_HYPERCTL") // another build, to compare versions
+	if hyperctl == "" {
+		hyperctl = buildHyperctl(b, dir)
+	}
 
 	const gib, mib = 1 << 30, 1 << 20
 	disk := func(size int64, seed uint64) vcsim.DiskSpec {
@@ -129,7 +133,11 @@ func BenchmarkExportVsGovc(b *testing.B) {
 			med := func(tool string, withSync bool) float64 {
 				var v []float64
 				for _, r := range runs[tool] {
-					v = append(v, r.export.Seconds()+map[bool]float64{true: r.sync.Seconds()}[withSync])
+					t := r.export
+					if withSync {
+						t += r.sync
+					}
+					v = append(v, t.Seconds())
 				}
 				slices.Sort(v)
 				return v[len(v)/2]
@@ -166,16 +174,21 @@ func BenchmarkExportVsGovc(b *testing.B) {
 					}
 					parts = append(parts, s)
 				}
-				rssText := ""
+				// CPU time is far less noisy than wall time on a shared
+				// machine: it shows what each tool costs per byte.
+				var m int64
+				var cpu []float64
+				for _, r := range runs[t.name] {
+					m = max(m, r.maxRSSKiB)
+					cpu = append(cpu, r.cpu.Seconds())
+				}
+				slices.Sort(cpu)
+				extra := fmt.Sprintf("  CPU %.2f s", cpu[len(cpu)/2])
 				if t.name != "curl" {
-					var m int64
-					for _, r := range runs[t.name] {
-						m = max(m, r.maxRSSKiB)
-					}
-					rssText = fmt.Sprintf("  peak RSS %d MiB", m/1024)
+					extra += fmt.Sprintf(", peak RSS %d MiB", m/1024)
 				}
 				fmt.Printf("  %-12s median %6.2f s (with sync %6.2f s)  runs [s export+sync]: %s%s\n",
-					t.name, med(t.name, false), med(t.name, true), strings.Join(parts, " "), rssText)
+					t.name, med(t.name, false), med(t.name, true), strings.Join(parts, " "), extra)
 			}
 			for _, r := range ratios {
 				fmt.Printf("  %s %.2fx\n", r.label, r.x)
@@ -194,6 +207,7 @@ type benchTool struct {
 
 type benchRun struct {
 	export, sync time.Duration
+	cpu          time.Duration // user + system time of the exporter
 	maxRSSKiB    int64
 }
 
@@ -220,6 +234,7 @@ func (t benchTool) run(b *testing.B, env []string, outRoot string) benchRun {
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		r.maxRSSKiB = ru.Maxrss
 	}
+	r.cpu = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
 	if t.sync {
 		start = time.Now()
 		if err := exec.Command("sync").Run(); err != nil {
@@ -291,7 +306,7 @@ func curlRun(b *testing.B, sim *simEnv, vm vcsim.VMInfo) benchRun {
 	if err := cmd.Run(); err != nil {
 		b.Fatalf("curl: %v: %s", err, stderr.String())
 	}
-	return benchRun{export: time.Since(start)}
+	return benchRun{export: time.Since(start), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 }
 
 // buildHyperctl builds the real CLI once into dir.
