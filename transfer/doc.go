@@ -32,10 +32,11 @@
 // stream runs at the pace of its slowest stage, not the sum of them. The
 // part file and the hash never disagree: a stream that stops for any reason
 // (network, disk, cancellation) first drains its stages, and the bytes kept
-// are exactly the bytes hashed. Every 32 MiB the writer starts the kernel's
-// writeback of what it wrote and waits for the range before (Linux:
-// sync_file_range), so dirty pages stay bounded and the fsync at commit has
-// little left to do; elsewhere the fsync does it all.
+// are exactly the bytes hashed. Every 32 MiB of a stream a flusher goroutine
+// starts the kernel's writeback of them and waits for the range before
+// (Linux: sync_file_range), so the disk works while the network does, dirty
+// pages stay bounded and the fsync at commit has little left to do;
+// elsewhere the fsync does it all.
 //
 // Memory is flat: a stream owns a ring of at most 32 pooled buffers (2 MiB)
 // and no body is ever held whole; a slow disk makes the reader wait for a

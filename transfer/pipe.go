@@ -111,9 +111,9 @@ func (p *pipe) write() {
 		}
 		p.free <- b.buf // drained after a failure, never written
 	}
-	if p.werr == nil {
-		p.wb.flush()
-	}
+	// After a failed write the flusher still stops; the tail it is given
+	// is only ever written out, never trusted.
+	p.wb.flush()
 }
 
 func (p *pipe) finish() {
@@ -142,41 +142,71 @@ func (p *pipe) wait() error {
 // bounded (see writeback.wrote) and the final fsync finds little to do.
 const writebackEvery = 32 << 20
 
-// writeback tracks the contiguous bytes one stream has written since start.
+// writeback tracks the contiguous bytes one stream has written since start
+// and hands them to a flusher goroutine writebackEvery bytes at a time.
 type writeback struct {
 	f      *os.File
-	prev   int64 // [prev, kicked) was handed to writeback last time
-	kicked int64 // bytes before it have been handed to writeback
+	kicked int64 // bytes before it have been handed to the flusher
 	end    int64 // bytes before it are written
+	ranges chan [2]int64
+	done   chan struct{}
 }
 
+// flusherLag is how many ranges the flusher may have queued before the
+// writer waits for it: with the range being written and the one being
+// waited for, about four ranges per stream can be dirty.
+const flusherLag = 2
+
 func newWriteback(f *os.File, start int64) writeback {
-	return writeback{f: f, prev: start, kicked: start, end: start}
+	return writeback{f: f, kicked: start, end: start}
 }
 
 // wrote records that the stream's bytes up to end are written. Every
-// writebackEvery bytes the new range is handed to writeback and the writer
-// waits for the range handed over before it, so at most about two ranges per
-// stream are dirty; on a disk slower than the network this is where the
-// stream slows down to the disk's pace instead of filling memory.
-// Writeback is advisory: its errors are left to the fsync at commit, which
-// reports them.
+// writebackEvery bytes the new range goes to the flusher, which starts its
+// writeback and then waits for the range before it, so that the number of
+// dirty ranges per stream stays bounded without the writer itself waiting
+// on the disk: only when the flusher falls flusherLag ranges behind (a disk
+// slower than the network) does the writer, and through the ring the
+// reader, slow down to the disk's pace instead of filling memory.
 func (w *writeback) wrote(end int64) {
 	w.end = max(w.end, end)
 	if w.end-w.kicked < writebackEvery {
 		return
 	}
-	startWriteback(w.f, w.kicked, w.end-w.kicked)
-	if w.kicked > w.prev {
-		waitWriteback(w.f, w.prev, w.kicked-w.prev)
-	}
-	w.prev, w.kicked = w.kicked, w.end
+	w.send()
 }
 
-// flush starts writeback of what is left when the stream ends.
+func (w *writeback) send() {
+	if w.ranges == nil {
+		w.ranges, w.done = make(chan [2]int64, flusherLag), make(chan struct{})
+		go w.flusher()
+	}
+	w.ranges <- [2]int64{w.kicked, w.end}
+	w.kicked = w.end
+}
+
+// flusher runs while a stream writes. Writeback is advisory: its errors are
+// left to the fsync at commit, which reports them.
+func (w *writeback) flusher() {
+	defer close(w.done)
+	var prev [2]int64
+	for r := range w.ranges {
+		startWriteback(w.f, r[0], r[1]-r[0])
+		if prev[1] > prev[0] {
+			waitWriteback(w.f, prev[0], prev[1]-prev[0])
+		}
+		prev = r
+	}
+}
+
+// flush starts writeback of what is left when the stream ends and stops
+// the flusher.
 func (w *writeback) flush() {
 	if w.end > w.kicked {
-		startWriteback(w.f, w.kicked, w.end-w.kicked)
-		w.kicked = w.end
+		w.send()
+	}
+	if w.ranges != nil {
+		close(w.ranges)
+		<-w.done
 	}
 }

@@ -24,7 +24,7 @@ func noPipeGoroutines(t *testing.T) {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	for _, g := range bytes.Split(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte("transfer.(*pipe)")) {
+		if bytes.Contains(g, []byte("transfer.(*pipe)")) || bytes.Contains(g, []byte("transfer.(*writeback)")) {
 			t.Errorf("a stream stage outlived Download:\n%s", g)
 		}
 	}
@@ -47,9 +47,24 @@ func checkPrefix(t *testing.T, path string, data []byte) int {
 // A write that fails mid-stream (here the file size limit, as a full disk
 // would) stops the stream at once, fails the file without retries, keeps a
 // .part whose bytes are exactly a prefix of the source, and leaves no stage
-// running; a later run resumes from that prefix.
+// running (the writeback flusher included, once a stream has gone past its
+// first range); a later run resumes from that prefix.
 func TestWriteFailureMidStreamFailsCleanly(t *testing.T) {
-	data := genData(6*mib+123, 31)
+	for _, tc := range []struct {
+		name        string
+		size, limit int
+	}{
+		// Limits that are not a multiple of the buffer size: the failing
+		// block is half written.
+		{"early", 6*mib + 123, 2*mib + 1000},
+		{"after-writeback-started", 2*writebackEvery + 123, writebackEvery + 8*mib + 1000},
+	} {
+		t.Run(tc.name, func(t *testing.T) { writeFailure(t, tc.size, tc.limit) })
+	}
+}
+
+func writeFailure(t *testing.T, size, limitBytes int) {
+	data := genData(size, 31)
 	var requests atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		requests.Add(1)
@@ -63,8 +78,7 @@ func TestWriteFailureMidStreamFailsCleanly(t *testing.T) {
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
 	}
-	// Not a multiple of the buffer size: the failing block is half written.
-	limit := syscall.Rlimit{Cur: 2*mib + 1000, Max: old.Max}
+	limit := syscall.Rlimit{Cur: uint64(limitBytes), Max: old.Max}
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &limit); err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +97,7 @@ func TestWriteFailureMidStreamFailsCleanly(t *testing.T) {
 	}
 	noPipeGoroutines(t)
 	kept := checkPrefix(t, dest+".part", data)
-	if kept > 2*mib+1000 {
+	if kept > limitBytes {
 		t.Errorf("kept %d bytes, more than the file could hold", kept)
 	}
 	if res[0].Size != 0 || res[0].SHA256 != "" {
