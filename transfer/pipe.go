@@ -200,13 +200,19 @@ func (w *writeback) flusher() {
 }
 
 // flush starts writeback of what is left when the stream ends and stops
-// the flusher.
+// the flusher. A stream shorter than one range (a small file, a chunk)
+// never needed a flusher and starts its writeback itself.
 func (w *writeback) flush() {
+	if w.ranges == nil {
+		if w.end > w.kicked {
+			startWriteback(w.f, w.kicked, w.end-w.kicked)
+			w.kicked = w.end
+		}
+		return
+	}
 	if w.end > w.kicked {
 		w.send()
 	}
-	if w.ranges != nil {
-		close(w.ranges)
-		<-w.done
-	}
+	close(w.ranges)
+	<-w.done
 }
