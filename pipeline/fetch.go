@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/http"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -81,7 +80,8 @@ func (r *run) items() ([]*item, error) {
 }
 
 // fetch produces every item: HTTP sources through transfer (one
-// Downloader per TLS client), readers streamed, all concurrently.
+// Downloader, each file with its own TLS client), readers streamed, all
+// concurrently.
 func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	items, err := r.items()
 	if err != nil {
@@ -92,15 +92,10 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	prog := newSizes(items, r)
 	r.opts.Report(providers.Progress{Phase: providers.PhaseDownloading})
 
-	groups := map[*http.Client][]int{}
-	var order []*http.Client
-	var readers []int
+	var downloads, readers []int
 	for i, it := range items {
 		if h, _, _ := it.source(); h != nil {
-			if _, ok := groups[h.Client]; !ok {
-				order = append(order, h.Client)
-			}
-			groups[h.Client] = append(groups[h.Client], i)
+			downloads = append(downloads, i)
 		} else {
 			readers = append(readers, i)
 		}
@@ -112,10 +107,9 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	fail := func(err error) {
 		errOnce.Do(func() { firstErr = err; cancel(err) })
 	}
-	for _, client := range order {
-		idx := groups[client]
+	if len(downloads) > 0 {
 		wg.Go(func() {
-			if err := r.download(ctx, client, items, idx, prog, par); err != nil {
+			if err := r.download(ctx, items, downloads, prog, par); err != nil {
 				fail(err)
 			}
 		})
@@ -144,9 +138,11 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	return items, nil
 }
 
-// download fetches the HTTP items idx that share client, then converts
-// those that are not passed through.
-func (r *run) download(ctx context.Context, client *http.Client, items []*item, idx []int, prog *sizes, par int) error {
+// download fetches the HTTP items idx through one Downloader (so they share
+// its concurrency and bandwidth limit), each with its source's own client
+// (vSphere: one certificate pin per ESXi host), then converts those that are
+// not passed through.
+func (r *run) download(ctx context.Context, items []*item, idx []int, prog *sizes, par int) error {
 	var tf []transfer.File
 	byPath := map[string]int{}
 	for _, i := range idx {
@@ -157,16 +153,10 @@ func (r *run) download(ctx context.Context, client *http.Client, items []*item, 
 			path = it.name + ".src" // decoded into it.name once complete
 		}
 		byPath[path] = i
-		tf = append(tf, transfer.File{URL: h.URL, Root: r.root, Path: path, Header: h.Header, Size: max(size, 0)})
-	}
-	if client == nil {
-		var err error
-		if client, err = transfer.NewHTTPClient(transfer.ClientOptions{}); err != nil {
-			return err
-		}
+		tf = append(tf, transfer.File{URL: h.URL, Root: r.root, Path: path, Header: h.Header, Size: max(size, 0), Client: h.Client})
 	}
 	d := transfer.NewDownloader(transfer.Options{
-		Client: client, Concurrency: par, BandwidthLimit: r.opts.BandwidthLimit, Logger: r.log,
+		Concurrency: par, BandwidthLimit: r.opts.BandwidthLimit, Logger: r.log,
 		Progress: func(pr transfer.Progress) {
 			if i, ok := byPath[pr.Path]; ok {
 				prog.update(i, pr.FileBytes, pr.FileSize)

@@ -211,45 +211,56 @@ func (j *fileJob) checkChunk(resp *http.Response, pos int64) (int64, error) {
 	return last + 1, nil
 }
 
-// streamChunk writes c's body into ch up to limit.
+// streamChunk writes c's body into ch up to limit, reading while a pipe
+// writes earlier blocks; ch.written only counts bytes already written.
 func (j *fileJob) streamChunk(ctx context.Context, c *call, ch *chunk, limit int64, notify chan<- struct{}) error {
-	bp := j.d.getBuf()
-	defer j.d.putBuf(bp)
-	buf := (*bp)[:j.d.limit.readSize(len(*bp))]
-	for {
-		pos := ch.start + ch.written.Load()
-		if pos >= limit {
-			return nil // anything the server sent beyond the chunk is dropped
+	pos := ch.start + ch.written.Load() // ch.written is the pipe's now
+	p := j.d.newPipe(j.out, pos, func(b block) {
+		ch.written.Add(int64(b.n))
+		j.prog.add(int64(b.n))
+		select {
+		case notify <- struct{}{}:
+		default: // a wake-up is already pending
 		}
+	})
+	var err error
+	for pos < limit { // anything the server sends beyond the chunk is dropped
+		bp := p.buf(c.wd)
+		if bp == nil {
+			break // the write failed; wait says why
+		}
+		buf := (*bp)[:j.d.limit.readSize(len(*bp))]
 		n, rerr := readSome(c.resp.Body, buf[:min(int64(len(buf)), limit-pos)], c.wd)
 		if n > 0 {
 			j.transferred.Add(int64(n))
 			c.wd.pause(true)
-			err := j.d.limit.wait(c.ctx, n)
+			werr := j.d.limit.wait(c.ctx, n)
 			c.wd.pause(false)
-			if err != nil {
-				return j.netErr(ctx, c, err)
+			if werr != nil {
+				p.put(bp)
+				err = j.netErr(ctx, c, werr)
+				break
 			}
-			if _, err := j.out.WriteAt(buf[:n], pos); err != nil {
-				return noRetry(fmt.Errorf("write %s: %w", j.cur, err))
-			}
-			ch.written.Add(int64(n))
-			j.prog.add(int64(n))
-			select {
-			case notify <- struct{}{}:
-			default: // a wake-up is already pending
-			}
+			p.send(block{buf: bp, n: n, off: pos})
+			pos += int64(n)
+		} else {
+			p.put(bp)
 		}
 		if rerr == io.EOF {
-			if got := pos + int64(n); got < limit {
-				return fmt.Errorf("%s: %w (range ended at byte %d, expected %d)", j.url, errShortBody, got, limit)
+			if pos < limit {
+				err = fmt.Errorf("%s: %w (range ended at byte %d, expected %d)", j.url, errShortBody, pos, limit)
 			}
-			return nil
+			break
 		}
 		if rerr != nil {
-			return j.netErr(ctx, c, rerr)
+			err = j.netErr(ctx, c, rerr)
+			break
 		}
 	}
+	if werr := p.wait(); werr != nil {
+		return noRetry(fmt.Errorf("write %s: %w", j.cur, werr))
+	}
+	return err
 }
 
 // hashChunks feeds j.h the file's contiguous prefix as chunks fill it, from

@@ -10,7 +10,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -275,5 +277,64 @@ func TestParseRetryAfter(t *testing.T) {
 		if got := parseRetryAfter(in, now); got != want {
 			t.Errorf("parseRetryAfter(%q) = %v, want %v", in, got, want)
 		}
+	}
+}
+
+// Files served by different hosts (vSphere disks on several ESXi hosts)
+// download together in one Download, each through its own client (here
+// pinning the test servers' certificate, which the Downloader's client does
+// not trust), and all of them at once: both servers hold their response
+// until the other one has been asked.
+func TestPerFileClientsDownloadTogether(t *testing.T) {
+	data := [][]byte{genData(mib+3, 51), genData(2*mib+5, 52)}
+	var asked atomic.Int32
+	both := make(chan struct{})
+	var files []File
+	dir := t.TempDir()
+	for i := range 2 {
+		ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if asked.Add(1) == 2 {
+				close(both)
+			}
+			select {
+			case <-both:
+			case <-time.After(20 * time.Second): // a hang guard, not a timing assertion
+				http.Error(w, "the other file was not requested meanwhile", http.StatusForbidden)
+				return
+			}
+			serveNFC(w, data[i], -1)
+		}))
+		ts.StartTLS()
+		defer ts.Close()
+		pin := sha256.Sum256(ts.Certificate().Raw)
+		c, err := NewHTTPClient(ClientOptions{Thumbprint: formatThumbprint(pin[:])})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseIdleConnections()
+		files = append(files, File{URL: ts.URL, Path: filepath.Join(dir, strconv.Itoa(i)), SHA256: sha(data[i]), Client: c})
+	}
+	// The Downloader's own client trusts neither server.
+	d, _ := testDownloader(t, Options{Concurrency: 2}, nil)
+	if _, err := d.Download(context.Background(), files); err != nil {
+		t.Fatal(err)
+	}
+	for i := range files {
+		checkFile(t, files[i].Path, data[i])
+	}
+
+	// A file's own client decides: with a pin its host does not match, the
+	// file is refused and never written, whatever the Downloader's client.
+	wrong, err := NewHTTPClient(ClientOptions{Thumbprint: strings.Repeat("00", 32)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	files[0].Client, files[0].Path = wrong, filepath.Join(dir, "wrong")
+	_, err = d.Download(context.Background(), files[:1])
+	if !errors.Is(err, ErrThumbprintMismatch) {
+		t.Fatalf("err %v, want ErrThumbprintMismatch", err)
+	}
+	if exists(files[0].Path) || exists(files[0].Path+".part") {
+		t.Error("refused file was written")
 	}
 }

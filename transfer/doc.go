@@ -26,9 +26,22 @@
 // first ranged request doubles as the probe, so a server that ignores Range
 // costs nothing: its 200 response is simply consumed as a single stream.
 //
-// Memory is flat: every stream reads through one pooled fixed-size buffer and
-// no body is ever held whole. A token bucket shared by all streams of a
-// Downloader enforces Options.BandwidthLimit.
+// Each stream is a pipeline: the body is read into 64 KiB buffers while a
+// writer goroutine writes earlier ones at their offsets and a third stage
+// hashes (or, for chunks, accounts for) what is already written, so a
+// stream runs at the pace of its slowest stage, not the sum of them. The
+// part file and the hash never disagree: a stream that stops for any reason
+// (network, disk, cancellation) first drains its stages, and the bytes kept
+// are exactly the bytes hashed. Every 32 MiB of a stream a flusher goroutine
+// starts the kernel's writeback of them and waits for the range before
+// (Linux: sync_file_range), so the disk works while the network does, dirty
+// pages stay bounded and the fsync at commit has little left to do;
+// elsewhere the fsync does it all.
+//
+// Memory is flat: a stream owns a ring of at most 32 pooled buffers (2 MiB)
+// and no body is ever held whole; a slow disk makes the reader wait for a
+// free buffer. A token bucket shared by all streams of a Downloader enforces
+// Options.BandwidthLimit.
 //
 // NewHTTPClient is the one HTTP client setup of the project (TLS verification,
 // optional certificate thumbprint pinning as vSphere users know it, timeouts

@@ -778,9 +778,10 @@ func TestProgressIsThrottled(t *testing.T) {
 		t.Fatalf("%d reports, want 4: %+v", len(reports), reports)
 	}
 	want := []Progress{
-		{Path: pa, FileBytes: mib, FileSize: int64(len(a)), Bytes: mib, Total: -1},
+		// The first report comes after the first block (one buffer).
+		{Path: pa, FileBytes: bufferSize, FileSize: int64(len(a)), Bytes: bufferSize, Total: -1},
 		{Path: pa, FileBytes: int64(len(a)), FileSize: int64(len(a)), Bytes: int64(len(a)), Total: -1, Final: true},
-		{Path: pb, FileBytes: mib, FileSize: -1, Bytes: int64(len(a)) + mib, Total: -1},
+		{Path: pb, FileBytes: bufferSize, FileSize: -1, Bytes: int64(len(a)) + bufferSize, Total: -1},
 		{Path: pb, FileBytes: int64(len(b)), FileSize: int64(len(b)), Bytes: int64(len(a) + len(b)), Total: int64(len(a) + len(b)), Final: true},
 	}
 	for i := range want {

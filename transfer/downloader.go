@@ -36,6 +36,11 @@ type File struct {
 	// SHA256 is the expected hex digest, empty if unknown. A mismatch fails
 	// the file (ErrChecksumMismatch) and it never gets its final name.
 	SHA256 string
+	// Client, when set, is used for this file's requests instead of
+	// Options.Client: files served by different hosts with different
+	// certificate pins (vSphere disks on several ESXi hosts) still share one
+	// Downloader, its concurrency and its bandwidth limit.
+	Client *http.Client
 }
 
 // Result describes one file of a Download call.
@@ -111,8 +116,8 @@ const (
 	defaultConcurrency = 3
 	defaultChunkSize   = 32 << 20
 	defaultMaxRetries  = 8
-	bufferSize         = 1 << 20
-	fileMode           = 0o640 // disk images hold customer data
+	bufferSize         = 64 << 10 // small enough to stay in cache between read, write and hash
+	fileMode           = 0o640    // disk images hold customer data
 	dirMode            = 0o755
 )
 

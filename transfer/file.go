@@ -279,7 +279,11 @@ func (j *fileJob) get(ctx context.Context, from, to int64, ifRange string) (*cal
 			req.Header.Set("If-Range", ifRange)
 		}
 	}
-	resp, err := j.d.client.Do(req)
+	client := j.d.client
+	if j.f.Client != nil {
+		client = j.f.Client
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		err = j.netErr(ctx, c, err)
 		c.close()
@@ -451,47 +455,70 @@ func (j *fileJob) checkSize(n int64) error {
 	return nil
 }
 
-// stream copies c's body to the part file from j.offset on, hashing as it
-// writes. limit is where the body must end (-1: unknown).
+// stream copies c's body to the part file from j.offset on, hashing what
+// is written. limit is where the body must end (-1: unknown). The body is
+// read here while a pipe writes and hashes earlier blocks; on return the
+// pipe has drained, so j.offset counts exactly the bytes that are both in
+// the part file and in the hash, whatever failed (network, disk, ctx).
 func (j *fileJob) stream(ctx context.Context, c *call, limit int64) error {
 	if limit < 0 {
 		limit = j.total
 	}
-	bp := j.d.getBuf()
-	defer j.d.putBuf(bp)
-	buf := (*bp)[:j.d.limit.readSize(len(*bp))]
+	pos := j.offset // where the next byte read goes; j.offset is the pipe's now
+	p := j.d.newPipe(j.out, pos, func(b block) {
+		j.h.Write(b.bytes())
+		j.offset += int64(b.n)
+		j.prog.add(int64(b.n))
+	})
+	long := false
+	var err error
 	for {
+		bp := p.buf(c.wd)
+		if bp == nil {
+			break // the write failed; wait says why
+		}
+		buf := (*bp)[:j.d.limit.readSize(len(*bp))]
 		n, rerr := readSome(c.resp.Body, buf, c.wd)
 		if n > 0 {
 			j.transferred.Add(int64(n))
-			if limit >= 0 && j.offset+int64(n) > limit {
+			if limit >= 0 && pos+int64(n) > limit {
 				// The stream disagrees with its own framing or with the
 				// expected size: none of it can be trusted.
-				if err := j.restart(); err != nil {
-					return err
-				}
-				return fmt.Errorf("%s: %w (more than %d bytes)", j.url, errLongBody, limit)
+				p.put(bp)
+				long = true
+				break
 			}
 			c.wd.pause(true)
-			err := j.d.limit.wait(c.ctx, n)
+			werr := j.d.limit.wait(c.ctx, n)
 			c.wd.pause(false)
-			if err != nil {
-				return j.netErr(ctx, c, err)
+			if werr != nil {
+				p.put(bp)
+				err = j.netErr(ctx, c, werr)
+				break
 			}
-			if _, err := j.out.WriteAt(buf[:n], j.offset); err != nil {
-				return noRetry(fmt.Errorf("write %s: %w", j.cur, err))
-			}
-			j.h.Write(buf[:n])
-			j.offset += int64(n)
-			j.prog.add(int64(n))
+			p.send(block{buf: bp, n: n, off: pos})
+			pos += int64(n)
+		} else {
+			p.put(bp)
 		}
 		if rerr == io.EOF {
-			return nil
+			break
 		}
 		if rerr != nil {
-			return j.netErr(ctx, c, rerr)
+			err = j.netErr(ctx, c, rerr)
+			break
 		}
 	}
+	if werr := p.wait(); werr != nil {
+		return noRetry(fmt.Errorf("write %s: %w", j.cur, werr))
+	}
+	if long {
+		if err := j.restart(); err != nil {
+			return err
+		}
+		return fmt.Errorf("%s: %w (more than %d bytes)", j.url, errLongBody, limit)
+	}
+	return err
 }
 
 // readSome fills buf from r unless r ends or fails first, so that writes and
