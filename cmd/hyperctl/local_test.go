@@ -34,7 +34,7 @@ func TestExportLocalWithGovcEnvironment(t *testing.T) {
 	u.User = url.User(vc.Username())
 	h.vars = map[string]string{"GOVC_URL": u.String(), "GOVC_PASSWORD": vc.Password(), "GOVC_INSECURE": "1"}
 	out := filepath.Join(t.TempDir(), "app-01")
-	r := h.run("export", "--local", "--vm", "/DC0/vm/apps/app-01", "--output", out).expect(t, 0, "exported /DC0/vm/apps/app-01", "sha256sum -c app-01.mf")
+	r := h.run("export", "--local", "--vm", "/DC0/vm/apps/app-01", "--output", out).expect(t, 0, "exported /DC0/vm/apps/app-01", "hyperctl verify "+out, "sha256sum -c app-01.mf")
 	if strings.Contains(r.stderr, "warning") {
 		t.Errorf("unexpected warning: %s", r.stderr)
 	}

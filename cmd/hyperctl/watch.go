@@ -210,6 +210,6 @@ func printArchive(w io.Writer, r *providers.ExportResult) {
 	}
 	if r.Manifest != "" {
 		fmt.Fprintf(w, "  manifest: %s\n", filepath.Join(r.OutputDir, r.Manifest))
-		fmt.Fprintf(w, "  verify with: (cd %s && sha256sum -c %s)\n", r.OutputDir, r.Manifest)
+		fmt.Fprintf(w, "  verify with: hyperctl verify %s   (or: cd %s && sha256sum -c %s)\n", r.OutputDir, r.OutputDir, r.Manifest)
 	}
 }
