@@ -45,7 +45,7 @@ type benchResult struct {
 func benchChild(mode string) int {
 	ctx := context.Background()
 	vm, out := os.Getenv("BENCH_VM"), os.Getenv("BENCH_OUT")
-	cfg := config.VSphere{URL: os.Getenv("BENCH_URL"), Username: os.Getenv("BENCH_USER"),
+	cfg := Config{URL: os.Getenv("BENCH_URL"), Username: os.Getenv("BENCH_USER"),
 		Password: config.NewSecret(os.Getenv("BENCH_PASSWORD")), Thumbprint: os.Getenv("BENCH_THUMBPRINT")}
 	var res benchResult
 	start := time.Now()
@@ -69,7 +69,7 @@ func benchChild(mode string) int {
 	return 0
 }
 
-func benchHyperSDK(ctx context.Context, cfg config.VSphere, vm, out string) (int64, error) {
+func benchHyperSDK(ctx context.Context, cfg Config, vm, out string) (int64, error) {
 	p, err := NewProvider("bench", cfg, PoolConfig{Enabled: true, MaxConnections: 2}, quiet())
 	if err != nil {
 		return 0, err
@@ -93,7 +93,7 @@ func benchHyperSDK(ctx context.Context, cfg config.VSphere, vm, out string) (int
 
 // benchSequential is what govc export.ovf does: one lease, the files one
 // after another over one stream each, with the lease updater running.
-func benchSequential(ctx context.Context, cfg config.VSphere, vm, out string) (int64, error) {
+func benchSequential(ctx context.Context, cfg Config, vm, out string) (int64, error) {
 	u, err := parseEndpoint(cfg.URL)
 	if err != nil {
 		return 0, err
