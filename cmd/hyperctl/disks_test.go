@@ -78,6 +78,25 @@ func TestExportDisksRawMatchesOVFExport(t *testing.T) {
 		t.Fatalf("qemu-img compare raw vs the OVF export's VMDK: %v\n%s", err, out)
 	}
 
+	// hyperctl verify checks either export against its manifest without
+	// being told the format, and names each file that no longer matches.
+	h.run("verify", rawDir).expect(t, 0, vm+".sha256: OK: every digest matches", vm+"-disk-0.raw")
+	h.run("verify", ovfDir).expect(t, 0, vm+".mf: OK: every digest matches", vm+".ovf", vm+"-disk-0.vmdk")
+	f, err := os.OpenFile(vmdk, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt([]byte{0xff}, 4096); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := os.Remove(filepath.Join(rawDir, vm+".json")); err != nil {
+		t.Fatal(err)
+	}
+	h.run("verify", ovfDir).expect(t, 1, "FAILED", vm+"-disk-0.vmdk", "SHA256 mismatch: manifest ", "1 of 1 manifest(s) do not match")
+	h.run("verify", filepath.Join(rawDir, vm+".sha256"), "-o", "json").expect(t, 1, `"status": "missing"`, `"ok": false`)
+	h.run("verify", dir).expect(t, 1, "holds no manifest")
+
 	// Bad choices are refused before anything is exported, naming the flag.
 	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--disk-format", "raw").
 		expect(t, 2, "--disk-format", "format disks")
