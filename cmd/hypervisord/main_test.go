@@ -498,7 +498,7 @@ func TestCheckConfig(t *testing.T) {
 	_ = os.WriteFile(noVS, []byte("vcenter:\n  url: https://vc/sdk\n"), 0o600)
 	errOut.Reset()
 	if code := run(context.Background(), []string{"--check-config", "--config", noVS}, &out, &errOut, providers.NewRegistry()); code != 2 ||
-		!strings.Contains(errOut.String(), `line 1: vcenter: the vcenter block is a provider of type "vsphere", which is not available in this build (available: none)`) {
+		!strings.Contains(errOut.String(), `vcenter: the vcenter block is a provider of type "vsphere", which is not available in this build (available: none)`) {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
 }
