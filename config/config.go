@@ -20,10 +20,11 @@ type Config struct {
 	Jobs     Jobs     `yaml:"jobs"`
 	Export   Export   `yaml:"export"`
 
-	// VCenter is the seed configuration's single vCenter; it becomes a
-	// vsphere provider instance named VCenter.Name (default "vcenter").
-	VCenter        *VCenter `yaml:"vcenter"`
-	ConnectionPool Pool     `yaml:"connection_pool"`
+	// VCenter is the seed configuration's single vCenter: a provider
+	// instance of type vsphere (SeedVCenterType) named "vcenter" unless it
+	// sets a name. Its settings are decoded by the vsphere decoder.
+	VCenter        *ProviderInstance `yaml:"vcenter"`
+	ConnectionPool Pool              `yaml:"connection_pool"`
 
 	// Providers are named provider instances (two vCenters, an AWS
 	// account…). See ProviderInstance.
@@ -129,24 +130,6 @@ type Export struct {
 	ParallelDownloads int      `yaml:"parallel_downloads"`
 	// BandwidthLimit caps each export, in bytes per second (0: unlimited).
 	BandwidthLimit int64 `yaml:"bandwidth_limit"`
-}
-
-// VCenter is the seed's `vcenter:` block: one vSphere endpoint.
-type VCenter struct {
-	// Name is the provider instance name, default "vcenter".
-	Name    string `yaml:"name"`
-	VSphere `yaml:",inline"`
-}
-
-// VSphere is a vSphere endpoint.
-type VSphere struct {
-	URL        string `yaml:"url"`
-	Username   string `yaml:"username"`
-	Password   Secret `yaml:"password"`
-	Insecure   bool   `yaml:"insecure"`
-	Thumbprint string `yaml:"thumbprint"`
-	// Datacenter limits discovery to one datacenter (default: all).
-	Datacenter string `yaml:"datacenter"`
 }
 
 // Pool configures pooled vSphere sessions (seed 1.1).
@@ -256,21 +239,3 @@ func (c *Config) ExportDir() string {
 
 // UsesPostgres reports whether the store is PostgreSQL.
 func (c *Config) UsesPostgres() bool { return c.Database.URL.IsSet() }
-
-// ProviderInstances returns every configured provider instance: the
-// `providers:` list plus the seed's `vcenter:` block.
-func (c *Config) ProviderInstances() []ProviderInstance {
-	out := make([]ProviderInstance, 0, len(c.Providers)+1)
-	if c.VCenter != nil {
-		vs := c.VCenter.VSphere
-		out = append(out, ProviderInstance{Name: c.vcenterName(), Type: "vsphere", VSphere: &vs})
-	}
-	return append(out, c.Providers...)
-}
-
-func (c *Config) vcenterName() string {
-	if c.VCenter != nil && c.VCenter.Name != "" {
-		return c.VCenter.Name
-	}
-	return "vcenter"
-}

@@ -2,6 +2,7 @@ package config
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,20 +13,54 @@ import (
 
 func noEnv(string) (string, bool) { return "", false }
 
+// endpoint stands in for a provider type's settings (the real vSphere ones
+// live in providers/vsphere, which imports this package): the decoders are
+// the composition root's, config only runs them.
+type endpoint struct {
+	URL      string `yaml:"url"`
+	Username string `yaml:"username"`
+	Password Secret `yaml:"password"`
+	Insecure bool   `yaml:"insecure"`
+}
+
+func (e *endpoint) Validate() error {
+	if e.URL == "" {
+		return errors.New("url: required")
+	}
+	return nil
+}
+
+var testDecoders = Decoders{"vsphere": func(s *ProviderSettings) (any, error) {
+	var e endpoint
+	return &e, s.Decode(&e)
+}}
+
+func settings(t *testing.T, inst *ProviderInstance) *endpoint {
+	t.Helper()
+	if inst == nil {
+		t.Fatal("no instance")
+	}
+	e, ok := inst.Settings.(*endpoint)
+	if !ok {
+		t.Fatalf("instance %s has settings %T", inst.Name, inst.Settings)
+	}
+	return e
+}
+
 func envMap(m map[string]string) func(string) (string, bool) {
 	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
 }
 
 func TestSeedConfigurationLoadsEveryKey(t *testing.T) {
-	cfg, err := Load("testdata/seed.yaml", noEnv)
+	cfg, err := Load("testdata/seed.yaml", noEnv, testDecoders)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("seed configuration does not validate: %v", err)
 	}
-	vc := cfg.VCenter
-	if vc == nil || vc.URL != "https://vcenter.example.com" || vc.Username != "admin@vsphere.local" || vc.Password.Reveal() != "password" || !vc.Insecure {
+	vc := settings(t, cfg.VCenter)
+	if vc.URL != "https://vcenter.example.com" || vc.Username != "admin@vsphere.local" || vc.Password.Reveal() != "password" || !vc.Insecure {
 		t.Errorf("vcenter not honoured: %+v", vc)
 	}
 	p := cfg.ConnectionPool
@@ -52,7 +87,7 @@ func TestSeedConfigurationLoadsEveryKey(t *testing.T) {
 		t.Errorf("database.enable_wal not honoured")
 	}
 	inst := cfg.ProviderInstances()
-	if len(inst) != 1 || inst[0].Name != "vcenter" || inst[0].Type != "vsphere" || inst[0].VSphere.URL != vc.URL {
+	if len(inst) != 1 || inst[0].Name != "vcenter" || inst[0].Type != "vsphere" || settings(t, &inst[0]).URL != vc.URL {
 		t.Errorf("vcenter block is not a provider instance: %+v", inst)
 	}
 }
@@ -127,10 +162,10 @@ providers:
 	if len(inst) != 3 {
 		t.Fatalf("got %d instances", len(inst))
 	}
-	if inst[1].Name != "vc-east" || inst[1].MaxConcurrent != 2 || inst[1].VSphere.URL != "https://vc-east/sdk" || inst[1].VSphere.Password.Reveal() != "east-secret" {
-		t.Errorf("vc-east: %+v %+v", inst[1], inst[1].VSphere)
+	if e := settings(t, &inst[1]); inst[1].Name != "vc-east" || inst[1].MaxConcurrent != 2 || e.URL != "https://vc-east/sdk" || e.Password.Reveal() != "east-secret" {
+		t.Errorf("vc-east: %+v %+v", inst[1], e)
 	}
-	if inst[2].VSphere.Password.Reveal() != "west-secret" {
+	if settings(t, &inst[2]).Password.Reveal() != "west-secret" {
 		t.Errorf("env secret not resolved")
 	}
 }
@@ -161,23 +196,23 @@ func TestEnvironmentOverrides(t *testing.T) {
 		"HYPERSDK_VCENTER_PASSWORD":    "from-env",
 		"HYPERSDK_EXPORT_COMPRESS":     "false",
 		"HYPERSDK_JOBS_RETRY_BACKOFF":  "2s",
-	}))
+	}), testDecoders)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.API.Listen != "0.0.0.0:9999" || cfg.Jobs.MaxConcurrent != 7 || cfg.VCenter.Password.Reveal() != "from-env" || cfg.Export.Compress || cfg.Jobs.RetryBackoff != 2*time.Second {
+	if cfg.API.Listen != "0.0.0.0:9999" || cfg.Jobs.MaxConcurrent != 7 || settings(t, cfg.VCenter).Password.Reveal() != "from-env" || cfg.Export.Compress || cfg.Jobs.RetryBackoff != 2*time.Second {
 		t.Errorf("overrides not applied: %+v %+v", cfg.API, cfg.Jobs)
 	}
-	_, err = Load("", envMap(map[string]string{"HYPERSDK_JOBS_MAX_ATTEMPTS": "three"}))
+	_, err = Load("", envMap(map[string]string{"HYPERSDK_JOBS_MAX_ATTEMPTS": "three"}), testDecoders)
 	if err == nil || !strings.Contains(err.Error(), "HYPERSDK_JOBS_MAX_ATTEMPTS: expected an integer") {
 		t.Errorf("bad env value: %v", err)
 	}
 	// A nil section is created by its variables.
-	cfg, err = Load("", envMap(map[string]string{"HYPERSDK_VCENTER_URL": "https://vc/sdk"}))
-	if err != nil || cfg.VCenter == nil || cfg.VCenter.URL != "https://vc/sdk" {
+	cfg, err = Load("", envMap(map[string]string{"HYPERSDK_VCENTER_URL": "https://vc/sdk"}), testDecoders)
+	if err != nil || cfg.VCenter == nil || settings(t, cfg.VCenter).URL != "https://vc/sdk" || cfg.ProviderInstances()[0].Name != "vcenter" {
 		t.Errorf("vcenter from env: %v %+v", err, cfg.VCenter)
 	}
-	cfg, _ = Load("", noEnv)
+	cfg, _ = Load("", noEnv, testDecoders)
 	if cfg.VCenter != nil {
 		t.Errorf("vcenter created without variables")
 	}
@@ -193,11 +228,12 @@ func TestSecretsNeverPrint(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.VCenter.Password.Reveal() != "file-secret" {
-		t.Fatalf("file secret = %q", cfg.VCenter.Password.Reveal())
+	vc := settings(t, cfg.VCenter)
+	if vc.Password.Reveal() != "file-secret" {
+		t.Fatalf("file secret = %q", vc.Password.Reveal())
 	}
 	j, _ := json.Marshal(cfg)
-	for _, s := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", *cfg.VCenter), fmt.Sprintf("%#v", *cfg.VCenter), string(j)} {
+	for _, s := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", *vc), fmt.Sprintf("%#v", *vc), fmt.Sprintf("%+v", cfg.ProviderInstances()), string(j)} {
 		if strings.Contains(s, "file-secret") || strings.Contains(s, "dbpass") {
 			t.Errorf("secret printed: %s", s)
 		}
@@ -216,7 +252,7 @@ func TestDefaultsValidate(t *testing.T) {
 // parse decodes YAML over the defaults without environment overrides.
 func parse(data []byte) (*Config, error) {
 	cfg := Default()
-	if err := decodeStrict(data, cfg); err != nil {
+	if err := decodeStrict(data, cfg, testDecoders); err != nil {
 		return nil, err
 	}
 	return cfg, nil

@@ -15,31 +15,48 @@ import (
 )
 
 // Load reads the configuration file at path (none when path is empty) over
-// the defaults and applies HYPERSDK_* overrides from lookupEnv (os.LookupEnv
+// the defaults, decodes each provider instance's settings with the decoder of
+// its type, and applies HYPERSDK_* overrides from lookupEnv (os.LookupEnv
 // when nil). It does not validate: apply flags, then call Validate.
-func Load(path string, lookupEnv func(string) (string, bool)) (*Config, error) {
+func Load(path string, lookupEnv func(string) (string, bool), decoders Decoders) (*Config, error) {
+	var data []byte
+	if path != "" {
+		var err error
+		if data, err = os.ReadFile(path); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	return load(data, path, lookupEnv, decoders)
+}
+
+// Parse is Load for configuration text that comes from no file (relative
+// paths stay relative).
+func Parse(data []byte, lookupEnv func(string) (string, bool), decoders Decoders) (*Config, error) {
+	return load(data, "", lookupEnv, decoders)
+}
+
+func load(data []byte, path string, lookupEnv func(string) (string, bool), decoders Decoders) (*Config, error) {
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv
 	}
 	cfg := Default()
-	if path != "" {
-		data, err := os.ReadFile(path)
-		if err != nil {
+	if err := decodeStrict(data, cfg, decoders); err != nil {
+		if path == "" {
 			return nil, fmt.Errorf("config: %w", err)
 		}
-		if err := decodeStrict(data, cfg); err != nil {
-			return nil, fmt.Errorf("config %s: %w", path, err)
-		}
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if path != "" {
 		cfg.path = path
 		cfg.resolveRelativePaths(filepath.Dir(path))
 	}
-	if err := applyEnv(cfg, lookupEnv); err != nil {
+	if err := errors.Join(applyEnv(cfg, lookupEnv), cfg.vcenterFromEnv(decoders, lookupEnv)); err != nil {
 		return nil, err
 	}
 	return cfg, nil
 }
 
-func decodeStrict(data []byte, cfg *Config) error {
+func decodeStrict(data []byte, cfg *Config, decoders Decoders) error {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return err
@@ -51,12 +68,24 @@ func decodeStrict(data []byte, cfg *Config) error {
 	if root.Kind == yaml.ScalarNode && root.Tag == "!!null" {
 		return nil
 	}
-	var errs []error
-	checkNode("", root, reflect.TypeFor[Config](), &errs)
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	c := &checker{decoders: decoders, providers: map[string]decodedProvider{}}
+	c.checkNode("", root, reflect.TypeFor[Config]())
+	if len(c.errs) > 0 {
+		return errors.Join(c.errs...)
 	}
-	return root.Decode(cfg)
+	if err := root.Decode(cfg); err != nil {
+		return err
+	}
+	cfg.attachProviders(c.providers)
+	return nil
+}
+
+// checker is one strict pass over a configuration file: the problems found
+// so far, and the provider settings decoded on the way.
+type checker struct {
+	decoders  Decoders
+	errs      []error
+	providers map[string]decodedProvider // by path: "vcenter", "providers[1]"
 }
 
 var (
@@ -67,8 +96,10 @@ var (
 
 // checkNode walks n against type t and records every unknown key, every
 // value of the wrong shape and every malformed scalar, each with its path and
-// line, so that one run of --check-config shows all of them.
-func checkNode(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
+// line, so that one run of --check-config shows all of them. Provider
+// instances go to their type's decoder, which checks its settings with the
+// same walk (ProviderSettings.Decode).
+func (c *checker) checkNode(path string, n *yaml.Node, t reflect.Type) {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
@@ -79,7 +110,7 @@ func checkNode(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 		return
 	}
 	fail := func(format string, args ...any) {
-		*errs = append(*errs, fmt.Errorf("line %d: %s: %s", n.Line, displayPath(path), fmt.Sprintf(format, args...)))
+		c.errs = append(c.errs, fmt.Errorf("line %d: %s: %s", n.Line, displayPath(path), fmt.Sprintf(format, args...)))
 	}
 	switch {
 	case t == secretType:
@@ -103,20 +134,20 @@ func checkNode(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 			fail("invalid duration %q (examples: 30s, 5m, 1h)", n.Value)
 		}
 	case t == providerType:
-		checkProvider(path, n, errs)
+		c.checkProvider(path, n, path == "vcenter")
 	case t.Kind() == reflect.Struct:
 		if n.Kind != yaml.MappingNode {
 			fail("expected a mapping of keys")
 			return
 		}
-		checkMapping(path, n, structKeys(t), errs)
+		c.checkMapping(path, n, structKeys(t))
 	case t.Kind() == reflect.Slice:
 		if n.Kind != yaml.SequenceNode {
 			fail("expected a list")
 			return
 		}
 		for i, item := range n.Content {
-			checkNode(fmt.Sprintf("%s[%d]", path, i), item, t.Elem(), errs)
+			c.checkNode(fmt.Sprintf("%s[%d]", path, i), item, t.Elem())
 		}
 	case t.Kind() == reflect.Map:
 		if n.Kind != yaml.MappingNode {
@@ -124,7 +155,7 @@ func checkNode(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			checkNode(joinPath(path, n.Content[i].Value), n.Content[i+1], t.Elem(), errs)
+			c.checkNode(joinPath(path, n.Content[i].Value), n.Content[i+1], t.Elem())
 		}
 	default:
 		if n.Kind != yaml.ScalarNode {
@@ -137,46 +168,23 @@ func checkNode(path string, n *yaml.Node, t reflect.Type, errs *[]error) {
 	}
 }
 
-func checkMapping(path string, n *yaml.Node, keys map[string]reflect.Type, errs *[]error) {
+func (c *checker) checkMapping(path string, n *yaml.Node, keys map[string]reflect.Type) {
 	seen := map[string]bool{}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := joinPath(path, k.Value)
 		if seen[k.Value] {
-			*errs = append(*errs, fmt.Errorf("line %d: %s: duplicate key", k.Line, p))
+			c.errs = append(c.errs, fmt.Errorf("line %d: %s: duplicate key", k.Line, p))
 			continue
 		}
 		seen[k.Value] = true
 		ft, ok := keys[k.Value]
 		if !ok {
-			*errs = append(*errs, fmt.Errorf("line %d: %s: unknown key (known keys here: %s)", k.Line, p, strings.Join(sortedKeys(keys), ", ")))
+			c.errs = append(c.errs, fmt.Errorf("line %d: %s: unknown key (known keys here: %s)", k.Line, p, strings.Join(sortedKeys(keys), ", ")))
 			continue
 		}
-		checkNode(p, v, ft, errs)
+		c.checkNode(p, v, ft)
 	}
-}
-
-func checkProvider(path string, n *yaml.Node, errs *[]error) {
-	if n.Kind != yaml.MappingNode {
-		*errs = append(*errs, fmt.Errorf("line %d: %s: expected a mapping with name, type and the type's settings", n.Line, displayPath(path)))
-		return
-	}
-	common, settings, typ := splitProviderNode(n)
-	checkMapping(path, common, map[string]reflect.Type{"name": reflect.TypeFor[string](), "type": reflect.TypeFor[string](), "max_concurrent": reflect.TypeFor[int]()}, errs)
-	s, ok := providerSettings[typ]
-	if !ok {
-		if typ == "" {
-			*errs = append(*errs, fmt.Errorf("line %d: %s.type: required (one of %s)", n.Line, displayPath(path), strings.Join(ProviderTypes(), ", ")))
-		} else {
-			*errs = append(*errs, fmt.Errorf("line %d: %s.type: unknown provider type %q (one of %s)", n.Line, displayPath(path), typ, strings.Join(ProviderTypes(), ", ")))
-		}
-		return
-	}
-	keys := structKeys(s.typ)
-	for k, v := range map[string]reflect.Type{"name": nil, "type": nil, "max_concurrent": nil} {
-		keys[k] = v // listed in "known keys" messages
-	}
-	checkMapping(path, settings, keys, errs)
 }
 
 // structKeys maps YAML keys to field types, flattening inline fields.
@@ -328,6 +336,9 @@ func walkEnv(v reflect.Value, prefix string, alloc func(prefix string, t reflect
 		}
 		key := prefix + strings.ToUpper(name)
 		ft := f.Type
+		if ft == providerType || ft == reflect.PointerTo(providerType) {
+			continue // the vcenter block: see vcenterFromEnv
+		}
 		switch {
 		case ft == secretType || ft == durationType || isScalar(ft) || (ft.Kind() == reflect.Slice && ft.Elem().Kind() == reflect.String):
 			visit(key, fv)

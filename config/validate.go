@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"net"
-	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -124,15 +123,15 @@ func (c *Config) Validate() error {
 			bad(key+".name", "provider name %q is already used by %s", p.Name, prev)
 		}
 		names[p.Name] = key
-		if _, ok := providerSettings[p.Type]; !ok {
-			bad(key+".type", "must be one of %s, got %q", strings.Join(ProviderTypes(), ", "), p.Type)
-			continue
-		}
 		intRange(key+".max_concurrent", p.MaxConcurrent, 0, 256)
-		if p.VSphere != nil {
-			validateVSphere(key, p.VSphere, bad)
-		} else if p.settings() == nil {
+		switch s := p.Settings.(type) {
+		case nil:
 			bad(key, "settings for type %s are missing", p.Type)
+		case interface{ Validate() error }:
+			// Each problem names its key within the instance ("url: …").
+			for _, err := range unjoin(s.Validate()) {
+				errs = append(errs, fmt.Errorf("%s.%w", key, err))
+			}
 		}
 	}
 
@@ -179,18 +178,15 @@ var (
 	eventPattern = regexp.MustCompile(`^(\*|[a-z]+(\.(\*|[a-z_]+))?)$`)
 )
 
-func validateVSphere(key string, v *VSphere, bad func(string, string, ...any)) {
-	u, err := url.Parse(v.URL)
-	switch {
-	case v.URL == "":
-		bad(key+".url", "required (e.g. https://vcenter.example.com/sdk)")
-	case err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "":
-		bad(key+".url", "must be an https:// URL of the vCenter or ESXi host, got %q", v.URL)
-	case u.User != nil:
-		if _, hasPw := u.User.Password(); hasPw {
-			bad(key+".url", "must not contain a password; use the password key ({env: NAME} keeps it out of the file)")
-		}
+// unjoin lists the errors joined in err (errors.Join), or err alone.
+func unjoin(err error) []error {
+	if err == nil {
+		return nil
 	}
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func boolInt(b bool) int {

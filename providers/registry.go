@@ -21,42 +21,137 @@ type Deps struct {
 	Pool config.Pool
 }
 
-// Factory creates an unconnected Provider for a configured instance.
-type Factory func(inst config.ProviderInstance, deps Deps) (Provider, error)
+// Registration is what a provider type contributes to a composition root,
+// typed by its settings struct S: the decoder of its configuration, its
+// factory and, optionally, a demo backend.
+type Registration[S any] struct {
+	// Decode checks and decodes an instance's settings, reporting every
+	// problem with its key and line (config.ProviderSettings.Decode does
+	// this for a struct with yaml tags).
+	Decode func(s *config.ProviderSettings) (*S, error)
+	// New creates an unconnected Provider named name.
+	New func(name string, settings *S, deps Deps) (Provider, error)
+	// Demo, when set, starts a simulated platform with demo VMs (for
+	// --demo) and returns the settings that reach it and its stop function.
+	Demo func(ctx context.Context, log *slog.Logger) (*S, func(), error)
+}
 
-// Registry maps provider types to factories. The daemon registers the
-// providers it is built with; nothing registers itself.
+// entry is a Registration with its settings type erased; the type
+// assertion in create is the only place settings are converted back.
+type entry struct {
+	decode config.ProviderDecoder
+	create func(name string, settings any, deps Deps) (Provider, error)
+	demo   func(ctx context.Context, log *slog.Logger) (any, func(), error)
+}
+
+// Registry maps provider types to their registrations. The composition
+// root (cmd/hypervisord) registers the providers it is built with; nothing
+// registers itself.
 type Registry struct {
-	factories map[Type]Factory
+	types map[Type]entry
 }
 
 // NewRegistry returns an empty registry.
-func NewRegistry() *Registry { return &Registry{factories: map[Type]Factory{}} }
+func NewRegistry() *Registry { return &Registry{types: map[Type]entry{}} }
 
-// Register adds the factory for t, replacing any earlier one.
-func (r *Registry) Register(t Type, f Factory) { r.factories[t] = f }
+// Register adds provider type t to r, replacing any earlier registration.
+// (A function, not a method: methods cannot have type parameters.)
+func Register[S any](r *Registry, t Type, reg Registration[S]) {
+	e := entry{
+		decode: func(s *config.ProviderSettings) (any, error) {
+			v, err := reg.Decode(s)
+			if err != nil {
+				return nil, err
+			}
+			return v, nil
+		},
+		create: func(name string, settings any, deps Deps) (Provider, error) {
+			s, ok := settings.(*S)
+			if !ok || s == nil {
+				return nil, fmt.Errorf("settings for type %s are %T, want %T", t, settings, s)
+			}
+			return reg.New(name, s, deps)
+		},
+	}
+	if reg.Demo != nil {
+		e.demo = func(ctx context.Context, log *slog.Logger) (any, func(), error) {
+			return reg.Demo(ctx, log)
+		}
+	}
+	r.types[t] = e
+}
 
 // Types lists the registered types.
 func (r *Registry) Types() []Type {
-	out := make([]Type, 0, len(r.factories))
-	for t := range r.factories {
+	out := make([]Type, 0, len(r.types))
+	for t := range r.types {
 		out = append(out, t)
 	}
 	slices.Sort(out)
 	return out
 }
 
-// Create builds the provider for inst.
+// Decoders are the configuration decoders of the registered types, for
+// config.Load.
+func (r *Registry) Decoders() config.Decoders {
+	d := make(config.Decoders, len(r.types))
+	for t, e := range r.types {
+		d[string(t)] = e.decode
+	}
+	return d
+}
+
+// Create builds the provider for inst, whose Settings its type's decoder
+// produced.
 func (r *Registry) Create(inst config.ProviderInstance, deps Deps) (Provider, error) {
-	f, ok := r.factories[Type(inst.Type)]
+	e, ok := r.types[Type(inst.Type)]
 	if !ok {
 		return nil, fmt.Errorf("provider %s: type %q is not available in this build (available: %v)", inst.Name, inst.Type, r.Types())
 	}
-	p, err := f(inst, deps)
+	p, err := e.create(inst.Name, inst.Settings, deps)
 	if err != nil {
 		return nil, fmt.Errorf("provider %s: %w", inst.Name, err)
 	}
 	return p, nil
+}
+
+// DemoInstanceName is the instance name of the demo backend of --demo when
+// one registered type has one; with several, each is "demo-<type>".
+const DemoInstanceName = "demo"
+
+// StartDemos starts the demo backend of every registered type that has one
+// and returns their provider instances and a function that stops them all.
+func (r *Registry) StartDemos(ctx context.Context, log *slog.Logger) ([]config.ProviderInstance, func(), error) {
+	var withDemo []Type
+	for _, t := range r.Types() {
+		if r.types[t].demo != nil {
+			withDemo = append(withDemo, t)
+		}
+	}
+	var stops []func()
+	stopAll := func() {
+		for _, stop := range slices.Backward(stops) {
+			stop()
+		}
+	}
+	var out []config.ProviderInstance
+	for _, t := range withDemo {
+		name := DemoInstanceName
+		if len(withDemo) > 1 {
+			name += "-" + string(t)
+		}
+		settings, stop, err := r.types[t].demo(ctx, log.With("provider", name))
+		if err != nil {
+			stopAll()
+			return nil, nil, fmt.Errorf("demo %s: %w", t, err)
+		}
+		stops = append(stops, stop)
+		out = append(out, config.ProviderInstance{Name: name, Type: string(t), MaxConcurrent: 2, Settings: settings})
+	}
+	if len(out) == 0 {
+		return nil, nil, fmt.Errorf("no provider type of this build has a demo backend (registered: %v)", r.Types())
+	}
+	return out, stopAll, nil
 }
 
 // Health is the last known state of a provider's connection.

@@ -74,15 +74,19 @@ func (a *app) exportLocal(cmd *cobra.Command, f *exportFlags) error {
 		return err
 	}
 	ctx := cmd.Context()
-	var vc config.VSphere
+	var vc *vsphere.Config
 	var host string
 	if f.local.demo {
-		env, err := vcsim.StartDemo(ctx)
+		// The same demo backend the daemon registers for --demo.
+		demo, stop, err := vsphere.StartDemo(ctx, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err != nil {
 			return fmt.Errorf("demo vCenter: %w", err)
 		}
-		defer env.Close()
-		vc, host = env.ProviderConfig(), env.URL().Host
+		defer stop()
+		vc = demo
+		if u, err := url.Parse(demo.URL); err == nil {
+			host = u.Host
+		}
 		fmt.Fprintf(a.env.stderr, "hyperctl: demo: a simulated vCenter with the VMs %s runs in this process until the export ends\n", strings.Join(demoVMs(), ", "))
 	} else if vc, host, err = a.localVCenter(f); err != nil {
 		return err
@@ -101,21 +105,21 @@ func demoVMs() []string {
 
 // localVCenter works out the vCenter of --local from the flags and govc's
 // environment.
-func (a *app) localVCenter(f *exportFlags) (config.VSphere, string, error) {
+func (a *app) localVCenter(f *exportFlags) (*vsphere.Config, string, error) {
 	getenv := a.env.getenv
 	raw := f.local.url
 	if raw == "" {
 		raw = getenv("GOVC_URL")
 	}
 	if raw == "" {
-		return config.VSphere{}, "", usageErrorf("with --local, give the vCenter as --url https://user@host/sdk or GOVC_URL (or try --demo)")
+		return nil, "", usageErrorf("with --local, give the vCenter as --url https://user@host/sdk or GOVC_URL (or try --demo)")
 	}
 	if !strings.Contains(raw, "://") {
 		raw = "https://" + raw
 	}
 	u, err := url.Parse(raw)
 	if err != nil || u.Host == "" {
-		return config.VSphere{}, "", usageErrorf("--url %q is not a URL", raw)
+		return nil, "", usageErrorf("--url %q is not a URL", raw)
 	}
 	username := f.local.username
 	if username == "" {
@@ -135,14 +139,14 @@ func (a *app) localVCenter(f *exportFlags) (config.VSphere, string, error) {
 		password = getenv("GOVC_PASSWORD")
 	}
 	if username == "" {
-		return config.VSphere{}, "", usageErrorf("with --local, give a user name: in --url (https://user@host/sdk), --username or GOVC_USERNAME")
+		return nil, "", usageErrorf("with --local, give a user name: in --url (https://user@host/sdk), --username or GOVC_USERNAME")
 	}
 	if password == "" {
 		if a.env.promptPassword == nil {
-			return config.VSphere{}, "", usageErrorf("no password: set GOVC_PASSWORD, or run in a terminal to be prompted")
+			return nil, "", usageErrorf("no password: set GOVC_PASSWORD, or run in a terminal to be prompted")
 		}
 		if password, err = a.env.promptPassword(fmt.Sprintf("Password for %s@%s: ", username, u.Host)); err != nil {
-			return config.VSphere{}, "", err
+			return nil, "", err
 		}
 	}
 	insecure := a.insecure
@@ -152,16 +156,16 @@ func (a *app) localVCenter(f *exportFlags) (config.VSphere, string, error) {
 		}
 	}
 	u.User = nil
-	return config.VSphere{
+	return &vsphere.Config{
 		URL: u.String(), Username: username, Password: config.NewSecret(password), Insecure: insecure, Thumbprint: f.local.thumbprint,
 	}, u.Host, nil
 }
 
 // runLocalExport exports f.vm from the vCenter vc in this process.
-func (a *app) runLocalExport(ctx context.Context, f *exportFlags, vc config.VSphere, host string, opts providers.ExportOptions) error {
+func (a *app) runLocalExport(ctx context.Context, f *exportFlags, vc *vsphere.Config, host string, opts providers.ExportOptions) error {
 	level := slog.LevelWarn
 	log := slog.New(slog.NewTextHandler(a.env.stderr, &slog.HandlerOptions{Level: level}))
-	p, err := vsphere.NewProvider("local", vc, vsphere.PoolConfig{Enabled: true, MaxConnections: 2}, log)
+	p, err := vsphere.NewProvider("local", *vc, vsphere.PoolConfig{Enabled: true, MaxConnections: 2}, log)
 	if err != nil {
 		return usageErrorf("%v", err)
 	}

@@ -38,7 +38,7 @@ func onlyOVA(t *testing.T, dir, name string) {
 // path; --keep-ovf keeps the folder's files.
 func TestExportOVAWaitNamesArchiveAndKeepsNoOVFCopy(t *testing.T) {
 	vc := startVC(t)
-	p, err := vsphere.NewProvider("vc", config.VSphere{URL: vc.URL().String(), Username: vc.Username(),
+	p, err := vsphere.NewProvider("vc", vsphere.Config{URL: vc.URL().String(), Username: vc.Username(),
 		Password: config.NewSecret(vc.Password()), Thumbprint: vc.Thumbprint()},
 		vsphere.PoolConfig{Enabled: true, MaxConnections: 2}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {

@@ -1,35 +1,16 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
-	"github.com/hypersdk/hypersdk/config"
-	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
+	"github.com/hypersdk/hypersdk/providers"
 )
 
 // demoProvider is the provider instance name of --demo.
-const demoProvider = "demo"
-
-// startDemo starts the simulated vCenter of --demo (govmomi's simulator
-// extended with real disk bytes and export leases) and
-// returns the provider instance that points at it, pinned to its
-// certificate like a real vCenter would be.
-func startDemo(ctx context.Context, log *slog.Logger) (config.ProviderInstance, func(), error) {
-	start := time.Now()
-	env, err := vcsim.StartDemo(ctx)
-	if err != nil {
-		return config.ProviderInstance{}, nil, fmt.Errorf("demo vCenter: %w", err)
-	}
-	log.Info("demo vCenter started", "url", env.URL().String(), "vms", len(env.VMs()), "took", time.Since(start).Round(time.Millisecond).String())
-	vc := env.ProviderConfig()
-	return config.ProviderInstance{Name: demoProvider, Type: "vsphere", MaxConcurrent: 2, VSphere: &vc}, func() { env.Close() }, nil
-}
+const demoProvider = providers.DemoInstanceName
 
 func printDemoHelp(w io.Writer, exportDir string) {
 	hyperctl := "go run ./cmd/hyperctl"

@@ -43,10 +43,12 @@ func main() {
 	os.Exit(code)
 }
 
-// productionRegistry lists the providers this build can run.
+// productionRegistry lists the providers this build can run, each with its
+// configuration decoder, factory and demo backend. This is the one place
+// provider types are wired in.
 func productionRegistry() *providers.Registry {
 	r := providers.NewRegistry()
-	r.Register(providers.TypeVSphere, vsphere.New)
+	providers.Register(r, providers.TypeVSphere, vsphere.Registration())
 	return r
 }
 
@@ -93,12 +95,12 @@ func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) 
 }
 
 // loadConfig applies file, environment and flags, in that order.
-func loadConfig(f *flags) (*config.Config, error) {
+func loadConfig(f *flags, decoders config.Decoders) (*config.Config, error) {
 	path := f.config
 	if path == "" {
 		path = os.Getenv("HYPERSDK_CONFIG")
 	}
-	cfg, err := config.Load(path, os.LookupEnv)
+	cfg, err := config.Load(path, os.LookupEnv, decoders)
 	if err != nil {
 		return nil, err
 	}
@@ -146,7 +148,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, registry 
 		fmt.Fprintf(stdout, "hypervisord %s (%s)\n", ver, rev)
 		return 0
 	}
-	cfg, err := loadConfig(f)
+	cfg, err := loadConfig(f, registry.Decoders())
 	if err != nil {
 		fmt.Fprintf(stderr, "hypervisord: %v\n", err)
 		return 2
@@ -249,12 +251,12 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 
 	instConfigs := cfg.ProviderInstances()
 	if demo {
-		inst, stopDemo, err := startDemo(ctx, log.With("component", "demo"))
+		demos, stopDemos, err := registry.StartDemos(ctx, log.With("component", "demo"))
 		if err != nil {
 			return err
 		}
-		defer stopDemo()
-		instConfigs = append(instConfigs, inst)
+		defer stopDemos()
+		instConfigs = append(instConfigs, demos...)
 	}
 	provLog := log.With("component", "providers")
 	var instances []*providers.Instance

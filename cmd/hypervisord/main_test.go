@@ -39,6 +39,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/providertest"
+	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
 
 // The test binary doubles as a daemon with a fake provider, so that tests
@@ -60,19 +61,19 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// testRegistry serves every "vsphere" instance with a fake whose pacing and
-// call log come from the environment.
+// testRegistry serves every "vsphere" instance (decoded as the real one is)
+// with a fake whose pacing and call log come from the environment.
 func testRegistry() *providers.Registry {
 	r := providers.NewRegistry()
-	r.Register(providers.TypeVSphere, func(inst config.ProviderInstance, _ providers.Deps) (providers.Provider, error) {
-		f := providertest.NewFake(inst.Name, providertest.DefaultFakeVMs(16)...)
+	providers.Register(r, providers.TypeVSphere, providers.Registration[vsphere.Config]{Decode: vsphere.Decode, New: func(name string, _ *vsphere.Config, _ providers.Deps) (providers.Provider, error) {
+		f := providertest.NewFake(name, providertest.DefaultFakeVMs(16)...)
 		f.CallLog = os.Getenv("FAKE_CALL_LOG")
 		f.FinishGate = os.Getenv("FAKE_FINISH_GATE")
 		if d, err := time.ParseDuration(os.Getenv("FAKE_CHUNK_DELAY")); err == nil {
 			f.ChunkDelay = d
 		}
 		return f, nil
-	})
+	}})
 	return r
 }
 
@@ -432,7 +433,7 @@ func TestSIGTERMHandsRunningJobsBack(t *testing.T) {
 		t.Errorf("no clean stop logged:\n%s", dmn.out.String())
 	}
 	// Inspect the store directly: the daemon is down.
-	cfg, _ := config.Load(dmn.config, nil)
+	cfg, _ := config.Load(dmn.config, nil, testRegistry().Decoders())
 	cfg.DataDir = dmn.dataDir
 	db, err := store.Open(context.Background(), store.Options{Path: cfg.DatabasePath()})
 	if err != nil {
@@ -497,7 +498,7 @@ func TestCheckConfig(t *testing.T) {
 	_ = os.WriteFile(noVS, []byte("vcenter:\n  url: https://vc/sdk\n"), 0o600)
 	errOut.Reset()
 	if code := run(context.Background(), []string{"--check-config", "--config", noVS}, &out, &errOut, providers.NewRegistry()); code != 2 ||
-		!strings.Contains(errOut.String(), `type "vsphere" is not available`) {
+		!strings.Contains(errOut.String(), `vcenter: the vcenter block is a provider of type "vsphere", which is not available in this build (available: none)`) {
 		t.Errorf("exit %d: %s", code, errOut.String())
 	}
 }

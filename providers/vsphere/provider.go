@@ -11,7 +11,6 @@ import (
 	"github.com/vmware/govmomi/session"
 	"github.com/vmware/govmomi/vim25"
 
-	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -28,19 +27,21 @@ type Provider struct {
 	log        *slog.Logger
 }
 
-// New is the providers.Factory for vSphere instances.
-func New(inst config.ProviderInstance, deps providers.Deps) (providers.Provider, error) {
-	if inst.VSphere == nil {
-		return nil, errors.New("vsphere settings missing")
-	}
-	return NewProvider(inst.Name, *inst.VSphere, PoolConfig{
+// New is the factory of type vsphere (see providers.Registration).
+func New(name string, cfg *Config, deps providers.Deps) (providers.Provider, error) {
+	return NewProvider(name, *cfg, PoolConfig{
 		Enabled: deps.Pool.Enabled, MaxConnections: deps.Pool.MaxConnections,
 		IdleTimeout: deps.Pool.IdleTimeout, HealthCheckInterval: deps.Pool.HealthCheckInterval,
 	}, deps.Logger)
 }
 
+// Registration is what type vsphere contributes to a composition root.
+func Registration() providers.Registration[Config] {
+	return providers.Registration[Config]{Decode: Decode, New: New, Demo: StartDemo}
+}
+
 // NewProvider creates an unconnected provider for one endpoint.
-func NewProvider(name string, cfg config.VSphere, pool PoolConfig, log *slog.Logger) (*Provider, error) {
+func NewProvider(name string, cfg Config, pool PoolConfig, log *slog.Logger) (*Provider, error) {
 	if log == nil {
 		log = slog.Default()
 	}

@@ -44,7 +44,7 @@ func testSpec() vcsim.Options {
 
 type simEnv struct {
 	*vcsim.Env
-	cfg config.VSphere
+	cfg Config
 }
 
 func startSim(t testing.TB, opts vcsim.Options) *simEnv {
@@ -54,7 +54,7 @@ func startSim(t testing.TB, opts vcsim.Options) *simEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { env.Close() })
-	return &simEnv{Env: env, cfg: config.VSphere{
+	return &simEnv{Env: env, cfg: Config{
 		URL: env.URL().String(), Username: env.Username(), Password: config.NewSecret(env.Password()),
 		Thumbprint: env.Thumbprint(),
 	}}

@@ -4,25 +4,14 @@ import (
 	"context"
 
 	"github.com/vmware/govmomi/vim25/types"
-
-	"github.com/hypersdk/hypersdk/config"
 )
 
 // StartDemo starts the demo vCenter (DemoSpec) in a temporary directory
 // that Close removes: what "hypervisord --demo" and "hyperctl export
-// --local --demo" serve.
+// --local --demo" serve (vsphere.StartDemo turns it into provider
+// settings).
 func StartDemo(ctx context.Context) (*Env, error) {
 	return Start(ctx, DemoSpec())
-}
-
-// ProviderConfig is the vSphere provider configuration that reaches e:
-// its URL and credentials, with its certificate pinned by thumbprint as a
-// real vCenter's would be.
-func (e *Env) ProviderConfig() config.VSphere {
-	return config.VSphere{
-		URL: e.URL().String(), Username: e.Username(), Password: config.NewSecret(e.Password()),
-		Thumbprint: e.Thumbprint(),
-	}
 }
 
 // DemoSpec is the inventory of "hypervisord --demo": one datacenter (DC0)
