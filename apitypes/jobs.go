@@ -3,6 +3,7 @@ package apitypes
 import (
 	"time"
 
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -89,6 +90,21 @@ type JobProgress struct {
 	Percent    float64  `json:"percent" doc:"bytes_done of bytes_total, at most 100; 0 while bytes_total is unknown"`
 	RateBps    float64  `json:"rate_bytes_per_second"`
 	ETASeconds *float64 `json:"eta_seconds,omitempty" doc:"Absent while bytes_total is unknown or no rate is measured yet"`
+}
+
+// NewJobProgress builds a job's wire progress from its latest report, the
+// rate measured over successive reports (transfer.Meter) and the ETA (nil
+// when none). Percent is BytesDone of BytesTotal, at most 100, 0 while the
+// total is unknown, and 100 once the job has succeeded.
+func NewJobProgress(state JobState, p progress.Report, rateBps float64, eta *float64) JobProgress {
+	jp := JobProgress{Phase: p.Phase, BytesDone: p.BytesDone, BytesTotal: p.BytesTotal, RateBps: rateBps, ETASeconds: eta}
+	if p.BytesTotal > 0 {
+		jp.Percent = min(100, 100*float64(p.BytesDone)/float64(p.BytesTotal))
+	}
+	if state == JobSucceeded {
+		jp.Percent = 100
+	}
+	return jp
 }
 
 // Job is a job as the API shows it.

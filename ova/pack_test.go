@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hypersdk/hypersdk/ovf"
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 func memberNames(ms []Member) []string {
@@ -238,14 +239,17 @@ func TestPackCleanupOVF(t *testing.T) {
 	p.writeManifest(t, ovf.SHA256)
 	out := filepath.Join(t.TempDir(), "vm.ova")
 	var seen []string
-	opts := Options{CleanupOVF: true, Progress: func(pr Progress) {
+	opts := Options{CleanupOVF: true, Progress: func(pr progress.Report) {
 		// When a file starts streaming, the previous one must already be gone.
-		if pr.MemberDone == pr.MemberSize {
-			seen = append(seen, pr.Member)
+		if pr.Final {
+			if pr.ItemBytes != pr.ItemSize || pr.Phase != progress.PhasePackaging {
+				t.Errorf("final report %+v", pr)
+			}
+			seen = append(seen, pr.Item)
 		}
 		if len(seen) == 2 {
 			if _, err := os.Stat(filepath.Join(p.dir, seen[0])); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("%s still present while %s streams", seen[0], pr.Member)
+				t.Errorf("%s still present while %s streams", seen[0], pr.Item)
 			}
 		}
 	}}

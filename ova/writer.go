@@ -17,6 +17,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/ovf"
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 // Options controls writing an OVA.
@@ -52,17 +53,12 @@ type Options struct {
 	// the export must be run again.
 	CleanupOVF bool
 	// Progress, if set, is called as bytes go into the archive, from the
-	// goroutine calling Add.
-	Progress func(Progress)
-}
-
-// Progress reports the advance of an archive being written.
-type Progress struct {
-	Member     string
-	MemberDone int64
-	MemberSize int64
-	// Done counts uncompressed archive bytes written so far.
-	Done int64
+	// goroutine calling Add, with phase packaging: Item is the member,
+	// ItemBytes and ItemSize its bytes so far and its size (Final on its
+	// last bytes), BytesDone the uncompressed archive bytes written so far
+	// (headers included) and BytesTotal 0, as the writer does not know what
+	// is still to come.
+	Progress progress.Func
 }
 
 // MemberKind classifies an archive member.
@@ -398,7 +394,8 @@ func (w *Writer) Add(ctx context.Context, name string, size int64, r io.Reader) 
 			}
 			done += int64(n)
 			if w.opts.Progress != nil {
-				w.opts.Progress(Progress{Member: name, MemberDone: done, MemberSize: size, Done: w.count.n})
+				w.opts.Progress(progress.Report{Phase: progress.PhasePackaging, Item: name, ItemBytes: done, ItemSize: size,
+					BytesDone: w.count.n, Final: done == size})
 			}
 		}
 		if errors.Is(rerr, io.EOF) || errors.Is(rerr, io.ErrUnexpectedEOF) {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -90,7 +91,7 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	prog := newSizes(items, r)
-	r.opts.Report(providers.Progress{Phase: providers.PhaseDownloading})
+	r.opts.Report(progress.Report{Phase: progress.PhaseDownloading})
 
 	var downloads, readers []int
 	for i, it := range items {
@@ -157,10 +158,10 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 	}
 	d := transfer.NewDownloader(transfer.Options{
 		Concurrency: par, BandwidthLimit: r.opts.BandwidthLimit, Logger: r.log,
-		Progress: func(pr transfer.Progress) {
-			if i, ok := byPath[pr.Path]; ok {
-				prog.update(i, pr.FileBytes, pr.FileSize)
-				r.opts.Report(prog.report(filepath.Base(items[i].name), pr.FileBytes, max(pr.FileSize, 0)))
+		Progress: func(pr progress.Report) {
+			if i, ok := byPath[pr.Item]; ok {
+				prog.update(i, pr)
+				r.opts.Report(prog.report(filepath.Base(items[i].name), pr.ItemBytes, pr.ItemSize))
 			}
 		},
 	})
@@ -261,10 +262,15 @@ func newSizes(items []*item, r *run) *sizes {
 	return s
 }
 
-func (s *sizes) update(i int, done, size int64) {
-	s.files[i].done.Store(done)
-	if size >= 0 {
-		s.files[i].size.Store(size)
+// update records a transfer report about item i. A size of 0 is unknown
+// until the item's final report, which knows it (an empty stream).
+func (s *sizes) update(i int, pr progress.Report) {
+	s.files[i].done.Store(pr.ItemBytes)
+	switch {
+	case pr.ItemSize > 0:
+		s.files[i].size.Store(pr.ItemSize)
+	case pr.Final:
+		s.files[i].size.Store(pr.ItemBytes)
 	}
 }
 
@@ -294,10 +300,9 @@ func (s *sizes) sums() (done, total int64) {
 }
 
 // report builds a download progress report and tells the platform.
-func (s *sizes) report(name string, itemBytes, itemSize int64) providers.Progress {
+func (s *sizes) report(name string, itemBytes, itemSize int64) progress.Report {
 	done, total := s.sums()
-	if s.r.exp.Progress != nil {
-		s.r.exp.Progress(done, total)
-	}
-	return providers.Progress{Phase: providers.PhaseDownloading, BytesDone: done, BytesTotal: total, Item: name, ItemBytes: itemBytes, ItemSize: itemSize}
+	p := progress.Report{Phase: progress.PhaseDownloading, BytesDone: done, BytesTotal: total, Item: name, ItemBytes: itemBytes, ItemSize: itemSize}
+	s.r.exp.Progress.Send(p)
+	return p
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/ovf"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -161,11 +162,13 @@ func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportRes
 		}
 	}
 	name := r.base + comp.Extension()
-	r.opts.Report(providers.Progress{Phase: providers.PhasePackaging, BytesDone: 0, BytesTotal: res.Bytes})
+	r.opts.Report(progress.Report{Phase: progress.PhasePackaging, BytesDone: 0, BytesTotal: res.Bytes})
 	pr, err := ova.PackIn(ctx, r.root, ovfName, r.root, name, ova.Options{
 		Compression: comp, Level: r.opts.CompressionLevel, CleanupOVF: r.opts.CleanupOVF,
-		Progress: func(p ova.Progress) {
-			r.opts.Report(providers.Progress{Phase: providers.PhasePackaging, BytesDone: min(p.Done, res.Bytes), BytesTotal: res.Bytes, Item: p.Member})
+		Progress: func(p progress.Report) {
+			// The packer counts archive bytes without knowing their total:
+			// the export's bytes are it (headers aside), so done is capped.
+			r.opts.Report(progress.Report{Phase: progress.PhasePackaging, BytesDone: min(p.BytesDone, res.Bytes), BytesTotal: res.Bytes, Item: p.Item})
 		},
 	})
 	if err != nil {

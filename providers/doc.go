@@ -1,6 +1,6 @@
 // Package providers defines what every virtualization platform adapter
 // implements (Provider), the shared data types that cross that boundary
-// (VMInfo, VMFilter, ExportOptions, ExportResult, Progress), the error
+// (VMInfo, VMFilter, ExportOptions, ExportResult), the error
 // classification the job engine relies on (permanent versus transient), and
 // the Registry that turns configured provider instances into live Providers.
 //

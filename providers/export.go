@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 // Source formats of a DiskSource: what the bytes a provider hands over
@@ -41,11 +43,11 @@ type Export struct {
 	// Files are other files of the VM the export carries as they are
 	// (vSphere NVRAM).
 	Files []FileSource
-	// Progress, when set, is told the bytes fetched so far and the total
-	// (0 while unknown) as the transfer advances, for platforms that want
-	// to hear it (a vSphere lease times out without progress). It must be
-	// cheap and must not block.
-	Progress func(done, total int64)
+	// Progress, when set, hears the download reports (BytesDone and
+	// BytesTotal, 0 while unknown) as the transfer advances, for platforms
+	// that want to hear it (a vSphere lease times out without progress).
+	// It must be cheap and must not block.
+	Progress progress.Func
 	// Finish ends the platform side: err nil when every byte arrived and
 	// was written (vSphere: lease complete), else the failure (vSphere:
 	// lease abort). It must work with a cancelled ctx for err != nil. Nil

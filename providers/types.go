@@ -6,6 +6,8 @@ import (
 	"os"
 	"slices"
 	"time"
+
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 // PowerState is a VM's power state, normalised across platforms.
@@ -149,7 +151,7 @@ type ExportOptions struct {
 
 	// Progress, when set, is called as the export advances. It must be
 	// cheap and must not block; it may be called from several goroutines.
-	Progress ProgressFunc `json:"-"`
+	Progress progress.Func `json:"-"`
 	// Logger receives the export's log lines; nil means slog.Default().
 	Logger *slog.Logger `json:"-"`
 }
@@ -163,39 +165,7 @@ func (o *ExportOptions) Log() *slog.Logger {
 }
 
 // Report sends p to the progress callback, if any.
-func (o *ExportOptions) Report(p Progress) {
-	if o.Progress != nil {
-		o.Progress(p)
-	}
-}
-
-// Phases of an export, reported in Progress.Phase.
-const (
-	PhaseConnecting  = "connecting"
-	PhasePreparing   = "preparing" // snapshot, power-off, lease
-	PhaseDownloading = "downloading"
-	PhasePackaging   = "packaging"
-	PhaseVerifying   = "verifying"
-	PhaseCleanup     = "cleanup"
-)
-
-// Progress is a snapshot of an export's advance. Rates and ETAs are derived
-// from successive snapshots by the consumer (see transfer.Meter).
-// BytesTotal is the bytes the phase will actually write, never an upper
-// bound such as disk capacity; 0 means not known yet.
-type Progress struct {
-	Phase      string `json:"phase"`
-	BytesDone  int64  `json:"bytes_done"`
-	BytesTotal int64  `json:"bytes_total"`
-	// Item names what is being worked on, e.g. a disk file; ItemBytes and
-	// ItemSize are its own progress (ItemSize 0 when unknown).
-	Item      string `json:"item,omitempty"`
-	ItemBytes int64  `json:"item_bytes,omitempty"`
-	ItemSize  int64  `json:"item_size,omitempty"`
-}
-
-// ProgressFunc receives progress reports.
-type ProgressFunc func(Progress)
+func (o *ExportOptions) Report(p progress.Report) { o.Progress.Send(p) }
 
 // ExportedFile is one file of a finished export.
 type ExportedFile struct {

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 const chunkTestSize = 128 << 10
@@ -172,8 +174,8 @@ func TestChunkedFailureKeepsOnlyTheContiguousPrefix(t *testing.T) {
 	clk.step = time.Second // every write is reported
 	d, _ := testDownloader(t, Options{
 		ChunkConcurrency: 3, ChunkSize: chunkTestSize, KeepPartial: true,
-		Progress: func(p Progress) {
-			if p.FileBytes == int64(len(data)-chunkTestSize) {
+		Progress: func(p progress.Report) {
+			if p.ItemBytes == int64(len(data)-chunkTestSize) {
 				once.Do(func() { close(everyOther) })
 			}
 		},

@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 const mib = 1 << 20
@@ -39,18 +41,18 @@ func TestDownloadParallelHappyPath(t *testing.T) {
 	dir := t.TempDir()
 	var (
 		mu     sync.Mutex
-		finals = map[string]Progress{}
-		last   Progress
+		finals = map[string]progress.Report{}
+		last   progress.Report
 	)
 	d, logs := testDownloader(t, Options{
 		Concurrency: 3,
-		Progress: func(p Progress) {
+		Progress: func(p progress.Report) {
 			mu.Lock()
 			defer mu.Unlock()
 			if p.Final {
-				finals[p.Path] = p
+				finals[p.Item] = p
 			}
-			if p.Bytes >= last.Bytes {
+			if p.BytesDone >= last.BytesDone {
 				last = p
 			}
 		},
@@ -80,12 +82,12 @@ func TestDownloadParallelHappyPath(t *testing.T) {
 			t.Errorf("file %d: transferred %d retries %d restarts %d on a clean run", i, r.BytesTransferred, r.Retries, r.Restarts)
 		}
 		f := finals[files[i].Path]
-		if f.FileBytes != int64(sizes[i]) || f.FileSize != int64(sizes[i]) {
+		if f.ItemBytes != int64(sizes[i]) || f.ItemSize != int64(sizes[i]) || f.Phase != progress.PhaseDownloading {
 			t.Errorf("file %d: final progress %+v", i, f)
 		}
 		total += int64(sizes[i])
 	}
-	if last.Bytes != total || last.Total != total {
+	if last.BytesDone != total || last.BytesTotal != total {
 		t.Errorf("last overall progress %+v, want %d of %d", last, total, total)
 	}
 	if p := peak.Load(); p > 3 {
@@ -761,11 +763,11 @@ func TestProgressIsThrottled(t *testing.T) {
 	}))
 	defer ts.Close()
 	var mu sync.Mutex
-	var reports []Progress
+	var reports []progress.Report
 	dir := t.TempDir()
 	// The fake clock never advances, so after each file's first report only
 	// its final one may follow.
-	d, _ := testDownloader(t, Options{Concurrency: 1, Progress: func(p Progress) {
+	d, _ := testDownloader(t, Options{Concurrency: 1, Progress: func(p progress.Report) {
 		mu.Lock()
 		reports = append(reports, p)
 		mu.Unlock()
@@ -777,12 +779,14 @@ func TestProgressIsThrottled(t *testing.T) {
 	if len(reports) != 4 {
 		t.Fatalf("%d reports, want 4: %+v", len(reports), reports)
 	}
-	want := []Progress{
-		// The first report comes after the first block (one buffer).
-		{Path: pa, FileBytes: bufferSize, FileSize: int64(len(a)), Bytes: bufferSize, Total: -1},
-		{Path: pa, FileBytes: int64(len(a)), FileSize: int64(len(a)), Bytes: int64(len(a)), Total: -1, Final: true},
-		{Path: pb, FileBytes: bufferSize, FileSize: -1, Bytes: int64(len(a)) + bufferSize, Total: -1},
-		{Path: pb, FileBytes: int64(len(b)), FileSize: int64(len(b)), Bytes: int64(len(a) + len(b)), Total: int64(len(a) + len(b)), Final: true},
+	const dl = progress.PhaseDownloading
+	want := []progress.Report{
+		// The first report comes after the first block (one buffer). Sizes
+		// and totals not known yet are 0.
+		{Phase: dl, Item: pa, ItemBytes: bufferSize, ItemSize: int64(len(a)), BytesDone: bufferSize, BytesTotal: 0},
+		{Phase: dl, Item: pa, ItemBytes: int64(len(a)), ItemSize: int64(len(a)), BytesDone: int64(len(a)), BytesTotal: 0, Final: true},
+		{Phase: dl, Item: pb, ItemBytes: bufferSize, ItemSize: 0, BytesDone: int64(len(a)) + bufferSize, BytesTotal: 0},
+		{Phase: dl, Item: pb, ItemBytes: int64(len(b)), ItemSize: int64(len(b)), BytesDone: int64(len(a) + len(b)), BytesTotal: int64(len(a) + len(b)), Final: true},
 	}
 	for i := range want {
 		if reports[i] != want[i] {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hypersdk/hypersdk/internal/backoff"
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 // File is one download.
@@ -102,8 +103,8 @@ type Options struct {
 	// resumes from an existing one: its bytes are hashed once and the rest is
 	// requested with Range. Without it, partial files are removed.
 	KeepPartial bool
-	// Progress receives reports; see ProgressFunc.
-	Progress ProgressFunc
+	// Progress receives reports (see progress.go for what they hold).
+	Progress progress.Func
 	// ProgressInterval is the minimum time between two reports for one file
 	// (the final report is always sent). Default 200ms.
 	ProgressInterval time.Duration
@@ -133,7 +134,7 @@ type Downloader struct {
 	maxRetryAfter time.Duration
 	stall         time.Duration
 	keepPartial   bool
-	progress      ProgressFunc
+	progress      progress.Func
 	interval      time.Duration
 	log           *slog.Logger
 	clock         clock

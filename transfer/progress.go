@@ -3,32 +3,21 @@ package transfer
 import (
 	"sync/atomic"
 	"time"
+
+	"github.com/hypersdk/hypersdk/progress"
 )
 
-// Progress is one report about a Download call: the file it concerns and the
-// whole set. Sizes are -1 while unknown (a chunked body with no expected
-// size). Byte counts are bytes written to the destination, so they go back
-// down when a file has to restart from zero.
-type Progress struct {
-	// Path is the destination of the file this report is about.
-	Path string
-	// FileBytes and FileSize are that file's bytes written so far and its size.
-	FileBytes int64
-	FileSize  int64
-	// Bytes and Total cover every file of the Download call.
-	Bytes int64
-	Total int64
-	// Final marks the last report for Path: it is complete or has failed.
-	Final bool
-}
-
-// ProgressFunc receives progress reports. It may be called from several
-// goroutines at once and must be cheap; reports are throttled per file.
-type ProgressFunc func(Progress)
+// A Download call reports in progress.Report, phase downloading: Item is the
+// destination path of the file the report is about, ItemBytes and ItemSize
+// that file's bytes written so far and its size, BytesDone and BytesTotal
+// every file of the call. Sizes and the total are 0 while unknown (a chunked
+// body with no expected size). Byte counts are bytes written to the
+// destination, so they go back down when a file has to restart from zero.
+// Reports are throttled per file; each file's last one is Final.
 
 // tracker aggregates progress over the files of one Download call.
 type tracker struct {
-	fn       ProgressFunc
+	fn       progress.Func
 	clock    clock
 	interval time.Duration
 	bytes    atomic.Int64
@@ -44,7 +33,7 @@ type fileProgress struct {
 	last  atomic.Int64 // UnixNano of the last report; 0 = none yet
 }
 
-func newTracker(fn ProgressFunc, c clock, interval time.Duration) *tracker {
+func newTracker(fn progress.Func, c clock, interval time.Duration) *tracker {
 	return &tracker{fn: fn, clock: c, interval: interval}
 }
 
@@ -98,14 +87,15 @@ func (p *fileProgress) final() {
 func (p *fileProgress) report(final bool) {
 	total := p.t.total.Load()
 	if p.t.unknown.Load() > 0 {
-		total = -1
+		total = 0
 	}
-	p.t.fn(Progress{
-		Path:      p.path,
-		FileBytes: p.bytes.Load(),
-		FileSize:  p.size.Load(),
-		Bytes:     p.t.bytes.Load(),
-		Total:     total,
-		Final:     final,
+	p.t.fn(progress.Report{
+		Phase:      progress.PhaseDownloading,
+		Item:       p.path,
+		ItemBytes:  p.bytes.Load(),
+		ItemSize:   max(p.size.Load(), 0),
+		BytesDone:  p.t.bytes.Load(),
+		BytesTotal: total,
+		Final:      final,
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/pipeline"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
@@ -257,7 +258,7 @@ func (a *app) newFileBars() *fileBars {
 	return b
 }
 
-func (b *fileBars) update(pr providers.Progress) {
+func (b *fileBars) update(pr progress.Report) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if pr.Phase != b.phase {
@@ -288,7 +289,7 @@ func (b *fileBars) update(pr providers.Progress) {
 		}
 		b.total.EwmaSetCurrent(pr.BytesDone, 200*time.Millisecond)
 	}
-	if pr.Item == "" || pr.Phase != providers.PhaseDownloading {
+	if pr.Item == "" || pr.Phase != progress.PhaseDownloading {
 		return
 	}
 	bar, ok := b.files[pr.Item]

@@ -18,6 +18,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/ovf"
+	"github.com/hypersdk/hypersdk/progress"
 )
 
 // The `ova` commands work on local files with package ova: no daemon, no
@@ -441,11 +442,11 @@ func (a *app) newPackBar(dir, descName string) *packBar {
 	return &packBar{p: p, bar: bar}
 }
 
-func (b *packBar) update(pr ova.Progress) {
+func (b *packBar) update(pr progress.Report) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if pr.Done > b.bar.Current() {
-		b.bar.EwmaSetCurrent(pr.Done, 200*time.Millisecond)
+	if pr.BytesDone > b.bar.Current() {
+		b.bar.EwmaSetCurrent(pr.BytesDone, 200*time.Millisecond)
 	}
 }
 

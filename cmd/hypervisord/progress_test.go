@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/hypersdk/hypersdk/apitypes"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -49,7 +50,7 @@ func TestDemoMultiDiskProgressIsHonest(t *testing.T) {
 		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
 		p := j.Progress
 		samples = append(samples, p)
-		if j.State == apitypes.JobRunning && p.Phase == providers.PhaseDownloading && p.BytesDone > 0 {
+		if j.State == apitypes.JobRunning && p.Phase == progress.PhaseDownloading && p.BytesDone > 0 {
 			running[p.BytesDone] = true
 		}
 		switch {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/store"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -31,9 +32,11 @@ func scanJob(r rowScanner) (*apitypes.Job, error) {
 		cancelAt, startedAt, finishedAt, nextAt sql.NullInt64
 		createdAt, updatedAt                    int64
 		eta                                     sql.NullFloat64
+		prog                                    progress.Report
+		rate                                    float64
 	)
 	err := r.Scan(&j.ID, &j.Provider, &j.VM, &spec, &j.State, &j.SubmittedBy, &j.Attempt, &j.MaxAttempts, &node,
-		&cancelAt, &j.Progress.Phase, &j.Progress.BytesDone, &j.Progress.BytesTotal, &j.Progress.RateBps, &eta,
+		&cancelAt, &prog.Phase, &prog.BytesDone, &prog.BytesTotal, &rate, &eta,
 		&j.Error, &j.ErrorKind, &result, &createdAt, &updatedAt, &startedAt, &finishedAt, &nextAt)
 	if err != nil {
 		return nil, err
@@ -49,15 +52,11 @@ func scanJob(r rowScanner) (*apitypes.Job, error) {
 	}
 	j.Node = node.String
 	j.CancelRequested = cancelAt.Valid && !j.State.Terminal()
+	var etaSeconds *float64
 	if eta.Valid {
-		j.Progress.ETASeconds = &eta.Float64
+		etaSeconds = &eta.Float64
 	}
-	if j.Progress.BytesTotal > 0 {
-		j.Progress.Percent = min(100, 100*float64(j.Progress.BytesDone)/float64(j.Progress.BytesTotal))
-	}
-	if j.State == apitypes.JobSucceeded {
-		j.Progress.Percent = 100
-	}
+	j.Progress = apitypes.NewJobProgress(j.State, prog, rate, etaSeconds)
 	j.CreatedAt, j.UpdatedAt = store.Time(createdAt), store.Time(updatedAt)
 	j.StartedAt, j.FinishedAt, j.NextAttemptAt = store.NullTime(startedAt), store.NullTime(finishedAt), store.NullTime(nextAt)
 	return &j, nil

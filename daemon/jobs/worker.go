@@ -18,6 +18,7 @@ import (
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/pipeline"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -490,13 +491,13 @@ func (a *attempt) countBytes(metrics Metrics, done int64) {
 // progressState is the latest progress an export reported.
 type progressState struct {
 	mu sync.Mutex
-	p  providers.Progress
+	p  progress.Report
 }
 
 // update keeps the latest report. A total a provider cannot know yet is 0
 // (unknown); one that the bytes done have already passed was a wrong
 // estimate and becomes unknown too, so a job never shows more than 100%.
-func (s *progressState) update(p providers.Progress) {
+func (s *progressState) update(p progress.Report) {
 	if p.BytesTotal < 0 || p.BytesDone > p.BytesTotal {
 		p.BytesTotal = 0
 	}
@@ -505,7 +506,7 @@ func (s *progressState) update(p providers.Progress) {
 	s.mu.Unlock()
 }
 
-func (s *progressState) get() providers.Progress {
+func (s *progressState) get() progress.Report {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.p

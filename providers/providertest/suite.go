@@ -16,6 +16,7 @@ import (
 	"testing"
 
 	"github.com/hypersdk/hypersdk/pipeline"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -183,10 +184,10 @@ func Run(t *testing.T, target Target) {
 	t.Run("Export", func(t *testing.T) {
 		dir := t.TempDir()
 		var mu sync.Mutex
-		var reports []providers.Progress
+		var reports []progress.Report
 		res, err := pipeline.Export(ctx, p, target.ExportVM, providers.ExportOptions{
 			OutputDir: dir, Format: providers.FormatOVF, ParallelDownloads: 2,
-			Progress: func(pr providers.Progress) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
+			Progress: func(pr progress.Report) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -229,10 +230,10 @@ func Run(t *testing.T, target Target) {
 			t.Run(string(tc.format)+"-"+string(tc.disk), func(t *testing.T) {
 				dir := t.TempDir()
 				var mu sync.Mutex
-				var reports []providers.Progress
+				var reports []progress.Report
 				res, err := pipeline.Export(ctx, p, target.ExportVM, providers.ExportOptions{
 					OutputDir: dir, Format: tc.format, DiskFormat: tc.disk, CleanupOVF: true, ParallelDownloads: 2,
-					Progress: func(pr providers.Progress) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
+					Progress: func(pr progress.Report) { mu.Lock(); reports = append(reports, pr); mu.Unlock() },
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -307,7 +308,7 @@ func Run(t *testing.T, target Target) {
 		var once sync.Once
 		_, err := pipeline.Export(cctx, p, vmID, providers.ExportOptions{
 			OutputDir: dir, Format: providers.FormatOVF,
-			Progress: func(pr providers.Progress) {
+			Progress: func(pr progress.Report) {
 				if pr.BytesDone > 0 {
 					once.Do(cancel)
 				}
@@ -340,14 +341,14 @@ func checkLeftovers(t *testing.T, target Target) {
 
 // checkProgress wants honest download totals: never below the bytes done,
 // and at the end exactly the bytes of the files that were fetched.
-func checkProgress(t *testing.T, reports []providers.Progress, res *providers.ExportResult) {
+func checkProgress(t *testing.T, reports []progress.Report, res *providers.ExportResult) {
 	t.Helper()
-	var last providers.Progress
+	var last progress.Report
 	for _, r := range reports {
 		if r.BytesTotal > 0 && r.BytesDone > r.BytesTotal {
 			t.Errorf("progress %d of %d", r.BytesDone, r.BytesTotal)
 		}
-		if r.Phase == providers.PhaseDownloading {
+		if r.Phase == progress.PhaseDownloading {
 			last = r
 		}
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/vmware/govmomi/vim25/methods"
 	"github.com/vmware/govmomi/vim25/types"
 
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -44,7 +45,7 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 		return nil, providers.Permanent(err)
 	}
 	log := opts.Log().With("provider", p.name)
-	opts.Report(providers.Progress{Phase: providers.PhaseConnecting})
+	opts.Report(progress.Report{Phase: progress.PhaseConnecting})
 	vm, err := p.GetVM(ctx, identifier)
 	if err != nil {
 		return nil, err
@@ -71,7 +72,7 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 		}
 	}()
 
-	opts.Report(providers.Progress{Phase: providers.PhasePreparing})
+	opts.Report(progress.Report{Phase: progress.PhasePreparing})
 	lease, snapCleanup, err := ex.openLease(ctx)
 	if err != nil {
 		return nil, err
@@ -92,7 +93,7 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	var once sync.Once
 	end := func() { once.Do(func() { close(stop); wg.Wait() }) }
 	broken := false
-	out.Progress = func(done, total int64) { ex.done.Store(done); ex.total.Store(total) }
+	out.Progress = func(r progress.Report) { ex.done.Store(r.BytesDone); ex.total.Store(r.BytesTotal) }
 	out.Finish = func(ctx context.Context, cause error) error {
 		end()
 		if cause != nil {
