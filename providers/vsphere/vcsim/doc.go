@@ -42,6 +42,17 @@
 //     objects live in the global registry, so any session can drive them,
 //     as on vCenter. While a lease is active the VM's tasks fault with
 //     TaskInProgress; a snapshot lease blocks removing that snapshot.
+//   - OvfManager.CreateDescriptor (for govc export.ovf, the benchmark
+//     anchor; HyperSDK itself builds its descriptor with ovf.Build): an
+//     OVF 1.x envelope like vCenter's, with References built from
+//     cdp.ovfFiles (href, size, compression), a DiskSection in
+//     streamOptimized format, NetworkSection and a
+//     VirtualSystem with OperatingSystemSection and VirtualHardwareSection
+//     (CPU, memory, controllers, disks, CD-ROM, NICs, video, VMCI, firmware,
+//     the NVRAM file as vmw:ExtraConfig). cdp.snapshot, cdp.name,
+//     cdp.description and the "mac", "uuid" and "extraconfig" export options
+//     are honoured. An ovfFiles deviceId that matches no device faults with
+//     InvalidArgument.
 //   - The NFC server behind the lease URLs answers like vSphere NFC by
 //     default (200, chunked, Range ignored) and, per Env.SetNFCBehavior,
 //     honours Range (206), cuts connections after N bytes on the first K

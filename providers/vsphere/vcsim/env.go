@@ -174,6 +174,13 @@ func Start(ctx context.Context, opts Options) (*Env, error) {
 	svc.Listen = &url.URL{Host: opts.ListenAddr, User: url.UserPassword(opts.Username, opts.Password)}
 	reg := m.Map()
 	reg.Handler = e.handle
+	// vCenter's OvfManager.CreateDescriptor, which the simulator lacks: govc
+	// export.ovf (the benchmark's anchor) asks for it.
+	if ref := m.ServiceContent.OvfManager; ref != nil {
+		if om, isOvf := reg.Get(*ref).(*simulator.OvfManager); isOvf {
+			reg.Put(&ovfManager{OvfManager: om, env: e})
+		}
+	}
 	svc.HandleFunc("/nfc/{ticket}/{file}", e.serveNFC)
 
 	c, err := vim25.NewClient(ctx, svc)

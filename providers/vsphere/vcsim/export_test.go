@@ -3,10 +3,13 @@ package vcsim
 import (
 	"context"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/nfc"
+	"github.com/vmware/govmomi/ovf"
 	"github.com/vmware/govmomi/vim25/types"
 )
 
@@ -236,6 +239,134 @@ func TestLeaseTimeouts(t *testing.T) {
 	}
 }
 
+func TestCreateDescriptor(t *testing.T) {
+	ctx := context.Background()
+	env := start(t, Options{VMs: []VMSpec{twoDiskVM("desc")}})
+	vi, _ := env.VM("desc")
+	c := login(t, env)
+	vm := findVM(t, c, vi.InventoryPath)
+	m := ovf.NewManager(c.Client)
+
+	cdp := types.OvfCreateDescriptorParams{Name: "desc-export", Description: "exported by HyperSDK"}
+	for _, d := range vi.Disks {
+		cdp.OvfFiles = append(cdp.OvfFiles, types.OvfFile{DeviceId: d.DeviceID, Path: "desc-export-" + d.TargetID, Size: d.Size})
+	}
+	cdp.OvfFiles = append(cdp.OvfFiles, types.OvfFile{DeviceId: vi.NVRAM.DeviceID, Path: "desc-export-" + vi.NVRAM.TargetID, Size: vi.NVRAM.Size})
+	res, err := m.CreateDescriptor(ctx, vm, cdp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := m.CreateDescriptor(ctx, vm, cdp)
+	if err != nil || again.OvfDescriptor != res.OvfDescriptor {
+		t.Fatalf("descriptor is not deterministic: %v", err)
+	}
+	e, err := ovf.Unmarshal(strings.NewReader(res.OvfDescriptor))
+	if err != nil {
+		t.Fatalf("descriptor does not parse: %v\n%s", err, res.OvfDescriptor)
+	}
+
+	// References: exactly the files given, with their names and sizes.
+	if len(e.References) != 3 {
+		t.Fatalf("%d References, want 3:\n%s", len(e.References), res.OvfDescriptor)
+	}
+	for i, f := range e.References {
+		want := cdp.OvfFiles[i]
+		if f.Href != want.Path || int64(f.Size) != want.Size || f.ID != "file"+strconv.Itoa(i+1) {
+			t.Errorf("File %d = %+v, want href %s size %d", i, f, want.Path, want.Size)
+		}
+	}
+	// DiskSection: capacities in vCenter's units, streamOptimized, linked to the files.
+	if e.Disk == nil || len(e.Disk.Disks) != 2 {
+		t.Fatalf("DiskSection %+v", e.Disk)
+	}
+	for i, d := range e.Disk.Disks {
+		wantCap := strconv.Itoa([]int{8, 32}[i])
+		if d.Capacity != wantCap || *d.CapacityAllocationUnits != "byte * 2^20" || *d.FileRef != "file"+strconv.Itoa(i+1) ||
+			*d.Format != StreamOptimizedFormat || d.DiskID != "vmdisk"+strconv.Itoa(i+1) {
+			t.Errorf("Disk %d = %+v", i, d)
+		}
+	}
+	if e.Network == nil || len(e.Network.Networks) != 1 || e.Network.Networks[0].Name != "VM Network" {
+		t.Errorf("NetworkSection %+v", e.Network)
+	}
+	vs := e.VirtualSystem
+	if vs == nil || vs.ID != "desc-export" || vs.OperatingSystem == nil || *vs.OperatingSystem.OSType != "ubuntu64Guest" || vs.OperatingSystem.ID != 94 {
+		t.Fatalf("VirtualSystem %+v", vs)
+	}
+	if vs.Annotation == nil || vs.Annotation.Annotation != "exported by HyperSDK" {
+		t.Errorf("AnnotationSection %+v", vs.Annotation)
+	}
+	hw := vs.VirtualHardware[0]
+	if *hw.System.VirtualSystemType == "" {
+		t.Error("no VirtualSystemType")
+	}
+	kinds := map[uint16]int{}
+	for _, it := range hw.Item {
+		kinds[uint16(*it.ResourceType)]++
+	}
+	// CPU, memory, 2 SCSI + 2 IDE controllers, 2 disks, CD-ROM, NIC, video, VMCI.
+	for rt, want := range map[uint16]int{3: 1, 4: 1, 6: 2, 5: 2, 17: 2, 15: 1, 10: 1, 24: 1, 1: 1} {
+		if kinds[rt] != want {
+			t.Errorf("%d items of ResourceType %d, want %d", kinds[rt], rt, want)
+		}
+	}
+	if !strings.Contains(res.OvfDescriptor, `vmw:key="nvram" vmw:value="ovf:/file/file3"`) ||
+		!strings.Contains(res.OvfDescriptor, `vmw:key="firmware" vmw:value="efi"`) {
+		t.Errorf("descriptor lacks the NVRAM reference or the EFI firmware:\n%s", res.OvfDescriptor)
+	}
+
+	// A real consumer accepts it: the simulator's own import turns it back
+	// into a VM spec with both disks.
+	finder := find.NewFinder(c.Client)
+	pool, err := finder.DefaultResourcePool(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds, err := finder.DefaultDatastore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec, err := m.CreateImportSpec(ctx, res.OvfDescriptor, pool, ds, &types.OvfCreateImportSpecParams{EntityName: "reimported"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(spec.Error) != 0 || len(spec.FileItem) != 2 || spec.FileItem[0].Path != "desc-export-disk-0.vmdk" || spec.FileItem[1].Size != vi.Disks[1].Size {
+		t.Fatalf("import spec: errors %+v files %+v", spec.Error, spec.FileItem)
+	}
+
+	// ovfFiles is a positive list: an unlisted disk has no file, no NVRAM.
+	res, err = m.CreateDescriptor(ctx, vm, types.OvfCreateDescriptorParams{OvfFiles: cdp.OvfFiles[:1]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ = ovf.Unmarshal(strings.NewReader(res.OvfDescriptor))
+	if len(e.References) != 1 || e.Disk.Disks[1].FileRef != nil || strings.Contains(res.OvfDescriptor, `vmw:key="nvram"`) || e.VirtualSystem.ID != "desc" {
+		t.Fatalf("positive list not honoured:\n%s", res.OvfDescriptor)
+	}
+	// No list: every file, under the lease's names, without sizes.
+	res, err = m.CreateDescriptor(ctx, vm, types.OvfCreateDescriptorParams{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, _ = ovf.Unmarshal(strings.NewReader(res.OvfDescriptor))
+	if len(e.References) != 3 || e.References[0].Href != "disk-0.vmdk" || e.References[2].Href != "disk-2.nvram" || e.References[0].Size != 0 {
+		t.Fatalf("placeholders: %+v", e.References)
+	}
+	// A deviceId that names no device is refused.
+	_, err = m.CreateDescriptor(ctx, vm, types.OvfCreateDescriptorParams{OvfFiles: []types.OvfFile{{DeviceId: "/vm-0/nope", Path: "x.vmdk"}}})
+	if faultType(err) != "InvalidArgument" {
+		t.Fatalf("unknown deviceId: %v, want InvalidArgument", err)
+	}
+	// Export options.
+	res, err = m.CreateDescriptor(ctx, vm, types.OvfCreateDescriptorParams{ExportOption: []string{"mac", "uuid"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(res.OvfDescriptor, `vmw:key="uuid" vmw:value="`+vi.UUID+`"`) || !strings.Contains(res.OvfDescriptor, "<rasd:Address>00:") {
+		t.Fatalf("mac/uuid export options ignored:\n%s", res.OvfDescriptor)
+	}
+}
+
 func TestSnapshotExportOfPoweredOnVM(t *testing.T) {
 	ctx := context.Background()
 	env := start(t, Options{VMs: []VMSpec{{
@@ -277,6 +408,11 @@ func TestSnapshotExportOfPoweredOnVM(t *testing.T) {
 	// The snapshot cannot be removed while its export runs.
 	if _, err := vm.RemoveSnapshot(ctx, "hypersdk-export", false, nil); faultType(err) != "TaskInProgress" {
 		t.Fatalf("RemoveSnapshot during export: %v, want TaskInProgress", err)
+	}
+	// The descriptor can describe the snapshot.
+	d, err := ovf.NewManager(c.Client).CreateDescriptor(ctx, vm, types.OvfCreateDescriptorParams{Snapshot: &snap})
+	if err != nil || !strings.Contains(d.OvfDescriptor, `vmw:osType="rhel9_64Guest"`) {
+		t.Fatalf("descriptor of the snapshot: %v", err)
 	}
 	if err := lease.Complete(ctx); err != nil {
 		t.Fatal(err)
