@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/hypersdk/hypersdk/internal/backoff"
 )
 
 // clock is the time source of a Downloader; tests substitute a fake one so
@@ -27,14 +29,7 @@ func (realClock) SleepUntil(ctx context.Context, t time.Time) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-timer.C:
-		return nil
-	}
+	return backoff.Wait(ctx, d)
 }
 
 // tokenBucket is the part of *rate.Limiter the throttle uses.
