@@ -24,9 +24,10 @@ In another terminal (same user, so hyperctl finds this daemon and its token):
   %[2]s vms list --provider demo
   %[2]s export --provider demo --vm /DC0/vm/production/db/db-01 --wait
   %[2]s export --provider demo --vm web-01 --snapshot --format ova --wait
+  %[2]s export --provider demo --vm db-01 --format disks --disk-format raw --wait
 
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
-  cd %[3]s/<job id> && sha256sum -c *.mf
+  %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
 
 `, demoProvider, hyperctl, exportDir)
 }
