@@ -123,7 +123,7 @@ func (r *run) writeRaw(ctx context.Context, it *item, src io.Reader, capacity in
 		n, rerr := io.ReadFull(src, buf)
 		if n > 0 {
 			h.Write(buf[:n])
-			if !isZero(buf[:n]) {
+			if !vmdk.IsZero(buf[:n]) {
 				if _, err = f.WriteAt(buf[:n], off); err != nil {
 					break
 				}
@@ -150,21 +150,6 @@ func (r *run) writeRaw(ctx context.Context, it *item, src io.Reader, capacity in
 		err = f.Truncate(capacity) // a trailing hole
 	}
 	return r.commit(it, f, tmp, h, capacity, err)
-}
-
-func isZero(b []byte) bool {
-	for len(b) >= 8 {
-		if b[0]|b[1]|b[2]|b[3]|b[4]|b[5]|b[6]|b[7] != 0 {
-			return false
-		}
-		b = b[8:]
-	}
-	for _, c := range b {
-		if c != 0 {
-			return false
-		}
-	}
-	return true
 }
 
 func (r *run) create(name string) (*os.File, string, error) {

@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,15 +12,16 @@ import (
 	"sync"
 	"time"
 
+	"github.com/hypersdk/hypersdk/internal/fielderr"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
 
-// CheckOptions normalises and validates the packaging choices of opts
-// (format, disk_format, compression); errors wrap
-// providers.ErrInvalidArgument and name the field. The daemon, the
-// scheduler and hyperctl call it before queueing anything.
+// CheckOptions applies the packaging defaults to opts (format ovf, disk
+// format vmdk) and refuses what OptionProblems finds, wrapping
+// providers.ErrInvalidArgument; Export calls it before asking the platform
+// for anything.
 func CheckOptions(opts *providers.ExportOptions) error {
 	if opts.Format == "" {
 		opts.Format = providers.FormatOVF
@@ -27,23 +29,39 @@ func CheckOptions(opts *providers.ExportOptions) error {
 	if opts.DiskFormat == "" {
 		opts.DiskFormat = providers.DiskVMDK
 	}
-	switch opts.Format {
+	return OptionProblems(*opts).Err(providers.ErrInvalidArgument)
+}
+
+// OptionProblems lists what is wrong with the packaging choices of opts
+// (format, disk_format, compress, compression, compression_level), each at
+// its request field. It is the one check of those choices: the job engine
+// and hyperctl report its list field by field, Export refuses with it.
+// Empty format and disk format mean the defaults.
+func OptionProblems(opts providers.ExportOptions) fielderr.List {
+	var problems fielderr.List
+	format, diskFormat := cmp.Or(opts.Format, providers.FormatOVF), cmp.Or(opts.DiskFormat, providers.DiskVMDK)
+	switch format {
 	case providers.FormatOVF, providers.FormatOVA, providers.FormatDisks:
 	default:
-		return fmt.Errorf("%w: format: must be ovf, ova or disks, got %q", providers.ErrInvalidArgument, opts.Format)
+		problems.Addf("format", "must be ovf, ova or disks, got %q", format)
 	}
-	switch opts.DiskFormat {
-	case providers.DiskVMDK, providers.DiskRaw:
-	default:
-		return fmt.Errorf("%w: disk_format: must be vmdk or raw, got %q", providers.ErrInvalidArgument, opts.DiskFormat)
+	switch {
+	case diskFormat != providers.DiskVMDK && diskFormat != providers.DiskRaw:
+		problems.Addf("disk_format", "must be vmdk or raw, got %q", diskFormat)
+	case diskFormat == providers.DiskRaw && format != providers.FormatDisks:
+		// No field name in the text: a client names its own (hyperctl: --format).
+		problems.Addf("disk_format", "raw disks are exported only as plain disks (format disks; the format is %s): an OVF descriptor has no standard raw disk format", format)
 	}
-	if opts.DiskFormat == providers.DiskRaw && opts.Format != providers.FormatDisks {
-		return fmt.Errorf("%w: disk_format: raw needs format disks (an OVF descriptor has no standard raw disk format)", providers.ErrInvalidArgument)
+	if opts.Compression != "" && opts.Compression != "gzip" && opts.Compression != "zstd" {
+		problems.Addf("compression", "must be gzip or zstd, got %q", opts.Compression)
 	}
-	if opts.Compress && opts.Format != providers.FormatOVA {
-		return fmt.Errorf("%w: compress: needs format ova", providers.ErrInvalidArgument)
+	if opts.Compress && format != providers.FormatOVA {
+		problems.Addf("compress", "only OVA exports are compressed (the format is %s)", format)
 	}
-	return nil
+	if opts.CompressionLevel < 0 || opts.CompressionLevel > 9 {
+		problems.Addf("compression_level", "must be between 0 and 9, got %d", opts.CompressionLevel)
+	}
+	return problems
 }
 
 // Export exports the VM identifier names from p into opts.OutputDir (or

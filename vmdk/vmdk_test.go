@@ -121,7 +121,7 @@ func TestGenerateRawMix(t *testing.T) {
 	}
 	var zero int
 	for off := 0; off < size; off += GrainSize {
-		if isZero(data[off : off+GrainSize]) {
+		if IsZero(data[off : off+GrainSize]) {
 			zero++
 		}
 	}
@@ -270,7 +270,7 @@ func TestOmitsEmptyGrainTables(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := make([]byte, 1<<20)
-	if _, err := im.ReadAt(p, capacity/2); err != nil || !isZero(p) {
+	if _, err := im.ReadAt(p, capacity/2); err != nil || !IsZero(p) {
 		t.Fatalf("empty disk read: %v", err)
 	}
 }

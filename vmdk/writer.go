@@ -212,7 +212,7 @@ func (s *streamWriter) grains(src io.Reader, opts WriteOptions) error {
 			}
 			clear(sl.raw[n:])
 			sl.grain = next
-			sl.zero = isZero(sl.raw)
+			sl.zero = IsZero(sl.raw)
 			next++
 			k++
 		}
@@ -366,10 +366,12 @@ func (s *streamWriter) finish() error {
 	return nil
 }
 
-// zeroGrain is a read-only reference for isZero.
+// zeroGrain is a read-only reference for IsZero.
 var zeroGrain [GrainSize]byte
 
-func isZero(b []byte) bool {
+// IsZero reports whether b holds only zero bytes: a grain a sparse image
+// omits, a hole a raw image seeks over.
+func IsZero(b []byte) bool {
 	for len(b) > 0 {
 		n := min(len(b), len(zeroGrain))
 		if !bytes.Equal(b[:n], zeroGrain[:n]) {

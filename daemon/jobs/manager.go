@@ -26,6 +26,7 @@ import (
 	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/internal/fielderr"
 	"github.com/hypersdk/hypersdk/internal/safepath"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -449,35 +450,16 @@ func ResolveOptions(req apitypes.JobRequest, d config.Export) (providers.ExportO
 	if req.DiskFormat != "" {
 		o.DiskFormat = providers.DiskFormat(req.DiskFormat)
 	}
-	if o.Format != providers.FormatOVF && o.Format != providers.FormatOVA && o.Format != providers.FormatDisks {
-		problems.Addf("format", "must be ovf, ova or disks, got %q", o.Format)
-	}
-	switch {
-	case o.DiskFormat != providers.DiskVMDK && o.DiskFormat != providers.DiskRaw:
-		problems.Addf("disk_format", "must be vmdk or raw, got %q", o.DiskFormat)
-	case o.DiskFormat == providers.DiskRaw && o.Format != providers.FormatDisks:
-		// No field name in the text: a client names its own (hyperctl: --format).
-		problems.Addf("disk_format", "raw disks are exported only as plain disks (format disks; the format is %s): an OVF descriptor has no standard raw disk format", o.Format)
-	}
 	if req.Compress != nil {
 		o.Compress = *req.Compress
 	}
 	if req.Compression != "" {
 		o.Compression = req.Compression
 	}
-	if o.Compression != "gzip" && o.Compression != "zstd" {
-		problems.Addf("compression", "must be gzip or zstd, got %q", o.Compression)
-	}
-	if o.Compress && o.Format != providers.FormatOVA {
-		// No field name in the text: a client names its own (hyperctl: --format).
-		problems.Addf("compress", "only OVA exports are compressed (the format is %s)", o.Format)
-	}
 	if req.CompressionLevel != nil {
 		o.CompressionLevel = *req.CompressionLevel
 	}
-	if o.CompressionLevel < 0 || o.CompressionLevel > 9 {
-		problems.Addf("compression_level", "must be between 0 and 9, got %d", o.CompressionLevel)
-	}
+	problems = append(problems, pipeline.OptionProblems(o)...)
 	if req.CleanupOVF != nil {
 		o.CleanupOVF = *req.CleanupOVF
 	}
