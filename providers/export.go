@@ -76,8 +76,9 @@ type DiskSource struct {
 	Allocated []Extent
 	// Exactly one of HTTP and Open is set.
 	HTTP *HTTPSource
-	// Open returns a reader of the source from its first byte; it is
-	// called again from scratch when a read fails and is retried.
+	// Open returns a reader of the source from its first byte. The
+	// pipeline calls it once per export: a failed read fails the export
+	// (the job engine retries it), it is not resumed.
 	Open func(ctx context.Context) (io.ReadCloser, error)
 }
 
