@@ -117,7 +117,8 @@ const (
 // WriteImage writes a raw test disk of size bytes at path: per MiB, in
 // turn, a hole, generated data (noise, text, records — some of it empty),
 // written zeros and text; the last region is cut short by size, which
-// callers make an odd number so every writer's tail handling is exercised.
+// callers make a multiple of 512 (disks are sectors; qemu-img rounds a raw
+// file up to one) but not of 64 KiB, so every writer's tail is exercised.
 // The content depends only on seed and size.
 func WriteImage(t testing.TB, path string, size int64, seed uint64) {
 	t.Helper()

@@ -7,7 +7,7 @@ import (
 
 func TestWriteImageIsSparseAndQemuReadsIt(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "d.raw")
-	size := int64(16<<20 + 4097)
+	size := int64(16<<20 + 4608)
 	WriteImage(t, p, size, 7)
 	info := QemuInfo(t, p, "raw")
 	if info.VirtualSize != size {

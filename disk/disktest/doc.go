@@ -2,5 +2,5 @@
 // the oracle (info, check, compare, convert — a missing qemu-img fails the
 // test with how to install it) and a reproducible test disk with the regions
 // converters get wrong: holes, written zeros, incompressible noise, text,
-// and a size that is not a multiple of 64 KiB.
+// and a size that is a multiple of 512 but not of 64 KiB.
 package disktest
