@@ -8,6 +8,7 @@ const (
 	PhasePackaging   = "packaging"
 	PhaseVerifying   = "verifying"
 	PhaseCleanup     = "cleanup"
+	PhaseConverting  = "converting" // a disk image from one format to another
 )
 
 // Report is a snapshot of an operation's advance. Totals are honest: the

@@ -411,14 +411,9 @@ func isDir(p string) bool {
 	return err == nil && fi.IsDir()
 }
 
-// packBar draws one progress bar for `ova pack` on a terminal.
-type packBar struct {
-	p   *mpb.Progress
-	bar *mpb.Bar
-	mu  sync.Mutex
-}
-
-func (a *app) newPackBar(dir, descName string) *packBar {
+// newPackBar draws `ova pack`'s progress on a terminal: the bytes of the
+// files the descriptor references.
+func (a *app) newPackBar(dir, descName string) *byteBar {
 	if !a.env.isTerminal(a.env.stderr) || descName == "" {
 		return nil
 	}
@@ -434,15 +429,33 @@ func (a *app) newPackBar(dir, descName string) *packBar {
 	for _, pf := range files {
 		total += max(pf.Size, 0)
 	}
-	p := mpb.New(mpb.WithOutput(a.env.stderr), mpb.WithRefreshRate(200*time.Millisecond))
-	bar := p.New(total, mpb.BarStyle(),
-		mpb.PrependDecorators(decor.Name("packing", decor.WCSyncSpaceR), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace)),
-		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
-			decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace)))
-	return &packBar{p: p, bar: bar}
+	return a.newByteBar("packing", total)
 }
 
-func (b *packBar) update(pr progress.Report) {
+// byteBar is one progress bar over a known number of bytes (bytes, percent,
+// rate, ETA), for the local commands; nil, and silent, without a terminal.
+type byteBar struct {
+	p   *mpb.Progress
+	bar *mpb.Bar
+	mu  sync.Mutex
+}
+
+func (a *app) newByteBar(label string, total int64) *byteBar {
+	if !a.env.isTerminal(a.env.stderr) {
+		return nil
+	}
+	p := mpb.New(mpb.WithOutput(a.env.stderr), mpb.WithRefreshRate(200*time.Millisecond))
+	bar := p.New(total, mpb.BarStyle(),
+		mpb.PrependDecorators(decor.Name(label, decor.WCSyncSpaceR), decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace)),
+		mpb.AppendDecorators(decor.Percentage(decor.WC{W: 5}), decor.EwmaSpeed(decor.SizeB1024(0), "% .1f", 30, decor.WCSyncSpace),
+			decor.EwmaETA(decor.ET_STYLE_GO, 30, decor.WCSyncSpace)))
+	return &byteBar{p: p, bar: bar}
+}
+
+func (b *byteBar) update(pr progress.Report) {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if pr.BytesDone > b.bar.Current() {
@@ -450,7 +463,10 @@ func (b *packBar) update(pr progress.Report) {
 	}
 }
 
-func (b *packBar) done(ok bool) {
+func (b *byteBar) done(ok bool) {
+	if b == nil {
+		return
+	}
 	b.mu.Lock()
 	if ok {
 		b.bar.SetTotal(b.bar.Current(), true)
