@@ -122,7 +122,8 @@ type Export struct {
 	// Default: OutputDir only.
 	AllowedRoots      []string `yaml:"allowed_roots"`
 	Format            string   `yaml:"format"`      // ovf, ova or disks
-	DiskFormat        string   `yaml:"disk_format"` // vmdk or raw
+	DiskFormat        string   `yaml:"disk_format"` // vmdk, raw, qcow2, vhd or vhdx
+	VHDType           string   `yaml:"vhd_type"`    // dynamic or fixed, for vhd
 	Compress          bool     `yaml:"compress"`
 	Compression       string   `yaml:"compression"` // gzip or zstd
 	CompressionLevel  int      `yaml:"compression_level"`

@@ -90,9 +90,12 @@ func (c *Config) Validate() error {
 	durRange("jobs.heartbeat_stale", c.Jobs.HeartbeatStale, 5*time.Second, time.Hour)
 
 	oneOf("export.format", c.Export.Format, "ovf", "ova", "disks")
-	oneOf("export.disk_format", c.Export.DiskFormat, "vmdk", "raw")
-	if c.Export.DiskFormat == "raw" && c.Export.Format != "disks" {
-		bad("export.disk_format", "raw needs export.format disks (an OVF descriptor has no standard raw disk format)")
+	oneOf("export.disk_format", c.Export.DiskFormat, "vmdk", "raw", "qcow2", "vhd", "vhdx")
+	if c.Export.DiskFormat != "vmdk" && c.Export.DiskFormat != "" && c.Export.Format != "disks" {
+		bad("export.disk_format", "%s needs export.format disks (OVF packages carry streamOptimized VMDK disks)", c.Export.DiskFormat)
+	}
+	if c.Export.VHDType != "" {
+		oneOf("export.vhd_type", c.Export.VHDType, "dynamic", "fixed")
 	}
 	oneOf("export.compression", c.Export.Compression, "gzip", "zstd")
 	intRange("export.compression_level", c.Export.CompressionLevel, 0, 9)

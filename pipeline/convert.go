@@ -11,6 +11,8 @@ import (
 	"io"
 	"os"
 
+	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/formats"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/vmdk"
@@ -25,7 +27,7 @@ const blockSize = 64 << 10
 func (r *run) convert(ctx context.Context, it *item, src io.Reader) error {
 	d := it.disk
 	capacity := d.Capacity
-	var disk io.Reader
+	var data io.Reader
 	switch d.Format {
 	case providers.SourceVMDKStream:
 		s, err := vmdk.NewStreamReader(src)
@@ -35,22 +37,49 @@ func (r *run) convert(ctx context.Context, it *item, src io.Reader) error {
 		if capacity > 0 && s.Capacity != capacity {
 			return fmt.Errorf("disk %s: the VMDK holds %d bytes, the platform says %d", d.Name, s.Capacity, capacity)
 		}
-		capacity, disk = s.Capacity, s
+		capacity, data = s.Capacity, s
 	case providers.SourceRaw:
 		if capacity <= 0 {
 			return fmt.Errorf("disk %s: a raw source needs its capacity", d.Name)
 		}
-		disk = &exactReader{r: src, left: capacity, name: d.Name}
+		data = &exactReader{r: src, left: capacity, name: d.Name}
 	}
 	switch r.opts.DiskFormat {
 	case providers.DiskRaw:
-		return r.writeRaw(ctx, it, disk, capacity)
-	default:
+		return r.writeRaw(ctx, it, data, capacity)
+	case providers.DiskVMDK:
 		return r.produce(it, func(w io.Writer) error {
-			_, err := vmdk.WriteStreamOptimized(w, disk, capacity, vmdk.WriteOptions{FileName: it.name})
+			_, err := vmdk.WriteStreamOptimized(w, data, capacity, vmdk.WriteOptions{FileName: it.name})
 			return err
 		})
+	default:
+		spec, err := formats.Lookup(string(r.opts.DiskFormat))
+		if err != nil {
+			return providers.Permanent(err)
+		}
+		return r.writeImage(ctx, it, spec, disk.FromReader(data, capacity))
 	}
+}
+
+// writeImage writes src in a format whose tables precede its data (qcow2,
+// VHD, VHDX): the writer appends the data, then writes its tables back at
+// the front, so the file is hashed once complete, by reading it back
+// (from the page cache it was just written through).
+func (r *run) writeImage(ctx context.Context, it *item, spec formats.Spec, src disk.Source) error {
+	f, tmp, err := r.create(it.name)
+	if err != nil {
+		return err
+	}
+	h := sha256.New()
+	var n int64
+	err = spec.Write(ctx, f, src, disk.WriteOptions{Name: it.name, Subformat: r.opts.VHDType})
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err == nil {
+		n, err = io.CopyBuffer(h, struct{ io.Reader }{f}, make([]byte, 1<<20))
+	}
+	return r.commit(it, f, tmp, h, n, err)
 }
 
 // exactReader reads exactly left bytes of a raw source: a short source

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -46,11 +47,18 @@ func OptionProblems(opts providers.ExportOptions) fielderr.List {
 		problems.Addf("format", "must be ovf, ova or disks, got %q", format)
 	}
 	switch {
-	case diskFormat != providers.DiskVMDK && diskFormat != providers.DiskRaw:
-		problems.Addf("disk_format", "must be vmdk or raw, got %q", diskFormat)
-	case diskFormat == providers.DiskRaw && format != providers.FormatDisks:
+	case !slices.Contains(providers.DiskFormats(), string(diskFormat)):
+		problems.Addf("disk_format", "must be one of %s, got %q", strings.Join(providers.DiskFormats(), ", "), diskFormat)
+	case diskFormat != providers.DiskVMDK && format != providers.FormatDisks:
 		// No field name in the text: a client names its own (hyperctl: --format).
-		problems.Addf("disk_format", "raw disks are exported only as plain disks (format disks; the format is %s): an OVF descriptor has no standard raw disk format", format)
+		problems.Addf("disk_format", "%s disks are exported only as plain disks (format disks; the format is %s): OVF packages carry streamOptimized VMDK disks", diskFormat, format)
+	}
+	switch {
+	case opts.VHDType == "":
+	case opts.VHDType != providers.VHDDynamic && opts.VHDType != providers.VHDFixed:
+		problems.Addf("vhd_type", "must be dynamic or fixed, got %q", opts.VHDType)
+	case diskFormat != providers.DiskVHD:
+		problems.Addf("vhd_type", "is for vhd disks (the disk format is %s)", diskFormat)
 	}
 	if opts.Compression != "" && opts.Compression != "gzip" && opts.Compression != "zstd" {
 		problems.Addf("compression", "must be gzip or zstd, got %q", opts.Compression)

@@ -106,7 +106,9 @@ const (
 func Formats() []Format { return []Format{FormatOVF, FormatOVA, FormatDisks} }
 
 // DiskFormats are the disk formats the pipeline writes for every provider.
-func DiskFormats() []string { return []string{string(DiskVMDK), string(DiskRaw)} }
+func DiskFormats() []string {
+	return []string{string(DiskVMDK), string(DiskRaw), string(DiskQCOW2), string(DiskVHD), string(DiskVHDX)}
+}
 
 // DiskFormat is the format of the exported disk files.
 type DiskFormat string
@@ -114,7 +116,16 @@ type DiskFormat string
 // Disk formats.
 const (
 	DiskVMDK DiskFormat = "vmdk" // streamOptimized VMDK
-	DiskRaw  DiskFormat = "raw"  // sparse raw image, capacity bytes long
+	DiskRaw   DiskFormat = "raw"   // sparse raw image, capacity bytes long
+	DiskQCOW2 DiskFormat = "qcow2" // qcow2 v3
+	DiskVHD   DiskFormat = "vhd"   // VHD, dynamic or fixed (VHDType)
+	DiskVHDX  DiskFormat = "vhdx"  // dynamic VHDX
+)
+
+// VHD variants (ExportOptions.VHDType).
+const (
+	VHDDynamic = "dynamic"
+	VHDFixed   = "fixed" // its size rounded up to a whole MiB, as Azure requires
 )
 
 // ExportOptions controls ExportVM. The job engine fills it from the job
@@ -131,6 +142,8 @@ type ExportOptions struct {
 	Format     Format   `json:"format"`
 	// DiskFormat is the format of the disk files; "" means vmdk.
 	DiskFormat DiskFormat `json:"disk_format,omitempty"`
+	// VHDType is "dynamic" (default) or "fixed", for VHD disks only.
+	VHDType string `json:"vhd_type,omitempty"`
 	// Compress packs an OVA through gzip (or Compression) as .ova.gz.
 	Compress         bool   `json:"compress,omitempty"`
 	Compression      string `json:"compression,omitempty"` // "gzip" (default) or "zstd"

@@ -101,7 +101,7 @@ func TestExportDisksRawMatchesOVFExport(t *testing.T) {
 	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--disk-format", "raw").
 		expect(t, 2, "--disk-format", "format disks")
 	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--format", "disks", "--disk-format", "qcow9").
-		expect(t, 2, "--disk-format", "must be vmdk or raw")
+		expect(t, 2, "--disk-format", "must be one of vmdk, raw, qcow2, vhd, vhdx")
 	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--format", "zip").
 		expect(t, 2, "--format", "must be ovf, ova or disks")
 	if _, err := os.Stat(filepath.Join(dir, "x")); !os.IsNotExist(err) {

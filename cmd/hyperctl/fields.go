@@ -18,7 +18,7 @@ const apiFieldAnnotation = "hyperctl/api-field"
 
 // submitFields are the request fields the export flags set (jobs.Request).
 var submitFields = map[string]string{
-	"provider": "provider", "vm": "vm", "output": "output", "format": "format", "disk-format": "disk_format",
+	"provider": "provider", "vm": "vm", "output": "output", "format": "format", "disk-format": "disk_format", "vhd-type": "vhd_type",
 	"compress": "compress", "compression": "compression", "compression-level": "compression_level",
 	"cleanup-ovf": "cleanup_ovf", "keep-ovf": "cleanup_ovf", "parallel": "parallel_downloads", "snapshot": "snapshot",
 	"power-off": "power_off", "power-off-timeout": "power_off_timeout",

@@ -15,6 +15,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
+	"github.com/hypersdk/hypersdk/providers"
 )
 
 func (a *app) jobsCommand() *cobra.Command {
@@ -30,9 +31,9 @@ func (a *app) jobsCommand() *cobra.Command {
 
 // submitFlags are the export options of `jobs submit` and `export`.
 type submitFlags struct {
-	provider, vm, output, format, diskFormat, compression, idempotencyKey, powerOffTimeout, bandwidth string
-	compress, cleanupOVF, keepOVF, snapshot, powerOff, wait                                           bool
-	compressionLevel, parallel, maxAttempts                                                           int
+	provider, vm, output, format, diskFormat, vhdType, compression, idempotencyKey, powerOffTimeout, bandwidth string
+	compress, cleanupOVF, keepOVF, snapshot, powerOff, wait                                                    bool
+	compressionLevel, parallel, maxAttempts                                                                    int
 }
 
 func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
@@ -41,7 +42,8 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl.StringVar(&f.vm, "vm", "", "VM to export: inventory path, name, ID or UUID")
 	fl.StringVar(&f.output, "output", "", "output directory on the daemon's host: relative to its export directory, or absolute under export.allowed_roots (default <export_dir>/<job id>)")
 	fl.StringVar(&f.format, "format", "", "packaging: ovf, ova or disks (disk files + SHA-256 manifest + JSON metadata; default: the daemon's export.format)")
-	fl.StringVar(&f.diskFormat, "disk-format", "", "disk files: vmdk (streamOptimized) or raw (sparse; needs --format disks; default: the daemon's export.disk_format)")
+	fl.StringVar(&f.diskFormat, "disk-format", "", "disk files: vmdk (streamOptimized), or with --format disks raw (sparse), qcow2, vhd or vhdx (default: the daemon's export.disk_format)")
+	fl.StringVar(&f.vhdType, "vhd-type", "", "VHD variant for --disk-format vhd: dynamic (default) or fixed (rounded up to a whole MiB, as Azure requires)")
 	fl.BoolVar(&f.compress, "compress", false, "compress the OVA (.ova.gz or .ova.zst)")
 	fl.StringVar(&f.compression, "compression", "", "compression for --compress: gzip or zstd")
 	fl.IntVar(&f.compressionLevel, "compression-level", 0, "compression level, 0-9")
@@ -60,7 +62,8 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	bindFields(cmd, "", submitFields)
 	_ = cmd.RegisterFlagCompletionFunc("provider", a.completeProviders)
 	_ = cmd.RegisterFlagCompletionFunc("format", cobra.FixedCompletions([]string{"ovf", "ova", "disks"}, cobra.ShellCompDirectiveNoFileComp))
-	_ = cmd.RegisterFlagCompletionFunc("disk-format", cobra.FixedCompletions([]string{"vmdk", "raw"}, cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("disk-format", cobra.FixedCompletions(providers.DiskFormats(), cobra.ShellCompDirectiveNoFileComp))
+	_ = cmd.RegisterFlagCompletionFunc("vhd-type", cobra.FixedCompletions([]string{providers.VHDDynamic, providers.VHDFixed}, cobra.ShellCompDirectiveNoFileComp))
 	_ = cmd.RegisterFlagCompletionFunc("compression", cobra.FixedCompletions([]string{"gzip", "zstd"}, cobra.ShellCompDirectiveNoFileComp))
 }
 
@@ -69,7 +72,7 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 func (f *submitFlags) request(cmd *cobra.Command) (apitypes.JobRequest, error) {
 	changed := cmd.Flags().Changed
 	req := apitypes.JobRequest{
-		Provider: f.provider, VM: f.vm, Output: f.output, Format: f.format, DiskFormat: f.diskFormat, Compression: f.compression,
+		Provider: f.provider, VM: f.vm, Output: f.output, Format: f.format, DiskFormat: f.diskFormat, VHDType: f.vhdType, Compression: f.compression,
 		ParallelDownloads: f.parallel, Snapshot: f.snapshot, PowerOff: f.powerOff, PowerOffTimeout: f.powerOffTimeout,
 		MaxAttempts: f.maxAttempts,
 	}

@@ -623,7 +623,7 @@ func TestProvidersVMsStatus(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, clienttest.Options{})
 	h.vars["HYPERSDK_TOKEN"] = clienttest.ViewerToken
-	h.run("providers", "list").expect(t, 0, "NAME", "lab", "vsphere", "healthy", "ovf,ova,disks (vmdk,raw)", "snapshot, power-off, parallel")
+	h.run("providers", "list").expect(t, 0, "NAME", "lab", "vsphere", "healthy", "ovf,ova,disks (vmdk,raw,qcow2,vhd,vhdx)", "snapshot, power-off, parallel")
 	r := h.run("vms", "list", "--provider", "lab", "--name-glob", "vm-00[1-2]").expect(t, 0, "vm-001", "fake-002", "poweredOff", "2.0 GiB", "2 (1.5 MiB)")
 	if n := strings.Count(r.stdout, "\n"); n != 3 {
 		t.Fatalf("%d lines:\n%s", n, r.stdout)

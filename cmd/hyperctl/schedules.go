@@ -88,6 +88,7 @@ var templateFields = map[string]func(dst, src *apitypes.JobRequest){
 	"output":            func(d, s *apitypes.JobRequest) { d.Output = s.Output },
 	"format":            func(d, s *apitypes.JobRequest) { d.Format = s.Format },
 	"disk-format":       func(d, s *apitypes.JobRequest) { d.DiskFormat = s.DiskFormat },
+	"vhd-type":          func(d, s *apitypes.JobRequest) { d.VHDType = s.VHDType },
 	"compress":          func(d, s *apitypes.JobRequest) { d.Compress = s.Compress },
 	"compression":       func(d, s *apitypes.JobRequest) { d.Compression = s.Compression },
 	"compression-level": func(d, s *apitypes.JobRequest) { d.CompressionLevel = s.CompressionLevel },

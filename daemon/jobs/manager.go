@@ -450,6 +450,11 @@ func ResolveOptions(req apitypes.JobRequest, d config.Export) (providers.ExportO
 	if req.DiskFormat != "" {
 		o.DiskFormat = providers.DiskFormat(req.DiskFormat)
 	}
+	if req.VHDType != "" {
+		o.VHDType = req.VHDType
+	} else if o.DiskFormat == providers.DiskVHD {
+		o.VHDType = d.VHDType // the default applies to VHD disks only
+	}
 	if req.Compress != nil {
 		o.Compress = *req.Compress
 	}
