@@ -40,7 +40,7 @@ fuzz:
 
 # Benchmarks print ratios against anchors measured in the same run. The
 # vSphere export is timed against the real govc 0.56.0 (built, and cached, by
-# ../shared/tools/build-govc.sh) and curl; it needs ~4 GiB free in /dev/shm
+# ../shared/tools/build-govc.sh) and curl, disk conversion against qemu-img; it needs ~4 GiB free in /dev/shm
 # (or HYPERSDK_BENCH_DIR; exports go to HYPERSDK_BENCH_OUT, default the same).
 GOVC_BUILD ?= ../shared/tools/build-govc.sh
 bench: test-deps
@@ -51,6 +51,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench Delivery -benchtime 1000x ./daemon/webhooks/
 	$(GO) test -run '^$$' -bench PooledCall -benchtime 200x ./providers/vsphere/
 	$(GO) test -run '^$$' -bench ListVMs -benchtime 1x ./providers/vsphere/
+	$(GO) test -run '^$$' -bench ConvertVsQemuImg -benchtime 1x -timeout 30m ./disk/formats/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./transfer/ ./ova/
 
 clean:

@@ -25,9 +25,14 @@ In another terminal (same user, so hyperctl finds this daemon and its token):
   %[2]s export --provider demo --vm /DC0/vm/production/db/db-01 --wait
   %[2]s export --provider demo --vm web-01 --snapshot --format ova --wait
   %[2]s export --provider demo --vm db-01 --format disks --disk-format raw --wait
+  %[2]s export --provider demo --vm db-01 --format disks --disk-format qcow2 --wait
 
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
   %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
+
+Their disks convert locally, no daemon needed (qcow2, vmdk, vhd, vhdx, raw):
+  %[2]s disk info %[3]s/<job id>/<disk file>
+  %[2]s disk convert %[3]s/<job id>/<disk file> disk.vhd --to vhd --vhd-type fixed
 
 `, demoProvider, hyperctl, exportDir)
 }
