@@ -649,7 +649,8 @@ func (m *Image) openParent(chain []string) error {
 }
 
 func mergeAdvice(parent string) string {
-	return fmt.Sprintf("put %s beside the image, or merge the chain into one disk where the parent is present (Hyper-V: Merge-VHD; or qemu-img convert -O vhdx with the parent in place)", baseName(parent))
+	// qemu-img cannot help here: it does not read differencing VHDX.
+	return fmt.Sprintf("put %s beside the image, or merge the chain into one disk where the parent is present (Hyper-V: Merge-VHD, or hyperctl disk convert with the parent beside the image)", baseName(parent))
 }
 
 // baseName is the last element of a Windows or slash path.
