@@ -365,12 +365,16 @@ func fxLogEntry(logGUID string, seq uint64, tail uint32, writes []fxWrite) []byt
 // first sector to make block 0 FULLY_PRESENT at 5 MiB, entry 2 zeroes the
 // first 8 KiB of block 1. The log sits 12 KiB into the log region with a
 // stale entry of another log before it.
-func logged() (img, want []byte) {
+func logged() (img, want []byte) { return loggedWith(1 << 20) }
+
+// loggedWith is logged with n bytes of data at the start of blocks 0 and 1.
+func loggedWith(n int) (img, want []byte) {
 	const logGUID = "7D6C5B4A-3928-4716-A5F4-E3D2C1B0A998"
 	const size = 4 << 20
 	want = make([]byte, size)
-	copy(want, pattern(8, 1<<20))
-	b1 := pattern(9, 1<<20)
+	copy(want, pattern(8, n))
+	b1 := make([]byte, 1<<20)
+	copy(b1, pattern(9, n))
 	copy(want[1<<20:], b1)
 	clear(want[1<<20 : 1<<20+8192])
 
