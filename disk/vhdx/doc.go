@@ -20,7 +20,8 @@
 //     zero descriptors are laid over the file as an overlay bounded by the
 //     log's length. The file itself is never written. A log with no valid
 //     sequence, or a file shorter than the head entry's FlushedFileOffset
-//     (truncated), is refused;
+//     (truncated), is refused, as is a log whose zero runs and data
+//     sectors interleave beyond a fixed replay work bound;
 //   - the region tables (the first valid copy of two, CRC-32C over 64 KiB):
 //     exactly one BAT and one metadata region, 1 MiB aligned, after the
 //     header section, inside the file, not overlapping each other or the

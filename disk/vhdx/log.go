@@ -216,9 +216,15 @@ func replayLog(f *disk.File, h header) (*logView, error) {
 			"the file is %d bytes but the log says it was at least %d when written: the file is truncated", f.Size, head.flushed)
 	}
 	v := &logView{r: f.R, fileSize: f.Size, size: max(f.Size, head.last), sectors: map[int64][]byte{}}
+	// Zero runs after data sectors cost a pass over the sectors each; a
+	// log written to be expensive is refused rather than replayed slowly.
+	work := 0
 	for _, e := range seq {
 		for _, w := range e.writes {
-			v.apply(w)
+			if work += v.apply(w); work > maxReplayWork {
+				return nil, disk.Errorf(f, disk.VHDX, fmt.Sprintf("log entry %d", e.sequence), l.offset+e.at,
+					"the log interleaves more zero runs and data sectors than a replay is bounded to; replay it where it can be written (open and close it in Hyper-V, or qemu-img check -r all)")
+			}
 		}
 	}
 	return v, nil
@@ -235,19 +241,25 @@ type logView struct {
 	sectors  map[int64][]byte // 4 KiB aligned file offset → sector
 }
 
-func (v *logView) apply(w logWrite) {
+// maxReplayWork bounds the sector visits applying a log's zero runs.
+const maxReplayWork = 1 << 24
+
+// apply lays w over the view and returns the work it took.
+func (v *logView) apply(w logWrite) int {
 	v.size = max(v.size, w.offset+w.length)
 	if w.data != nil {
 		v.sectors[w.offset] = w.data
-		return
+		return 1
 	}
 	// A zero run hides the sectors written before it; later ones win.
+	work := len(v.sectors)
 	for off := range v.sectors {
 		if off >= w.offset && off < w.offset+w.length {
 			delete(v.sectors, off)
 		}
 	}
 	v.zeros = append(v.zeros, w)
+	return work + 1
 }
 
 func (v *logView) ReadAt(p []byte, off int64) (int, error) {
