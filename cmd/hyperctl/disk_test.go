@@ -38,7 +38,10 @@ func TestDiskConvertRoundTrips(t *testing.T) {
 			subs = []string{""}
 		}
 		for _, sub := range subs {
-			name := string(spec.Format) + "-" + sub
+			name := string(spec.Format)
+			if sub != "" {
+				name += "-" + sub
+			}
 			t.Run(name, func(t *testing.T) {
 				out := filepath.Join(dir, name+spec.Ext)
 				args := []string{"disk", "convert", src, out, "--to", string(spec.Format), "-o", "json"}

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/vhdx"
 )
 
 // Spec is one format: how to recognise, open and write it.
@@ -39,6 +40,12 @@ const headSize = 4096
 // specs lists the formats in detection order: formats with a magic number
 // at offset 0 first, the VHD footer at the end next, raw last.
 var specs = []Spec{
+	{
+		Format: disk.VHDX, QemuName: "vhdx", Ext: ".vhdx",
+		Detect: func(head, _ []byte) bool { return vhdx.Detect(head) },
+		Open:   func(f *disk.File) (disk.Image, error) { return vhdx.Open(f) },
+		Write:  vhdx.Write, Subformats: []string{"dynamic"},
+	},
 	{
 		Format: disk.Raw, QemuName: "raw", Ext: ".raw",
 		Detect: func(_, _ []byte) bool { return true },
