@@ -63,10 +63,13 @@ func (im *Image) Check(ctx context.Context) error {
 		c.problem("header", 72, "the image is marked corrupt")
 	}
 	c.ref(0, im.cs, useHeader, "header", 0)
+	// The refcount structures first: a table pointing into them is then
+	// the one reported, and the counts stay readable.
+	blocks := c.walkRefcountTable()
 	c.walkL1("active L1 table", int64(h.l1Offset), int64(h.l1Size))
 	c.walkSnapshots()
 	c.walkBitmaps()
-	c.compareRefcounts()
+	c.compareRefcounts(blocks)
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -310,9 +313,9 @@ func (c *checker) walkBitmaps() {
 	}
 }
 
-// compareRefcounts counts the refcount table and blocks, then compares
-// every stored count with the references found.
-func (c *checker) compareRefcounts() {
+// walkRefcountTable counts the refcount table and blocks and returns the
+// blocks' offsets (0 where there is none or it is unusable).
+func (c *checker) walkRefcountTable() []int64 {
 	im, h := c.im, c.im.h
 	cs := im.cs
 	tableOff, tableBytes := int64(h.refTableOffset), int64(h.refTableClusters)*cs
@@ -320,9 +323,9 @@ func (c *checker) compareRefcounts() {
 	table, err := im.readTable("refcount table", tableOff, tableBytes)
 	if err != nil {
 		c.problems = append(c.problems, err)
-		return
+		return nil
 	}
-	blocks := make([]int64, len(table)) // 0: none or unusable
+	blocks := make([]int64, len(table))
 	for i, e := range table {
 		at := tableOff + int64(i)*entrySize
 		off := int64(e & refOffsetMask)
@@ -336,7 +339,14 @@ func (c *checker) compareRefcounts() {
 			blocks[i] = off
 		}
 	}
+	return blocks
+}
 
+// compareRefcounts compares every stored count with the references found.
+func (c *checker) compareRefcounts(blocks []int64) {
+	im, h := c.im, c.im.h
+	cs := im.cs
+	tableOff := int64(h.refTableOffset)
 	bits := int64(1) << h.refcountOrder
 	perBlock := cs * 8 / bits
 	last := max(c.fileClusters, c.maxRef+1) // clusters compared, as QEMU does
