@@ -343,3 +343,55 @@ func assertFormatError(t *testing.T, err error, structure, problem string) {
 		t.Fatalf("error %q: want structure %q and %q in the message", err, structure, problem)
 	}
 }
+
+// TestConcurrentReadAt reads a compressed image from several goroutines at
+// once, in pieces that straddle clusters, against the raw disk.
+func TestConcurrentReadAt(t *testing.T) {
+	dir := t.TempDir()
+	const size = 8 << 20
+	raw := rawTestDisk(t, dir, size)
+	want, err := os.ReadFile(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "c.qcow2")
+	run(t, "qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw, out)
+	img := openQcow2(t, out)
+	errs := make(chan error, 4)
+	for g := range 4 {
+		go func() {
+			buf := make([]byte, 5000+g*777)
+			for off := int64(g * 999); off < size; off += int64(len(buf)) * 3 {
+				n, err := img.ReadAt(buf, off)
+				if err != nil && err != io.EOF {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(buf[:n], want[off:off+int64(n)]) {
+					errs <- errors.New("concurrent read differs from the raw disk")
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestWriteStopsWhenCancelled(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	fh, err := os.Create(filepath.Join(t.TempDir(), "x.qcow2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	b := bytes.Repeat([]byte{1}, 1<<20)
+	if err := Write(ctx, fh, &sliceSource{data: b, extents: []disk.Extent{ext(0, 1<<20)}}, disk.WriteOptions{}); !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/hypersdk/hypersdk/disk"
 )
@@ -15,8 +16,9 @@ const (
 	// otherwise, QEMU's default.
 	DefaultClusterSize = 64 << 10
 
-	// writeBatch is the most the writer holds before appending it with one
-	// Write: data clusters, L2 tables, then the closing tables.
+	// writeBatch is the most the writer gathers before appending it with
+	// one Write: data clusters, L2 tables, then the closing tables. Two
+	// batches exist: one being filled while the other is written.
 	writeBatch = 4 << 20
 
 	// refcountOrder 4: 16-bit reference counts, as QEMU writes them.
@@ -68,16 +70,23 @@ func Write(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOpti
 		l1:        make([]uint64, l1Size),
 		l2:        make([]byte, cs),
 		l2Index:   -1,
-		buf:       make([]byte, max(writeBatch, 2*cs)),
 		fileOff:   cs, // the header cluster is written last
 	}
 	if _, err := t.Seek(cs, io.SeekStart); err != nil {
 		return err
 	}
-	if err := w.copyData(); err != nil {
+	w.startAppender(max(writeBatch, 2*cs))
+	err := w.copyData()
+	if err == nil {
+		err = w.finishTables()
+	}
+	if werr := w.stopAppender(); err == nil {
+		err = werr
+	}
+	if err != nil {
 		return err
 	}
-	return w.finish()
+	return w.writeHeader()
 }
 
 type writer struct {
@@ -94,10 +103,19 @@ type writer struct {
 	l2Index int64  // its L1 index; -1 before the first
 	l2Used  bool   // it maps at least one cluster
 
-	// buf[:n] is appended to the file at fileOff when the batch fills up.
+	// buf[:n] is appended to the file at fileOff when the batch fills up,
+	// by the appender goroutine: full batches go out on full, come back
+	// on free; the first write error is kept in failed.
 	buf     []byte
 	n       int64
 	fileOff int64
+	full    chan []byte
+	free    chan []byte
+	done    chan error
+	failed  atomic.Pointer[error]
+
+	// Where finishTables put the tables, for the header.
+	tableOff, tableClusters, l1Off, total int64
 
 	// The region being read: virtual bytes [regStart, regFill) sit at
 	// buf[n:]. It starts on a cluster, stays inside one L2 table's span
@@ -240,21 +258,54 @@ func (w *writer) flushIfFull() error {
 	return w.flush()
 }
 
+// flush hands the batch to the appender and takes the other one.
 func (w *writer) flush() error {
+	if err := w.failed.Load(); err != nil {
+		return *err
+	}
 	if w.n == 0 {
 		return nil
 	}
-	if _, err := w.t.Write(w.buf[:w.n]); err != nil {
-		return fmt.Errorf("qcow2: write at %d: %w", w.fileOff, err)
-	}
+	w.full <- w.buf[:w.n]
 	w.fileOff += w.n
-	w.n = 0
+	w.buf, w.n = <-w.free, 0
 	return nil
 }
 
-// finish appends the last L2 table, the refcount table and blocks and the
-// L1 table, then writes the header.
-func (w *writer) finish() error {
+// startAppender starts the goroutine that appends full batches to the
+// target, so that reading the next batch overlaps writing this one.
+func (w *writer) startAppender(batch int64) {
+	w.buf = make([]byte, batch)
+	w.full = make(chan []byte)
+	w.free = make(chan []byte, 1)
+	w.free <- make([]byte, batch)
+	w.done = make(chan error, 1)
+	go func() {
+		var failed error
+		off := w.fileOff
+		for b := range w.full {
+			if failed == nil {
+				if _, err := w.t.Write(b); err != nil {
+					failed = fmt.Errorf("qcow2: write at %d: %w", off, err)
+					w.failed.Store(&failed)
+				}
+				off += int64(len(b))
+			}
+			w.free <- b[:cap(b)]
+		}
+		w.done <- failed
+	}()
+}
+
+// stopAppender waits for the last batch to be written.
+func (w *writer) stopAppender() error {
+	close(w.full)
+	return <-w.done
+}
+
+// finishTables appends the last L2 table, the refcount table and blocks
+// and the L1 table.
+func (w *writer) finishTables() error {
 	if err := w.finishL2(); err != nil {
 		return err
 	}
@@ -324,7 +375,14 @@ func (w *writer) finish() error {
 	if w.fileOff != total*cs {
 		return errors.New("qcow2: writer layout mismatch (bug)")
 	}
+	w.tableOff, w.tableClusters, w.l1Off, w.total = tableOff, tableClusters, l1Off, total
+	return nil
+}
 
+// writeHeader writes the header cluster, now that the tables are placed,
+// and cuts the file to its clusters.
+func (w *writer) writeHeader() error {
+	cs := w.cs
 	head := make([]byte, cs)
 	be := binary.BigEndian
 	copy(head, magic)
@@ -332,9 +390,9 @@ func (w *writer) finish() error {
 	be.PutUint32(head[20:], uint32(log2(cs)))
 	be.PutUint64(head[24:], uint64(w.size))
 	be.PutUint32(head[36:], uint32(len(w.l1)))
-	be.PutUint64(head[40:], uint64(l1Off))
-	be.PutUint64(head[48:], uint64(tableOff))
-	be.PutUint32(head[56:], uint32(tableClusters))
+	be.PutUint64(head[40:], uint64(w.l1Off))
+	be.PutUint64(head[48:], uint64(w.tableOff))
+	be.PutUint32(head[56:], uint32(w.tableClusters))
 	be.PutUint32(head[96:], refcountOrder)
 	be.PutUint32(head[100:], v3FullHeaderLength)
 	// head[104] compression type 0 (zlib); then the end-of-extensions
@@ -342,7 +400,7 @@ func (w *writer) finish() error {
 	if _, err := w.t.WriteAt(head, 0); err != nil {
 		return fmt.Errorf("qcow2: write header: %w", err)
 	}
-	return w.t.Truncate(total * cs)
+	return w.t.Truncate(w.total * cs)
 }
 
 func log2(n int64) int {
