@@ -264,7 +264,7 @@ func (c *checker) walkSnapshots() {
 // walkBitmaps counts the persistent bitmaps' directory, tables and data.
 func (c *checker) walkBitmaps() {
 	im, b := c.im, c.im.h.bitmaps
-	if b == nil || b.count == 0 {
+	if b == nil || b.count == 0 || im.h.autoclear&autoclearBitmaps == 0 {
 		return
 	}
 	dirOff, dirSize := int64(b.directoryOff), int64(b.directorySize)

@@ -45,7 +45,8 @@ const (
 	incompatExtendedL2  = 1 << 4
 	knownIncompatible   = incompatDirty | incompatCorrupt | incompatDataFile | incompatCompression | incompatExtendedL2
 
-	// Autoclear feature bit 0: the bitmaps extension is consistent.
+	// Autoclear feature bit 0: the bitmaps extension is consistent; QEMU
+	// ignores the extension without it.
 	autoclearBitmaps = 1 << 0
 
 	// Header extension types.
@@ -77,14 +78,12 @@ type header struct {
 	nbSnapshots          uint32
 	snapshotsOffset      uint64
 	incompatible         uint64
-	compatible           uint64
 	autoclear            uint64
 	refcountOrder        uint32
 	headerLength         uint32
 	compressionType      uint8
 	featureNames         map[[2]byte]string // {type, bit} → name, for messages
 	bitmaps              *bitmapsExtension  // nil without the extension
-	extensionsEnd        int64              // offset just past the last header extension
 	hasDataFileExtension bool
 	hasCryptoExtension   bool
 }
@@ -140,7 +139,6 @@ func readHeader(f *disk.File) (*header, error) {
 			return nil, errf(0, "file is %d bytes, shorter than the %d-byte version 3 header", f.Size, v3HeaderLength)
 		}
 		h.incompatible = be.Uint64(b[72:])
-		h.compatible = be.Uint64(b[80:])
 		h.autoclear = be.Uint64(b[88:])
 		h.refcountOrder = be.Uint32(b[96:])
 		h.headerLength = be.Uint32(b[100:])
@@ -281,13 +279,11 @@ func (h *header) readExtensions(f *disk.File, head []byte) error {
 		if off+8 > int64(len(head)) {
 			// No room for another extension: the header cluster (or the
 			// file) ends; QEMU stops here as well.
-			h.extensionsEnd = off
 			return nil
 		}
 		typ := be.Uint32(head[off:])
 		n := int64(be.Uint32(head[off+4:]))
 		if typ == extEnd {
-			h.extensionsEnd = off
 			return nil
 		}
 		data := off + 8

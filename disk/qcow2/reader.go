@@ -138,7 +138,7 @@ func (im *Image) readTables() error {
 		}
 		im.meta = append(im.meta, span{int64(off), int64(off) + cs, fmt.Sprintf("L2 table of L1 entry %d", i)})
 	}
-	im.l1 = l1[:need:need]
+	im.l1 = slices.Clone(l1[:need]) // not the entries past the disk
 
 	slices.SortFunc(im.meta, func(a, b span) int { return cmp.Compare(a.start, b.start) })
 	for i := 1; i < len(im.meta); i++ {
@@ -503,11 +503,15 @@ type l2CacheEntry struct {
 	used  uint64
 }
 
-// l2CacheBytes bounds the cache: 64 tables of 64 KiB, 2 of 2 MiB.
-const l2CacheBytes = 4 << 20
+// The cache holds at most l2CacheBytes and l2CacheTables (a lookup scans
+// them): 64 tables of 64 KiB, 2 of 2 MiB.
+const (
+	l2CacheBytes  = 4 << 20
+	l2CacheTables = 64
+)
 
 func (c *l2Cache) init(cs int64) {
-	c.entries = make([]l2CacheEntry, 0, max(2, l2CacheBytes/cs))
+	c.entries = make([]l2CacheEntry, 0, min(l2CacheTables, max(2, l2CacheBytes/cs)))
 }
 
 func (c *l2Cache) get(off int64) []byte {

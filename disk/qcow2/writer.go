@@ -48,10 +48,11 @@ func Write(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOpti
 	if cs < 1<<minClusterBits || cs > 1<<maxClusterBits || cs&(cs-1) != 0 {
 		return fmt.Errorf("qcow2: cluster size %d is not a power of two from %d to %d", cs, 1<<minClusterBits, 1<<maxClusterBits)
 	}
-	size := src.Size()
-	if err := disk.CheckVirtualSize(&disk.File{Name: o.Name}, disk.QCOW2, "source", -1, size, 0); err != nil {
+	if err := disk.CheckVirtualSize(&disk.File{Name: o.Name}, disk.QCOW2, "source", -1, src.Size(), 0); err != nil {
 		return err
 	}
+	// The virtual size is whole sectors, rounded up as QEMU does.
+	size := (src.Size() + disk.SectorSize - 1) &^ (disk.SectorSize - 1)
 	l2Entries := cs / entrySize
 	l2Span := cs * l2Entries
 	l1Size := (size + l2Span - 1) / l2Span

@@ -137,3 +137,24 @@ func TestWriteRefusesTooSmallClusters(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestWriteOddSizeRoundsToSectors: a source that is no whole number of
+// sectors becomes a disk rounded up to one, as qemu-img makes it.
+func TestWriteOddSizeRoundsToSectors(t *testing.T) {
+	dir := t.TempDir()
+	b := bytes.Repeat([]byte("odd"), 70001)
+	raw := filepath.Join(dir, "odd.raw")
+	if err := os.WriteFile(raw, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ours := filepath.Join(dir, "ours.qcow2")
+	writeQcow2(t, raw, ours, disk.WriteOptions{})
+	theirs := filepath.Join(dir, "theirs.qcow2")
+	disktest.Convert(t, raw, "raw", theirs, "qcow2")
+	want := disktest.QemuInfo(t, theirs, "qcow2").VirtualSize
+	if got := disktest.QemuInfo(t, ours, "qcow2").VirtualSize; got != want || got%disk.SectorSize != 0 {
+		t.Fatalf("virtual size %d, qemu-img makes %d", got, want)
+	}
+	disktest.Check(t, ours, "qcow2")
+	disktest.Compare(t, theirs, "qcow2", ours, "qcow2")
+}
