@@ -46,8 +46,9 @@ func (u use) shared() bool { return u == useL2 || u == useData || u == useCompre
 // Check verifies the image's structure as `qemu-img check` does: every
 // cluster the active and snapshot tables, the refcount structures, the
 // snapshot table and the bitmaps reference lies inside the file, no
-// cluster serves two structures, and every reference count equals the
-// references found (a cluster counted but unused is a leak). It returns all
+// cluster serves two structures, every reference count equals the
+// references found (a cluster counted but unused is a leak), and the
+// active tables' COPIED flags mark exactly the clusters counted once. It returns all
 // problems found, joined, each a *disk.FormatError.
 func (im *Image) Check(ctx context.Context) error {
 	fileClusters := (im.f.Size + im.cs - 1) / im.cs
@@ -70,6 +71,7 @@ func (im *Image) Check(ctx context.Context) error {
 	c.walkSnapshots()
 	c.walkBitmaps()
 	c.compareRefcounts(blocks)
+	c.checkCopiedFlags()
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -391,6 +393,46 @@ func (c *checker) compareRefcounts(blocks []int64) {
 			if c.refs[k] > 0 {
 				c.problem("refcount table", tableOff, "cluster %d (offset %d, %s) lies beyond what the refcount table covers", k, k*cs, useNames[c.uses[k]])
 				break
+			}
+		}
+	}
+}
+
+// checkCopiedFlags checks the active tables' COPIED flags: set exactly
+// where the refcount is 1 (QEMU writes in place only there).
+func (c *checker) checkCopiedFlags() {
+	im, h := c.im, c.im.h
+	if c.ctx.Err() != nil || int64(h.l1Size)*entrySize > maxL1Bytes {
+		return
+	}
+	l1, err := im.readTable("active L1 table", int64(h.l1Offset), int64(h.l1Size)*entrySize)
+	if err != nil {
+		return // reported by walkL1
+	}
+	// usable is a cluster offset the walk accepted; the others are
+	// reported already.
+	usable := func(off int64) bool { return off > 0 && off%im.cs == 0 && off <= im.f.Size-im.cs }
+	flag := func(e uint64) bool { return e&flagCopied != 0 }
+	for i, e := range l1 {
+		l2 := int64(e & offsetMask)
+		if !usable(l2) || c.uses[l2/im.cs] != useL2 {
+			continue
+		}
+		at := int64(h.l1Offset) + int64(i)*entrySize
+		if n := c.refs[l2/im.cs]; flag(e) != (n == 1) {
+			c.problem("active L1 table", at, "entry %d: COPIED flag is %v, but the L2 table at %d has %d references", i, flag(e), l2, n)
+		}
+		t, err := im.readTable("L2 table", l2, im.cs)
+		if err != nil {
+			return
+		}
+		for j, x := range t {
+			host := int64(x & offsetMask)
+			if x&flagCompressed != 0 || !usable(host) || c.uses[host/im.cs] != useData {
+				continue
+			}
+			if n := c.refs[host/im.cs]; flag(x) != (n == 1) {
+				c.problem(fmt.Sprintf("L2 table at %d", l2), l2+int64(j)*entrySize, "entry %d: COPIED flag is %v, but the cluster at %d has %d references", j, flag(x), host, n)
 			}
 		}
 	}

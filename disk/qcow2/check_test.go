@@ -111,6 +111,10 @@ func TestCheckFindsDamage(t *testing.T) {
 			be.PutUint64(b[dataEntry:], uint64(l.refBlock)|flagCopied)
 			return b
 		}, 2, []string{"overlaps a refcount block", "is leaked"}},
+		{"COPIED flag missing", func(b []byte) []byte {
+			be.PutUint64(b[dataEntry:], uint64(dataHost))
+			return b
+		}, 2, []string{"COPIED flag is false, but the cluster at"}},
 		{"data cluster past the end", func(b []byte) []byte {
 			be.PutUint64(b[dataEntry:], uint64(int64(len(b))+cs)|flagCopied)
 			return b

@@ -37,9 +37,9 @@
 // references from the header, the active and snapshot L1 tables and their
 // L2 tables, the refcount table and blocks, the snapshot table and the
 // persistent bitmaps, and reports clusters outside the file, clusters
-// serving two structures, reserved bits, and every refcount that differs
-// from the references found (leaks included), all joined, each a
-// *disk.FormatError. It keeps three bytes per host cluster.
+// serving two structures, reserved bits, every refcount that differs from
+// the references found (leaks included) and COPIED flags that disagree
+// with the counts, all joined, each a *disk.FormatError. It keeps three bytes per host cluster.
 //
 // # Writing
 //

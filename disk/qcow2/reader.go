@@ -33,7 +33,7 @@ type Image struct {
 	// l2Entries clusters.
 	l2Entries int64
 	clusters  int64    // virtual clusters, the last possibly partial
-	l1        []uint64 // the active L1 table, entries within the virtual size checked
+	l1        []uint64 // the active L1 entries that map the virtual disk, checked
 	// meta lists the clusters that hold metadata the active tables rely on
 	// (header, L1, refcount table and blocks, L2 tables), sorted and
 	// disjoint: no data cluster may point into them.

@@ -37,7 +37,8 @@ const (
 // Every cluster of the file is used exactly once, so the reference counts
 // are all 1 and need no map: the writer holds the L1 table (8 bytes per
 // cluster²/8 of virtual disk: 1 MiB for 64 TiB with 64 KiB clusters), the
-// current L2 table and a 4 MiB batch, whatever the disk size.
+// current L2 table and two 4 MiB batches (one written while the next
+// fills), whatever the disk size.
 // o.ClusterSize picks the cluster size (a power of two from 512 bytes to
 // 2 MiB; default 64 KiB).
 func Write(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOptions) error {
