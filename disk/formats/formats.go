@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/qcow2"
 	"github.com/hypersdk/hypersdk/disk/vhdx"
 )
 
@@ -40,6 +41,12 @@ const headSize = 4096
 // specs lists the formats in detection order: formats with a magic number
 // at offset 0 first, the VHD footer at the end next, raw last.
 var specs = []Spec{
+	{
+		Format: disk.QCOW2, QemuName: "qcow2", Ext: ".qcow2",
+		Detect: func(head, _ []byte) bool { return qcow2.Detect(head) },
+		Open:   func(f *disk.File) (disk.Image, error) { return qcow2.Open(f) },
+		Write:  qcow2.Write,
+	},
 	{
 		Format: disk.VHDX, QemuName: "vhdx", Ext: ".vhdx",
 		Detect: func(head, _ []byte) bool { return vhdx.Detect(head) },
