@@ -78,6 +78,21 @@ func TestExportDisksRawMatchesOVFExport(t *testing.T) {
 		t.Fatalf("qemu-img compare raw vs the OVF export's VMDK: %v\n%s", err, out)
 	}
 
+	// Every other disk format holds the same content, as qemu-img reads it.
+	for _, tc := range []struct{ format, qemu string }{{"qcow2", "qcow2"}, {"vhdx", "vhdx"}, {"vhd", "vpc"}} {
+		out := filepath.Join(dir, tc.format)
+		args := []string{"export", "--local", "--demo", "--vm", vm, "--output", out, "--format", "disks", "--disk-format", tc.format}
+		if tc.format == "vhd" {
+			args = append(args, "--vhd-type", "fixed")
+		}
+		h.run(args...).expect(t, 0, vm+".sha256")
+		img := filepath.Join(out, vm+"-disk-0."+tc.format)
+		if out, err := exec.Command("qemu-img", "compare", "-f", tc.qemu, "-F", "vmdk", img, vmdk).CombinedOutput(); err != nil {
+			t.Fatalf("qemu-img compare %s vs the OVF export's VMDK: %v\n%s", tc.format, err, out)
+		}
+		h.run("verify", out).expect(t, 0, vm+".sha256: OK: every digest matches")
+	}
+
 	// hyperctl verify checks either export against its manifest without
 	// being told the format, and names each file that no longer matches.
 	h.run("verify", rawDir).expect(t, 0, vm+".sha256: OK: every digest matches", vm+"-disk-0.raw")
@@ -102,6 +117,8 @@ func TestExportDisksRawMatchesOVFExport(t *testing.T) {
 		expect(t, 2, "--disk-format", "format disks")
 	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--format", "disks", "--disk-format", "qcow9").
 		expect(t, 2, "--disk-format", "must be one of vmdk, raw, qcow2, vhd, vhdx")
+	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--format", "disks", "--disk-format", "qcow2", "--vhd-type", "fixed").
+		expect(t, 2, "--vhd-type", "is for vhd disks")
 	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--format", "zip").
 		expect(t, 2, "--format", "must be ovf, ova or disks")
 	if _, err := os.Stat(filepath.Join(dir, "x")); !os.IsNotExist(err) {
