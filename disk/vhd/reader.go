@@ -2,6 +2,7 @@ package vhd
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -78,13 +79,19 @@ func Open(f *disk.File) (*Image, error) {
 		return nil, err
 	}
 	im.info = disk.Info{Format: disk.VHD, VirtualSize: size}
+	var err error
 	switch im.ft.DiskType {
 	case typeFixed:
-		return im, im.openFixed()
+		err = im.openFixed()
 	case typeDynamic, typeDifferencing:
-		return im, im.openDynamic()
+		err = im.openDynamic()
+	default:
+		err = im.errorf("footer", im.footerAt+60, "disk type %d is none of fixed (2), dynamic (3) or differencing (4)", im.ft.DiskType)
 	}
-	return nil, im.errorf("footer", im.footerAt+60, "disk type %d is none of fixed (2), dynamic (3) or differencing (4)", im.ft.DiskType)
+	if err != nil {
+		return nil, err
+	}
+	return im, nil
 }
 
 func (im *Image) errorf(structure string, off int64, problem string, args ...any) *disk.FormatError {
@@ -285,7 +292,7 @@ func (im *Image) checkBlocks() error {
 		}
 		used = append(used, uint32(i))
 	}
-	slices.SortFunc(used, func(a, b uint32) int { return int(int64(im.bat[a]) - int64(im.bat[b])) })
+	slices.SortFunc(used, func(a, b uint32) int { return cmp.Compare(im.bat[a], im.bat[b]) })
 	for k := 1; k < len(used); k++ {
 		prev, cur := used[k-1], used[k]
 		if im.blockSpan(im.bat[prev]).overlaps(im.blockSpan(im.bat[cur])) {
@@ -318,7 +325,7 @@ func (im *Image) ReadAt(p []byte, off int64) (int, error) {
 	if int64(len(p)) > size-off {
 		p, eof = p[:size-off], io.EOF
 	}
-	if im.bat == nil {
+	if im.bat == nil { // a fixed disk: the data in place
 		if err := im.readAt(p, off); err != nil {
 			return 0, im.readError("data", off, err)
 		}
@@ -386,11 +393,14 @@ func (im *Image) Extents() iter.Seq2[disk.Extent, error] {
 
 func (im *Image) dynamicExtents(yield func(disk.Extent, error) bool) {
 	size := im.info.VirtualSize
-	bm := make([]byte, im.blockSize/disk.SectorSize/8+1)
+	var bm []byte       // made at the first block, which proves its size fits the file
 	var run disk.Extent // pending, merged across blocks
 	for i, e := range im.bat {
 		if e == batUnused {
 			continue
+		}
+		if bm == nil {
+			bm = make([]byte, (im.blockSize/disk.SectorSize+7)/8)
 		}
 		base := int64(i) * im.blockSize
 		sectors := min(im.blockSize, size-base) / disk.SectorSize

@@ -312,6 +312,21 @@ func TestWriteRefusesOptions(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), `"fixed" or "dynamic"`) {
 		t.Fatalf("subformat streamOptimized: %v, want a refusal naming fixed and dynamic", err)
 	}
+	for _, tc := range []struct {
+		subformat string
+		size      int64
+		says      string
+	}{
+		{"fixed", 0, "1 byte to 64 TiB"},
+		{"dynamic", 0, "VHDX holds more"},
+		{"dynamic", 2041 << 30, "VHDX holds more"},
+		{"fixed", 65 << 40, "1 byte to 64 TiB"},
+	} {
+		err := Write(context.Background(), &buf, disk.FromReader(bytes.NewReader(nil), tc.size), disk.WriteOptions{Subformat: tc.subformat})
+		if err == nil || !strings.Contains(err.Error(), tc.says) {
+			t.Fatalf("%s of %d bytes: %v, want a refusal saying %q", tc.subformat, tc.size, err, tc.says)
+		}
+	}
 	for _, bs := range []int64{3000, 256, 512 << 20} {
 		err := Write(context.Background(), &buf, src, disk.WriteOptions{ClusterSize: bs})
 		if err == nil || !strings.Contains(err.Error(), "power of two") {

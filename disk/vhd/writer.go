@@ -75,8 +75,8 @@ func newFooter(diskType uint32, size int64, dataOffset uint64) (*footer, error) 
 // then zeros up to the next whole MiB (a hole) and the footer.
 func writeFixed(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOptions) error {
 	size := roundUp(src.Size(), fixedAlign)
-	if err := disk.CheckVirtualSize(nil, disk.VHD, "source", -1, size, 0); err != nil {
-		return fmt.Errorf("vhd: %w", err)
+	if size <= 0 || size > disk.MaxVirtualSize {
+		return fmt.Errorf("vhd: a fixed VHD holds 1 byte to %d TiB, not %d bytes", disk.MaxVirtualSize>>40, src.Size())
 	}
 	ft, err := newFooter(typeFixed, size, noDataOffset)
 	if err != nil {
