@@ -132,10 +132,11 @@ func TestWriteRoundTrip(t *testing.T) {
 		subformat string
 		size      int64
 		cluster   int64
+		chs       [3]int // by hand: 17 sectors per track, 5 heads
 	}{
-		{"fixed", 41 * mib, 0},
-		{"dynamic", testSize, DefaultBlockSize},
-		{"", testSize, DefaultBlockSize},
+		{"fixed", 41 * mib, 0, [3]int{987, 5, 17}},
+		{"dynamic", testSize, DefaultBlockSize, [3]int{963, 5, 17}},
+		{"", testSize, DefaultBlockSize, [3]int{963, 5, 17}},
 	} {
 		name := tc.subformat
 		if name == "" {
@@ -150,6 +151,7 @@ func TestWriteRoundTrip(t *testing.T) {
 				t.Fatalf("qemu-img sees %d bytes, want %d", info.VirtualSize, tc.size)
 			}
 			disktest.Compare(t, src, "raw", out, "vpc")
+			assertFooters(t, out, tc.size, tc.chs, tc.subformat != "fixed")
 
 			im := openImage(t, out)
 			wantSub := tc.subformat
@@ -173,6 +175,48 @@ func TestWriteRoundTrip(t *testing.T) {
 				t.Fatalf("the image allocates %d bytes, more than the %d of the sparse source", vhdAlloc, rawAlloc)
 			}
 		})
+	}
+}
+
+// assertFooters checks the footer we wrote against the specification: the
+// creator fields that make every reader take Current Size, the sizes, the
+// geometry, the checksum, and for a dynamic disk the identical copy at 0
+// and the header right after it.
+func assertFooters(t *testing.T, path string, size int64, chs [3]int, dynamic bool) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ft := bytes.Clone(b[len(b)-512:])
+	if string(ft[:8]) != "conectix" || string(ft[28:32]) != "win " || string(ft[36:40]) != "Wi2k" {
+		t.Fatalf("footer cookie %q, creator %q, host %q", ft[:8], ft[28:32], ft[36:40])
+	}
+	if be.Uint64(ft[40:]) != uint64(size) || be.Uint64(ft[48:]) != uint64(size) {
+		t.Fatalf("footer sizes %d, %d; want %d", be.Uint64(ft[40:]), be.Uint64(ft[48:]), size)
+	}
+	if got := [3]int{int(be.Uint16(ft[56:])), int(ft[58]), int(ft[59])}; got != chs {
+		t.Fatalf("geometry %v for %d bytes, want %v", got, size, chs)
+	}
+	sum := be.Uint32(ft[64:])
+	specSum(ft, 64)
+	if be.Uint32(ft[64:]) != sum {
+		t.Fatalf("footer checksum %#x, want %#x", sum, be.Uint32(ft[64:]))
+	}
+	wantType := uint32(typeFixed)
+	if dynamic {
+		wantType = typeDynamic
+		if !bytes.Equal(b[:512], b[len(b)-512:]) {
+			t.Fatal("the footer copy at 0 differs from the footer")
+		}
+		if string(b[512:520]) != "cxsparse" || be.Uint64(ft[16:]) != 512 {
+			t.Fatalf("no dynamic header at 512 (Data Offset %d)", be.Uint64(ft[16:]))
+		}
+	} else if len(b) != int(size)+512 {
+		t.Fatalf("fixed file is %d bytes, want %d", len(b), size+512)
+	}
+	if be.Uint32(ft[60:]) != wantType {
+		t.Fatalf("disk type %d, want %d", be.Uint32(ft[60:]), wantType)
 	}
 }
 
