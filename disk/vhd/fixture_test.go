@@ -227,6 +227,7 @@ func TestRefusals(t *testing.T) {
 		{"BAT entries share a block", patchBAT(3, uint32(l.blockAt[0]/512)), "BAT entry", -2, "overlaps the block of entry"},
 		{"BAT entry over the BAT", patchBAT(1, uint32(l.tableAt/512)), "BAT entry 1", l.tableAt + 4, "overlaps the BAT"},
 		{"absurd virtual size", patchFixedFooter(48, 1<<62), "footer Current Size", 8192 + 48, "beyond"},
+		{"negative virtual size", patchFixedFooter(48, 1<<63), "footer Current Size", 8192 + 48, "beyond"},
 		{"fixed size past the data", patchFixedFooter(48, 1<<20), "footer Current Size", 8192 + 48, "only 8192 bytes"},
 		{"size not sectors", patchFixedFooter(48, 1000), "footer Current Size", 8192 + 48, "multiple of 512"},
 		{"unknown disk type", func() []byte {

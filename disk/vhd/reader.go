@@ -4,11 +4,11 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"iter"
-	"math"
 	"math/bits"
 	"slices"
 
@@ -71,10 +71,10 @@ func Open(f *disk.File) (*Image, error) {
 	if err := im.readFooter(); err != nil {
 		return nil, err
 	}
-	size := int64(im.ft.CurrentSize)
-	if im.ft.CurrentSize > math.MaxInt64 {
-		size = -1
+	if im.ft.CurrentSize > uint64(disk.MaxVirtualSize) {
+		return nil, im.errorf("footer Current Size", im.footerAt+48, "virtual size %d is beyond the %d-byte limit", im.ft.CurrentSize, disk.MaxVirtualSize)
 	}
+	size := int64(im.ft.CurrentSize)
 	if err := disk.CheckVirtualSize(f, disk.VHD, "footer Current Size", im.footerAt+48, size, disk.SectorSize); err != nil {
 		return nil, err
 	}
@@ -198,7 +198,6 @@ func (im *Image) openDynamic() error {
 	}
 	h, problem := parseHeader(b)
 	if im.ft.DiskType == typeDifferencing {
-		im.info.Subformat = "differencing"
 		parent := "its parent (the header does not say which: " + problem + ")"
 		if problem == "" {
 			parent = fmt.Sprintf("its parent %q", h.ParentName)
@@ -248,7 +247,7 @@ func (im *Image) openDynamic() error {
 	}
 	im.bat = make([]uint32, needed)
 	for i := range im.bat {
-		im.bat[i] = uint32(raw[4*i])<<24 | uint32(raw[4*i+1])<<16 | uint32(raw[4*i+2])<<8 | uint32(raw[4*i+3])
+		im.bat[i] = binary.BigEndian.Uint32(raw[4*i:])
 	}
 	return im.checkBlocks()
 }
