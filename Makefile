@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateBeneath$$' -fuzztime $(FUZZTIME) ./internal/safepath/
 	$(GO) test -run '^$$' -fuzz '^FuzzURLGuard$$' -fuzztime $(FUZZTIME) ./internal/netguard/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./disk/qcow2/
+	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./disk/vhd/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./disk/vhdx/
 
 # Benchmarks print ratios against anchors measured in the same run. The

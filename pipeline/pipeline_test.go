@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/disk/formats"
 	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
@@ -360,5 +361,15 @@ func TestCheckOptionsNamesTheField(t *testing.T) {
 	opts := providers.ExportOptions{}
 	if err := pipeline.CheckOptions(&opts); err != nil || opts.Format != providers.FormatOVF || opts.DiskFormat != providers.DiskVMDK {
 		t.Errorf("defaults: %v, format %q, disk format %q; want ovf and vmdk", err, opts.Format, opts.DiskFormat)
+	}
+}
+
+// Every disk format the options check accepts can be written.
+func TestEveryDiskFormatHasAWriter(t *testing.T) {
+	for _, name := range providers.DiskFormats() {
+		s, err := formats.Lookup(name)
+		if err != nil || s.Write == nil {
+			t.Errorf("disk format %s: %v (writer %v)", name, err, s.Write != nil)
+		}
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/disk"
 	"github.com/hypersdk/hypersdk/disk/qcow2"
+	"github.com/hypersdk/hypersdk/disk/vhd"
 	"github.com/hypersdk/hypersdk/disk/vhdx"
 )
 
@@ -52,6 +53,12 @@ var specs = []Spec{
 		Detect: func(head, _ []byte) bool { return vhdx.Detect(head) },
 		Open:   func(f *disk.File) (disk.Image, error) { return vhdx.Open(f) },
 		Write:  vhdx.Write, Subformats: []string{"dynamic"},
+	},
+	{
+		Format: disk.VHD, QemuName: "vpc", Ext: ".vhd",
+		Detect: vhd.Detect,
+		Open:   func(f *disk.File) (disk.Image, error) { return vhd.Open(f) },
+		Write:  vhd.Write, Subformats: []string{"dynamic", "fixed"},
 	},
 	{
 		Format: disk.Raw, QemuName: "raw", Ext: ".raw",
