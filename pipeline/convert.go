@@ -28,14 +28,14 @@ func (r *run) convert(ctx context.Context, it *item, src io.Reader) error {
 	var disk io.Reader
 	switch d.Format {
 	case providers.SourceVMDKStream:
-		s, err := vmdk.NewStreamReader(src)
+		s, err := vmdk.NewStreamReader(src, d.Name)
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", d.Name, err)
 		}
-		if capacity > 0 && s.Capacity != capacity {
-			return fmt.Errorf("disk %s: the VMDK holds %d bytes, the platform says %d", d.Name, s.Capacity, capacity)
+		if capacity > 0 && s.Size() != capacity {
+			return fmt.Errorf("disk %s: the VMDK holds %d bytes, the platform says %d", d.Name, s.Size(), capacity)
 		}
-		capacity, disk = s.Capacity, s
+		capacity, disk = s.Size(), s.Raw()
 	case providers.SourceRaw:
 		if capacity <= 0 {
 			return fmt.Errorf("disk %s: a raw source needs its capacity", d.Name)
