@@ -34,7 +34,7 @@ type sparseExtent struct {
 	capacity   int64 // bytes
 	grainBytes int64
 	compressed bool
-	zeroed     bool // a grain table entry of 1 is a zeroed grain
+	zeroed     bool // a grain table entry of 1 is a zeroed grain (version 2 and later)
 	gd         []uint32
 	reserved   []span // header, descriptor, directories, footer: no grain or table may lie there
 
@@ -79,7 +79,7 @@ func openSparse(f *disk.File, length int64) (*sparseExtent, error) {
 	s.capacity = int64(h.Capacity) * SectorSize
 	s.grainBytes = int64(h.GrainSize) * SectorSize
 	s.compressed = h.Flags&flagCompressed != 0
-	s.zeroed = h.Flags&flagZeroedGrainGTE != 0
+	s.zeroed = h.Version >= 2 && h.Flags&flagZeroedGrainGTE != 0
 	s.grains.New = func() any { b := make([]byte, s.grainBytes+1); return &b }
 	switch {
 	case length < 0:
