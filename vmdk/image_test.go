@@ -469,7 +469,6 @@ func TestOpenMultiExtent(t *testing.T) {
 	}
 	disktest.Compare(t, filepath.Join(dir, "want.raw"), "raw", path, "vmdk")
 
-
 	// A ZERO extent (in the spec; qemu-img 7.2 does not read it as zeros,
 	// so no oracle here) reads as zeros and is a hole.
 	zdesc := strings.Replace(desc, "RW 2048 FLAT \"m-f001.vmdk\" 2048", "RW 2048 ZERO", 1)
