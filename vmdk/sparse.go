@@ -458,7 +458,7 @@ func (s *sparseExtent) data(yield func(disk.Extent, error) bool) {
 // inside the file and clear of the header, descriptor and directories,
 // compressed grains naming their own LBA and inflating to one grain, the
 // redundant directory and tables (when kept) equal to the primary ones,
-// and no two tables or grains sharing a byte of the file. It keeps 16
+// and no two tables or grains sharing a byte of the file. It keeps 24
 // bytes per allocated grain.
 func (s *sparseExtent) check(ctx context.Context) error {
 	var errs []error
