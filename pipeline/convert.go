@@ -23,33 +23,37 @@ import (
 const blockSize = 64 << 10
 
 // convert decodes item it's source bytes from src and writes them in the
-// requested disk format.
-func (r *run) convert(ctx context.Context, it *item, src io.Reader) error {
+// requested disk format. Each source is both a disk.Source (its data
+// extents: a VMDK stream's grains, holes skipped) for the image writers and
+// the whole virtual disk as bytes for the raw and VMDK writers, which find
+// the zeros themselves; only one of the two is read.
+func (r *run) convert(ctx context.Context, it *item, in io.Reader) error {
 	d := it.disk
-	capacity := d.Capacity
 	var data io.Reader
+	var src disk.Source
 	switch d.Format {
 	case providers.SourceVMDKStream:
-		s, err := vmdk.NewStreamReader(src)
+		s, err := vmdk.NewStreamReader(in, d.Name)
 		if err != nil {
 			return fmt.Errorf("disk %s: %w", d.Name, err)
 		}
-		if capacity > 0 && s.Capacity != capacity {
-			return fmt.Errorf("disk %s: the VMDK holds %d bytes, the platform says %d", d.Name, s.Capacity, capacity)
+		if d.Capacity > 0 && s.Size() != d.Capacity {
+			return fmt.Errorf("disk %s: the VMDK holds %d bytes, the platform says %d", d.Name, s.Size(), d.Capacity)
 		}
-		capacity, data = s.Capacity, s
+		data, src = s.Raw(), s
 	case providers.SourceRaw:
-		if capacity <= 0 {
+		if d.Capacity <= 0 {
 			return fmt.Errorf("disk %s: a raw source needs its capacity", d.Name)
 		}
-		data = &exactReader{r: src, left: capacity, name: d.Name}
+		data = &exactReader{r: in, left: d.Capacity, name: d.Name}
+		src = disk.FromReader(data, d.Capacity)
 	}
 	switch r.opts.DiskFormat {
 	case providers.DiskRaw:
-		return r.writeRaw(ctx, it, data, capacity)
+		return r.writeRaw(ctx, it, data, src.Size())
 	case providers.DiskVMDK:
 		return r.produce(it, func(w io.Writer) error {
-			_, err := vmdk.WriteStreamOptimized(w, data, capacity, vmdk.WriteOptions{FileName: it.name})
+			_, err := vmdk.WriteStreamOptimized(w, data, src.Size(), vmdk.WriteOptions{FileName: it.name})
 			return err
 		})
 	default:
@@ -57,7 +61,7 @@ func (r *run) convert(ctx context.Context, it *item, src io.Reader) error {
 		if err != nil {
 			return providers.Permanent(err)
 		}
-		return r.writeImage(ctx, it, spec, disk.FromReader(data, capacity))
+		return r.writeImage(ctx, it, spec, src)
 	}
 }
 

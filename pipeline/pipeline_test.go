@@ -168,14 +168,14 @@ func TestReaderRawDiskExportsAsRawAndVMDK(t *testing.T) {
 			}
 			disk := out
 			if df == providers.DiskVMDK {
-				s, err := vmdk.NewStreamReader(bytes.NewReader(out))
+				s, err := vmdk.NewStreamReader(bytes.NewReader(out), name)
 				if err != nil {
 					t.Fatal(err)
 				}
-				if s.Capacity != int64(len(data)) {
-					t.Errorf("VMDK capacity %d, want %d", s.Capacity, len(data))
+				if s.Size() != int64(len(data)) {
+					t.Errorf("VMDK capacity %d, want %d", s.Size(), len(data))
 				}
-				if disk, err = io.ReadAll(s); err != nil {
+				if disk, err = io.ReadAll(s.Raw()); err != nil {
 					t.Fatal(err)
 				}
 			}

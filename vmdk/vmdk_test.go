@@ -2,19 +2,18 @@ package vmdk
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"io"
 	"math/rand/v2"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hypersdk/hypersdk/disk"
 )
 
 func sha(t *testing.T, r io.Reader) string {
@@ -160,39 +159,50 @@ func TestRoundTrip(t *testing.T) {
 			if st.SourceBytes != c.srcSize {
 				t.Fatalf("read %d source bytes, want %d", st.SourceBytes, c.srcSize)
 			}
-			im, err := Open(bytes.NewReader(img), int64(len(img)))
-			if err != nil {
-				t.Fatalf("Open: %v", err)
+			im := openBytes(t, img)
+			info := im.Info()
+			if info.Subformat != "streamOptimized" || !info.Compressed || info.VirtualSize != c.capacity || info.ClusterSize != GrainSize {
+				t.Fatalf("info = %+v", info)
 			}
-			if im.CreateType != "streamOptimized" || !im.Compressed || im.Capacity != c.capacity || im.Version != 3 {
-				t.Fatalf("info = %+v", im.Info)
+			if desc := string(img[SectorSize : (1+descriptorSectors)*SectorSize]); !strings.Contains(desc, `RW `) || !strings.Contains(desc, `"disk-0.vmdk"`) {
+				t.Fatalf("descriptor lacks the extent line:\n%s", desc)
 			}
-			if !strings.Contains(im.Descriptor, `RW `) || !strings.Contains(im.Descriptor, `"disk-0.vmdk"`) {
-				t.Fatalf("descriptor lacks the extent line:\n%s", im.Descriptor)
-			}
-			grains, err := im.Verify()
-			if err != nil {
+			if err := im.(disk.Checker).Check(context.Background()); err != nil {
 				t.Fatal(err)
 			}
+			var grains int64
+			for e, err := range im.Extents() {
+				if err != nil {
+					t.Fatal(err)
+				}
+				grains += (e.Length + GrainSize - 1) / GrainSize
+			}
 			if grains != st.Grains {
-				t.Fatalf("Verify found %d grains, writer stored %d", grains, st.Grains)
+				t.Fatalf("extents cover %d grains, writer stored %d", grains, st.Grains)
 			}
 			want := sha(t, rawWithZeroTail(GenerateRaw(seed, c.srcSize), c.capacity))
-			if got := sha(t, io.NewSectionReader(im, 0, im.Capacity)); got != want {
+			if got := sha(t, io.NewSectionReader(im, 0, c.capacity)); got != want {
 				t.Fatalf("content SHA-256 %s, want %s", got, want)
 			}
 		})
 	}
 }
 
+// openBytes opens img with Open, failing the test on an error.
+func openBytes(t *testing.T, img []byte) disk.Image {
+	t.Helper()
+	im, err := Open(disk.BytesFile("t.vmdk", img, nil))
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return im
+}
+
 func TestLayout(t *testing.T) {
 	// 40 MiB: grains in two grain-table ranges, but the second only partly.
 	const capacity = 40 << 20
 	img, st := writeVMDK(t, islands(9, capacity), capacity, WriteOptions{})
-	im, err := Open(bytes.NewReader(img), int64(len(img)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	im := openBytes(t, img)
 	if got, want := sha(t, io.NewSectionReader(im, 0, capacity)), sha(t, islands(9, capacity)); got != want {
 		t.Fatalf("content SHA-256 %s, want %s", got, want)
 	}
@@ -265,10 +275,7 @@ func TestOmitsEmptyGrainTables(t *testing.T) {
 	if want := (1 + descriptorSectors + 1 + 256 + 3) * SectorSize; len(img) != want {
 		t.Fatalf("empty 1 TiB image is %d bytes, want %d", len(img), want)
 	}
-	im, err := Open(bytes.NewReader(img), int64(len(img)))
-	if err != nil {
-		t.Fatal(err)
-	}
+	im := openBytes(t, img)
 	p := make([]byte, 1<<20)
 	if _, err := im.ReadAt(p, capacity/2); err != nil || !IsZero(p) {
 		t.Fatalf("empty disk read: %v", err)
@@ -321,12 +328,12 @@ func (f failWriter) Write([]byte) (int, error) { return 0, f.err }
 func TestOpenRejectsDamage(t *testing.T) {
 	const size = 2 << 20
 	img, _ := writeVMDK(t, GenerateRaw(3, size), size, WriteOptions{})
-	if _, err := Open(bytes.NewReader(img[:len(img)-512]), int64(len(img)-512)); err == nil {
+	if _, err := Open(disk.BytesFile("t.vmdk", img[:len(img)-512], nil)); err == nil {
 		t.Fatal("image without end-of-stream marker opened")
 	}
 	bad := bytes.Clone(img)
 	bad[0] = 'X'
-	if _, err := Open(bytes.NewReader(bad), int64(len(bad))); err == nil {
+	if _, err := Open(disk.BytesFile("t.vmdk", bad, nil)); err == nil {
 		t.Fatal("bad magic accepted")
 	}
 	// Corrupt the first grain's compressed data.
@@ -335,12 +342,9 @@ func TestOpenRejectsDamage(t *testing.T) {
 	for i := first + grainMarkerSize; i < first+grainMarkerSize+64; i++ {
 		bad[i] ^= 0xff
 	}
-	im, err := Open(bytes.NewReader(bad), int64(len(bad)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := im.Verify(); err == nil {
-		t.Fatal("corrupted grain passed Verify")
+	im := openBytes(t, bad)
+	if err := im.(disk.Checker).Check(context.Background()); !errors.Is(err, disk.ErrFormat) {
+		t.Fatalf("corrupted grain passed Check: %v", err)
 	}
 }
 
@@ -360,125 +364,5 @@ func TestMemoryFlat(t *testing.T) {
 	small, large := alloc(16<<20), alloc(64<<20)
 	if large > small+2<<20 || large > 32<<20 {
 		t.Fatalf("16 MiB allocated %d KiB, 64 MiB allocated %d KiB: memory must not grow with the disk", small>>10, large>>10)
-	}
-}
-
-// qemuImg returns the path of qemu-img, failing the test when it is missing.
-func qemuImg(t *testing.T) string {
-	t.Helper()
-	p, err := exec.LookPath("qemu-img")
-	if err != nil {
-		t.Fatalf("qemu-img not found (%v): install it with `apt-get install qemu-utils` (Debian/Ubuntu) or `dnf install qemu-img` (Fedora); these tests check the VMDK writer against it", err)
-	}
-	return p
-}
-
-func run(t *testing.T, name string, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(name, args...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
-
-func TestQemuImgReadsOurVMDK(t *testing.T) {
-	qemu := qemuImg(t)
-	dir := t.TempDir()
-	cases := []struct {
-		name     string
-		capacity int64
-		srcSize  int64
-		size     string
-	}{
-		{"mixed-16M", 16 << 20, 16 << 20, "16 MiB"},
-		{"sparse-256M", 256 << 20, 6<<20 + 512, "256 MiB"},
-		{"odd-capacity", 3<<20 + 3*512, 3<<20 + 3*512, ""},
-	}
-	for i, c := range cases {
-		t.Run(c.name, func(t *testing.T) {
-			seed := uint64(200 + i)
-			vmdkPath := filepath.Join(dir, c.name+".vmdk")
-			f, err := os.Create(vmdkPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := WriteStreamOptimized(f, GenerateRaw(seed, c.srcSize), c.capacity, WriteOptions{FileName: c.name + ".vmdk"}); err != nil {
-				t.Fatal(err)
-			}
-			if err := f.Close(); err != nil {
-				t.Fatal(err)
-			}
-
-			info := run(t, qemu, "info", vmdkPath)
-			for _, want := range []string{"file format: vmdk", "create type: streamOptimized", "compressed: true"} {
-				if !strings.Contains(info, want) {
-					t.Fatalf("qemu-img info lacks %q:\n%s", want, info)
-				}
-			}
-			wantSize := "(" + strconv.FormatInt(c.capacity, 10) + " bytes)"
-			if !strings.Contains(info, wantSize) || (c.size != "" && !strings.Contains(info, "virtual size: "+c.size)) {
-				t.Fatalf("qemu-img info virtual size is not %s %s:\n%s", c.size, wantSize, info)
-			}
-			check := run(t, qemu, "check", vmdkPath)
-			if !strings.Contains(check, "No errors were found") {
-				t.Fatalf("qemu-img check:\n%s", check)
-			}
-
-			rawPath := filepath.Join(dir, c.name+".raw")
-			run(t, qemu, "convert", "-f", "vmdk", "-O", "raw", vmdkPath, rawPath)
-			rf, err := os.Open(rawPath)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rf.Close()
-			want := sha(t, rawWithZeroTail(GenerateRaw(seed, c.srcSize), c.capacity))
-			if got := sha(t, rf); got != want {
-				t.Fatalf("qemu-img convert -O raw gives SHA-256 %s, source is %s", got, want)
-			}
-		})
-	}
-}
-
-func TestReaderReadsQemuVMDK(t *testing.T) {
-	qemu := qemuImg(t)
-	dir := t.TempDir()
-	const size = 10<<20 + 4096
-	rawPath := filepath.Join(dir, "src.raw")
-	f, err := os.Create(rawPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := GenerateRaw(77, size).WriteTo(f); err != nil {
-		t.Fatal(err)
-	}
-	if err := f.Close(); err != nil {
-		t.Fatal(err)
-	}
-	want := sha(t, GenerateRaw(77, size))
-	for _, sub := range []string{"streamOptimized", "monolithicSparse"} {
-		t.Run(sub, func(t *testing.T) {
-			out := filepath.Join(dir, sub+".vmdk")
-			run(t, qemu, "convert", "-f", "raw", "-O", "vmdk", "-o", "subformat="+sub, rawPath, out)
-			vf, err := os.Open(out)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer vf.Close()
-			fi, err := vf.Stat()
-			if err != nil {
-				t.Fatal(err)
-			}
-			im, err := Open(vf, fi.Size())
-			if err != nil {
-				t.Fatalf("Open qemu-made %s: %v", sub, err)
-			}
-			if im.CreateType != sub || im.Capacity != size {
-				t.Fatalf("info %+v", im.Info)
-			}
-			if got := sha(t, io.NewSectionReader(im, 0, im.Capacity)); got != want {
-				t.Fatalf("content SHA-256 %s, want %s", got, want)
-			}
-		})
 	}
 }

@@ -3,6 +3,7 @@ package vmdk
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hypersdk/hypersdk/disk"
 	"github.com/klauspost/compress/flate"
 	"github.com/klauspost/compress/zlib"
 )
@@ -53,7 +55,8 @@ type Stats struct {
 	// Grains is the number of grains stored (compressed).
 	Grains int64
 	// ZeroGrains is the number of grains omitted because they read as zero,
-	// including those past the end of a source shorter than the capacity.
+	// including those in holes and past the end of a source shorter than the
+	// capacity.
 	ZeroGrains int64
 	// GrainTables is the number of grain tables written.
 	GrainTables int64
@@ -63,16 +66,121 @@ type Stats struct {
 // capacity given to WriteStreamOptimized.
 var ErrSourceTooLarge = errors.New("vmdk: source is larger than the disk capacity")
 
+// Write writes src as a monolithic streamOptimized VMDK to t: the header
+// (grain directory "at the end"), the embedded descriptor naming o.Name
+// ("disk.vmdk" when empty), every grain holding data deflate-compressed
+// behind its marker, each grain table behind its marker right after its
+// grains, the grain directory, the footer and the end-of-stream marker.
+//
+// Holes of src are never read and all-zero grains inside its extents are
+// not stored; grain tables covering only such grains are left out. Grains
+// are compressed on all CPUs and written in order, so the output depends
+// only on the data and o. Memory stays flat whatever the disk size.
+//
+// Write only appends, through t.Write: it never calls t's WriteAt, Seek or
+// Truncate, so t may be a pipe, an HTTP body or a hashing writer. o.Subformat
+// must be "" or "streamOptimized"; o.AdapterType ("lsilogic") and
+// o.HardwareVersion (4) fill the descriptor's DDB.
+func Write(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOptions) error {
+	if o.Subformat != "" && o.Subformat != "streamOptimized" {
+		return fmt.Errorf("vmdk: cannot write subformat %q (this writer writes streamOptimized)", o.Subformat)
+	}
+	_, err := write(ctx, t, src, WriteOptions{FileName: o.Name, AdapterType: o.AdapterType, HardwareVersion: o.HardwareVersion})
+	return err
+}
+
 // WriteStreamOptimized writes a monolithic streamOptimized VMDK of the given
 // capacity (bytes, a multiple of 512) to w. Disk content is read from src
 // once, sequentially; if src ends before capacity bytes the rest of the disk
 // reads as zeros, and if it holds more than capacity bytes the write fails
-// with ErrSourceTooLarge. All-zero grains are not stored. w receives the file
-// front to back and is never seeked, so it can be a pipe or an HTTP body.
+// with ErrSourceTooLarge. w receives the file front to back (see Write).
 func WriteStreamOptimized(w io.Writer, src io.Reader, capacity int64, opts WriteOptions) (Stats, error) {
+	s := &paddedSource{r: src, size: capacity}
+	st, err := write(context.Background(), w, s, opts)
+	st.SourceBytes = s.read
+	return st, err
+}
+
+// paddedSource is WriteStreamOptimized's source: src in extents of
+// paddedChunk bytes while it lasts (its tail up to the capacity is then a
+// hole, never read), then a check that src has nothing beyond the capacity.
+type paddedSource struct {
+	r     io.Reader
+	size  int64
+	read  int64 // bytes taken from r
+	cur   disk.Extent
+	pos   int64 // next disk offset Read fills
+	ended bool  // r reached EOF: the rest of the current extent is zeros
+}
+
+const paddedChunk = 1 << 20
+
+func (p *paddedSource) Size() int64 { return p.size }
+
+func (p *paddedSource) NextExtent() (disk.Extent, error) {
+	if !p.ended && p.cur.End() < p.size {
+		p.cur = disk.Extent{Offset: p.cur.End(), Length: min(paddedChunk, p.size-p.cur.End())}
+		p.pos = p.cur.Offset
+		return p.cur, nil
+	}
+	if !p.ended {
+		var one [1]byte
+		n, err := io.ReadFull(p.r, one[:])
+		if n > 0 {
+			return disk.Extent{}, ErrSourceTooLarge
+		}
+		if err != io.EOF { //nolint:errorlint // io.ReadFull's own end
+			return disk.Extent{}, fmt.Errorf("vmdk: read source at byte %d: %w", p.read, err)
+		}
+	}
+	return disk.Extent{}, io.EOF
+}
+
+func (p *paddedSource) Read(b []byte) (int, error) {
+	if p.pos >= p.cur.End() {
+		return 0, io.EOF
+	}
+	b = b[:min(int64(len(b)), p.cur.End()-p.pos)]
+	n := 0
+	if !p.ended {
+		var err error
+		n, err = p.r.Read(b)
+		p.read += int64(n)
+		switch {
+		case err == io.EOF: //nolint:errorlint // io.Reader's own end
+			p.ended = true
+		case err != nil:
+			p.pos += int64(n)
+			return n, fmt.Errorf("vmdk: read source at byte %d: %w", p.read, err)
+		}
+	}
+	if p.ended && n == 0 {
+		n = len(b)
+		clear(b)
+	}
+	p.pos += int64(n)
+	return n, nil
+}
+
+// grainJob carries one grain from the source through compression to the
+// output.
+type grainJob struct {
+	index int64  // grain number
+	raw   []byte // GrainSize bytes
+	zero  bool
+	out   bytes.Buffer // the zlib stream, when not zero
+	err   error
+	done  chan struct{} // one token when compressed
+}
+
+// write is Write and WriteStreamOptimized: the source is read on one
+// goroutine, grains are compressed on opts.Concurrency goroutines, and the
+// calling goroutine writes them in order, reusing a bounded set of jobs.
+func write(ctx context.Context, w io.Writer, src disk.Source, opts WriteOptions) (Stats, error) {
 	var st Stats
-	if capacity <= 0 || capacity%SectorSize != 0 {
-		return st, fmt.Errorf("vmdk: capacity %d is not a positive multiple of %d", capacity, SectorSize)
+	capacity := src.Size()
+	if capacity <= 0 || capacity%SectorSize != 0 || capacity > disk.MaxVirtualSize {
+		return st, fmt.Errorf("vmdk: capacity %d is not a positive multiple of %d up to %d", capacity, SectorSize, disk.MaxVirtualSize)
 	}
 	if opts.Level == 0 {
 		opts.Level = flate.BestSpeed
@@ -95,7 +203,6 @@ func WriteStreamOptimized(w io.Writer, src io.Reader, capacity int64, opts Write
 	if opts.CID == 0 {
 		opts.CID = deriveCID(capacity, opts.FileName)
 	}
-
 	desc := descriptorText(capacity, opts)
 	if len(desc) >= descriptorSectors*SectorSize {
 		return st, fmt.Errorf("vmdk: descriptor too long (%d bytes)", len(desc))
@@ -120,19 +227,18 @@ func WriteStreamOptimized(w io.Writer, src io.Reader, capacity int64, opts Write
 		Overhead:          1 + descriptorSectors,
 		CompressAlgorithm: compressionDeflate,
 	}
-
 	sw.write(sw.hdr.marshal())
 	area := make([]byte, descriptorSectors*SectorSize)
 	copy(area, desc)
 	sw.write(area)
 
-	if err := sw.grains(src, opts); err != nil {
+	if err := sw.grains(ctx, src, opts); err != nil {
 		return sw.st, err
 	}
-	if err := sw.finish(); err != nil {
-		return sw.st, err
-	}
-	return sw.st, nil
+	numGrains := (capacity + GrainSize - 1) / GrainSize
+	sw.st.ZeroGrains = numGrains - sw.st.Grains
+	err := sw.finish()
+	return sw.st, err
 }
 
 // streamWriter holds the state of one conversion.
@@ -162,140 +268,149 @@ func (s *streamWriter) write(b []byte) {
 // pad writes zeros up to the next sector boundary.
 func (s *streamWriter) pad() {
 	if r := s.pos % SectorSize; r != 0 {
-		s.write(make([]byte, SectorSize-r))
+		var zeros [SectorSize]byte
+		s.write(zeros[:SectorSize-r])
 	}
 }
 
 func (s *streamWriter) sector() int64 { return s.pos / SectorSize }
 
-// slot carries one grain through read, compression and write.
-type slot struct {
-	grain int64 // index of the grain in the disk
-	zero  bool
-	raw   []byte // GrainSize bytes
-	out   bytes.Buffer
-}
-
-// grains reads, compresses and writes every grain of the source.
-func (s *streamWriter) grains(src io.Reader, opts WriteOptions) error {
-	numGrains := (s.capacity + GrainSize - 1) / GrainSize
-	batch := make([]*slot, 4*opts.Concurrency)
-	for i := range batch {
-		batch[i] = &slot{raw: make([]byte, GrainSize)}
+// grains runs the read → compress → write pipeline over src.
+func (s *streamWriter) grains(ctx context.Context, src disk.Source, opts WriteOptions) error {
+	// Enough jobs in flight to keep every compressor busy while the
+	// writer waits for the oldest.
+	jobs := 8 * opts.Concurrency
+	free := make(chan *grainJob, jobs)
+	for range jobs {
+		free <- &grainJob{raw: make([]byte, GrainSize), done: make(chan struct{}, 1)}
 	}
-	zw := make([]*zlib.Writer, opts.Concurrency)
-	for i := range zw {
-		var err error
-		if zw[i], err = zlib.NewWriterLevel(io.Discard, opts.Level); err != nil {
+	work := make(chan *grainJob, jobs)
+	order := make(chan *grainJob, jobs)
+	stop := make(chan struct{})
+
+	var wg sync.WaitGroup
+	for range opts.Concurrency {
+		zw, err := zlib.NewWriterLevel(io.Discard, opts.Level)
+		if err != nil {
 			return fmt.Errorf("vmdk: %w", err)
 		}
-	}
-
-	var next int64 // next grain to read
-	srcDone := false
-	for !srcDone && next < numGrains {
-		// Read a batch of grains, in order.
-		k := 0
-		for k < len(batch) && next < numGrains && !srcDone {
-			sl := batch[k]
-			want := min(int64(GrainSize), s.capacity-next*GrainSize)
-			n, err := io.ReadFull(src, sl.raw[:want])
-			s.st.SourceBytes += int64(n)
-			switch {
-			case err == io.EOF:
-				srcDone = true
-				continue
-			case err == io.ErrUnexpectedEOF:
-				srcDone = true
-			case err != nil:
-				return fmt.Errorf("vmdk: read source at byte %d: %w", s.st.SourceBytes, err)
-			}
-			clear(sl.raw[n:])
-			sl.grain = next
-			sl.zero = IsZero(sl.raw)
-			next++
-			k++
-		}
-		if k == 0 {
-			break
-		}
-		if err := compressBatch(batch[:k], zw); err != nil {
-			return err
-		}
-		for _, sl := range batch[:k] {
-			if sl.zero {
-				s.st.ZeroGrains++
-				continue
-			}
-			if err := s.writeGrain(sl); err != nil {
-				return err
-			}
-		}
-		if s.err != nil {
-			return fmt.Errorf("vmdk: write: %w", s.err)
-		}
-	}
-
-	if !srcDone {
-		// The whole capacity was read: the source must be exhausted.
-		var one [1]byte
-		n, err := io.ReadFull(src, one[:])
-		if n > 0 {
-			return ErrSourceTooLarge
-		}
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("vmdk: read source at byte %d: %w", s.st.SourceBytes, err)
-		}
-	}
-	s.st.ZeroGrains += numGrains - next
-	return nil
-}
-
-// compressBatch deflates the non-zero grains of a batch on len(zw) goroutines.
-func compressBatch(batch []*slot, zw []*zlib.Writer) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		next int
-		ferr error
-	)
-	take := func() *slot {
-		mu.Lock()
-		defer mu.Unlock()
-		for next < len(batch) {
-			sl := batch[next]
-			next++
-			if !sl.zero {
-				return sl
-			}
-		}
-		return nil
-	}
-	for _, z := range zw {
 		wg.Add(1)
-		go func(z *zlib.Writer) {
+		go func() {
 			defer wg.Done()
-			for sl := take(); sl != nil; sl = take() {
-				sl.out.Reset()
-				z.Reset(&sl.out)
-				_, err := z.Write(sl.raw)
-				if err == nil {
-					err = z.Close()
+			for j := range work {
+				j.zero, j.err = disk.IsZero(j.raw), nil
+				if !j.zero {
+					j.out.Reset()
+					zw.Reset(&j.out)
+					if _, err := zw.Write(j.raw); err != nil {
+						j.err = err
+					} else if err := zw.Close(); err != nil {
+						j.err = err
+					}
 				}
-				if err != nil {
-					mu.Lock()
-					ferr = fmt.Errorf("vmdk: compress grain %d: %w", sl.grain, err)
-					mu.Unlock()
-				}
+				j.done <- struct{}{}
 			}
-		}(z)
+		}()
+	}
+
+	var readErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(order)
+		defer close(work)
+		readErr = readGrains(ctx, src, free, stop, func(j *grainJob) {
+			work <- j
+			order <- j
+		})
+	}()
+
+	var err error
+	for j := range order {
+		<-j.done
+		if err == nil {
+			switch {
+			case j.err != nil:
+				err = fmt.Errorf("vmdk: compress grain %d: %w", j.index, j.err)
+			case !j.zero:
+				err = s.writeGrain(j)
+			}
+			if err == nil && s.err != nil {
+				err = fmt.Errorf("vmdk: write: %w", s.err)
+			}
+			if err != nil {
+				close(stop) // the reader stops; the jobs in flight drain
+			}
+		}
+		free <- j
 	}
 	wg.Wait()
-	return ferr
+	if err != nil {
+		return err
+	}
+	return readErr
 }
 
-func (s *streamWriter) writeGrain(sl *slot) error {
-	gti := sl.grain / gtesPerGT
+// readGrains reads src's extents into grains, handing each grain touched
+// by an extent to send; grains no extent touches are never read. It
+// returns when src is done, on the first error, or when stop closes.
+func readGrains(ctx context.Context, src disk.Source, free chan *grainJob, stop chan struct{}, send func(*grainJob)) error {
+	size := src.Size()
+	var (
+		j    *grainJob // the grain being filled
+		prev int64     // end of the previous extent
+	)
+	flush := func() {
+		if j != nil {
+			send(j)
+			j = nil
+		}
+	}
+	for {
+		e, err := src.NextExtent()
+		if err == io.EOF { //nolint:errorlint // the Source's own end
+			flush()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if e.Offset < prev || e.Length <= 0 || e.Offset > size-e.Length {
+			return fmt.Errorf("vmdk: source extent [%d, +%d) is out of order or outside the %d-byte disk", e.Offset, e.Length, size)
+		}
+		prev = e.End()
+		for off := e.Offset; off < e.End(); {
+			g := off / GrainSize
+			if j != nil && j.index != g {
+				flush()
+			}
+			if j == nil {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				select {
+				case j = <-free:
+				case <-stop:
+					return nil
+				}
+				j.index = g
+				clear(j.raw)
+			}
+			in := off - g*GrainSize
+			n := min(e.End()-off, GrainSize-in)
+			if _, err := io.ReadFull(src, j.raw[in:in+n]); err != nil {
+				if err == io.EOF { //nolint:errorlint // io.ReadFull's own end
+					err = io.ErrUnexpectedEOF
+				}
+				return fmt.Errorf("vmdk: read source at disk byte %d: %w", off, err)
+			}
+			off += n
+		}
+	}
+}
+
+func (s *streamWriter) writeGrain(j *grainJob) error {
+	gti := j.index / gtesPerGT
 	if gti != s.curGT {
 		s.flushGT()
 		s.curGT = gti
@@ -304,13 +419,13 @@ func (s *streamWriter) writeGrain(sl *slot) error {
 	if sec > math.MaxUint32 {
 		return errors.New("vmdk: image grew past the 2 TiB a grain table entry can address")
 	}
-	s.gt[sl.grain%gtesPerGT] = uint32(sec)
+	s.gt[j.index%gtesPerGT] = uint32(sec)
 
 	var m [grainMarkerSize]byte
-	binary.LittleEndian.PutUint64(m[0:], uint64(sl.grain*GrainSize/SectorSize))
-	binary.LittleEndian.PutUint32(m[8:], uint32(sl.out.Len()))
+	binary.LittleEndian.PutUint64(m[0:], uint64(j.index*GrainSize/SectorSize))
+	binary.LittleEndian.PutUint32(m[8:], uint32(j.out.Len()))
 	s.write(m[:])
-	s.write(sl.out.Bytes())
+	s.write(j.out.Bytes())
 	s.pad()
 	s.st.Grains++
 	return nil
@@ -322,14 +437,13 @@ func (s *streamWriter) flushGT() {
 	if s.curGT < 0 {
 		return
 	}
-	const gtSectors = gtesPerGT * 4 / SectorSize
-	s.write(metadataMarker(gtSectors, markerGT))
+	s.write(metadataMarker(gtBytes/SectorSize, markerGT))
 	s.gd[s.curGT] = uint32(s.sector())
-	b := make([]byte, gtesPerGT*4)
+	var b [gtBytes]byte
 	for i, e := range s.gt {
 		binary.LittleEndian.PutUint32(b[i*4:], e)
 	}
-	s.write(b)
+	s.write(b[:])
 	s.gt = [gtesPerGT]uint32{}
 	s.curGT = -1
 	s.st.GrainTables++
@@ -340,8 +454,7 @@ func (s *streamWriter) flushGT() {
 func (s *streamWriter) finish() error {
 	s.flushGT()
 
-	gdBytes := s.numGTs * 4
-	gdSectors := sectorsFor(gdBytes)
+	gdSectors := sectorsFor(s.numGTs * 4)
 	s.write(metadataMarker(uint64(gdSectors), markerGD))
 	gdOffset := s.sector()
 	b := make([]byte, gdSectors*SectorSize)
@@ -366,21 +479,9 @@ func (s *streamWriter) finish() error {
 	return nil
 }
 
-// zeroGrain is a read-only reference for IsZero.
-var zeroGrain [GrainSize]byte
-
-// IsZero reports whether b holds only zero bytes: a grain a sparse image
-// omits, a hole a raw image seeks over.
-func IsZero(b []byte) bool {
-	for len(b) > 0 {
-		n := min(len(b), len(zeroGrain))
-		if !bytes.Equal(b[:n], zeroGrain[:n]) {
-			return false
-		}
-		b = b[n:]
-	}
-	return true
-}
+// IsZero reports whether b holds only zero bytes (disk.IsZero, kept for
+// callers of this package).
+func IsZero(b []byte) bool { return disk.IsZero(b) }
 
 func deriveCID(capacity int64, name string) uint32 {
 	h := sha256.Sum256(fmt.Appendf(nil, "%d\x00%s", capacity, name))

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/disk"
 	"github.com/hypersdk/hypersdk/vmdk"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/property"
@@ -164,19 +165,19 @@ func TestVMInfoAndDiskBytes(t *testing.T) {
 		if got := fileSHA(t, d.Path); got != d.SHA256 {
 			t.Errorf("disk %d: file SHA %s, recorded %s", i, got, d.SHA256)
 		}
-		f, err := os.Open(d.Path)
+		f, err := disk.OpenFile(d.Path)
 		if err != nil {
 			t.Fatal(err)
 		}
-		st, _ := f.Stat()
-		im, err := vmdk.Open(f, st.Size())
+		im, err := vmdk.Open(f)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if im.CreateType != "streamOptimized" || im.Capacity != d.Capacity || st.Size() != d.Size {
-			t.Errorf("disk %d: %+v, size %d", i, im.Info, st.Size())
+		info := im.Info()
+		if info.Subformat != "streamOptimized" || info.VirtualSize != d.Capacity || f.Size != d.Size {
+			t.Errorf("disk %d: %+v, size %d", i, info, f.Size)
 		}
-		if got := readerSHA(t, io.NewSectionReader(im, 0, im.Capacity)); got != d.RawSHA256 {
+		if got := readerSHA(t, io.NewSectionReader(im, 0, info.VirtualSize)); got != d.RawSHA256 {
 			t.Errorf("disk %d: raw content SHA %s, recorded %s", i, got, d.RawSHA256)
 		}
 		_ = f.Close()

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/disk"
 	"github.com/hypersdk/hypersdk/vmdk"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -82,18 +83,25 @@ func TestGenericFleet(t *testing.T) {
 	if len(info.Items) != 1 || sums["disk-0.vmdk"] != vi.Disks[0].SHA256 {
 		t.Fatalf("fleet export: items %d, sums %v, want %s", len(info.Items), sums, vi.Disks[0].SHA256)
 	}
-	f, err := os.Open(filepath.Join(dir, "disk-0.vmdk"))
+	f, err := disk.OpenFile(filepath.Join(dir, "disk-0.vmdk"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	st, _ := f.Stat()
-	im, err := vmdk.Open(f, st.Size())
+	im, err := vmdk.Open(f)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if grains, err := im.Verify(); err != nil || grains != 0 || im.Capacity != vi.Disks[0].Capacity || im.Capacity != 100<<30 {
-		t.Fatalf("fleet disk: %d grains, capacity %d, %v", grains, im.Capacity, err)
+	extents := 0
+	for _, err := range im.Extents() {
+		if err != nil {
+			t.Fatal(err)
+		}
+		extents++
+	}
+	capacity := im.Info().VirtualSize
+	if err := im.(disk.Checker).Check(ctx); err != nil || extents != 0 || capacity != vi.Disks[0].Capacity || capacity != 100<<30 {
+		t.Fatalf("fleet disk: %d extents, capacity %d, %v", extents, capacity, err)
 	}
 	_ = lease.Complete(ctx)
 }
