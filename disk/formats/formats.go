@@ -13,6 +13,7 @@ import (
 	"github.com/hypersdk/hypersdk/disk/qcow2"
 	"github.com/hypersdk/hypersdk/disk/vhd"
 	"github.com/hypersdk/hypersdk/disk/vhdx"
+	"github.com/hypersdk/hypersdk/vmdk"
 )
 
 // Spec is one format: how to recognise, open and write it.
@@ -47,6 +48,12 @@ var specs = []Spec{
 		Detect: func(head, _ []byte) bool { return qcow2.Detect(head) },
 		Open:   func(f *disk.File) (disk.Image, error) { return qcow2.Open(f) },
 		Write:  qcow2.Write,
+	},
+	{
+		Format: disk.VMDK, QemuName: "vmdk", Ext: ".vmdk",
+		Detect: func(head, _ []byte) bool { return vmdk.Detect(head) },
+		Open:   vmdk.Open, Write: vmdk.Write, Appends: true,
+		Subformats: []string{"streamOptimized"},
 	},
 	{
 		Format: disk.VHDX, QemuName: "vhdx", Ext: ".vhdx",
