@@ -80,7 +80,7 @@ func (r *rawImage) Extents() iter.Seq2[Extent, error] {
 // src.Size() bytes long.
 func WriteRaw(ctx context.Context, t Target, src Source, _ WriteOptions) error {
 	buf := make([]byte, 64<<10)
-	pos := int64(0) // t's offset
+	c := Cursor{T: t}
 	for {
 		e, err := src.NextExtent()
 		if err == io.EOF {
@@ -99,15 +99,9 @@ func WriteRaw(ctx context.Context, t Target, src Source, _ WriteOptions) error {
 				return err
 			}
 			if !IsZero(buf[:n]) {
-				if pos != off {
-					if _, err := t.Seek(off, io.SeekStart); err != nil {
-						return err
-					}
-				}
-				if _, err := t.Write(buf[:n]); err != nil {
+				if err := c.Put(buf[:n], off); err != nil {
 					return err
 				}
-				pos = off + n
 			}
 			off += n
 		}

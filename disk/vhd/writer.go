@@ -139,15 +139,15 @@ func writeDynamic(ctx context.Context, t disk.Target, src disk.Source, o disk.Wr
 	}
 	hdr := header{DataOffset: noDataOffset, TableOffset: uint64(l.tableAt), Version: formatVersion,
 		MaxTableEntries: uint32(l.entries), BlockSize: uint32(l.blockSize)}
-	w := &blockWriter{t: t, l: l, next: l.firstBlock, bat: make([]uint32, l.entries)}
+	w := &blockWriter{Cursor: disk.Cursor{T: t}, l: l, next: l.firstBlock, bat: make([]uint32, l.entries)}
 	for i := range w.bat {
 		w.bat[i] = batUnused
 	}
 	foot := ft.marshal()
-	if err := w.write(foot, 0); err != nil {
+	if err := w.Put(foot, 0); err != nil {
 		return err
 	}
-	if err := w.write(hdr.marshal(), footerSize); err != nil {
+	if err := w.Put(hdr.marshal(), footerSize); err != nil {
 		return err
 	}
 
@@ -192,7 +192,7 @@ func writeDynamic(ctx context.Context, t disk.Target, src disk.Source, o disk.Wr
 	if _, err := t.WriteAt(table, l.tableAt); err != nil {
 		return err
 	}
-	if err := w.write(foot, w.next); err != nil {
+	if err := w.Put(foot, w.next); err != nil {
 		return err
 	}
 	return t.Truncate(w.next + footerSize)
@@ -200,25 +200,10 @@ func writeDynamic(ctx context.Context, t disk.Target, src disk.Source, o disk.Wr
 
 // blockWriter appends blocks to t, seeking only over zeros.
 type blockWriter struct {
-	t    disk.Target
+	disk.Cursor
 	l    dynamicLayout
-	pos  int64 // t's offset
 	next int64 // where the next block goes
 	bat  []uint32
-}
-
-// write writes b at off, seeking there first when t is elsewhere.
-func (w *blockWriter) write(b []byte, off int64) error {
-	if off != w.pos {
-		if _, err := w.t.Seek(off, io.SeekStart); err != nil {
-			return err
-		}
-	}
-	if _, err := w.t.Write(b); err != nil {
-		return err
-	}
-	w.pos = off + int64(len(b))
-	return nil
 }
 
 // flush appends block blk (held in data) unless it is all zeros: its
@@ -241,7 +226,7 @@ func (w *blockWriter) flush(blk int64, data []byte) error {
 		}
 	}
 	present := func(s int64) bool { return bitmap[s/8]&(0x80>>(s%8)) != 0 }
-	if err := w.write(bitmap, at); err != nil {
+	if err := w.Put(bitmap, at); err != nil {
 		return err
 	}
 	dataAt := at + w.l.bitmapSize
@@ -254,7 +239,7 @@ func (w *blockWriter) flush(blk int64, data []byte) error {
 		for e < sectors && present(e) {
 			e++
 		}
-		if err := w.write(data[s*disk.SectorSize:e*disk.SectorSize], dataAt+s*disk.SectorSize); err != nil {
+		if err := w.Put(data[s*disk.SectorSize:e*disk.SectorSize], dataAt+s*disk.SectorSize); err != nil {
 			return err
 		}
 		s = e

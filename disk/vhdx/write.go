@@ -64,12 +64,12 @@ func Write(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOpti
 	if err != nil {
 		return err
 	}
-	w := &blockWriter{t: t, next: writeBATOffset + batLength, blockSize: blockSize}
+	w := &blockWriter{Cursor: disk.Cursor{T: t}, next: writeBATOffset + batLength, blockSize: blockSize}
 	// The log and the free space after the metadata stay holes.
-	if err := w.writeAt(headers, 0); err != nil {
+	if err := w.Put(headers, 0); err != nil {
 		return err
 	}
-	if err := w.writeAt(metadata, writeMetadataOffset); err != nil {
+	if err := w.Put(metadata, writeMetadataOffset); err != nil {
 		return err
 	}
 	buf := make([]byte, writeChunk)
@@ -98,7 +98,7 @@ func Write(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOpti
 				if batState(bat[i]) != payloadFullyPresent {
 					bat[i] = batEntry(payloadFullyPresent, w.allocate())
 				}
-				if err := w.writeAt(buf[:n], batOffset(bat[i])+off-b*blockSize); err != nil {
+				if err := w.Put(buf[:n], batOffset(bat[i])+off-b*blockSize); err != nil {
 					return err
 				}
 			}
@@ -118,8 +118,7 @@ func Write(ctx context.Context, t disk.Target, src disk.Source, o disk.WriteOpti
 
 // blockWriter appends payload blocks to the target, seeking over holes.
 type blockWriter struct {
-	t         disk.Target
-	pos       int64 // the target's offset
+	disk.Cursor
 	next      int64 // where the next block goes
 	blockSize int64
 }
@@ -128,19 +127,6 @@ func (w *blockWriter) allocate() int64 {
 	off := w.next
 	w.next += w.blockSize
 	return off
-}
-
-func (w *blockWriter) writeAt(p []byte, off int64) error {
-	if off != w.pos {
-		if _, err := w.t.Seek(off, io.SeekStart); err != nil {
-			return err
-		}
-	}
-	if _, err := w.t.Write(p); err != nil {
-		return err
-	}
-	w.pos = off + int64(len(p))
-	return nil
 }
 
 // frontMatter is what precedes the BAT: the header section up to the end
