@@ -29,12 +29,6 @@ func Load(path string, lookupEnv func(string) (string, bool), decoders Decoders)
 	return load(data, path, lookupEnv, decoders)
 }
 
-// Parse is Load for configuration text that comes from no file (relative
-// paths stay relative).
-func Parse(data []byte, lookupEnv func(string) (string, bool), decoders Decoders) (*Config, error) {
-	return load(data, "", lookupEnv, decoders)
-}
-
 func load(data []byte, path string, lookupEnv func(string) (string, bool), decoders Decoders) (*Config, error) {
 	if lookupEnv == nil {
 		lookupEnv = os.LookupEnv

@@ -9,7 +9,7 @@
 // descriptor. Members are USTAR; archive/tar switches to PAX only for what
 // USTAR cannot hold (members of 8 GiB and more, long names). Every member
 // is hashed while it streams, the archive itself too, so the bytes move
-// once. Create and Pack write to a temporary file next to the destination,
+// once. CreateIn and Pack write to a temporary file next to the destination,
 // check the close error of every layer (tar, compressor, file), sync and
 // rename: a truncated archive is never reported as success. Pack turns an
 // OVF folder into an OVA.

@@ -120,9 +120,7 @@ func TestReaderStreams(t *testing.T) {
 	if _, err := Pack(context.Background(), p.dir, "", out, Options{}); err != nil {
 		t.Fatal(err)
 	}
-	f, _ := os.Open(out)
-	defer f.Close()
-	r, err := NewReader(context.Background(), f, ReadOptions{RequireManifest: true})
+	r, err := Open(context.Background(), out, ReadOptions{RequireManifest: true})
 	if err != nil {
 		t.Fatal(err)
 	}

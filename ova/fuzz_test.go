@@ -20,7 +20,7 @@ func validArchive(t testing.TB, c Compression, headManifest bool) []byte {
 	a, b := diskBytes(11, 3000), []byte("second disk")
 	desc := buildDesc(t, map[string]int64{"a.vmdk": int64(len(a)), "dir/b.vmdk": int64(len(b))}, "a.vmdk", "dir/b.vmdk")
 	var buf bytes.Buffer
-	w, err := NewWriter(&buf, "vm.ovf", desc, Options{Compression: c, ModTime: fixedTime(), Concurrency: 1})
+	w, err := newWriter(&buf, "vm.ovf", desc, Options{Compression: c, ModTime: fixedTime(), Concurrency: 1})
 	if err != nil {
 		t.Fatal(err)
 	}

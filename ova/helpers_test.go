@@ -1,7 +1,6 @@
 package ova
 
 import (
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
@@ -101,9 +100,17 @@ func makePackage(t testing.TB, dir string, sizes ...int) *testPackage {
 // writeManifest writes vm.mf for the package with alg.
 func (p *testPackage) writeManifest(t testing.TB, alg ovf.Algorithm) *ovf.Manifest {
 	t.Helper()
-	m, err := ovf.BuildManifest(context.Background(), p.dir, append([]string{p.descName}, p.order...), alg)
-	if err != nil {
-		t.Fatal(err)
+	m := &ovf.Manifest{}
+	for _, name := range append([]string{p.descName}, p.order...) {
+		data, err := os.ReadFile(filepath.Join(p.dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := ovf.NewDigester(alg)
+		d.Write(data)
+		if err := m.Add(alg, name, d.Sum(alg)); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if err := os.WriteFile(filepath.Join(p.dir, "vm.mf"), m.Marshal(), 0o644); err != nil {
 		t.Fatal(err)
@@ -130,4 +137,26 @@ func listDir(t testing.TB, dir string) []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// newWriter starts an OVA on dst, a stream with no file behind it, for tests
+// that look at the archive's bytes or pipe them to a tool as they come.
+func newWriter(dst io.Writer, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+	w := &Writer{opts: opts, start: time.Now(), descName: descriptorName}
+	if err := w.init(dst, descriptor); err != nil {
+		w.abortPipeline()
+		return nil, err
+	}
+	return w, nil
+}
+
+// create is CreateIn for a path: its directory is opened for the test.
+func create(t testing.TB, path, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+	t.Helper()
+	root, err := os.OpenRoot(filepath.Dir(path))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { root.Close() })
+	return CreateIn(root, filepath.Base(path), descriptorName, descriptor, opts)
 }

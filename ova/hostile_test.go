@@ -371,37 +371,3 @@ func TestHostileCorpus(t *testing.T) {
 		})
 	}
 }
-
-// TestHostileStream reads the corpus through NewReader (no file, no seeking)
-// too: the same problems must be found.
-func TestHostileStream(t *testing.T) {
-	for _, c := range hostileCases() {
-		t.Run(c.file, func(t *testing.T) {
-			f, err := os.Open(filepath.Join("testdata", "hostile", c.file))
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			r, err := NewReader(context.Background(), f, c.opts)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer r.Close()
-			for {
-				if _, err := r.Next(); err != nil {
-					break
-				}
-				io.Copy(io.Discard, onlyReader{r})
-			}
-			var oe *Error
-			if err := r.Err(); !errors.As(err, &oe) {
-				t.Fatalf("got %v", err)
-			}
-			for _, k := range c.want {
-				if !oe.Has(k) {
-					t.Errorf("no %s problem in:\n%v", k, oe)
-				}
-			}
-		})
-	}
-}

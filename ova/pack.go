@@ -18,7 +18,7 @@ import (
 // chain.
 const maxCertSize = 1 << 20
 
-// Pack assembles the OVF folder dir into an OVA at out (see Create for how
+// Pack assembles the OVF folder dir into an OVA at out (see CreateIn for how
 // the file is committed). descriptorName is the .ovf file in dir; "" picks
 // the only one. Members are written in DSP0243 order: the descriptor, the
 // folder's manifest and certificate if present (each file is then checked

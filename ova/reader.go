@@ -47,7 +47,7 @@ type Entry struct {
 }
 
 // Reader reads an OVA member by member and checks it as it goes. The
-// descriptor, which DSP0243 puts first, is read by Open/NewReader; Next
+// descriptor, which DSP0243 puts first, is read by Open; Next
 // returns the manifest, certificate and referenced files that pass every
 // check, skipping (and recording) entries that do not: unsafe names, links,
 // devices, duplicates, unreferenced files, sizes other than declared.
@@ -147,43 +147,6 @@ func Open(ctx context.Context, path string, opts ReadOptions) (*Reader, error) {
 		if se := (*sourceError)(nil); errors.As(err, &se) {
 			f.Close()
 			return nil, fmt.Errorf("ova: read %s: %w", path, se.err)
-		}
-		if err != nil {
-			r.problem("", ProblemCorrupt, fmt.Sprintf("%s stream: %v", c, err))
-			r.finished, r.fatal, r.noDesc = true, true, true
-			return r, nil
-		}
-		r.pos = &posReader{r: r.dec}
-	}
-	r.compression = c
-	if err := r.start(); err != nil {
-		r.Close()
-		return nil, err
-	}
-	return r, nil
-}
-
-// NewReader reads an OVA from a stream (plain, gzip or zstd, recognized by
-// its first bytes); see Open.
-func NewReader(ctx context.Context, rd io.Reader, opts ReadOptions) (*Reader, error) {
-	br := bufio.NewReaderSize(&sourceReader{ctx: ctx, r: rd}, 1<<20)
-	r := &Reader{ctx: ctx, opts: opts, name: "stream"}
-	head, err := br.Peek(512)
-	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, bufio.ErrBufferFull) {
-		return nil, fmt.Errorf("ova: %w", unwrapSource(err))
-	}
-	c, derr := detect(head)
-	switch {
-	case derr != nil:
-		r.problem("", ProblemFormat, derr.Error())
-		r.finished, r.fatal, r.noDesc = true, true, true
-		return r, nil
-	case c == CompressionNone:
-		r.pos = &posReader{r: br}
-	default:
-		r.dec, err = newDecompressor(br, c)
-		if se := (*sourceError)(nil); errors.As(err, &se) {
-			return nil, fmt.Errorf("ova: read: %w", se.err)
 		}
 		if err != nil {
 			r.problem("", ProblemCorrupt, fmt.Sprintf("%s stream: %v", c, err))
@@ -913,12 +876,4 @@ func (s *sourceReader) Read(b []byte) (int, error) {
 		err = &sourceError{err}
 	}
 	return n, err
-}
-
-func unwrapSource(err error) error {
-	var se *sourceError
-	if errors.As(err, &se) {
-		return se.err
-	}
-	return err
 }

@@ -43,7 +43,7 @@ type Options struct {
 	Manifest ovf.Algorithm
 	// NoManifest disables generating a manifest.
 	NoManifest bool
-	// FileMode is the permission of the archive file (Create, Pack); 0
+	// FileMode is the permission of the archive file (CreateIn, Pack); 0
 	// means 0644.
 	FileMode fs.FileMode
 	// CleanupOVF (Pack only) removes each file of the OVF folder as soon as
@@ -87,7 +87,7 @@ type Member struct {
 
 // Result describes a finished archive.
 type Result struct {
-	// Path is the archive's final path (empty for NewWriter streams).
+	// Path is the archive's final path.
 	Path string
 	// Size is the size of the archive as written (compressed, if so).
 	Size int64
@@ -132,14 +132,13 @@ const (
 // digests, and when no manifest is added one is generated at the end.
 //
 // A Writer is not safe for concurrent use. After any error the Writer is
-// failed: later calls return that error, and Close (or Abort) removes a
-// Create'd temporary file.
+// failed: later calls return that error, and Close (or Abort) removes the
+// temporary file.
 type Writer struct {
 	opts     Options
 	start    time.Time
 	modTime  time.Time
 	descName string
-	desc     *ovf.Descriptor
 	expected []ovf.PackageFile
 	next     int
 	state    writerState
@@ -157,9 +156,8 @@ type Writer struct {
 	haveCert       bool
 	members        []Member
 
-	file    *os.File // Create only
+	file    *os.File // the temporary file; nil once renamed or removed
 	dir     *os.Root // the directory the archive is created in
-	ownDir  bool     // dir was opened by Create and is closed with the writer
 	tmpName string   // in dir
 	name    string   // in dir
 	path    string   // for the Result
@@ -167,48 +165,18 @@ type Writer struct {
 	err error
 }
 
-// NewWriter starts an OVA on dst with the given descriptor, written as is
-// (its bytes are what the manifest covers). descriptorName is the
-// descriptor's file name in the archive ("vm.ovf"). The descriptor must
-// describe a self-contained package (ovf.Descriptor.ValidatePackage).
-// Close finishes the stream but does not close dst.
-func NewWriter(dst io.Writer, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
-	w := &Writer{opts: opts, start: time.Now(), descName: descriptorName}
-	if err := w.init(dst, descriptor); err != nil {
-		w.abortPipeline()
-		return nil, err
-	}
-	return w, nil
-}
-
-// Create starts an OVA at path. The archive is written to a temporary file
-// in path's directory and renamed to path only by a successful Close, after
-// it has been synced; a failed or aborted archive leaves nothing at path.
-func Create(path, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, fmt.Errorf("ova: create %s: %w", path, err)
-	}
-	w, err := createIn(root, true, base, path, descriptorName, descriptor, opts)
-	if err != nil {
-		root.Close()
-	}
-	return w, err
-}
-
-// CreateIn is Create for a file name in an opened directory: the temporary
-// file is created and renamed inside dir without following links, so a
-// link planted there cannot redirect the archive (internal/safepath). dir
-// stays the caller's to close, after the writer is done.
+// CreateIn starts an OVA named name in dir with the given descriptor,
+// written as is (its bytes are what the manifest covers). descriptorName is
+// the descriptor's file name in the archive ("vm.ovf"); the descriptor must
+// describe a self-contained package (ovf.Descriptor.ValidatePackage). The
+// archive is written to a temporary file in dir and renamed to name only by
+// a successful Close, after it has been synced; a failed or aborted archive
+// leaves nothing under name. Both names are created and renamed inside dir
+// without following links, so a link planted there cannot redirect the
+// archive (internal/safepath). dir stays the caller's to close, after the
+// writer is done.
 func CreateIn(dir *os.Root, name, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
-	return createIn(dir, false, name, filepath.Join(dir.Name(), name), descriptorName, descriptor, opts)
-}
-
-func createIn(dir *os.Root, own bool, name, path, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+	path := filepath.Join(dir.Name(), name)
 	if name == "" || name != filepath.Base(name) || name == "." || name == ".." {
 		return nil, fmt.Errorf("ova: create %s: %q is not a plain file name", path, name)
 	}
@@ -237,10 +205,9 @@ func createIn(dir *os.Root, own bool, name, path, descriptorName string, descrip
 		dir.Remove(tmp)
 		return nil, fmt.Errorf("ova: create %s: %w", path, err)
 	}
-	w := &Writer{opts: opts, start: time.Now(), descName: descriptorName, file: f, dir: dir, ownDir: own,
+	w := &Writer{opts: opts, start: time.Now(), descName: descriptorName, file: f, dir: dir,
 		tmpName: tmp, name: name, path: path}
 	if err := w.init(f, descriptor); err != nil {
-		w.ownDir = false // the caller closes it on error
 		w.Abort()
 		return nil, err
 	}
@@ -271,7 +238,7 @@ func (w *Writer) init(dst io.Writer, descriptor []byte) error {
 	if w.opts.Manifest.HexLen() == 0 {
 		return fmt.Errorf("ova: unknown manifest algorithm %q", w.opts.Manifest)
 	}
-	w.desc, w.expected = desc, expected
+	w.expected = expected
 	w.modTime = w.opts.ModTime
 	if w.modTime.IsZero() {
 		w.modTime = w.start
@@ -295,13 +262,6 @@ func (w *Writer) init(dst io.Writer, descriptor []byte) error {
 	_, err = w.addBytes(w.descName, KindDescriptor, descriptor)
 	return err
 }
-
-// Descriptor returns the parsed descriptor the Writer follows.
-func (w *Writer) Descriptor() *ovf.Descriptor { return w.desc }
-
-// Expected returns the files still to be added, in the order Add wants
-// them.
-func (w *Writer) Expected() []ovf.PackageFile { return slices.Clone(w.expected[w.next:]) }
 
 func (w *Writer) fail(err error) error {
 	if w.err == nil {
@@ -496,9 +456,9 @@ func (w *Writer) AddCertificate(data []byte) error {
 
 // Close writes a generated manifest if none was added (unless
 // Options.NoManifest), finishes the tar stream, the compressor and the
-// destination, checking every close error, and for Create syncs and
-// renames the archive into place. Any failure removes the temporary file
-// and returns the error: a truncated archive is never reported as success.
+// file, checking every close error, then syncs and renames the archive
+// into place. Any failure removes the temporary file and returns the
+// error: a truncated archive is never reported as success.
 func (w *Writer) Close() (*Result, error) {
 	if w.state == stateDone && w.err == nil {
 		return nil, errors.New("ova: writer already closed")
@@ -549,7 +509,6 @@ func (w *Writer) Close() (*Result, error) {
 		} else {
 			w.file = nil
 			syncDir(w.dir)
-			w.closeDir()
 		}
 	}
 	if w.err != nil {
@@ -580,7 +539,7 @@ func syncDir(dir *os.Root) {
 	}
 }
 
-// Abort stops writing and removes a Create'd temporary file. It is safe to
+// Abort stops writing and removes the temporary file. It is safe to
 // call at any time, including after Close (then it does nothing), so
 // `defer w.Abort()` is the idiom.
 func (w *Writer) Abort() {
@@ -596,14 +555,6 @@ func (w *Writer) Abort() {
 		w.file.Close()
 		w.dir.Remove(w.tmpName)
 		w.file = nil
-	}
-	w.closeDir()
-}
-
-func (w *Writer) closeDir() {
-	if w.ownDir {
-		w.dir.Close()
-		w.ownDir = false
 	}
 }
 

@@ -94,7 +94,7 @@ func TestWriterEnforcesOrder(t *testing.T) {
 	for name, c := range cases {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			w, err := Create(filepath.Join(dir, "vm.ova"), "vm.ovf", desc, Options{})
+			w, err := create(t, filepath.Join(dir, "vm.ova"), "vm.ovf", desc, Options{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -127,7 +127,7 @@ func TestWriterRejectsBadDescriptors(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir := t.TempDir()
-			if _, err := Create(filepath.Join(dir, "x.ova"), c.descName, c.desc, Options{}); err == nil {
+			if _, err := create(t, filepath.Join(dir, "x.ova"), c.descName, c.desc, Options{}); err == nil {
 				t.Error("accepted")
 			}
 			if left := listDir(t, dir); len(left) != 0 {
@@ -135,10 +135,10 @@ func TestWriterRejectsBadDescriptors(t *testing.T) {
 			}
 		})
 	}
-	if _, err := NewWriter(io.Discard, "vm.ovf", good, Options{Compression: CompressionGzip, Level: 10}); err == nil {
+	if _, err := newWriter(io.Discard, "vm.ovf", good, Options{Compression: CompressionGzip, Level: 10}); err == nil {
 		t.Error("gzip level 10 accepted")
 	}
-	if _, err := NewWriter(io.Discard, "vm.ovf", good, Options{Compression: "lz4"}); err == nil {
+	if _, err := newWriter(io.Discard, "vm.ovf", good, Options{Compression: "lz4"}); err == nil {
 		t.Error("lz4 accepted")
 	}
 }
@@ -166,7 +166,7 @@ func TestWriterReportsEveryWriteError(t *testing.T) {
 	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
 		t.Run(string(c), func(t *testing.T) {
 			write := func(dst io.Writer) (*Result, error) {
-				w, err := NewWriter(dst, "vm.ovf", desc, Options{Compression: c, ModTime: fixedTime()})
+				w, err := newWriter(dst, "vm.ovf", desc, Options{Compression: c, ModTime: fixedTime()})
 				if err != nil {
 					return nil, err
 				}
@@ -199,7 +199,7 @@ func TestCreateCommitsAtomically(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "vm.ova")
 	desc := buildDesc(t, map[string]int64{"a.vmdk": 3}, "a.vmdk")
-	w, err := Create(path, "vm.ovf", desc, Options{FileMode: 0o600})
+	w, err := create(t, path, "vm.ovf", desc, Options{FileMode: 0o600})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,7 +274,7 @@ func TestPAXForHugeMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	head := &headSink{}
-	w, err := NewWriter(io.MultiWriter(head, stdin), "vm.ovf", desc, Options{ModTime: fixedTime(), NoManifest: true})
+	w, err := newWriter(io.MultiWriter(head, stdin), "vm.ovf", desc, Options{ModTime: fixedTime(), NoManifest: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestPAXForHugeMember(t *testing.T) {
 func TestSmallMembersAreUSTAR(t *testing.T) {
 	desc := buildDesc(t, map[string]int64{"a.vmdk": 3}, "a.vmdk")
 	var buf bytes.Buffer
-	w, err := NewWriter(&buf, "vm.ovf", desc, Options{ModTime: fixedTime().Add(123456789)}) // sub-second: truncated
+	w, err := newWriter(&buf, "vm.ovf", desc, Options{ModTime: fixedTime().Add(123456789)}) // sub-second: truncated
 	if err != nil {
 		t.Fatal(err)
 	}

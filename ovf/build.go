@@ -25,11 +25,6 @@ func GuestOther64() GuestOS {
 	return GuestOS{CIMID: 102, VMwareID: "otherGuest64", Description: "Other (64-bit)"}
 }
 
-// GuestLinux64 is the identity of a generic 64-bit Linux guest.
-func GuestLinux64() GuestOS {
-	return GuestOS{CIMID: 101, VMwareID: "otherLinux64Guest", Description: "Linux (64-bit)"}
-}
-
 // VMSpec is the simple description of a VM from which Build generates a
 // descriptor.
 type VMSpec struct {

@@ -16,7 +16,7 @@ var update = flag.Bool("update", false, "rewrite golden files in testdata")
 func goldenSpec() VMSpec {
 	return VMSpec{
 		Name:      "web01",
-		GuestOS:   GuestLinux64(),
+		GuestOS:   GuestOS{CIMID: 101, VMwareID: "otherLinux64Guest", Description: "Linux (64-bit)"},
 		CPUs:      2,
 		MemoryMiB: 4096,
 		Firmware:  "efi",

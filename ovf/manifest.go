@@ -205,28 +205,6 @@ func copyContext(ctx context.Context, dst io.Writer, src io.Reader) (int64, erro
 	}
 }
 
-// BuildManifest hashes the named files of dir (in the given order) with alg.
-// Exporters that hash while downloading should add their digests with Add
-// instead: this reads every file again.
-func BuildManifest(ctx context.Context, dir string, names []string, alg Algorithm) (*Manifest, error) {
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return nil, err
-	}
-	defer root.Close()
-	m := &Manifest{}
-	for _, name := range names {
-		sums, err := hashRootFile(ctx, root, name, []Algorithm{alg})
-		if err != nil {
-			return nil, fmt.Errorf("ovf: manifest: %w", err)
-		}
-		if err := m.Add(alg, name, sums[alg]); err != nil {
-			return nil, err
-		}
-	}
-	return m, nil
-}
-
 func hashRootFile(ctx context.Context, root *os.Root, name string, algs []Algorithm) (map[Algorithm]string, error) {
 	if err := CheckPath(name); err != nil {
 		return nil, err

@@ -117,7 +117,7 @@ func TestManifestStandardTools(t *testing.T) {
 
 	// A SHA1 manifest of an OVF 1.x package checks with sha1sum, and a mixed
 	// manifest with cksum.
-	m1, err := BuildManifest(context.Background(), dir, []string{"vm.ovf", "vm-disk1.vmdk"}, SHA1)
+	m1, err := hashFiles(dir, []string{"vm.ovf", "vm-disk1.vmdk"}, SHA1)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -234,4 +234,24 @@ func TestManifestNames(t *testing.T) {
 	if ManifestName("web01.ovf") != "web01.mf" || CertificateName("web01.ovf") != "web01.cert" || ManifestName("a.b.OVF") != "a.b.mf" {
 		t.Error("names")
 	}
+}
+
+// hashFiles is a manifest of the named files of dir, hashed with alg.
+func hashFiles(dir string, names []string, alg Algorithm) (*Manifest, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	m := &Manifest{}
+	for _, name := range names {
+		sums, err := hashRootFile(context.Background(), root, name, []Algorithm{alg})
+		if err != nil {
+			return nil, err
+		}
+		if err := m.Add(alg, name, sums[alg]); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
 }

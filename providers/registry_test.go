@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -52,7 +54,7 @@ func TestRegisteredTypeDecodesItsOwnSettings(t *testing.T) {
 	t.Setenv("TEST_CLOUD_KEY", "k3y")
 	var created []string
 	r := testRegistry(&created)
-	cfg, err := config.Parse([]byte(`
+	cfg, err := loadConfig(t, `
 providers:
   - name: eu
     type: testcloud
@@ -60,7 +62,7 @@ providers:
     region: eu-west-1
     key: {env: TEST_CLOUD_KEY}
     timeout: 90s
-`), func(string) (string, bool) { return "", false }, r.Decoders())
+`, func(string) (string, bool) { return "", false }, r.Decoders())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +86,7 @@ providers:
 // key path and line, next to problems elsewhere in the file.
 func TestRegisteredTypeReportsUnknownKeysWithLines(t *testing.T) {
 	var created []string
-	_, err := config.Parse([]byte(`providers:
+	_, err := loadConfig(t, `providers:
   - name: eu
     type: testcloud
     regoin: eu-west-1
@@ -93,7 +95,7 @@ func TestRegisteredTypeReportsUnknownKeysWithLines(t *testing.T) {
     type: other
     url: https://h/sdk
 bogus: 1
-`), nil, testRegistry(&created).Decoders())
+`, nil, testRegistry(&created).Decoders())
 	if err == nil {
 		t.Fatal("accepted")
 	}
@@ -111,7 +113,7 @@ bogus: 1
 
 func TestUnknownTypeNamesTheRegisteredOnes(t *testing.T) {
 	var created []string
-	_, err := config.Parse([]byte("providers:\n  - name: a\n    type: vsphere\n    url: https://h/sdk\n  - name: b\n"), nil, testRegistry(&created).Decoders())
+	_, err := loadConfig(t, "providers:\n  - name: a\n    type: vsphere\n    url: https://h/sdk\n  - name: b\n", nil, testRegistry(&created).Decoders())
 	for _, want := range []string{
 		`line 2: providers[0].type: unknown provider type "vsphere" (available in this build: other, testcloud)`,
 		"line 5: providers[1].type: required (one of other, testcloud)",
@@ -143,4 +145,14 @@ func TestStartDemosUsesTheRegisteredBackends(t *testing.T) {
 	if _, _, err := providers.NewRegistry().StartDemos(context.Background(), slog.Default()); err == nil {
 		t.Error("StartDemos without any demo backend succeeded")
 	}
+}
+
+// loadConfig is config.Load of text written to a configuration file.
+func loadConfig(t *testing.T, text string, lookupEnv func(string) (string, bool), decoders config.Decoders) (*config.Config, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hypersdk.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config.Load(path, lookupEnv, decoders)
 }

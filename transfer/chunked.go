@@ -241,7 +241,7 @@ func (j *fileJob) streamChunk(ctx context.Context, c *call, ch *chunk, limit int
 				err = j.netErr(ctx, c, werr)
 				break
 			}
-			p.send(block{buf: bp, n: n, off: pos})
+			p.send(block{buf: bp, n: n, off: pos}, c.wd)
 			pos += int64(n)
 		} else {
 			p.put(bp)

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hypersdk/hypersdk/internal/backoff"
@@ -140,6 +141,11 @@ type Downloader struct {
 	clock         clock
 	limit         *throttle
 	bufs          sync.Pool
+	streams       atomic.Int64 // responses being streamed into files (see pipe)
+	// busyAt is how many streams in flight keep every core busy, so that
+	// a stream stops handing its blocks between goroutines (see pipe);
+	// 0 means GOMAXPROCS. Tests set it to pin either way of working.
+	busyAt int
 }
 
 // NewDownloader returns a Downloader for opts.

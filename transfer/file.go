@@ -496,7 +496,7 @@ func (j *fileJob) stream(ctx context.Context, c *call, limit int64) error {
 				err = j.netErr(ctx, c, werr)
 				break
 			}
-			p.send(block{buf: bp, n: n, off: pos})
+			p.send(block{buf: bp, n: n, off: pos}, c.wd)
 			pos += int64(n)
 		} else {
 			p.put(bp)

@@ -8,7 +8,7 @@ import (
 
 // Meter turns successive (time, bytes done) samples into a smoothed transfer
 // rate and an ETA. It knows nothing about HTTP: the job engine feeds it the
-// progress it persists, the CLI the progress it draws. Safe for concurrent use.
+// progress it persists. Safe for concurrent use.
 //
 // The average is an exponentially weighted moving average over time, not
 // over samples: a sample dt after the previous one weighs 1 − 2^(−dt/halfLife),
@@ -16,7 +16,6 @@ import (
 type Meter struct {
 	mu       sync.Mutex
 	halfLife time.Duration
-	now      func() time.Time
 	started  bool
 	lastT    time.Time
 	lastB    int64
@@ -25,20 +24,13 @@ type Meter struct {
 }
 
 // NewMeter returns a Meter whose rate forgets half of its history every
-// halfLife (default 5s when <= 0). now is the clock Update uses; nil means
-// time.Now.
-func NewMeter(halfLife time.Duration, now func() time.Time) *Meter {
+// halfLife (default 5s when <= 0).
+func NewMeter(halfLife time.Duration) *Meter {
 	if halfLife <= 0 {
 		halfLife = 5 * time.Second
 	}
-	if now == nil {
-		now = time.Now
-	}
-	return &Meter{halfLife: halfLife, now: now}
+	return &Meter{halfLife: halfLife}
 }
-
-// Update records that done bytes are complete now.
-func (m *Meter) Update(done int64) { m.Observe(m.now(), done) }
 
 // Observe records that done bytes were complete at t. A sample that goes
 // back in bytes (a restarted file) re-bases the meter without touching the

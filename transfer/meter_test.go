@@ -9,12 +9,12 @@ import (
 func TestMeterRateAndETA(t *testing.T) {
 	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	now := t0
-	m := NewMeter(2*time.Second, func() time.Time { return now })
+	m := NewMeter(2 * time.Second)
 
 	if _, ok := m.ETA(1000); ok {
 		t.Fatal("ETA before any rate")
 	}
-	m.Update(0)
+	m.Observe(now, 0)
 	if m.Rate() != 0 {
 		t.Fatal("rate from a single sample")
 	}
@@ -23,7 +23,7 @@ func TestMeterRateAndETA(t *testing.T) {
 	for _, step := range []time.Duration{100 * time.Millisecond, 250 * time.Millisecond, time.Second, 50 * time.Millisecond} {
 		now = now.Add(step)
 		done += int64(10e6 * step.Seconds())
-		m.Update(done)
+		m.Observe(now, done)
 	}
 	if r := m.Rate(); math.Abs(r-10e6) > 1 {
 		t.Fatalf("rate %v, want 10e6", r)
@@ -36,14 +36,14 @@ func TestMeterRateAndETA(t *testing.T) {
 	// The rate halves: after one half-life the average is half way there.
 	now = now.Add(2 * time.Second)
 	done += 10e6 // 5 MB/s over 2s
-	m.Update(done)
+	m.Observe(now, done)
 	if r := m.Rate(); math.Abs(r-7.5e6) > 1 {
 		t.Fatalf("rate %v after one half-life at 5 MB/s, want 7.5e6", r)
 	}
 	for range 20 {
 		now = now.Add(2 * time.Second)
 		done += 10e6
-		m.Update(done)
+		m.Observe(now, done)
 	}
 	if r := m.Rate(); math.Abs(r-5e6) > 10 {
 		t.Fatalf("rate %v, want to converge on 5e6", r)
@@ -72,7 +72,7 @@ func TestMeterRateAndETA(t *testing.T) {
 
 func TestMeterStalledRateDecays(t *testing.T) {
 	t0 := time.Unix(0, 0)
-	m := NewMeter(time.Second, nil)
+	m := NewMeter(time.Second)
 	m.Observe(t0, 0)
 	m.Observe(t0.Add(time.Second), 1000)
 	m.Observe(t0.Add(2*time.Second), 1000) // nothing moved for a half-life

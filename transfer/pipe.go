@@ -2,7 +2,9 @@ package transfer
 
 import (
 	"os"
+	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // block is one buffer of a stream on its way from the network to the
@@ -31,6 +33,15 @@ const ringSize = 32
 // the CPU cache from one stage to the next. When every buffer is in flight
 // the reader waits: that is the back-pressure from a slow disk.
 //
+// Handing a block from stage to stage costs CPU (goroutine wake-ups, the
+// block moving from one core's cache to another's) and only pays off when
+// the stages find idle cores. While the Downloader has at least as many
+// streams in flight as the Go scheduler has processors, the streams
+// themselves keep every core busy: the reader then writes and hashes each
+// block itself, in its own goroutine, whenever no earlier block is still in
+// the stages, and the same few buffers stay hot in its cache. A stream goes
+// back to its stages as soon as others end.
+//
 // Blocks reach after in file order and only once written, so whatever after
 // has seen is in the file exactly as received; after a failed write nothing
 // more is written or passed on.
@@ -43,9 +54,15 @@ type pipe struct {
 	toWrite chan block
 	toAfter chan block
 	failed  chan struct{} // closed when a write fails: the reader stops
-	werr    error         // the write failure; read only after wait
-	wb      writeback
-	wg      sync.WaitGroup
+	// staged counts the blocks sent to the stages and not yet through them.
+	// The stages lower it only once they are done with a block (its write,
+	// werr, wb and after), so a reader that loads zero may do that work
+	// itself, ordered after theirs.
+	staged atomic.Int64
+	busyAt int   // streams in flight that keep every core busy
+	werr   error // the write failure; read only after wait
+	wb     writeback
+	wg     sync.WaitGroup
 }
 
 // newPipe starts the stages of a stream whose bytes go to out from offset
@@ -58,8 +75,13 @@ func (d *Downloader) newPipe(out *os.File, start int64, after func(block)) *pipe
 		toWrite: make(chan block, ringSize),
 		toAfter: make(chan block, ringSize),
 		failed:  make(chan struct{}),
+		busyAt:  d.busyAt,
 		wb:      newWriteback(out, start),
 	}
+	if p.busyAt <= 0 {
+		p.busyAt = runtime.GOMAXPROCS(0) // read per stream: it may change
+	}
+	d.streams.Add(1)
 	p.wg.Go(p.write)
 	p.wg.Go(p.finish)
 	return p
@@ -91,8 +113,35 @@ func (p *pipe) buf(wd *watchdog) *[]byte {
 	}
 }
 
-// send hands a block to the writer; it never blocks.
-func (p *pipe) send(b block) { p.toWrite <- b }
+// send passes a block on: to the stages, or, when the streams already keep
+// every core busy and the stages are idle, through write and after right
+// here (with the stall clock stopped: the time is ours, not the server's).
+// It never waits for a buffer.
+func (p *pipe) send(b block, wd *watchdog) {
+	if p.staged.Load() == 0 && p.d.streams.Load() >= int64(p.busyAt) {
+		wd.pause(true)
+		p.process(b)
+		wd.pause(false)
+		p.free <- b.buf
+		return
+	}
+	p.staged.Add(1)
+	p.toWrite <- b
+}
+
+// process is both stages for one block: write it and pass it to after,
+// unless a write has failed.
+func (p *pipe) process(b block) {
+	if p.werr != nil {
+		return
+	}
+	if _, p.werr = p.out.WriteAt(b.bytes(), b.off); p.werr != nil {
+		close(p.failed)
+		return
+	}
+	p.wb.wrote(b.off + int64(b.n))
+	p.after(b)
+}
 
 // put gives back a buffer the reader did not send.
 func (p *pipe) put(b *[]byte) { p.free <- b }
@@ -110,6 +159,7 @@ func (p *pipe) write() {
 			close(p.failed)
 		}
 		p.free <- b.buf // drained after a failure, never written
+		p.staged.Add(-1)
 	}
 	// After a failed write the flusher still stops; the tail it is given
 	// is only ever written out, never trusted.
@@ -120,6 +170,7 @@ func (p *pipe) finish() {
 	for b := range p.toAfter {
 		p.after(b)
 		p.free <- b.buf
+		p.staged.Add(-1)
 	}
 }
 
@@ -129,6 +180,7 @@ func (p *pipe) finish() {
 func (p *pipe) wait() error {
 	close(p.toWrite)
 	p.wg.Wait()
+	p.d.streams.Add(-1)
 	for len(p.free) > 0 {
 		p.d.putBuf(<-p.free)
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -29,6 +30,15 @@ func noPipeGoroutines(t *testing.T) {
 		}
 	}
 }
+
+// placements are the two ways a stream runs its blocks through its pipe:
+// handed from stage goroutine to stage goroutine, or all in the reading
+// goroutine, as when the streams in flight already keep every core busy.
+// Tests that care about what a stream leaves behind run under both.
+var placements = []struct {
+	name   string
+	busyAt int // Downloader.busyAt
+}{{"staged", math.MaxInt}, {"inline", 1}}
 
 // checkPrefix asserts that a kept part file holds a prefix of data, nothing
 // else: what a later run resumes after.
@@ -59,11 +69,13 @@ func TestWriteFailureMidStreamFailsCleanly(t *testing.T) {
 		{"early", 6*mib + 123, 2*mib + 1000},
 		{"after-writeback-started", 2*writebackEvery + 123, writebackEvery + 8*mib + 1000},
 	} {
-		t.Run(tc.name, func(t *testing.T) { writeFailure(t, tc.size, tc.limit) })
+		for _, pl := range placements {
+			t.Run(tc.name+"/"+pl.name, func(t *testing.T) { writeFailure(t, tc.size, tc.limit, pl.busyAt) })
+		}
 	}
 }
 
-func writeFailure(t *testing.T, size, limitBytes int) {
+func writeFailure(t *testing.T, size, limitBytes, busyAt int) {
 	data := genData(size, 31)
 	var requests atomic.Int32
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -73,6 +85,7 @@ func writeFailure(t *testing.T, size, limitBytes int) {
 	defer ts.Close()
 	dest := filepath.Join(t.TempDir(), "f")
 	d, _ := testDownloader(t, Options{KeepPartial: true}, newFakeClock())
+	d.busyAt = busyAt
 
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
@@ -118,6 +131,12 @@ func writeFailure(t *testing.T, size, limitBytes int) {
 // The same for ranged chunks: a failed write stops every chunk stream and
 // the .part keeps only the contiguous, hashed prefix.
 func TestWriteFailureInChunksFailsCleanly(t *testing.T) {
+	for _, pl := range placements {
+		t.Run(pl.name, func(t *testing.T) { writeFailureInChunks(t, pl.busyAt) })
+	}
+}
+
+func writeFailureInChunks(t *testing.T, busyAt int) {
 	data := genData(8*mib, 32)
 	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		serveBytes(w, r, data, `"v1"`)
@@ -125,6 +144,7 @@ func TestWriteFailureInChunksFailsCleanly(t *testing.T) {
 	defer ts.Close()
 	dest := filepath.Join(t.TempDir(), "f")
 	d, _ := testDownloader(t, Options{KeepPartial: true, ChunkConcurrency: 4, ChunkSize: mib}, newFakeClock())
+	d.busyAt = busyAt
 	var old syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_FSIZE, &old); err != nil {
 		t.Fatal(err)
@@ -157,6 +177,12 @@ func TestWriteFailureInChunksFailsCleanly(t *testing.T) {
 // stops the stream, joins every stage, and keeps a .part that is exactly a
 // prefix of the source, from which the next run resumes.
 func TestCancelMidStreamKeepsConsistentPart(t *testing.T) {
+	for _, pl := range placements {
+		t.Run(pl.name, func(t *testing.T) { cancelMidStream(t, pl.busyAt) })
+	}
+}
+
+func cancelMidStream(t *testing.T, busyAt int) {
 	data := genData(16*mib, 33)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -183,6 +209,7 @@ func TestCancelMidStreamKeepsConsistentPart(t *testing.T) {
 	defer ts.Close()
 	dest := filepath.Join(t.TempDir(), "f")
 	d, _ := testDownloader(t, Options{KeepPartial: true}, nil)
+	d.busyAt = busyAt
 	_, err := d.Download(ctx, []File{{URL: ts.URL, Path: dest}})
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("err %v, want context.Canceled", err)
@@ -223,26 +250,79 @@ func TestPipelineMovesLargeFilesWhole(t *testing.T) {
 		{"nfc-stream", Options{}, "/nfc"},
 		{"ranged-chunks", Options{ChunkConcurrency: 3, ChunkSize: 8 * mib}, "/ranged"},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			d, _ := testDownloader(t, tc.opts, nil)
-			dest := filepath.Join(t.TempDir(), "f")
-			res, err := d.Download(context.Background(), []File{{URL: ts.URL + tc.path, Path: dest, SHA256: p.sha()}})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res[0].Size != size || res[0].SHA256 != p.sha() {
-				t.Errorf("result %+v", res[0])
-			}
-			if res[0].Chunked != (tc.opts.ChunkConcurrency > 1) {
-				t.Errorf("chunked %v", res[0].Chunked)
-			}
-			st, err := os.Stat(dest)
-			if err != nil || st.Size() != size {
-				t.Fatalf("final file: %v %v", st, err)
-			}
-			noPipeGoroutines(t)
-		})
+		for _, pl := range placements {
+			t.Run(tc.name+"/"+pl.name, func(t *testing.T) {
+				d, _ := testDownloader(t, tc.opts, nil)
+				d.busyAt = pl.busyAt
+				dest := filepath.Join(t.TempDir(), "f")
+				res, err := d.Download(context.Background(), []File{{URL: ts.URL + tc.path, Path: dest, SHA256: p.sha()}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if res[0].Size != size || res[0].SHA256 != p.sha() {
+					t.Errorf("result %+v", res[0])
+				}
+				if res[0].Chunked != (tc.opts.ChunkConcurrency > 1) {
+					t.Errorf("chunked %v", res[0].Chunked)
+				}
+				st, err := os.Stat(dest)
+				if err != nil || st.Size() != size {
+					t.Fatalf("final file: %v %v", st, err)
+				}
+				noPipeGoroutines(t)
+			})
+		}
 	}
+}
+
+// Streams that change their way of working mid-file arrive whole: three
+// NFC-like streams of different lengths with busyAt 2 start out handling
+// their blocks in their own goroutines, and each that is left alone once
+// the shortest has ended goes back to its stage goroutines; a fourth file
+// queued behind them (Concurrency 3) starts while the others are busy.
+func TestStreamsSwitchingPlacementArriveWhole(t *testing.T) {
+	sizes := []int64{5*mib + 1, writebackEvery + 3*mib + 7, 2*writebackEvery + 12345, 9*mib + 64<<10}
+	pats := make([]*pattern, len(sizes))
+	for i, n := range sizes {
+		pats[i] = newPattern(n)
+	}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		i, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		if err != nil || i < 0 || i >= len(pats) {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Transfer-Encoding", "chunked")
+		http.ServeContent(noRange{w}, &http.Request{Method: r.Method, Header: http.Header{}}, "", time.Time{}, pats[i].reader())
+	}))
+	defer ts.Close()
+	d, _ := testDownloader(t, Options{Concurrency: 3}, nil)
+	d.busyAt = 2
+	dir := t.TempDir()
+	var files []File
+	for i, p := range pats {
+		files = append(files, File{URL: ts.URL + "/" + strconv.Itoa(i), Path: filepath.Join(dir, strconv.Itoa(i)), SHA256: p.sha()})
+	}
+	res, err := d.Download(context.Background(), files)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		if r.Size != sizes[i] || r.SHA256 != pats[i].sha() {
+			t.Errorf("file %d: %d bytes, sha %s; want %d, %s", i, r.Size, r.SHA256, sizes[i], pats[i].sha())
+		}
+		got, err := os.ReadFile(files[i].Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sha(got) != pats[i].sha() {
+			t.Errorf("file %d on disk differs from the source", i)
+		}
+	}
+	if n := d.streams.Load(); n != 0 {
+		t.Errorf("%d streams still counted in flight", n)
+	}
+	noPipeGoroutines(t)
 }
 
 // noRange hides the Content-Length ServeContent sets, so the body is

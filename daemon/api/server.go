@@ -94,12 +94,6 @@ func New(opts Options) *Server {
 // Handler returns the HTTP handler.
 func (s *Server) Handler() http.Handler { return s.router }
 
-// OpenAPI returns the generated OpenAPI document.
-func (s *Server) OpenAPI() *huma.OpenAPI { return s.api.OpenAPI() }
-
-// Router exposes the routes for tests comparing them with the document.
-func (s *Server) Router() chi.Router { return s.router }
-
 // op declares an operation; role "" makes it public.
 func op(id, method, path, role, summary string, tags ...string) huma.Operation {
 	o := huma.Operation{OperationID: id, Method: method, Path: path, Summary: summary, Tags: tags}

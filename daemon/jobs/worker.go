@@ -289,7 +289,7 @@ func (m *Manager) export(ctx context.Context, a *attempt) (res *providers.Export
 func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.CancelCauseFunc, done <-chan struct{}) {
 	t := time.NewTicker(m.opts.HeartbeatInterval)
 	defer t.Stop()
-	meter := transfer.NewMeter(10*time.Second, m.opts.Now)
+	meter := transfer.NewMeter(10 * time.Second)
 	lastOK := m.opts.Now()
 	lastProgressEvent := lastOK
 	hctx := context.WithoutCancel(ctx)

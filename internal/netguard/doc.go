@@ -18,8 +18,9 @@
 // 0177.0.0.1 as 127.0.0.1), and host names with characters outside
 // letters, digits, '-', '_' and '.'.
 //
-// Refused unless private targets are allowed (Guard.AllowPrivate): see
-// Blocked. Addresses that embed an IPv4 address (IPv4-mapped, NAT64
+// Refused unless private targets are allowed (Guard.AllowPrivate): the
+// loopback, private, link-local, multicast and reserved ranges listed in
+// blocked4 and blocked6. Addresses that embed an IPv4 address (IPv4-mapped, NAT64
 // 64:ff9b::/96, 6to4 2002::/16, Teredo 2001::/32) are judged by the
 // embedded IPv4 address: blocked when it is. The local-use NAT64 prefix
 // 64:ff9b:1::/48 is blocked outright, since where it embeds the IPv4

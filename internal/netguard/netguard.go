@@ -11,7 +11,7 @@ import (
 
 // Guard is a target policy.
 type Guard struct {
-	// AllowPrivate permits the addresses Blocked reports (loopback,
+	// AllowPrivate permits the blocked address ranges (loopback,
 	// link-local, private…). Zone ids and odd IPv4 spellings stay refused.
 	AllowPrivate bool
 	// Setting names the configuration key that sets AllowPrivate, for the
@@ -99,10 +99,6 @@ func concat(rs ...[]rule) []rule {
 	}
 	return out
 }
-
-// Blocked reports whether a may not be reached unless private targets are
-// allowed. A zoned or invalid address is always blocked.
-func Blocked(a netip.Addr) bool { return blockReason(a) != "" }
 
 // blockReason says why a is blocked, or "" when it is not.
 func blockReason(a netip.Addr) string {

@@ -38,7 +38,10 @@ import (
 //   - hyperctl: `hyperctl export --local --format ovf` (hash while
 //     streaming, fsync, manifest), then `sync`;
 //   - curl: the ceiling, `curl` of the same NFC URLs (from a lease this
-//     benchmark opens) to /dev/null, all disks in parallel.
+//     benchmark opens) to /dev/null, all disks in parallel;
+//   - hyperctl-base: another hyperctl build from HYPERSDK_BENCH_HYPERCTL_BASE,
+//     when set, run like hyperctl: before and after of a change, measured
+//     in the same alternating run, as the only comparison noise spares.
 //
 // Ratios above 1 mean hyperctl finished first. Both govc and hyperctl are
 // given the vCenter through govc's environment (GOVC_URL, GOVC_USERNAME,
@@ -100,6 +103,12 @@ func BenchmarkExportVsGovc(b *testing.B) {
 			want = append(want, d.SHA256)
 			size += d.Size
 		}
+		hyperctlTool := func(name, bin string) benchTool {
+			return benchTool{name: name, sync: true, check: want, cmd: func(out string) *exec.Cmd {
+				return exec.Command(bin, "export", "--local", "--vm", vm.InventoryPath, "--output", out,
+					"--format", "ovf", "--compress=false")
+			}}
+		}
 		tools := []benchTool{
 			{name: "govc-sha256", sync: true, check: want, cmd: func(out string) *exec.Cmd {
 				return exec.Command(govc, "export.ovf", "-vm", vm.InventoryPath, "-sha", "256", out)
@@ -107,11 +116,11 @@ func BenchmarkExportVsGovc(b *testing.B) {
 			{name: "govc", sync: true, cmd: func(out string) *exec.Cmd {
 				return exec.Command(govc, "export.ovf", "-vm", vm.InventoryPath, out)
 			}},
-			{name: "hyperctl", sync: true, check: want, cmd: func(out string) *exec.Cmd {
-				return exec.Command(hyperctl, "export", "--local", "--vm", vm.InventoryPath, "--output", out,
-					"--format", "ovf", "--compress=false")
-			}},
+			hyperctlTool("hyperctl", hyperctl),
 			{name: "curl", curl: true},
+		}
+		if base := os.Getenv("HYPERSDK_BENCH_HYPERCTL_BASE"); base != "" {
+			tools = append(tools, hyperctlTool("hyperctl-base", base))
 		}
 		b.Run(name, func(b *testing.B) {
 			runs := map[string][]benchRun{}
@@ -151,6 +160,12 @@ func BenchmarkExportVsGovc(b *testing.B) {
 				{"x_govc_plain", "hyperctl+sync vs plain govc (no sync)  ", med("govc", false) / h},
 				{"x_govc_plain_sync", "hyperctl+sync vs plain govc + sync     ", med("govc", true) / h},
 				{"x_curl_ceiling", "hyperctl+sync vs curl ceiling          ", med("curl", false) / h},
+			}
+			if len(runs["hyperctl-base"]) > 0 {
+				ratios = append(ratios, struct {
+					metric, label string
+					x             float64
+				}{"x_hyperctl_base", "hyperctl+sync vs hyperctl-base + sync ", med("hyperctl-base", true) / h})
 			}
 			for _, r := range ratios {
 				b.ReportMetric(r.x, r.metric)

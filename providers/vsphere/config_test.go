@@ -1,6 +1,8 @@
 package vsphere
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -28,7 +30,7 @@ func TestConfigFromSeedAndProviders(t *testing.T) {
 		t.Fatalf("vcenter: %+v %+v", inst, inst[0].Settings)
 	}
 
-	cfg, err = config.Parse([]byte("vcenter:\n  username: u\nproviders:\n  - name: b\n    type: vsphere\n    url: https://u:pw@h/sdk\n"), nil, vsphereOnly)
+	cfg, err = loadConfig(t, "vcenter:\n  username: u\nproviders:\n  - name: b\n    type: vsphere\n    url: https://u:pw@h/sdk\n", nil, vsphereOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,10 +40,20 @@ func TestConfigFromSeedAndProviders(t *testing.T) {
 			t.Errorf("error %v does not contain %q", err, want)
 		}
 	}
-	_, err = config.Parse([]byte("vcenter:\n  url: https://h/sdk\n  type: vsphere\n  insecure: maybe\n"), nil, vsphereOnly)
+	_, err = loadConfig(t, "vcenter:\n  url: https://h/sdk\n  type: vsphere\n  insecure: maybe\n", nil, vsphereOnly)
 	for _, want := range []string{"line 3: vcenter.type: unknown key", "line 4: vcenter.insecure: expected true or false"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("error %v does not contain %q", err, want)
 		}
 	}
+}
+
+// loadConfig is config.Load of text written to a configuration file.
+func loadConfig(t *testing.T, text string, lookupEnv func(string) (string, bool), decoders config.Decoders) (*config.Config, error) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "hypersdk.yaml")
+	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return config.Load(path, lookupEnv, decoders)
 }
