@@ -115,7 +115,7 @@ type DiskFormat string
 
 // Disk formats.
 const (
-	DiskVMDK DiskFormat = "vmdk" // streamOptimized VMDK
+	DiskVMDK  DiskFormat = "vmdk"  // streamOptimized VMDK
 	DiskRaw   DiskFormat = "raw"   // sparse raw image, capacity bytes long
 	DiskQCOW2 DiskFormat = "qcow2" // qcow2 v3
 	DiskVHD   DiskFormat = "vhd"   // VHD, dynamic or fixed (VHDType)

@@ -21,6 +21,7 @@ import (
 	"github.com/vmware/govmomi/object"
 	"github.com/vmware/govmomi/vim25/mo"
 
+	"github.com/hypersdk/hypersdk/internal/benchcmd"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/vsphere/vcsim"
 )
@@ -66,7 +67,7 @@ func BenchmarkExportVsGovc(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("HYPERSDK_BENCH_REPS")); err == nil && v > 0 {
 		reps = v
 	}
-	dir := benchDir(b)
+	dir := benchcmd.Dir(b)
 	outRoot := os.Getenv("HYPERSDK_BENCH_OUT")
 	if outRoot == "" {
 		outRoot = dir
@@ -76,10 +77,7 @@ func BenchmarkExportVsGovc(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer os.RemoveAll(outRoot)
-	hyperctl := os.Getenv("HYPERSDK_BENCH_HYPERCTL") // another build, to compare versions
-	if hyperctl == "" {
-		hyperctl = buildHyperctl(b, dir)
-	}
+	hyperctl := benchcmd.Hyperctl(b, dir)
 
 	const gib, mib = 1 << 30, 1 << 20
 	disk := func(size int64, seed uint64) vcsim.DiskSpec {
@@ -324,42 +322,11 @@ func curlRun(b *testing.B, sim *simEnv, vm vcsim.VMInfo) benchRun {
 	return benchRun{export: time.Since(start), cpu: cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()}
 }
 
-// buildHyperctl builds the real CLI once into dir.
-func buildHyperctl(b *testing.B, dir string) string {
-	b.Helper()
-	goBin := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if _, err := os.Stat(goBin); err != nil {
-		goBin = "go"
-	}
-	bin := filepath.Join(dir, "hyperctl")
-	cmd := exec.Command(goBin, "build", "-o", bin, "github.com/hypersdk/hypersdk/cmd/hyperctl")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("build hyperctl: %v: %s", err, out)
-	}
-	return bin
-}
-
-// benchDir is a fresh directory in HYPERSDK_BENCH_DIR (default /dev/shm),
-// removed when the benchmark ends.
-func benchDir(b *testing.B) string {
-	b.Helper()
-	shm := os.Getenv("HYPERSDK_BENCH_DIR")
-	if shm == "" {
-		shm = "/dev/shm"
-	}
-	dir, err := os.MkdirTemp(shm, "hypersdk-bench-")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { os.RemoveAll(dir) })
-	return dir
-}
-
 // BenchmarkListVMs lists 5,000 simulated VMs through the PropertyCollector
 // (one container view, only the properties VMInfo needs) and compares it
 // with the per-VM approach of a finder plus one property read per VM.
 func BenchmarkListVMs(b *testing.B) {
-	dir := benchDir(b)
+	dir := benchcmd.Dir(b)
 	sim := startSim(b, vcsim.Options{Dir: dir, GenericVMs: 5000, Clusters: 2, HostsPerCluster: 4})
 	p := sim.provider(b, PoolConfig{Enabled: true, MaxConnections: 2})
 	ctx := context.Background()
