@@ -2,7 +2,6 @@ package vmdk_test
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/vmdk"
 )
 
@@ -50,9 +50,9 @@ func openSeeds() map[string][2][]byte {
 }
 
 // FuzzOpen opens arbitrary bytes (with the second input as every file the
-// descriptor may name), walks the extents, reads their data and checks the
-// image. Nothing may panic or hang; refusals are FormatErrors; extents
-// ascend, merged, inside the disk.
+// descriptor may name) and exercises the image (disktest.Exercise: Check,
+// extents, data — at most 64 MiB read). Nothing may panic or hang;
+// refusals are FormatErrors; extents ascend, merged, inside the disk.
 func FuzzOpen(f *testing.F) {
 	for _, s := range openSeeds() {
 		f.Add(s[0], s[1])
@@ -60,49 +60,11 @@ func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data, other []byte) {
 		im, err := vmdk.Open(disk.BytesFile("t.vmdk", data, fuzzRelated(other)))
 		if err != nil {
-			if !errors.Is(err, disk.ErrFormat) {
-				t.Fatalf("refusal is not a FormatError: %v", err)
-			}
+			disktest.RequireFormatError(t, "Open", err)
 			return
 		}
 		defer im.Close()
-		size := im.Info().VirtualSize
-		if size <= 0 || size > disk.MaxVirtualSize {
-			t.Fatalf("virtual size %d", size)
-		}
-		// Check first: it refuses grains shared between entries, which
-		// would otherwise let a small file describe a large amount of data.
-		checked := im.(disk.Checker).Check(context.Background()) == nil
-		end, budget := int64(-1), int64(64<<20)
-		buf := make([]byte, 256<<10)
-		for e, err := range im.Extents() {
-			if err != nil {
-				if !errors.Is(err, disk.ErrFormat) {
-					t.Fatalf("extent error is not a FormatError: %v", err)
-				}
-				break
-			}
-			if e.Offset <= end || e.Length <= 0 || e.End() > size {
-				t.Fatalf("extent %+v after %d in a %d-byte disk", e, end, size)
-			}
-			end = e.End()
-			for off := e.Offset; off < e.End() && budget > 0; {
-				n := min(int64(len(buf)), e.End()-off)
-				if _, err := im.ReadAt(buf[:n], off); err != nil {
-					if !errors.Is(err, disk.ErrFormat) {
-						t.Fatalf("read error is not a FormatError: %v", err)
-					}
-					if checked {
-						t.Fatalf("Check passed, read at %d failed: %v", off, err)
-					}
-					break
-				}
-				off, budget = off+n, budget-n
-			}
-		}
-		if n, err := im.ReadAt(buf[:1], size); n != 0 || err != io.EOF {
-			t.Fatalf("read past the end: %d, %v", n, err)
-		}
+		disktest.Exercise(t, im, disktest.Limits{Read: 64 << 20, CheckReadsData: true})
 	})
 }
 

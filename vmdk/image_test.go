@@ -28,22 +28,6 @@ const (
 
 func regionOf(off int64) int64 { return (off / mib) % 4 }
 
-// openPath opens the image at path with vmdk.Open.
-func openPath(t *testing.T, path string) disk.Image {
-	t.Helper()
-	f, err := disk.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	im, err := vmdk.Open(f)
-	if err != nil {
-		t.Fatalf("Open %s: %v", path, err)
-	}
-	t.Cleanup(func() { im.Close() })
-	return im
-}
-
 func openBytes(t *testing.T, b []byte, related map[string][]byte) disk.Image {
 	t.Helper()
 	im, err := vmdk.Open(disk.BytesFile("t.vmdk", b, related))
@@ -60,25 +44,6 @@ func content(t *testing.T, im disk.Image) []byte {
 		t.Fatal(err)
 	}
 	return b
-}
-
-// extents collects im's extents, checking they ascend, are merged and lie
-// inside the disk.
-func extents(t *testing.T, im disk.Image) []disk.Extent {
-	t.Helper()
-	var out []disk.Extent
-	end := int64(-1)
-	for e, err := range im.Extents() {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Offset <= end || e.Length <= 0 || e.End() > im.Info().VirtualSize {
-			t.Fatalf("extent %+v after one ending at %d (disk of %d bytes)", e, end, im.Info().VirtualSize)
-		}
-		out = append(out, e)
-		end = e.End()
-	}
-	return out
 }
 
 func check(t *testing.T, im disk.Image) {
@@ -150,28 +115,11 @@ func TestWriteRoundTripQemu(t *testing.T) {
 	size := int64(40*mib + 4608)
 	rawPath := filepath.Join(dir, "src.raw")
 	disktest.WriteImage(t, rawPath, size, 3)
-	f, err := disk.OpenFile(rawPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	raw, err := disk.OpenRaw(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	outPath := filepath.Join(dir, "out.vmdk")
-	out, err := os.Create(outPath)
-	if err != nil {
-		t.Fatal(err)
+	appendOnlyWrite := func(ctx context.Context, out disk.Target, src disk.Source, o disk.WriteOptions) error {
+		return vmdk.Write(ctx, appendOnly{t, out}, src, o)
 	}
-	err = vmdk.Write(context.Background(), appendOnly{t, out}, disk.FromImage(raw),
-		disk.WriteOptions{Name: "out.vmdk", AdapterType: "ide", HardwareVersion: 13})
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	disktest.WriteFromRaw(t, appendOnlyWrite, rawPath, outPath, disk.WriteOptions{Name: "out.vmdk", AdapterType: "ide", HardwareVersion: 13})
 
 	info := disktest.QemuInfo(t, outPath, "")
 	if info.Format != "vmdk" || info.Specific.Data.CreateType != "streamOptimized" || info.VirtualSize != size {
@@ -190,7 +138,7 @@ func TestWriteRoundTripQemu(t *testing.T) {
 			t.Errorf("descriptor lacks %s:\n%s", want, desc)
 		}
 	}
-	im := openPath(t, outPath)
+	im := disktest.OpenImage(t, outPath, vmdk.Open)
 	if got := im.Info(); got != (disk.Info{Format: disk.VMDK, Subformat: "streamOptimized", VirtualSize: size, ClusterSize: vmdk.GrainSize, Compressed: true}) {
 		t.Fatalf("Info %+v", got)
 	}
@@ -202,7 +150,7 @@ func TestWriteRoundTripQemu(t *testing.T) {
 		t.Fatal("read back differs from the source")
 	}
 	check(t, im)
-	es := extents(t, im)
+	es := disktest.Extents(t, im)
 	if len(es) == 0 {
 		t.Fatal("no extents")
 	}
@@ -268,7 +216,7 @@ func TestWriteLeavesHolesOut(t *testing.T) {
 	}
 	check(t, im)
 	wantExtents := []disk.Extent{{Offset: mib, Length: 2 * vmdk.GrainSize}, {Offset: 70 * mib, Length: 2*mib + vmdk.GrainSize}}
-	if got := extents(t, im); !slices.Equal(got, wantExtents) {
+	if got := disktest.Extents(t, im); !slices.Equal(got, wantExtents) {
 		t.Fatalf("extents %v, want %v", got, wantExtents)
 	}
 	// The grain directory (found through the footer) points at grain
@@ -326,7 +274,7 @@ func TestOpenQemuImages(t *testing.T) {
 		t.Run(sub, func(t *testing.T) {
 			path := filepath.Join(dir, sub+".vmdk")
 			disktest.Convert(t, rawPath, "raw", path, "vmdk", "subformat="+sub)
-			im := openPath(t, path)
+			im := disktest.OpenImage(t, path, vmdk.Open)
 			info := im.Info()
 			if info.Format != disk.VMDK || info.Subformat != sub || info.VirtualSize != size || info.Compressed != (sub == "streamOptimized") {
 				t.Fatalf("Info %+v", info)
@@ -340,7 +288,7 @@ func TestOpenQemuImages(t *testing.T) {
 				t.Fatal("content differs from the source")
 			}
 			check(t, im)
-			es := extents(t, im)
+			es := disktest.Extents(t, im)
 			coversData(t, es, want)
 			if !strings.Contains(sub, "Flat") { // the flat file's zeros are data to the file system
 				noDataIn(t, es, sub)
@@ -449,7 +397,7 @@ func TestOpenMultiExtent(t *testing.T) {
 	want = append(want, part...)
 	writeFile(t, filepath.Join(dir, "want.raw"), want)
 
-	im := openPath(t, path)
+	im := disktest.OpenImage(t, path, vmdk.Open)
 	if info := im.Info(); info.VirtualSize != int64(len(want)) || info.Subformat != "twoGbMaxExtentSparse" || info.ClusterSize != 64<<10 {
 		t.Fatalf("Info %+v", info)
 	}
@@ -462,7 +410,7 @@ func TestOpenMultiExtent(t *testing.T) {
 		t.Fatalf("read across extents: %v", err)
 	}
 	check(t, im)
-	es := extents(t, im)
+	es := disktest.Extents(t, im)
 	coversData(t, es, want)
 	if es[0].Offset != 0 || es[0].Length < flatSize+mib {
 		t.Fatalf("first extent %+v does not cover the flat extents", es[0])
@@ -472,12 +420,12 @@ func TestOpenMultiExtent(t *testing.T) {
 	// A ZERO extent (in the spec; qemu-img 7.2 does not read it as zeros,
 	// so no oracle here) reads as zeros and is a hole.
 	zdesc := strings.Replace(desc, "RW 2048 FLAT \"m-f001.vmdk\" 2048", "RW 2048 ZERO", 1)
-	im = openPath(t, writeFile(t, filepath.Join(dir, "z.vmdk"), []byte(zdesc)))
+	im = disktest.OpenImage(t, writeFile(t, filepath.Join(dir, "z.vmdk"), []byte(zdesc)), vmdk.Open)
 	clear(want[flatSize : flatSize+mib])
 	if !bytes.Equal(content(t, im), want) {
 		t.Fatal("content with a ZERO extent differs")
 	}
-	for _, e := range extents(t, im) {
+	for _, e := range disktest.Extents(t, im) {
 		if e.Offset < flatSize+mib && e.End() > flatSize {
 			t.Fatalf("extent %+v covers the ZERO extent", e)
 		}
@@ -508,7 +456,7 @@ func TestVMwareLayouts(t *testing.T) {
 		}
 		path := writeFile(t, filepath.Join(dir, "ws.vmdk"), img)
 		wantPath := writeFile(t, filepath.Join(dir, "ws.raw"), want)
-		im := openPath(t, path)
+		im := disktest.OpenImage(t, path, vmdk.Open)
 		if info := im.Info(); info != (disk.Info{Format: disk.VMDK, Subformat: "monolithicSparse", VirtualSize: 48 * mib, ClusterSize: 64 << 10}) {
 			t.Fatalf("Info %+v", info)
 		}
@@ -518,7 +466,7 @@ func TestVMwareLayouts(t *testing.T) {
 		check(t, im)
 		g := int64(64 << 10)
 		wantExtents := []disk.Extent{{Offset: 0, Length: g}, {Offset: 5 * g, Length: g}, {Offset: 20 * g, Length: g}, {Offset: 600 * g, Length: g}, {Offset: 767 * g, Length: g}}
-		if got := extents(t, im); !slices.Equal(got, wantExtents) {
+		if got := disktest.Extents(t, im); !slices.Equal(got, wantExtents) {
 			t.Fatalf("extents %v, want %v (zeroed grains are holes)", got, wantExtents)
 		}
 		disktest.Check(t, path, "vmdk")
@@ -536,7 +484,7 @@ func TestVMwareLayouts(t *testing.T) {
 		}
 		path := writeFile(t, filepath.Join(dir, "esx-stream.vmdk"), img)
 		wantPath := writeFile(t, filepath.Join(dir, "esx-stream.raw"), want)
-		im := openPath(t, path)
+		im := disktest.OpenImage(t, path, vmdk.Open)
 		if info := im.Info(); info != (disk.Info{Format: disk.VMDK, Subformat: "streamOptimized", VirtualSize: capacity * 512, ClusterSize: 64 << 10, Compressed: true}) {
 			t.Fatalf("Info %+v", info)
 		}
@@ -546,7 +494,7 @@ func TestVMwareLayouts(t *testing.T) {
 		check(t, im)
 		g := int64(64 << 10)
 		wantExtents := []disk.Extent{{Offset: 0, Length: 3 * g}, {Offset: 300 * g, Length: g}, {Offset: 520 * g, Length: g}, {Offset: 640 * g, Length: 3 * 512}}
-		if got := extents(t, im); !slices.Equal(got, wantExtents) {
+		if got := disktest.Extents(t, im); !slices.Equal(got, wantExtents) {
 			t.Fatalf("extents %v, want %v", got, wantExtents)
 		}
 		disktest.Check(t, path, "vmdk")
@@ -560,7 +508,7 @@ func TestVMwareLayouts(t *testing.T) {
 		disktest.WriteImage(t, flatPath, size, 9)
 		path := writeFile(t, filepath.Join(dir, "esx.vmdk"), []byte(esxDescriptor(size/512, "esx-flat.vmdk")))
 		want, _ := os.ReadFile(flatPath)
-		im := openPath(t, path)
+		im := disktest.OpenImage(t, path, vmdk.Open)
 		if info := im.Info(); info != (disk.Info{Format: disk.VMDK, Subformat: "vmfs", VirtualSize: size}) {
 			t.Fatalf("Info %+v", info)
 		}
@@ -568,7 +516,7 @@ func TestVMwareLayouts(t *testing.T) {
 			t.Fatal("content differs")
 		}
 		check(t, im)
-		es := extents(t, im)
+		es := disktest.Extents(t, im)
 		coversData(t, es, want)
 		for _, e := range es { // the file system's holes are holes of the disk
 			for off := e.Offset / mib * mib; off < e.End(); off += mib {

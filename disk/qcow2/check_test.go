@@ -24,7 +24,7 @@ func ourImage(t *testing.T) []byte {
 		}
 	}
 	out := filepath.Join(t.TempDir(), "ours.qcow2")
-	writeSource(t, &sliceSource{data: b, extents: []disk.Extent{ext(0, int64(len(b)))}}, out, disk.WriteOptions{ClusterSize: 4096})
+	disktest.WriteSource(t, Write, &sliceSource{data: b, extents: []disk.Extent{ext(0, int64(len(b)))}}, out, disk.WriteOptions{ClusterSize: 4096})
 	img, err := os.ReadFile(out)
 	if err != nil {
 		t.Fatal(err)

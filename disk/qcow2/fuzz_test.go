@@ -1,68 +1,32 @@
 package qcow2
 
 import (
-	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/disktest"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz/FuzzOpen from qemu-img and our writer")
 
-// FuzzOpen opens arbitrary bytes as a qcow2 image, walks its extents, reads
-// them (at most 8 MiB) and checks it: every refusal must be a
-// *disk.FormatError, and nothing may panic, loop or allocate beyond what
-// the input justifies.
+// FuzzOpen opens arbitrary bytes as a qcow2 image and exercises it
+// (disktest.Exercise: extents, data — at most 8 MiB read — and Check):
+// every refusal must be a *disk.FormatError, and nothing may panic, loop or
+// allocate beyond what the input justifies.
 func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		img, err := Open(disk.BytesFile("fuzz.qcow2", b, nil))
 		if err != nil {
-			if !errors.Is(err, disk.ErrFormat) {
-				t.Fatalf("Open: %v is not a FormatError", err)
-			}
+			disktest.RequireFormatError(t, "Open", err)
 			return
 		}
 		defer img.Close()
-		size := img.Info().VirtualSize
-		budget := int64(8 << 20)
-		buf := make([]byte, 128<<10)
-		prev := int64(-1)
-		for e, err := range img.Extents() {
-			if err != nil {
-				if !errors.Is(err, disk.ErrFormat) {
-					t.Fatalf("Extents: %v is not a FormatError", err)
-				}
-				break
-			}
-			if e.Offset <= prev || e.Length <= 0 || e.End() > size {
-				t.Fatalf("extent %+v after %d in a %d-byte disk: out of order, unmerged or out of range", e, prev, size)
-			}
-			prev = e.End()
-			for off := e.Offset; off < e.End() && budget > 0; off += int64(len(buf)) {
-				n := min(int64(len(buf)), e.End()-off)
-				budget -= n
-				if _, err := img.ReadAt(buf[:n], off); err != nil && err != io.EOF {
-					if !errors.Is(err, disk.ErrFormat) {
-						t.Fatalf("ReadAt: %v is not a FormatError", err)
-					}
-					break
-				}
-			}
-		}
-		if err := img.Check(context.Background()); err != nil {
-			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
-				if !errors.Is(e, disk.ErrFormat) {
-					t.Fatalf("Check: %v is not a FormatError", e)
-				}
-			}
-		}
+		disktest.Exercise(t, img, disktest.Limits{Read: 8 << 20})
 	})
 }
 
@@ -135,7 +99,7 @@ func corpusSeeds(t *testing.T) map[string][]byte {
 	run(t, "qemu-io", "-f", "qcow2", "-c", "write -P 7 0 1k", snap)
 	seeds["qemu-snapshot-512"] = read(snap)
 	ours := filepath.Join(tmp, "ours.qcow2")
-	writeSource(t, &sliceSource{data: data, extents: []disk.Extent{ext(0, int64(len(data)))}}, ours, disk.WriteOptions{ClusterSize: 512})
+	disktest.WriteSource(t, Write, &sliceSource{data: data, extents: []disk.Extent{ext(0, int64(len(data)))}}, ours, disk.WriteOptions{ClusterSize: 512})
 	seeds["ours-512"] = read(ours)
 
 	// Damaged copies of our image.

@@ -3,7 +3,6 @@ package qcow2
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"errors"
 	"io"
 	"os"
@@ -28,82 +27,13 @@ func rawTestDisk(t *testing.T, dir string, size int64) string {
 	return p
 }
 
-// writeQcow2 converts the raw image at in to a qcow2 image at out with
-// our writer.
-func writeQcow2(t *testing.T, in, out string, o disk.WriteOptions) {
-	t.Helper()
-	f, err := disk.OpenFile(in)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := disk.OpenRaw(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeSource(t, disk.FromImage(img), out, o)
-}
-
-func writeSource(t *testing.T, src disk.Source, out string, o disk.WriteOptions) {
-	t.Helper()
-	fh, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	if err := Write(context.Background(), fh, src, o); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
-	if err := fh.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// openQcow2 opens path with our reader; the image and file close with the
-// test.
-func openQcow2(t *testing.T, path string) *Image {
-	t.Helper()
-	f, err := disk.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	img, err := Open(f)
-	if err != nil {
-		t.Fatalf("Open %s: %v", path, err)
-	}
-	t.Cleanup(func() { img.Close() })
-	return img
-}
-
 // readBack converts img to a raw file through its extents and ReadAt (the
 // path every conversion takes) and returns the raw file's SHA-256.
-func readBack(t *testing.T, img disk.Image, dir string) [32]byte {
+func readBack(t *testing.T, img disk.Image, dir string) string {
 	t.Helper()
 	out := filepath.Join(dir, "readback.raw")
-	fh, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	if err := disk.WriteRaw(context.Background(), fh, disk.FromImage(img), disk.WriteOptions{}); err != nil {
-		t.Fatalf("read back: %v", err)
-	}
-	return fileDigest(t, out)
-}
-
-func fileDigest(t *testing.T, p string) [32]byte {
-	t.Helper()
-	fh, err := os.Open(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, fh); err != nil {
-		t.Fatal(err)
-	}
-	return [32]byte(h.Sum(nil))
+	disktest.WriteSource(t, disk.WriteRaw, disk.FromImage(img), out, disk.WriteOptions{})
+	return disktest.FileSHA256(t, out)
 }
 
 func TestDetect(t *testing.T) {
@@ -116,7 +46,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	raw := rawTestDisk(t, dir, testDiskSize)
 	out := filepath.Join(dir, "out.qcow2")
-	writeQcow2(t, raw, out, disk.WriteOptions{})
+	disktest.WriteFromRaw(t, Write, raw, out, disk.WriteOptions{})
 
 	info := disktest.QemuInfo(t, out, "")
 	if info.Format != "qcow2" || info.VirtualSize != testDiskSize || info.Specific.Data.Compat != "1.1" || info.ClusterSize != DefaultClusterSize {
@@ -125,11 +55,11 @@ func TestWriteRoundTrip(t *testing.T) {
 	disktest.Check(t, out, "qcow2")
 	disktest.Compare(t, raw, "raw", out, "qcow2")
 
-	img := openQcow2(t, out)
+	img := disktest.OpenImage(t, out, Open)
 	if got := img.Info(); got != (disk.Info{Format: disk.QCOW2, Subformat: "v3", VirtualSize: testDiskSize, ClusterSize: DefaultClusterSize}) {
 		t.Fatalf("Info: %+v", got)
 	}
-	if readBack(t, img, dir) != fileDigest(t, raw) {
+	if readBack(t, img, dir) != disktest.FileSHA256(t, raw) {
 		t.Fatal("our reader does not read our image back as the raw disk")
 	}
 	if err := img.Check(context.Background()); err != nil {
@@ -165,11 +95,11 @@ func TestWriteUnalignedExtents(t *testing.T) {
 			t.Fatal(err)
 		}
 		out := filepath.Join(dir, "out.qcow2")
-		writeSource(t, &sliceSource{data: b, extents: extents}, out, disk.WriteOptions{ClusterSize: cs})
+		disktest.WriteSource(t, Write, &sliceSource{data: b, extents: extents}, out, disk.WriteOptions{ClusterSize: cs})
 		disktest.Check(t, out, "qcow2")
 		disktest.Compare(t, raw, "raw", out, "qcow2")
-		img := openQcow2(t, out)
-		if readBack(t, img, dir) != sha256.Sum256(b) {
+		img := disktest.OpenImage(t, out, Open)
+		if readBack(t, img, dir) != disktest.SHA256(t, bytes.NewReader(b)) {
 			t.Fatalf("cluster size %d: read back differs", cs)
 		}
 		if err := img.Check(context.Background()); err != nil {
@@ -229,7 +159,7 @@ func TestReadQemuImages(t *testing.T) {
 	dir := t.TempDir()
 	const size = 16<<20 + 4608
 	raw := rawTestDisk(t, dir, size)
-	want := fileDigest(t, raw)
+	want := disktest.FileSHA256(t, raw)
 	cases := []struct {
 		name       string
 		options    []string
@@ -259,7 +189,7 @@ func TestReadQemuImages(t *testing.T) {
 				args = append(args, "-o", o)
 			}
 			run(t, "qemu-img", append(args, raw, out)...)
-			img := openQcow2(t, out)
+			img := disktest.OpenImage(t, out, Open)
 			info := img.Info()
 			if info.Subformat != c.subformat || info.ClusterSize != c.cluster || info.VirtualSize != size || info.Compressed != c.compressed {
 				t.Fatalf("Info: %+v", info)
@@ -289,7 +219,7 @@ func TestReadZeroClusters(t *testing.T) {
 	disktest.Check(t, img, "qcow2")
 	disktest.Compare(t, raw, "raw", img, "qcow2")
 
-	q := openQcow2(t, img)
+	q := disktest.OpenImage(t, img, Open)
 	for e, err := range q.Extents() {
 		if err != nil {
 			t.Fatal(err)
@@ -300,7 +230,7 @@ func TestReadZeroClusters(t *testing.T) {
 			}
 		}
 	}
-	if readBack(t, q, dir) != fileDigest(t, raw) {
+	if readBack(t, q, dir) != disktest.FileSHA256(t, raw) {
 		t.Fatal("read back differs")
 	}
 	if err := q.Check(context.Background()); err != nil {
@@ -322,11 +252,11 @@ func TestCheckSnapshotsAndBitmaps(t *testing.T) {
 	disktest.Check(t, img, "qcow2")
 	run(t, "qemu-io", "-f", "raw", "-c", "write -P 0x5a 1M 64k", "-c", "write -P 0x33 2M 64k", raw)
 
-	q := openQcow2(t, img)
+	q := disktest.OpenImage(t, img, Open)
 	if err := q.Check(context.Background()); err != nil {
 		t.Fatalf("Check: %v", err)
 	}
-	if readBack(t, q, dir) != fileDigest(t, raw) {
+	if readBack(t, q, dir) != disktest.FileSHA256(t, raw) {
 		t.Fatal("read back differs")
 	}
 }
@@ -356,7 +286,7 @@ func TestConcurrentReadAt(t *testing.T) {
 	}
 	out := filepath.Join(dir, "c.qcow2")
 	run(t, "qemu-img", "convert", "-c", "-f", "raw", "-O", "qcow2", "-o", "cluster_size=4096", raw, out)
-	img := openQcow2(t, out)
+	img := disktest.OpenImage(t, out, Open)
 	errs := make(chan error, 4)
 	for g := range 4 {
 		go func() {

@@ -89,7 +89,7 @@ func TestWriteHugeSparseBoundedMemory(t *testing.T) {
 		t.Fatalf("image is %d bytes for 5 MiB of data", fi.Size())
 	}
 
-	img := openQcow2(t, out)
+	img := disktest.OpenImage(t, out, Open)
 	var got []disk.Extent
 	for e, err := range img.Extents() {
 		if err != nil {
@@ -148,7 +148,7 @@ func TestWriteOddSizeRoundsToSectors(t *testing.T) {
 		t.Fatal(err)
 	}
 	ours := filepath.Join(dir, "ours.qcow2")
-	writeQcow2(t, raw, ours, disk.WriteOptions{})
+	disktest.WriteFromRaw(t, Write, raw, ours, disk.WriteOptions{})
 	theirs := filepath.Join(dir, "theirs.qcow2")
 	disktest.Convert(t, raw, "raw", theirs, "qcow2")
 	want := disktest.QemuInfo(t, theirs, "qcow2").VirtualSize

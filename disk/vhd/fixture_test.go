@@ -48,7 +48,7 @@ func TestAzureFixedVHD(t *testing.T) {
 	}
 	f.Close()
 
-	im := openImage(t, p)
+	im := disktest.OpenImage(t, p, Open)
 	if got := im.Info(); got.VirtualSize != size || got.Subformat != "fixed" {
 		t.Fatalf("Info = %+v, want a fixed disk of %d bytes", got, size)
 	}
@@ -57,7 +57,7 @@ func TestAzureFixedVHD(t *testing.T) {
 	}
 	assertReadsAs(t, im, want)
 	var mapped int64
-	for _, e := range extentsOf(t, im) {
+	for _, e := range disktest.Extents(t, im) {
 		mapped += e.Length
 	}
 	if mapped >= size/2 {
@@ -120,7 +120,7 @@ func TestDynamicPartialBlock(t *testing.T) {
 		}
 	}
 	wantExtents := []disk.Extent{{Offset: bs, Length: 3 * 512}, {Offset: bs + 7*512, Length: 512}, {Offset: bs + 31*512, Length: 512}, {Offset: 3 * bs, Length: bs}}
-	got := extentsOf(t, im)
+	got := disktest.Extents(t, im)
 	if len(got) != len(wantExtents) {
 		t.Fatalf("extents %v, want %v", got, wantExtents)
 	}

@@ -3,72 +3,33 @@ package vhd
 import (
 	"bytes"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/disktest"
 )
 
 var updateCorpus = flag.Bool("update-corpus", false, "rewrite testdata/fuzz/FuzzOpen from the seed images")
 
 // FuzzOpen opens arbitrary bytes as a VHD; what opens must walk its extents
-// and read all their data with work bounded by the input's size, read zeros
-// between extents, and check without panicking. Every refusal is a format
-// error.
+// and read all their data, read zeros between extents, and check without
+// panicking (disktest.Exercise). Every data byte lives in the file, so the
+// extents never map more than the file holds, and that bounds the work.
+// Every refusal is a format error.
 func FuzzOpen(f *testing.F) {
 	f.Fuzz(func(t *testing.T, b []byte) {
 		im, err := Open(disk.BytesFile("fuzz.vhd", b, nil))
 		if err != nil {
-			if !errors.Is(err, disk.ErrFormat) {
-				t.Fatalf("Open: %v is not a format error", err)
-			}
+			disktest.RequireFormatError(t, "Open", err)
 			return
 		}
-		size := im.Info().VirtualSize
-		buf := make([]byte, 64<<10)
-		var mapped, prevEnd int64
-		for e, err := range im.Extents() {
-			if err != nil {
-				if !errors.Is(err, disk.ErrFormat) {
-					t.Fatalf("Extents: %v is not a format error", err)
-				}
-				break
-			}
-			if e.Offset < prevEnd || e.Length <= 0 || e.End() > size {
-				t.Fatalf("extent %+v after %d in a %d-byte disk", e, prevEnd, size)
-			}
-			// Data lives in the file: more mapped bytes than the file has
-			// means blocks overlap or extents are made up.
-			if mapped += e.Length; mapped > int64(len(b)) {
-				t.Fatalf("extents map %d bytes, more than the %d-byte file holds", mapped, len(b))
-			}
-			gap := min(e.Offset-prevEnd, int64(len(buf)))
-			if n, err := im.ReadAt(buf[:gap], e.Offset-gap); err != nil || !disk.IsZero(buf[:n]) {
-				t.Fatalf("the %d bytes before extent %+v: %v, or not zeros", gap, e, err)
-			}
-			for off := e.Offset; off < e.End(); {
-				n, err := im.ReadAt(buf[:min(int64(len(buf)), e.End()-off)], off)
-				if err != nil && !(err == io.EOF && off+int64(n) == size) {
-					if !errors.Is(err, disk.ErrFormat) {
-						t.Fatalf("ReadAt %d: %v is not a format error", off, err)
-					}
-					break
-				}
-				off += int64(n)
-			}
-			prevEnd = e.End()
-		}
-		if n, err := im.ReadAt(buf[:1], size); n != 0 || err != io.EOF {
-			t.Fatalf("ReadAt at the virtual size: %d, %v", n, err)
-		}
-		if err := im.Check(context.Background()); err != nil && !errors.Is(err, disk.ErrFormat) {
-			t.Fatalf("Check: %v is not a format error", err)
-		}
+		defer im.Close()
+		disktest.Exercise(t, im, disktest.Limits{Read: math.MaxInt64, Mapped: int64(len(b))})
 	})
 }
 
@@ -109,13 +70,13 @@ func seedImages(t *testing.T) map[string][]byte {
 	seeds["dynamic-no-end-footer"] = dyn[:l.footerAt]
 	seeds["dynamic-truncated"] = dyn[:l.blockAt[1]+100]
 
-	var w fileTarget
+	var w disktest.MemTarget
 	src := append(data('W', 3*bs), data(0, bs)...)
 	src = append(src, data('X', 512)...)
 	if err := Write(context.Background(), &w, disk.FromReader(bytes.NewReader(src), int64(len(src))), disk.WriteOptions{ClusterSize: bs}); err != nil {
 		t.Fatal(err)
 	}
-	seeds["written-dynamic"] = w.b
+	seeds["written-dynamic"] = w.Bytes()
 	return seeds
 }
 

@@ -3,7 +3,6 @@ package vhd
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,46 +20,6 @@ const mib = 1 << 20
 // testSize is the standard test disk's size here: not a multiple of 64 KiB
 // nor of 1 MiB, so the fixed writer rounds it up (to 41 MiB).
 const testSize = 40*mib + 4608
-
-// openImage opens path with Open, closing the file with the test.
-func openImage(t *testing.T, path string) *Image {
-	t.Helper()
-	f, err := disk.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	im, err := Open(f)
-	if err != nil {
-		t.Fatalf("Open %s: %v", path, err)
-	}
-	return im
-}
-
-// writeVHD converts the raw file src into a VHD at dst with our writer.
-func writeVHD(t *testing.T, src, dst string, o disk.WriteOptions) {
-	t.Helper()
-	f, err := disk.OpenFile(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	raw, err := disk.OpenRaw(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	out, err := os.Create(dst)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	if err := Write(context.Background(), out, disk.FromImage(raw), o); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
-	if err := out.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
 
 // assertReadsAs fails unless img reads as want followed by zeros up to its
 // virtual size, in odd-sized chunks.
@@ -102,24 +61,6 @@ func assertReadsAs(t *testing.T, img disk.Image, want []byte) {
 	}
 }
 
-// extentsOf collects img's extents, checking order and bounds.
-func extentsOf(t *testing.T, img disk.Image) []disk.Extent {
-	t.Helper()
-	var out []disk.Extent
-	end := int64(-1)
-	for e, err := range img.Extents() {
-		if err != nil {
-			t.Fatalf("Extents: %v", err)
-		}
-		if e.Length <= 0 || e.Offset <= end || e.End() > img.Info().VirtualSize {
-			t.Fatalf("extent %+v after end %d, virtual size %d: out of order, unmerged or out of range", e, end, img.Info().VirtualSize)
-		}
-		end = e.End()
-		out = append(out, e)
-	}
-	return out
-}
-
 func TestWriteRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
@@ -144,7 +85,7 @@ func TestWriteRoundTrip(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			out := filepath.Join(dir, name+".vhd")
-			writeVHD(t, src, out, disk.WriteOptions{Subformat: tc.subformat})
+			disktest.WriteFromRaw(t, Write, src, out, disk.WriteOptions{Subformat: tc.subformat})
 
 			info := disktest.QemuInfo(t, out, "vpc")
 			if info.VirtualSize != tc.size {
@@ -153,7 +94,7 @@ func TestWriteRoundTrip(t *testing.T) {
 			disktest.Compare(t, src, "raw", out, "vpc")
 			assertFooters(t, out, tc.size, tc.chs, tc.subformat != "fixed")
 
-			im := openImage(t, out)
+			im := disktest.OpenImage(t, out, Open)
 			wantSub := tc.subformat
 			if wantSub == "" {
 				wantSub = "dynamic"
@@ -165,7 +106,7 @@ func TestWriteRoundTrip(t *testing.T) {
 				t.Fatalf("Check: %v", err)
 			}
 			assertReadsAs(t, im, want)
-			extentsOf(t, im)
+			disktest.Extents(t, im)
 
 			// Holes stay holes: the test disk's holes and written zeros
 			// are not data in the image.
@@ -232,11 +173,11 @@ func TestDynamicExtentsAreTheData(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "d.vhd")
-	writeVHD(t, src, out, disk.WriteOptions{ClusterSize: 512 << 10})
+	disktest.WriteFromRaw(t, Write, src, out, disk.WriteOptions{ClusterSize: 512 << 10})
 	disktest.Compare(t, src, "raw", out, "vpc")
-	im := openImage(t, out)
+	im := disktest.OpenImage(t, out, Open)
 	var mapped int64
-	for _, e := range extentsOf(t, im) {
+	for _, e := range disktest.Extents(t, im) {
 		mapped += e.Length
 		if e.Offset%512 != 0 || e.Length%512 != 0 {
 			t.Fatalf("extent %+v is not whole sectors", e)
@@ -297,7 +238,7 @@ func TestReadQemuImages(t *testing.T) {
 			out := filepath.Join(dir, strings.NewReplacer("=", "-", ",", "-").Replace(opts)+".vhd")
 			disktest.Convert(t, src, "raw", out, "vpc", opts)
 			qemu := disktest.QemuInfo(t, out, "vpc")
-			im := openImage(t, out)
+			im := disktest.OpenImage(t, out, Open)
 			if im.Info().VirtualSize != qemu.VirtualSize {
 				t.Fatalf("virtual size %d, qemu-img says %d", im.Info().VirtualSize, qemu.VirtualSize)
 			}
@@ -305,7 +246,7 @@ func TestReadQemuImages(t *testing.T) {
 				t.Fatalf("Check: %v", err)
 			}
 			assertReadsAs(t, im, want)
-			extentsOf(t, im)
+			disktest.Extents(t, im)
 
 			// What our reader yields, as a raw file, is what qemu reads.
 			rawOut := filepath.Join(dir, "back.raw")
@@ -351,7 +292,7 @@ func TestGeometryMatchesQemu(t *testing.T) {
 
 func TestWriteRefusesOptions(t *testing.T) {
 	src := disk.FromReader(bytes.NewReader(make([]byte, 4096)), 4096)
-	var buf fileTarget
+	var buf disktest.MemTarget
 	err := Write(context.Background(), &buf, src, disk.WriteOptions{Subformat: "streamOptimized"})
 	if err == nil || !strings.Contains(err.Error(), `"fixed" or "dynamic"`) {
 		t.Fatalf("subformat streamOptimized: %v, want a refusal naming fixed and dynamic", err)
@@ -385,11 +326,11 @@ func TestWriteTinyDisks(t *testing.T) {
 	for _, size := range []int{1, 511, 512, 4096 + 17} {
 		data := bytes.Repeat([]byte{0xA5}, size)
 		for _, sub := range []string{"fixed", "dynamic"} {
-			var out fileTarget
+			var out disktest.MemTarget
 			if err := Write(context.Background(), &out, disk.FromReader(bytes.NewReader(data), int64(size)), disk.WriteOptions{Subformat: sub, ClusterSize: 4096}); err != nil {
 				t.Fatalf("%s %d: %v", sub, size, err)
 			}
-			im, err := Open(disk.BytesFile("tiny.vhd", out.b, nil))
+			im, err := Open(disk.BytesFile("tiny.vhd", out.Bytes(), nil))
 			if err != nil {
 				t.Fatalf("%s %d: %v", sub, size, err)
 			}
@@ -405,39 +346,6 @@ func TestWriteTinyDisks(t *testing.T) {
 	}
 }
 
-// fileTarget is an in-memory disk.Target for small images.
-type fileTarget struct {
-	b   []byte
-	pos int64
-}
-
-func (f *fileTarget) grow(n int64) {
-	if n > int64(len(f.b)) {
-		f.b = append(f.b, make([]byte, n-int64(len(f.b)))...)
-	}
-}
-func (f *fileTarget) WriteAt(p []byte, off int64) (int, error) {
-	f.grow(off + int64(len(p)))
-	return copy(f.b[off:], p), nil
-}
-func (f *fileTarget) Write(p []byte) (int, error) {
-	n, err := f.WriteAt(p, f.pos)
-	f.pos += int64(n)
-	return n, err
-}
-func (f *fileTarget) Seek(off int64, whence int) (int64, error) {
-	if whence != io.SeekStart {
-		return 0, errors.New("fileTarget: only SeekStart")
-	}
-	f.pos = off
-	return off, nil
-}
-func (f *fileTarget) Truncate(n int64) error {
-	f.grow(n)
-	f.b = f.b[:n]
-	return nil
-}
-
 func TestConcurrentReads(t *testing.T) {
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.raw")
@@ -447,8 +355,8 @@ func TestConcurrentReads(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "d.vhd")
-	writeVHD(t, src, out, disk.WriteOptions{})
-	im := openImage(t, out)
+	disktest.WriteFromRaw(t, Write, src, out, disk.WriteOptions{})
+	im := disktest.OpenImage(t, out, Open)
 	var wg sync.WaitGroup
 	errs := make(chan error, 8)
 	for g := range 8 {

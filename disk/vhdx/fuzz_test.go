@@ -2,14 +2,13 @@ package vhdx
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/disktest"
 )
 
 // A VHDX is MiB-aligned and mostly zeros, so fuzz inputs describe images
@@ -162,56 +161,22 @@ func TestFuzzCorpus(t *testing.T) {
 	_ = want
 }
 
+// FuzzOpen opens expanded inputs as a VHDX (with a fixed parent for
+// differencing images) and exercises it (disktest.Exercise: extents, at
+// most 65,536 of them, data — at most 16 MiB read — and Check). Every
+// refusal is a FormatError.
 func FuzzOpen(f *testing.F) {
 	for _, s := range fuzzSeeds() {
 		f.Add(s)
 	}
 	parent := fuzzParent()
 	f.Fuzz(func(t *testing.T, in []byte) {
-		b := expandFuzz(in)
-		img, err := Open(disk.BytesFile("f.vhdx", b, map[string][]byte{"parent.vhdx": parent}))
+		img, err := Open(disk.BytesFile("f.vhdx", expandFuzz(in), map[string][]byte{"parent.vhdx": parent}))
 		if err != nil {
-			if !errors.Is(err, disk.ErrFormat) {
-				t.Fatalf("Open: %v is not a FormatError", err)
-			}
+			disktest.RequireFormatError(t, "Open", err)
 			return
 		}
 		defer img.Close()
-		size := img.Info().VirtualSize
-		budget := int64(16 << 20) // bytes of data read per input
-		buf := make([]byte, 1<<20)
-		var prev int64
-		n := 0
-		for e, err := range img.Extents() {
-			if err != nil {
-				if !errors.Is(err, disk.ErrFormat) {
-					t.Fatalf("Extents: %v is not a FormatError", err)
-				}
-				break
-			}
-			if e.Offset < prev || e.Length <= 0 || e.End() > size {
-				t.Fatalf("extent %+v after %d in a %d-byte disk", e, prev, size)
-			}
-			prev = e.End()
-			if n++; n > 1<<16 {
-				break
-			}
-			for off := e.Offset; off < e.End() && budget > 0; {
-				k := min(int64(len(buf)), e.End()-off, budget)
-				if _, err := img.ReadAt(buf[:k], off); err != nil && err != io.EOF {
-					if !errors.Is(err, disk.ErrFormat) {
-						t.Fatalf("ReadAt %d: %v is not a FormatError", off, err)
-					}
-					break
-				}
-				off += k
-				budget -= k
-			}
-		}
-		// A read across the end and a few block boundaries.
-		if _, err := img.ReadAt(buf[:4096], size-2048); err != io.EOF && !errors.Is(err, disk.ErrFormat) {
-			t.Fatalf("ReadAt across the end: %v", err)
-		}
-		_ = img.Check(t.Context())
+		disktest.Exercise(t, img, disktest.Limits{Read: 16 << 20, Extents: 1 << 16})
 	})
 }

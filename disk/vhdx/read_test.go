@@ -47,7 +47,7 @@ func TestHyperVLayouts(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			b, want := c.build()
 			p := writeFile(t, t.TempDir(), c.name+".vhdx", b)
-			img, _ := openPath(t, p)
+			img := disktest.OpenImage(t, p, Open)
 			if got := img.Info(); got.Subformat != c.sub || got.ClusterSize != c.block || got.VirtualSize != int64(len(want)) {
 				t.Fatalf("Info = %+v", got)
 			}
@@ -92,7 +92,7 @@ func TestDifferencing(t *testing.T) {
 	writeFile(t, dir, "parent.vhdx", parent)
 	p := writeFile(t, dir, "child.vhdx", child)
 
-	img, _ := openPath(t, p)
+	img := disktest.OpenImage(t, p, Open)
 	info := img.Info()
 	if info.Subformat != "differencing" || info.Parent != `..\base\parent.vhdx` || info.VirtualSize != diffSize {
 		t.Fatalf("Info = %+v", info)
@@ -178,7 +178,7 @@ func TestLogReplay(t *testing.T) {
 	b, want := logged()
 	dir := t.TempDir()
 	p := writeFile(t, dir, "logged.vhdx", b)
-	img, _ := openPath(t, p)
+	img := disktest.OpenImage(t, p, Open)
 	if !img.replayed {
 		t.Fatal("the log was not replayed")
 	}

@@ -3,7 +3,6 @@ package vhdx
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -20,21 +19,6 @@ import (
 // so the last 32 MiB block is partial and the size is no multiple of
 // 64 KiB (VHDX needs only whole logical sectors).
 const testSize = 72<<20 + 4608
-
-func openPath(t *testing.T, p string) (*Image, *disk.File) {
-	t.Helper()
-	f, err := disk.OpenFile(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { f.Close() })
-	img, err := Open(f)
-	if err != nil {
-		t.Fatalf("Open %s: %v", p, err)
-	}
-	t.Cleanup(func() { img.Close() })
-	return img, f
-}
 
 // readAll reads the whole virtual disk through ReadAt in odd-sized pieces,
 // concurrently, so block and sector boundaries fall mid-read.
@@ -71,23 +55,16 @@ func readAll(t *testing.T, img disk.Image) []byte {
 // non-zero byte of want, and returns the bytes they cover.
 func checkExtents(t *testing.T, img disk.Image, want []byte) int64 {
 	t.Helper()
-	var covered, prev int64
+	var covered int64
 	inExtent := make([]bool, (len(want)+511)/512)
-	for e, err := range img.Extents() {
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.Offset < prev || e.Length <= 0 || e.End() > int64(len(want)) {
-			t.Fatalf("extent %+v after %d: out of order or out of range", e, prev)
-		}
-		if e.Offset == prev && prev != 0 {
-			t.Fatalf("extent %+v touches the previous one: not merged", e)
+	for _, e := range disktest.Extents(t, img) {
+		if e.End() > int64(len(want)) {
+			t.Fatalf("extent %+v: past the %d bytes of the source", e, len(want))
 		}
 		for s := e.Offset / 512; s*512 < e.End(); s++ {
 			inExtent[s] = true
 		}
 		covered += e.Length
-		prev = e.End()
 	}
 	for s, in := range inExtent {
 		end := min(int64(s+1)*512, int64(len(want)))
@@ -100,30 +77,6 @@ func checkExtents(t *testing.T, img disk.Image, want []byte) int64 {
 
 func isZero(b []byte) bool { return disk.IsZero(b) }
 
-func writeVHDX(t *testing.T, raw, out string, o disk.WriteOptions) {
-	t.Helper()
-	rf, err := disk.OpenFile(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rf.Close()
-	src, err := disk.OpenRaw(rf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dst, err := os.Create(out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer dst.Close()
-	if err := Write(context.Background(), dst, disk.FromImage(src), o); err != nil {
-		t.Fatalf("Write: %v", err)
-	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 func TestWriteRoundTrip(t *testing.T) {
 	dir := t.TempDir()
 	raw := filepath.Join(dir, "disk.raw")
@@ -135,7 +88,7 @@ func TestWriteRoundTrip(t *testing.T) {
 	for _, bs := range []int64{0, 1 << 20, 8 << 20} {
 		t.Run(fmt.Sprintf("block=%d", bs), func(t *testing.T) {
 			out := filepath.Join(dir, fmt.Sprintf("disk-%d.vhdx", bs))
-			writeVHDX(t, raw, out, disk.WriteOptions{ClusterSize: bs})
+			disktest.WriteFromRaw(t, Write, raw, out, disk.WriteOptions{ClusterSize: bs})
 
 			info := disktest.QemuInfo(t, out, "")
 			if info.Format != "vhdx" || info.VirtualSize != testSize {
@@ -144,7 +97,7 @@ func TestWriteRoundTrip(t *testing.T) {
 			disktest.Check(t, out, "vhdx")
 			disktest.Compare(t, raw, "raw", out, "vhdx")
 
-			img, _ := openPath(t, out)
+			img := disktest.OpenImage(t, out, Open)
 			wantBlock := bs
 			if wantBlock == 0 {
 				wantBlock = defaultBlockSize
@@ -169,7 +122,7 @@ func TestWriteRoundTrip(t *testing.T) {
 
 func TestWriteRefuses(t *testing.T) {
 	src := disk.FromReader(bytes.NewReader(make([]byte, 4096)), 4096)
-	var buf fileBuffer
+	var buf disktest.MemTarget
 	for _, o := range []disk.WriteOptions{{Subformat: "fixed"}, {ClusterSize: 3 << 20}, {ClusterSize: 512 << 20}} {
 		err := Write(context.Background(), &buf, src, o)
 		if err == nil {
@@ -208,7 +161,7 @@ func TestReadQemuImages(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			out := filepath.Join(dir, c.name+".vhdx")
 			disktest.Convert(t, raw, "raw", out, "vhdx", c.opts...)
-			img, _ := openPath(t, out)
+			img := disktest.OpenImage(t, out, Open)
 			if got := img.Info(); got.Subformat != c.sub || got.VirtualSize != size {
 				t.Fatalf("Info = %+v, want %s of %d bytes", got, c.sub, size)
 			}
@@ -221,40 +174,4 @@ func TestReadQemuImages(t *testing.T) {
 			}
 		})
 	}
-}
-
-// fileBuffer is an in-memory disk.Target.
-type fileBuffer struct {
-	b   []byte
-	pos int64
-}
-
-func (f *fileBuffer) Write(p []byte) (int, error) {
-	n, err := f.WriteAt(p, f.pos)
-	f.pos += int64(n)
-	return n, err
-}
-
-func (f *fileBuffer) WriteAt(p []byte, off int64) (int, error) {
-	if end := off + int64(len(p)); end > int64(len(f.b)) {
-		f.b = append(f.b, make([]byte, end-int64(len(f.b)))...)
-	}
-	return copy(f.b[off:], p), nil
-}
-
-func (f *fileBuffer) Seek(off int64, whence int) (int64, error) {
-	if whence != io.SeekStart {
-		return 0, errors.New("fileBuffer: only SeekStart")
-	}
-	f.pos = off
-	return off, nil
-}
-
-func (f *fileBuffer) Truncate(size int64) error {
-	if size < int64(len(f.b)) {
-		f.b = f.b[:size]
-	} else {
-		f.b = append(f.b, make([]byte, size-int64(len(f.b)))...)
-	}
-	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"io"
 	"net/url"
 	"os"
 	"runtime"
@@ -12,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/vmdk"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/property"
@@ -162,7 +162,7 @@ func TestVMInfoAndDiskBytes(t *testing.T) {
 			t.Errorf("disk %d: %+v", i, d)
 		}
 		// The stored file is a streamOptimized VMDK whose content is the raw disk.
-		if got := fileSHA(t, d.Path); got != d.SHA256 {
+		if got := disktest.FileSHA256(t, d.Path); got != d.SHA256 {
 			t.Errorf("disk %d: file SHA %s, recorded %s", i, got, d.SHA256)
 		}
 		f, err := disk.OpenFile(d.Path)
@@ -177,13 +177,13 @@ func TestVMInfoAndDiskBytes(t *testing.T) {
 		if info.Subformat != "streamOptimized" || info.VirtualSize != d.Capacity || f.Size != d.Size {
 			t.Errorf("disk %d: %+v, size %d", i, info, f.Size)
 		}
-		if got := readerSHA(t, io.NewSectionReader(im, 0, info.VirtualSize)); got != d.RawSHA256 {
+		if got := disktest.ImageSHA256(t, im); got != d.RawSHA256 {
 			t.Errorf("disk %d: raw content SHA %s, recorded %s", i, got, d.RawSHA256)
 		}
 		_ = f.Close()
 	}
 	raw := vmdk.GenerateRaw(11, 8*mib)
-	if got := readerSHA(t, raw); got != vi.Disks[0].RawSHA256 {
+	if got := disktest.SHA256(t, raw); got != vi.Disks[0].RawSHA256 {
 		t.Errorf("RawSHA256 of a generated disk is not the SHA of vmdk.GenerateRaw(seed, capacity)")
 	}
 	if vi.NVRAM.DeviceID != "/"+vi.Ref.Value+"/nvram" || vi.NVRAM.TargetID != "disk-2.nvram" || vi.NVRAM.Size != 8684 {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/nfc"
 	"github.com/vmware/govmomi/ovf"
@@ -69,7 +70,7 @@ func TestExportTwoDisks(t *testing.T) {
 	}
 	raw := filepath.Join(dir, "disk-1.raw")
 	runCmd(t, qemu, "convert", "-f", "vmdk", "-O", "raw", disk1, raw)
-	if got := fileSHA(t, raw); got != vi.Disks[1].RawSHA256 {
+	if got := disktest.FileSHA256(t, raw); got != vi.Disks[1].RawSHA256 {
 		t.Fatalf("qemu-img convert -O raw: SHA-256 %s, raw disk is %s", got, vi.Disks[1].RawSHA256)
 	}
 

@@ -2,20 +2,17 @@ package vcsim
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/vmware/govmomi"
 	"github.com/vmware/govmomi/find"
 	"github.com/vmware/govmomi/nfc"
@@ -98,7 +95,7 @@ func download(t *testing.T, lease *nfc.Lease, info *nfc.LeaseInfo, dir string) m
 		if err := lease.DownloadFile(context.Background(), p, item, soap.Download{Progress: discard{}}); err != nil {
 			t.Fatalf("download %s: %v", item.Path, err)
 		}
-		sums[item.Path] = fileSHA(t, p)
+		sums[item.Path] = disktest.FileSHA256(t, p)
 	}
 	return sums
 }
@@ -113,29 +110,6 @@ func (discard) Sink() chan<- progress.Report {
 		}
 	}()
 	return ch
-}
-
-func fileSHA(t *testing.T, path string) string {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-func readerSHA(t *testing.T, r io.Reader) string {
-	t.Helper()
-	h := sha256.New()
-	if _, err := io.Copy(h, r); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // faultOf returns the vSphere fault inside a govmomi error, or nil.

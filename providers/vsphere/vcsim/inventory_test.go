@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/hypersdk/hypersdk/disk"
+	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/vmdk"
 	"github.com/vmware/govmomi/view"
 	"github.com/vmware/govmomi/vim25/mo"
@@ -83,22 +84,8 @@ func TestGenericFleet(t *testing.T) {
 	if len(info.Items) != 1 || sums["disk-0.vmdk"] != vi.Disks[0].SHA256 {
 		t.Fatalf("fleet export: items %d, sums %v, want %s", len(info.Items), sums, vi.Disks[0].SHA256)
 	}
-	f, err := disk.OpenFile(filepath.Join(dir, "disk-0.vmdk"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	im, err := vmdk.Open(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	extents := 0
-	for _, err := range im.Extents() {
-		if err != nil {
-			t.Fatal(err)
-		}
-		extents++
-	}
+	im := disktest.OpenImage(t, filepath.Join(dir, "disk-0.vmdk"), vmdk.Open)
+	extents := len(disktest.Extents(t, im))
 	capacity := im.Info().VirtualSize
 	if err := im.(disk.Checker).Check(ctx); err != nil || extents != 0 || capacity != vi.Disks[0].Capacity || capacity != 100<<30 {
 		t.Fatalf("fleet disk: %d extents, capacity %d, %v", extents, capacity, err)
@@ -173,7 +160,7 @@ func TestDiskSourcesAndFormats(t *testing.T) {
 	// Verbatim: the served file is the raw disk itself, full capacity.
 	gen := append(make([]byte, 0, 8*mib), must(io.ReadAll(vmdk.GenerateRaw(9, 2*mib)))...)
 	gen = append(gen, make([]byte, 6*mib)...)
-	if d := vi.Disks[2]; d.Size != 8*mib || d.SHA256 != hexSHA(gen) || d.RawSHA256 != d.SHA256 || fileSHA(t, d.Path) != d.SHA256 {
+	if d := vi.Disks[2]; d.Size != 8*mib || d.SHA256 != hexSHA(gen) || d.RawSHA256 != d.SHA256 || disktest.FileSHA256(t, d.Path) != d.SHA256 {
 		t.Fatalf("verbatim disk %+v", d)
 	}
 	ids := []string{"VirtualAHCIController0:0", "VirtualNVMEController0:0", "VirtualIDEController0:0", "VirtualBusLogicController0:0", "VirtualLsiLogicSASController1:0"}
