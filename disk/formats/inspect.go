@@ -104,8 +104,15 @@ func Check(ctx context.Context, path, format string) (*CheckResult, error) {
 		}
 	}
 	res.OK = len(res.Problems) == 0
+	if n := len(res.Problems); n > maxProblems {
+		res.Problems = append(res.Problems[:maxProblems], fmt.Sprintf("… and %d more problems", n-maxProblems))
+	}
 	return res, nil
 }
+
+// maxProblems bounds the problems listed: past it, a damaged image says
+// nothing new, only more of the same.
+const maxProblems = 100
 
 // problems splits a joined error into its messages.
 func problems(err error) []string {
