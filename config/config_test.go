@@ -133,6 +133,29 @@ func TestValidationNamesKeyAndRange(t *testing.T) {
 	}
 }
 
+func TestDiskFormatChoicesValidated(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"export:\n  format: ovf\n  disk_format: qcow2\n", "export.disk_format: qcow2 needs export.format disks"},
+		{"export:\n  format: disks\n  disk_format: vdi\n", `export.disk_format: must be one of vmdk, raw, qcow2, vhd, vhdx, got "vdi"`},
+		{"export:\n  format: disks\n  disk_format: vhd\n  vhd_type: sparse\n", `export.vhd_type: must be one of dynamic, fixed, got "sparse"`},
+	} {
+		cfg, err := parse([]byte(tc.yaml))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.yaml, err, tc.want)
+		}
+	}
+	cfg, err := parse([]byte("export:\n  format: disks\n  disk_format: vhd\n  vhd_type: fixed\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("fixed VHD disks refused: %v", err)
+	}
+}
+
 func TestNamedProviderInstances(t *testing.T) {
 	t.Setenv("VC_WEST_PW", "west-secret")
 	cfg, err := parse([]byte(`

@@ -628,3 +628,22 @@ func TestDeleteOnlyFinishedJobs(t *testing.T) {
 		}
 	})
 }
+
+// export.vhd_type is a default for VHD disks only: it neither applies to
+// nor refuses jobs with another disk format.
+func TestResolveOptionsVHDTypeDefault(t *testing.T) {
+	d := config.Default().Export
+	d.Format, d.VHDType = "disks", "fixed"
+	o, problems := jobs.ResolveOptions(apitypes.JobRequest{Provider: "p", VM: "v", DiskFormat: "vhd"}, d)
+	if len(problems) != 0 || o.VHDType != "fixed" {
+		t.Fatalf("vhd job: type %q, problems %v", o.VHDType, problems)
+	}
+	o, problems = jobs.ResolveOptions(apitypes.JobRequest{Provider: "p", VM: "v", DiskFormat: "qcow2"}, d)
+	if len(problems) != 0 || o.VHDType != "" {
+		t.Fatalf("qcow2 job: type %q, problems %v", o.VHDType, problems)
+	}
+	o, problems = jobs.ResolveOptions(apitypes.JobRequest{Provider: "p", VM: "v", DiskFormat: "vhd", VHDType: "dynamic"}, d)
+	if len(problems) != 0 || o.VHDType != "dynamic" {
+		t.Fatalf("vhd job asking for dynamic: type %q, problems %v", o.VHDType, problems)
+	}
+}
