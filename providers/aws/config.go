@@ -104,14 +104,20 @@ func (c *Config) Validate() error {
 // checkEndpoint accepts an absolute http(s) URL of a service endpoint
 // without credentials, query or fragment.
 func checkEndpoint(raw string) (*url.URL, error) {
-	u, err := endpointGuard.CheckURL(raw)
+	// The guard's messages quote a URL it cannot parse, and a mistyped
+	// endpoint may hold a credential: those are refused here unquoted.
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Opaque != "":
+		return nil, errors.New("must be an absolute http:// or https:// URL (it does not parse; not quoted, it may hold a credential)")
+	case u.User != nil:
+		return nil, errors.New("must not contain credentials")
+	}
+	u, err = endpointGuard.CheckURL(raw)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case u.User != nil:
-		return nil, errors.New("must not contain credentials")
-	case u.RawQuery != "" || u.Fragment != "":
+	if u.RawQuery != "" || u.Fragment != "" {
 		return nil, errors.New("must not have a query or fragment")
 	}
 	return u, nil

@@ -145,3 +145,7 @@ func (f *fixture) connected(t *testing.T) *Provider {
 	t.Cleanup(func() { p.Disconnect() })
 	return p
 }
+
+func testLogger(w *syncBuffer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}

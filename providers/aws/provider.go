@@ -27,7 +27,10 @@ import (
 // Provider is one AWS account in one region.
 type Provider struct {
 	name string
-	cfg  Config
+	// cfg is a pointer so that printing a Provider with %+v shows an
+	// address, not the secret in it (fmt cannot call Secret.String on an
+	// unexported field).
+	cfg  *Config
 	log  *slog.Logger
 	tune tuning
 
@@ -119,7 +122,7 @@ func NewProvider(name string, cfg Config, log *slog.Logger) (*Provider, error) {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Provider{name: name, cfg: cfg, log: log, tune: defaultTuning()}, nil
+	return &Provider{name: name, cfg: &cfg, log: log, tune: defaultTuning()}, nil
 }
 
 func (p *Provider) Name() string         { return p.name }
