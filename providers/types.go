@@ -162,6 +162,12 @@ type ExportOptions struct {
 	// 0 means unlimited.
 	BandwidthLimit int64 `json:"bandwidth_limit,omitempty"`
 
+	// JobID names the job the export runs for (the job engine's id;
+	// hyperctl export --local makes one up). Providers tag what they
+	// create on the platform with it, so that what a job left behind can
+	// be found and removed once the job is over (AWS snapshots).
+	JobID string `json:"-"`
+
 	// Progress, when set, is called as the export advances. It must be
 	// cheap and must not block; it may be called from several goroutines.
 	Progress progress.Func `json:"-"`

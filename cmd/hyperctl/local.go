@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/spf13/cobra"
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
@@ -215,6 +216,8 @@ func (f *exportFlags) localOptions(cmd *cobra.Command) (providers.ExportOptions,
 		return o, usageErrorf("invalid export options:\n  %s", namedProblems(cmd, problems))
 	}
 	o.OutputDir = f.output
+	// What the platform side tags with the job id must name this run.
+	o.JobID = "local-" + uuid.NewString()
 	return o, nil
 }
 

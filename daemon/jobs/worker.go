@@ -278,6 +278,7 @@ func (m *Manager) export(ctx context.Context, a *attempt) (res *providers.Export
 	}
 	defer out.Close()
 	opts.OutputRoot = out
+	opts.JobID = a.jobID
 	opts.Logger = a.log
 	opts.Progress = a.progress.update
 	return pipeline.Export(ctx, inst, a.spec.VM, opts)

@@ -1,0 +1,161 @@
+package aws
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ebs"
+	ebstypes "github.com/aws/aws-sdk-go-v2/service/ebs/types"
+)
+
+// The EBS direct APIs' limits: ListSnapshotBlocks pages hold at most 10000
+// blocks, and a block is 512 KiB. A larger block size is refused rather
+// than trusted, so that a block buffer stays bounded.
+const (
+	listPageSize  = 10000
+	maxBlockSize  = 512 << 10
+	gibibyte      = int64(1) << 30
+	maxVolumeSize = 64 << 10 // GiB, the largest EBS volume (io2 Block Express)
+)
+
+var (
+	// errChecksum: a block's bytes do not match its x-amz-Checksum, or
+	// the header is unusable. Fetching it again is the cure.
+	errChecksum = errors.New("block checksum mismatch")
+	// errShortBlock: a block's body is not as long as it must be.
+	errShortBlock = errors.New("block body has the wrong length")
+)
+
+// snapshotBlocks is what ListSnapshotBlocks says of a snapshot: the
+// blocks written (listed blocks may hold zeros; unlisted ones are holes),
+// each with the token that fetches it.
+type snapshotBlocks struct {
+	snapshotID string
+	blockSize  int32
+	// volumeSize is the volume's size in bytes (VolumeSize GiB).
+	volumeSize int64
+	// expiry is when the block tokens stop working (seven days out).
+	expiry time.Time
+	// blocks are in ascending index order, each index once.
+	blocks []snapshotBlock
+}
+
+type snapshotBlock struct {
+	index int32
+	token string
+}
+
+// listSnapshotBlocks lists every block of the snapshot, all pages, and
+// refuses an answer that contradicts itself: block sizes that change
+// between pages or exceed 512 KiB, indexes out of order, repeated, or
+// beyond the volume's size, missing tokens.
+func (p *Provider) listSnapshotBlocks(ctx context.Context, snapshotID string) (*snapshotBlocks, error) {
+	_, c, err := p.clients()
+	if err != nil {
+		return nil, err
+	}
+	out := &snapshotBlocks{snapshotID: snapshotID}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("aws %s: list blocks of %s: %s", p.name, snapshotID, fmt.Sprintf(format, args...))
+	}
+	pages := ebs.NewListSnapshotBlocksPaginator(c, &ebs.ListSnapshotBlocksInput{
+		SnapshotId: aws.String(snapshotID), MaxResults: aws.Int32(listPageSize),
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, classify(p.apiError("list blocks of "+snapshotID, err))
+		}
+		size, vol := aws.ToInt32(page.BlockSize), aws.ToInt64(page.VolumeSize)
+		switch {
+		case size <= 0 || size > maxBlockSize || maxBlockSize%size != 0:
+			return nil, bad("block size %d", size)
+		case vol <= 0 || vol > maxVolumeSize:
+			return nil, bad("volume size %d GiB", vol)
+		case out.blockSize != 0 && (size != out.blockSize || vol*gibibyte != out.volumeSize):
+			return nil, bad("pages disagree on block size (%d, %d) or volume size", out.blockSize, size)
+		}
+		out.blockSize, out.volumeSize = size, vol*gibibyte
+		out.expiry = aws.ToTime(page.ExpiryTime)
+		nBlocks := out.volumeSize / int64(size)
+		for _, b := range page.Blocks {
+			idx, tok := aws.ToInt32(b.BlockIndex), aws.ToString(b.BlockToken)
+			switch {
+			case b.BlockIndex == nil || idx < 0 || int64(idx) >= nBlocks:
+				return nil, bad("block index %d outside the volume's %d blocks", idx, nBlocks)
+			case len(out.blocks) > 0 && idx <= out.blocks[len(out.blocks)-1].index:
+				return nil, bad("block index %d after %d: not ascending", idx, out.blocks[len(out.blocks)-1].index)
+			case tok == "":
+				return nil, bad("block %d has no token", idx)
+			}
+			out.blocks = append(out.blocks, snapshotBlock{index: idx, token: tok})
+		}
+	}
+	if out.blockSize == 0 {
+		return nil, bad("no page answered")
+	}
+	return out, nil
+}
+
+// fetchBlock reads one block into buf (which must hold blockSize bytes)
+// and returns its bytes and the SHA-256 the service sent with it
+// (x-amz-Checksum), unverified: verifyBlock checks them. Its errors are
+// classified: providers.IsPermanent is true when asking again cannot help.
+func (p *Provider) fetchBlock(ctx context.Context, snapshotID string, blockSize int32, b snapshotBlock, buf []byte) ([]byte, [sha256.Size]byte, error) {
+	var sum [sha256.Size]byte
+	_, c, err := p.clients()
+	if err != nil {
+		return nil, sum, err
+	}
+	if len(buf) < int(blockSize) {
+		return nil, sum, fmt.Errorf("aws %s: block buffer of %d bytes for %d-byte blocks", p.name, len(buf), blockSize)
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.tune.blockTimeout)
+	defer cancel()
+	what := fmt.Sprintf("block %d of %s", b.index, snapshotID)
+	res, err := c.GetSnapshotBlock(ctx, &ebs.GetSnapshotBlockInput{
+		SnapshotId: aws.String(snapshotID), BlockIndex: aws.Int32(b.index), BlockToken: aws.String(b.token),
+	})
+	if err != nil {
+		return nil, sum, classify(p.apiError("get "+what, err))
+	}
+	defer res.BlockData.Close()
+	if res.ChecksumAlgorithm != ebstypes.ChecksumAlgorithmChecksumAlgorithmSha256 {
+		return nil, sum, fmt.Errorf("aws %s: %s: checksum algorithm %q, want SHA256: %w", p.name, what, res.ChecksumAlgorithm, errChecksum)
+	}
+	raw, err := base64.StdEncoding.DecodeString(aws.ToString(res.Checksum))
+	if err != nil || len(raw) != sha256.Size {
+		return nil, sum, fmt.Errorf("aws %s: %s: x-amz-Checksum is not a base64 SHA-256: %w", p.name, what, errChecksum)
+	}
+	copy(sum[:], raw)
+	if n := aws.ToInt32(res.DataLength); n != blockSize {
+		return nil, sum, fmt.Errorf("aws %s: %s: x-amz-Data-Length %d, want %d: %w", p.name, what, n, blockSize, errShortBlock)
+	}
+	data := buf[:blockSize]
+	if _, err := io.ReadFull(res.BlockData, data); err != nil {
+		if ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled) {
+			return nil, sum, fmt.Errorf("aws %s: read %s: %w", p.name, what, context.Cause(ctx))
+		}
+		return nil, sum, fmt.Errorf("aws %s: read %s: %w (%w)", p.name, what, errShortBlock, err)
+	}
+	var extra [1]byte
+	if n, _ := res.BlockData.Read(extra[:]); n != 0 {
+		return nil, sum, fmt.Errorf("aws %s: %s: body longer than x-amz-Data-Length: %w", p.name, what, errShortBlock)
+	}
+	return data, sum, nil
+}
+
+// verifyBlock checks data against the checksum sent with it.
+func verifyBlock(data []byte, sum [sha256.Size]byte) error {
+	if got := sha256.Sum256(data); !bytes.Equal(got[:], sum[:]) {
+		return errChecksum
+	}
+	return nil
+}

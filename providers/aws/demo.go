@@ -1,0 +1,99 @@
+package aws
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/providers/aws/awsfake"
+)
+
+// demoRegion is the region the demo account lives in.
+const demoRegion = "us-east-1"
+
+// StartDemo is the demo backend of type aws: an in-process awsfake
+// endpoint for EC2 and the EBS direct APIs with three instances — web-1
+// running with two volumes (boot and data, laid out like real disks:
+// holes, random regions, a written zero block, data ending unaligned),
+// db-1 stopped with one, and an untagged one known by its id only — under
+// credentials made up for this run. It returns the settings that reach it
+// and the function that stops it.
+func StartDemo(ctx context.Context, log *slog.Logger) (*Config, func(), error) {
+	start := time.Now()
+	spec, err := demoSpec()
+	if err != nil {
+		return nil, nil, err
+	}
+	keyID, secret := "AKIADEMO"+randomAlnum(12), randomAlnum(40)
+	srv, err := awsfake.New(awsfake.Options{
+		AccessKeyID: keyID, SecretAccessKey: secret, Region: demoRegion, Spec: spec,
+		Log: log.With("component", "awsfake"),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv.Start()
+	log.Info("demo AWS endpoint started", "url", srv.URL(), "region", demoRegion, "instances", len(spec.Instances),
+		"took", time.Since(start).Round(time.Millisecond).String())
+	return &Config{
+		Region: demoRegion, AccessKeyID: keyID, SecretAccessKey: config.NewSecret(secret),
+		Endpoints: Endpoints{EC2: srv.URL(), EBS: srv.URL()},
+	}, srv.Close, nil
+}
+
+func demoSpec() (awsfake.Spec, error) {
+	root, err := awsfake.NewSampleVolume("vol-0a1b2c3d4e5f60001", 1, 1)
+	if err != nil {
+		return awsfake.Spec{}, err
+	}
+	data, err := awsfake.NewSampleVolume("vol-0a1b2c3d4e5f60002", 2, 2)
+	if err != nil {
+		return awsfake.Spec{}, err
+	}
+	data.Tags = map[string]string{"Name": "web-1-data"}
+	db, err := awsfake.NewSampleVolume("vol-0a1b2c3d4e5f60003", 1, 3)
+	if err != nil {
+		return awsfake.Spec{}, err
+	}
+	scratch := awsfake.NewVolume("vol-0a1b2c3d4e5f60004", 1)
+	if err := scratch.WriteRandom(0, 4*awsfake.BlockSize, 4); err != nil {
+		return awsfake.Spec{}, err
+	}
+	return awsfake.Spec{
+		Volumes: []*awsfake.Volume{root, data, db, scratch},
+		Instances: []awsfake.Instance{
+			{
+				ID: "i-0a1b2c3d4e5f60001", Type: "m5.large", BootMode: "uefi",
+				Tags:    map[string]string{"Name": "web-1", "env": "demo"},
+				Devices: []awsfake.Device{{Name: "/dev/xvda", VolumeID: root.ID}, {Name: "/dev/sdf", VolumeID: data.ID}},
+			},
+			{
+				ID: "i-0a1b2c3d4e5f60002", Type: "t3.medium", State: "stopped", BootMode: "legacy-bios",
+				PlatformDetails: "Red Hat Enterprise Linux",
+				Tags:            map[string]string{"Name": "db-1", "env": "demo"},
+				Devices:         []awsfake.Device{{Name: "/dev/xvda", VolumeID: db.ID}},
+			},
+			{
+				ID: "i-0a1b2c3d4e5f60003", Type: "t4g.small", Architecture: "arm64", State: "stopped",
+				Devices: []awsfake.Device{{Name: "/dev/xvda", VolumeID: scratch.ID}},
+			},
+		},
+	}, nil
+}
+
+// randomAlnum returns n random upper-case letters and digits, the
+// alphabet of AWS key ids.
+func randomAlnum(n int) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err)) // never fails on supported platforms
+	}
+	for i := range b {
+		b[i] = alphabet[int(b[i])%len(alphabet)]
+	}
+	return string(b)
+}

@@ -1,0 +1,47 @@
+// Package aws is the AWS EC2 provider: discovery of instances and their
+// EBS volumes, and the platform side of an export through the EBS direct
+// APIs — platform talk only, on aws-sdk-go-v2 (service/ec2, service/ebs).
+//
+// Configuration (Config, Decode) takes a region, an optional static key
+// pair (the secret is a config.Secret: never printed, logged or marshalled)
+// or else the SDK's default credential chain with an optional profile, and
+// optional endpoint overrides checked by the project's SSRF guard. The
+// clients use the project's HTTP client (transfer.NewHTTPClient) and the
+// SDK's standard retryer with the project's backoff policy and without the
+// client-side retry quota, which many concurrent block fetches would
+// exhaust in one throttling burst.
+//
+// Discovery: ListVMs, GetVM and SearchVMs page through DescribeInstances;
+// vCPUs and memory come from DescribeInstanceTypes (cached per type), disk
+// sizes from DescribeVolumes. An instance is found by its id or by the
+// value of its Name tag (ErrNotFound, or ErrAmbiguous when several live
+// instances carry it); terminated instances are never reported. VMInfo
+// maps state to power state (running on, stopped off, transitions
+// unknown), platform details to GuestOS, boot mode to firmware, the
+// availability zone to Datacenter, and every EBS volume to a DiskInfo
+// (device name as Label, volume id as Path); Labels hold the tags plus the
+// instance type, architecture, platform and zone under "ec2:" keys.
+//
+// Snapshots: an export snapshots all of the instance's volumes with one
+// CreateSnapshots call (crash-consistent: one instant across the volumes,
+// the instance keeps running — what --snapshot means on EC2), each
+// snapshot tagged hypersdk:job=<job id> and hypersdk:vm=<instance id> in
+// that call, and waits with EC2's own SnapshotCompleted waiter, bounded.
+// The set is deleted on a context of its own whatever ended the export,
+// and creation that fails deletes what carries the job's tag, since a lost
+// answer may hide a created snapshot. DeleteOrphanSnapshots sweeps up
+// snapshots of jobs that are over (after a kill -9).
+//
+// Blocks: listSnapshotBlocks reads every page of ListSnapshotBlocks and
+// refuses a self-contradicting answer; fetchBlock returns one block's bytes
+// and its x-amz-Checksum SHA-256 with its errors classified (throttling,
+// 5xx, short or corrupted bodies retryable; everything else
+// providers.Permanent).
+//
+// Not yet: the export itself. The block source kind of providers.DiskSource
+// and its download engine are being added to the pipeline; until then
+// PrepareExport answers ErrUnsupported and GetExportCapabilities offers no
+// format, so export requests are refused before a job is queued.
+//
+// StartDemo serves a demo account from awsfake, this package's test target.
+package aws
