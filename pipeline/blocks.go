@@ -110,18 +110,17 @@ func (r *run) fetchBlocks(ctx context.Context, it *item, report func(done, total
 	if resumed {
 		// The journal is only trusted with the part file it was kept with.
 		if fi, err := part.Stat(); err != nil || fi.Size() != d.Capacity {
-			resumed = false
-			done = newCellSet(cells)
-			if err := j.reset(id); err != nil {
-				part.Close()
-				return err
-			}
+			resumed, done = false, newCellSet(cells)
 		}
 	}
 	if !resumed {
+		// The part file is emptied before the journal names the new source.
 		err = part.Truncate(0)
 		if err == nil {
 			err = part.Truncate(d.Capacity) // all holes
+		}
+		if err == nil && j != nil {
+			err = j.reset(id)
 		}
 		if err != nil {
 			part.Close()

@@ -66,9 +66,10 @@ type blockJournal struct {
 
 // openJournal opens (creating it if needed) the journal name beneath root
 // and returns the cells it records as done for id, cells cells in all.
-// resumed is false when the journal was new, another source's or
-// unreadable: it then holds only id's header, and the caller must start
-// the part file afresh too.
+// resumed is false when the journal is new, another source's or
+// unreadable: the caller then starts the part file afresh and, only
+// after that, resets the journal to id, so that a crash in between never
+// leaves id's journal beside another source's bytes.
 func openJournal(root *os.Root, name string, id journalIdentity, cells int64) (j *blockJournal, done cellSet, resumed bool, err error) {
 	f, err := safepath.OpenFile(root, name, os.O_RDWR|os.O_CREATE, 0o640)
 	if err != nil {
@@ -76,20 +77,17 @@ func openJournal(root *os.Root, name string, id journalIdentity, cells int64) (j
 	}
 	j = &blockJournal{f: f, name: name}
 	done = newCellSet(cells)
-	if end, ok := j.load(id, done); ok {
-		j.end = end
-		// Drop a torn batch so the next one follows the last good one.
-		if err := f.Truncate(end); err != nil {
-			f.Close()
-			return nil, nil, false, fmt.Errorf("journal %s: %w", name, err)
-		}
-		return j, done, true, nil
+	end, ok := j.load(id, done)
+	if !ok {
+		return j, newCellSet(cells), false, nil
 	}
-	if err := j.reset(id); err != nil {
+	j.end = end
+	// Drop a torn batch so the next one follows the last good one.
+	if err := f.Truncate(end); err != nil {
 		f.Close()
-		return nil, nil, false, err
+		return nil, nil, false, fmt.Errorf("journal %s: %w", name, err)
 	}
-	return j, newCellSet(cells), false, nil
+	return j, done, true, nil
 }
 
 // load reads the journal into done when it is id's, returning where its
