@@ -58,6 +58,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench ListVMs -benchtime 1x ./providers/vsphere/
 	$(GO) test -run '^$$' -bench ConvertVsQemuImg -benchtime 1x -timeout 30m ./disk/formats/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./transfer/ ./ova/
+	$(GO) test -run '^$$' -bench BlockSourceParallel -benchtime 1x ./pipeline/
 
 clean:
 	rm -rf $(BIN)

@@ -48,6 +48,13 @@ func (r *run) convert(ctx context.Context, it *item, in io.Reader) error {
 		data = &exactReader{r: in, left: d.Capacity, name: d.Name}
 		src = disk.FromReader(data, d.Capacity)
 	}
+	return r.encode(ctx, it, data, src)
+}
+
+// encode writes the decoded disk in the requested disk format: data is
+// the whole virtual disk as bytes and src the same disk as data extents;
+// each writer reads only one of them.
+func (r *run) encode(ctx context.Context, it *item, data io.Reader, src disk.Source) error {
 	switch r.opts.DiskFormat {
 	case providers.DiskRaw:
 		return r.writeRaw(ctx, it, data, src.Size())

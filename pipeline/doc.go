@@ -6,7 +6,15 @@
 //     files and the VM's metadata;
 //  2. every disk and file is fetched concurrently: HTTP sources through
 //     transfer/ (resumable, hashed while streaming, created beneath the
-//     output root without following links), reader sources streamed;
+//     output root without following links), reader sources streamed,
+//     block sources (providers.BlockSource: EBS snapshot blocks, Azure
+//     page ranges) by the block engine — the listed blocks fetched by
+//     many workers under an adaptive (AIMD) concurrency limit, each
+//     verified against the platform's checksum before it is written at
+//     its offset into a sparse raw part file (all-zero blocks and
+//     unlisted ranges stay holes), finished blocks recorded in a journal
+//     beside it once durable, the raw file then hashed by reading its
+//     data back (a raw export) or encoded like any raw source;
 //  3. each disk is decoded from its source format and encoded in the
 //     requested disk format: a streamOptimized VMDK kept as VMDK passes
 //     through untouched (no re-encode); a VMDK becomes a sparse raw image
@@ -21,7 +29,12 @@
 //  5. the provider's Finish is told the outcome (vSphere: lease complete or
 //     abort) and its Cleanup always runs (temporary snapshot removal).
 //
-// A failed or cancelled export removes every file it created. Progress is
+// A failed or cancelled export removes every file it created, except the
+// part files and journals of block sources when the failure may heal: the
+// next export into the same directory (the job engine's retry, a daemon
+// restarted after kill -9) resumes them, fetching only the blocks that
+// were not yet durable; a journal of another source (ID, capacity, block
+// size) is ignored. A permanent failure removes them too. Progress is
 // reported through providers.ExportOptions.Progress with honest totals: the
 // bytes a phase will write, 0 while unknown (NFC streams have no length).
 package pipeline

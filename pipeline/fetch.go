@@ -54,8 +54,13 @@ func (r *run) items() ([]*item, error) {
 		default:
 			return nil, providers.Permanent(fmt.Errorf("%w: disk %s: source format %q", providers.ErrUnsupported, d.Name, d.Format))
 		}
-		if (d.HTTP == nil) == (d.Open == nil) {
-			return nil, fmt.Errorf("export %s: disk %s needs exactly one of an HTTP source and a reader", r.exp.VM.Name, d.Name)
+		if n := countSet(d.HTTP != nil, d.Open != nil, d.Blocks != nil); n != 1 {
+			return nil, fmt.Errorf("export %s: disk %s needs exactly one of an HTTP source, a reader and a block source (has %d)", r.exp.VM.Name, d.Name, n)
+		}
+		if d.Blocks != nil {
+			if err := checkBlockSource(d); err != nil {
+				return nil, providers.Permanent(fmt.Errorf("export %s: %w", r.exp.VM.Name, err))
+			}
 		}
 		it := &item{disk: d, kind: "disk", name: r.base + "-" + d.Name + "." + string(r.opts.DiskFormat)}
 		it.passthrough = d.Format == providers.SourceVMDKStream && r.opts.DiskFormat == providers.DiskVMDK ||
@@ -80,9 +85,19 @@ func (r *run) items() ([]*item, error) {
 	return out, nil
 }
 
+// countSet counts the true values: how many sources a disk names.
+func countSet(set ...bool) (n int) {
+	for _, b := range set {
+		if b {
+			n++
+		}
+	}
+	return n
+}
+
 // fetch produces every item: HTTP sources through transfer (one
-// Downloader, each file with its own TLS client), readers streamed, all
-// concurrently.
+// Downloader, each file with its own TLS client), readers streamed, block
+// sources by the block engine, all concurrently.
 func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	items, err := r.items()
 	if err != nil {
@@ -93,7 +108,7 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	prog := newSizes(items, r)
 	r.opts.Report(progress.Report{Phase: progress.PhaseDownloading})
 
-	var downloads, readers []int
+	var downloads, readers []int // readers: reader and block sources
 	for i, it := range items {
 		if h, _, _ := it.source(); h != nil {
 			downloads = append(downloads, i)
@@ -124,7 +139,13 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 				return
 			}
 			defer func() { <-sem }()
-			if err := r.stream(ctx, items[i], prog.counter(i, items[i].name)); err != nil {
+			var err error
+			if it := items[i]; it.disk != nil && it.disk.Blocks != nil {
+				err = r.fetchBlocks(ctx, it, prog.blockCounter(i, it.name))
+			} else {
+				err = r.stream(ctx, it, prog.counter(i, it.name))
+			}
+			if err != nil {
 				fail(err)
 			}
 		})
@@ -254,8 +275,8 @@ func newSizes(items []*item, r *run) *sizes {
 	s := &sizes{r: r, files: make([]fileSize, len(items))}
 	for i, it := range items {
 		_, _, n := it.source()
-		if n < 0 {
-			n = -1
+		if n < 0 || it.disk != nil && it.disk.Blocks != nil {
+			n = -1 // a block source's size is known once its listing ends
 		}
 		s.files[i].size.Store(n)
 	}
@@ -279,6 +300,19 @@ func (s *sizes) counter(i int, name string) func(int64) {
 	return func(n int64) {
 		s.files[i].done.Store(n)
 		s.r.opts.Report(s.report(name, n, max(s.files[i].size.Load(), 0)))
+	}
+}
+
+// blockCounter returns the progress callback of block item i, named
+// name: the bytes of its finished blocks and, from the end of its
+// listing, of all its listed blocks (total < 0 until then).
+func (s *sizes) blockCounter(i int, name string) func(done, total int64) {
+	return func(done, total int64) {
+		if total >= 0 {
+			s.files[i].size.Store(total)
+		}
+		s.files[i].done.Store(done)
+		s.r.opts.Report(s.report(name, done, max(s.files[i].size.Load(), 0)))
 	}
 }
 

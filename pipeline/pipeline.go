@@ -100,7 +100,7 @@ func Export(ctx context.Context, p providers.Exporter, identifier string, opts p
 	r.log = r.log.With("vm", exp.VM.Name)
 	defer func() {
 		if err != nil {
-			r.removeWritten()
+			r.removeWritten(err)
 		}
 	}()
 	res, err = r.run(ctx)
@@ -136,6 +136,23 @@ type run struct {
 
 	mu      sync.Mutex
 	written []string // names in root, removed if the export fails
+	// partials are the part files and journals of block downloads: kept
+	// when the export fails in a way that may heal, so that the next
+	// attempt into the same directory resumes them; removed when it
+	// cannot (a permanent failure).
+	partials []string
+}
+
+func (r *run) notePartial(names ...string) {
+	r.mu.Lock()
+	r.partials = append(r.partials, names...)
+	r.mu.Unlock()
+}
+
+func (r *run) dropPartial(names ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.partials = slices.DeleteFunc(r.partials, func(n string) bool { return slices.Contains(names, n) })
 }
 
 func (r *run) track(name string) {
@@ -155,13 +172,21 @@ func (r *run) untrack(name string) {
 	}
 }
 
-func (r *run) removeWritten() {
+// removeWritten removes what a failed export wrote, block download
+// partials too when the failure is permanent.
+func (r *run) removeWritten(failure error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, n := range r.written {
 		_ = r.root.Remove(n)
 	}
 	r.written = nil
+	if providers.IsPermanent(failure) {
+		for _, n := range r.partials {
+			_ = r.root.Remove(n)
+		}
+		r.partials = nil
+	}
 }
 
 func (r *run) run(ctx context.Context) (*providers.ExportResult, error) {

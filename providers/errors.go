@@ -24,6 +24,13 @@ var (
 	ErrInvalidArgument = errclass.New(errclass.Invalid, "invalid-argument", "invalid argument")
 	// ErrUnsupported: the provider cannot do what was asked.
 	ErrUnsupported = errors.New("unsupported")
+	// ErrThrottled: the platform asked us to slow down (HTTP 429/503,
+	// EBS RequestThrottledException, ConcurrentLimitExceededException).
+	// Transient: retried after a backoff, with less concurrency.
+	ErrThrottled = errors.New("throttled by the platform")
+	// ErrExpired: a grant, token or signed URL the platform issued has
+	// expired (Azure SAS, EBS block token). Transient once renewed.
+	ErrExpired = errors.New("grant expired")
 )
 
 // permanentError marks an error as not worth retrying.

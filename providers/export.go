@@ -3,7 +3,9 @@ package providers
 import (
 	"context"
 	"io"
+	"iter"
 	"net/http"
+	"time"
 
 	"github.com/hypersdk/hypersdk/progress"
 )
@@ -74,12 +76,95 @@ type DiskSource struct {
 	// Allocated lists the byte ranges holding data when the platform
 	// knows them (nil: unknown, everything may hold data).
 	Allocated []Extent
-	// Exactly one of HTTP and Open is set.
+	// Exactly one of HTTP, Open and Blocks is set.
 	HTTP *HTTPSource
 	// Open returns a reader of the source from its first byte. The
 	// pipeline calls it once per export: a failed read fails the export
 	// (the job engine retries it), it is not resumed.
 	Open func(ctx context.Context) (io.ReadCloser, error)
+	// Blocks is a disk the platform serves as independently fetched
+	// blocks (EBS direct snapshot blocks, Azure page blob ranges). Format
+	// must be SourceRaw; Size is not used.
+	Blocks *BlockSource
+}
+
+// BlockSource is a disk that arrives as many independently fetched
+// blocks: the pipeline lists the blocks holding data, fetches them with
+// many workers (adaptive concurrency), verifies each block's checksum
+// before writing it at its offset into a sparse raw file exactly
+// DiskSource.Capacity long (unlisted ranges and all-zero blocks stay
+// holes), and journals finished blocks so that an export interrupted by a
+// failure, a cancellation or a kill -9 resumes, in the same output
+// directory, with only the blocks that were in flight.
+//
+// Blocks live on a grid of BlockSize cells: block k lies inside
+// [k×BlockSize, (k+1)×BlockSize) and no two blocks share a cell. EBS
+// blocks are the cells themselves (512 KiB); an Azure page blob's page
+// ranges are cut at cell boundaries, and ranges sharing a cell are merged
+// into one block spanning them (the gap reads as zeros).
+//
+// Errors of List and Fetch are classified by what they wrap:
+// ErrThrottled (the pipeline halves its concurrency and retries after a
+// jittered backoff), ErrExpired (Refresh, then retry), Permanent or a
+// request error class (the export fails, see IsPermanent); anything else
+// (a 5xx, a reset connection, a timeout) is retried with backoff, a
+// bounded number of times. A block whose bytes do not match a checksum
+// Fetch returned is retried the same way. List is not retried by the
+// pipeline: an error it yields fails the export attempt (the job engine
+// retries the export, which resumes from the journal).
+type BlockSource struct {
+	// ID identifies the bytes served: two sources with the same ID,
+	// Capacity and BlockSize serve the same bytes (EBS: the snapshot id;
+	// Azure: the snapshot's resource id). The resume journal records it
+	// and a journal of another source is ignored. Empty: no resume.
+	ID string
+	// BlockSize is the grid's cell size in bytes, a multiple of 512 of at
+	// most 64 MiB. It bounds the memory the download takes: at most
+	// 64 MiB of block buffers (so 64 concurrent 1 MiB blocks, 16 of
+	// 4 MiB).
+	BlockSize int64
+	// List yields the blocks holding data, in any order, each exactly
+	// once; blocks never listed are holes. It may page through the
+	// platform's listing as the iteration advances. The pipeline calls it
+	// once per export attempt and stops iterating when the export ends.
+	List func(ctx context.Context) iter.Seq2[Block, error]
+	// Fetch reads block b into dst (len(dst) == b.Length): all of it, or
+	// an error. It returns the checksums the platform sent with the
+	// bytes (zero value when it sent none); the pipeline verifies them
+	// before the bytes are written. It is called by many goroutines at
+	// once, each call under a deadline (Timeout).
+	Fetch func(ctx context.Context, b Block, dst []byte) (BlockChecksums, error)
+	// Refresh, when set, renews what Fetch uses to authenticate (an Azure
+	// SAS grant) after a Fetch failed with ErrExpired; the pipeline calls
+	// it once for all the workers that saw the expiry, then fetches the
+	// blocks again. Nil: ErrExpired fails the export attempt.
+	Refresh func(ctx context.Context) error
+	// MaxConcurrency caps the concurrent Fetch calls (0: 64, the cap
+	// being lowered further by the 64 MiB buffer budget). The pipeline
+	// starts at 16 (or the cap, if lower), adds one per window of
+	// successful fetches and halves on throttling.
+	MaxConcurrency int
+	// Timeout bounds each Fetch call (0: 2 minutes).
+	Timeout time.Duration
+}
+
+// Block is one block of a BlockSource.
+type Block struct {
+	// Offset and Length place the block on the disk.
+	Offset, Length int64
+	// Token is the platform's handle for the block, handed back to Fetch
+	// (EBS: the BlockToken of ListSnapshotBlocks); "" when not needed.
+	// Never logged.
+	Token string
+}
+
+// BlockChecksums are the digests a platform sent with a block's bytes;
+// nil fields were not sent. EBS sends SHA-256 (x-amz-Checksum, decoded
+// from base64); Azure sends MD5 for ranges up to 4 MiB when asked
+// (x-ms-range-get-content-md5).
+type BlockChecksums struct {
+	SHA256 []byte
+	MD5    []byte
 }
 
 // Extent is a byte range of a disk.
