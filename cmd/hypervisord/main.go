@@ -30,6 +30,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/providers/aws"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
 
@@ -48,7 +49,9 @@ func main() {
 // provider types are wired in.
 func productionRegistry() *providers.Registry {
 	r := providers.NewRegistry()
+	// vSphere first: its demo keeps the plain name "demo".
 	providers.Register(r, providers.TypeVSphere, vsphere.Registration())
+	providers.Register(r, providers.TypeAWS, aws.Registration())
 	return r
 }
 
@@ -86,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) 
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (config log.format)")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\"")
+	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\", and a simulated AWS account as provider \"demo-aws\"")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: hypervisord [flags]\n\nRuns the HyperSDK daemon. Settings come from defaults, then --config, then HYPERSDK_* environment variables, then flags.\n\nFlags:\n")
 		fs.PrintDefaults()
