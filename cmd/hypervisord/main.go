@@ -325,6 +325,8 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	defer stopBG()
 	provDone := make(chan struct{})
 	go func() { defer close(provDone); set.Run(bg, cfg.ConnectionPool.HealthCheckInterval) }()
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); set.SweepOrphans(bg, orphanSweepInterval, jobMayRun(engine)) }()
 
 	if err := engine.Start(ctx); err != nil {
 		return err
@@ -394,6 +396,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	sched.Stop()
 	stopEngine()
 	<-provDone
+	<-sweepDone
 	log.Info("hypervisord stopped")
 	return nil
 }

@@ -29,8 +29,9 @@
 // that call, and waits with EC2's own SnapshotCompleted waiter, bounded.
 // The set is deleted on a context of its own whatever ended the export,
 // and creation that fails deletes what carries the job's tag, since a lost
-// answer may hide a created snapshot. DeleteOrphanSnapshots sweeps up
-// snapshots of jobs that are over (after a kill -9).
+// answer may hide a created snapshot. DeleteOrphanSnapshots (the daemon's
+// providers.OrphanSweeper, run at its start and every few minutes) sweeps
+// up snapshots of jobs that are over (after a kill -9).
 //
 // Blocks: listSnapshotBlocks reads every page of ListSnapshotBlocks and
 // refuses a self-contradicting answer; fetchBlock returns one block's bytes

@@ -57,7 +57,8 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	jobID := opts.JobID
 	if jobID == "" {
 		// A caller without a job (a library user) still gets tagged,
-		// findable snapshots, but no resume across calls.
+		// findable snapshots, but no resume across calls; a daemon's
+		// orphan sweep on the same account takes such a job for over.
 		jobID = "untracked-" + randomHex(8)
 	}
 	log := opts.Log().With("provider", p.name, "job_id", jobID)
