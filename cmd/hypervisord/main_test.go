@@ -567,16 +567,28 @@ func TestDemoAWSExportThroughTheDaemon(t *testing.T) {
 	if !strings.Contains(dmn.out.String(), "--provider demo-aws") {
 		t.Fatalf("no AWS demo instructions printed:\n%s", dmn.out.String())
 	}
-	var provs struct{ Items []apitypes.ProviderInfo }
-	if code := dmn.call("GET", "/api/v1/providers", nil, &provs); code != 200 {
-		t.Fatalf("providers: %d", code)
-	}
-	types := map[string]string{}
-	for _, p := range provs.Items {
-		types[p.Name] = p.Type
-	}
-	if types["demo"] != "vsphere" || types["demo-aws"] != "aws" {
-		t.Fatalf("demo providers %v, want demo (vsphere) and demo-aws (aws)", types)
+	// The providers connect in the background: wait for demo-aws.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var provs struct{ Items []apitypes.ProviderInfo }
+		if code := dmn.call("GET", "/api/v1/providers", nil, &provs); code != 200 {
+			t.Fatalf("providers: %d", code)
+		}
+		types, healthy := map[string]string{}, false
+		for _, p := range provs.Items {
+			types[p.Name] = p.Type
+			healthy = healthy || (p.Name == "demo-aws" && p.Health.Healthy)
+		}
+		if types["demo"] != "vsphere" || types["demo-aws"] != "aws" {
+			t.Fatalf("demo providers %v, want demo (vsphere) and demo-aws (aws)", types)
+		}
+		if healthy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo-aws not healthy:\n%s", dmn.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	var vms struct{ Items []providers.VMInfo }
 	if code := dmn.call("GET", "/api/v1/providers/demo-aws/vms", nil, &vms); code != 200 || len(vms.Items) < 2 {
@@ -586,7 +598,7 @@ func TestDemoAWSExportThroughTheDaemon(t *testing.T) {
 	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo-aws", "vm": "web-1", "format": "disks", "disk_format": "raw"}, &j); code != 201 {
 		t.Fatalf("submit: %d", code)
 	}
-	deadline := time.Now().Add(2 * time.Minute)
+	deadline = time.Now().Add(2 * time.Minute)
 	for !j.State.Terminal() {
 		if time.Now().After(deadline) {
 			t.Fatalf("export still %s", j.State)
