@@ -49,6 +49,9 @@ type entry struct {
 // registers itself.
 type Registry struct {
 	types map[Type]entry
+	// order is the order types were first registered in; it decides
+	// which demo backend keeps the plain name DemoInstanceName.
+	order []Type
 }
 
 // NewRegistry returns an empty registry.
@@ -77,6 +80,9 @@ func Register[S any](r *Registry, t Type, reg Registration[S]) {
 		e.demo = func(ctx context.Context, log *slog.Logger) (any, func(), error) {
 			return reg.Demo(ctx, log)
 		}
+	}
+	if _, ok := r.types[t]; !ok {
+		r.order = append(r.order, t)
 	}
 	r.types[t] = e
 }
@@ -115,15 +121,17 @@ func (r *Registry) Create(inst config.ProviderInstance, deps Deps) (Provider, er
 	return p, nil
 }
 
-// DemoInstanceName is the instance name of the demo backend of --demo when
-// one registered type has one; with several, each is "demo-<type>".
+// DemoInstanceName is the instance name of the demo backend of --demo of
+// the first registered type that has one; the others are "demo-<type>", so
+// that adding a type's demo does not rename the demos that exist.
 const DemoInstanceName = "demo"
 
-// StartDemos starts the demo backend of every registered type that has one
-// and returns their provider instances and a function that stops them all.
+// StartDemos starts the demo backend of every registered type that has one,
+// in registration order, and returns their provider instances and a
+// function that stops them all.
 func (r *Registry) StartDemos(ctx context.Context, log *slog.Logger) ([]config.ProviderInstance, func(), error) {
 	var withDemo []Type
-	for _, t := range r.Types() {
+	for _, t := range r.order {
 		if r.types[t].demo != nil {
 			withDemo = append(withDemo, t)
 		}
@@ -137,7 +145,7 @@ func (r *Registry) StartDemos(ctx context.Context, log *slog.Logger) ([]config.P
 	var out []config.ProviderInstance
 	for _, t := range withDemo {
 		name := DemoInstanceName
-		if len(withDemo) > 1 {
+		if t != withDemo[0] {
 			name += "-" + string(t)
 		}
 		settings, stop, err := r.types[t].demo(ctx, log.With("provider", name))

@@ -147,6 +147,28 @@ func TestStartDemosUsesTheRegisteredBackends(t *testing.T) {
 	}
 }
 
+// The first registered type's demo keeps the plain name, whatever the
+// alphabet says; the others are demo-<type>.
+func TestStartDemosNamesAfterTheFirst(t *testing.T) {
+	var created []string
+	r := testRegistry(&created)
+	providers.Register(r, "acloud", providers.Registration[cloudConfig]{
+		Decode: decodeCloud,
+		New:    func(string, *cloudConfig, providers.Deps) (providers.Provider, error) { return nil, nil },
+		Demo: func(context.Context, *slog.Logger) (*cloudConfig, func(), error) {
+			return &cloudConfig{Region: "a-region"}, func() {}, nil
+		},
+	})
+	demos, stop, err := r.StartDemos(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stop()
+	if len(demos) != 2 || demos[0].Name != "demo" || demos[0].Type != "testcloud" || demos[1].Name != "demo-acloud" || demos[1].Type != "acloud" {
+		t.Fatalf("demos %+v", demos)
+	}
+}
+
 // loadConfig is config.Load of text written to a configuration file.
 func loadConfig(t *testing.T, text string, lookupEnv func(string) (string, bool), decoders config.Decoders) (*config.Config, error) {
 	t.Helper()

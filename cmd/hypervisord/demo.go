@@ -9,8 +9,12 @@ import (
 	"github.com/hypersdk/hypersdk/providers"
 )
 
-// demoProvider is the provider instance name of --demo.
-const demoProvider = providers.DemoInstanceName
+// demoProvider is the provider instance name of the vSphere demo of
+// --demo; demoAWSProvider that of the AWS demo.
+const (
+	demoProvider    = providers.DemoInstanceName
+	demoAWSProvider = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+)
 
 func printDemoHelp(w io.Writer, exportDir string) {
 	hyperctl := "go run ./cmd/hyperctl"
@@ -27,6 +31,14 @@ In another terminal (same user, so hyperctl finds this daemon and its token):
   %[2]s export --provider demo --vm db-01 --format disks --disk-format raw --wait
   %[2]s export --provider demo --vm db-01 --format disks --disk-format qcow2 --wait
 
+A simulated AWS account (EC2 and the EBS direct APIs) is registered as
+provider %[4]q; its instance web-1 has two EBS volumes, read from a
+crash-consistent snapshot set that is deleted when the export ends:
+
+  %[2]s vms list --provider %[4]s
+  %[2]s export --provider %[4]s --vm web-1 --format disks --disk-format raw --wait
+  %[2]s export --provider %[4]s --vm db-1 --format ova --wait
+
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
   %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
 
@@ -34,5 +46,5 @@ Their disks convert locally, no daemon needed (qcow2, vmdk, vhd, vhdx, raw):
   %[2]s disk info %[3]s/<job id>/<disk file>
   %[2]s disk convert %[3]s/<job id>/<disk file> disk.vhd --to vhd --vhd-type fixed
 
-`, demoProvider, hyperctl, exportDir)
+`, demoProvider, hyperctl, exportDir, demoAWSProvider)
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/providers/aws"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
 
@@ -48,7 +49,9 @@ func main() {
 // provider types are wired in.
 func productionRegistry() *providers.Registry {
 	r := providers.NewRegistry()
+	// vSphere first: its demo keeps the plain name "demo".
 	providers.Register(r, providers.TypeVSphere, vsphere.Registration())
+	providers.Register(r, providers.TypeAWS, aws.Registration())
 	return r
 }
 
@@ -86,7 +89,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) 
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (config log.format)")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\"")
+	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\", and a simulated AWS account as provider \"demo-aws\"")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: hypervisord [flags]\n\nRuns the HyperSDK daemon. Settings come from defaults, then --config, then HYPERSDK_* environment variables, then flags.\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -322,6 +325,8 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	defer stopBG()
 	provDone := make(chan struct{})
 	go func() { defer close(provDone); set.Run(bg, cfg.ConnectionPool.HealthCheckInterval) }()
+	sweepDone := make(chan struct{})
+	go func() { defer close(sweepDone); set.SweepOrphans(bg, orphanSweepInterval, jobMayRun(engine)) }()
 
 	if err := engine.Start(ctx); err != nil {
 		return err
@@ -391,6 +396,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	sched.Stop()
 	stopEngine()
 	<-provDone
+	<-sweepDone
 	log.Info("hypervisord stopped")
 	return nil
 }

@@ -25,6 +25,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -553,6 +554,76 @@ func TestDemoExportThroughTheDaemon(t *testing.T) {
 	}
 	if disks != 2 {
 		t.Errorf("%d disks exported, want 2", disks)
+	}
+}
+
+// --demo registers the vSphere demo as "demo" and the AWS demo as
+// "demo-aws"; an export of the AWS demo's two-volume instance succeeds
+// through the daemon, its manifest verifies, its raw disks are exactly
+// VolumeSize long.
+func TestDemoAWSExportThroughTheDaemon(t *testing.T) {
+	dmn := newDaemon(t, "", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	if !strings.Contains(dmn.out.String(), "--provider demo-aws") {
+		t.Fatalf("no AWS demo instructions printed:\n%s", dmn.out.String())
+	}
+	// The providers connect in the background: wait for demo-aws.
+	deadline := time.Now().Add(time.Minute)
+	for {
+		var provs struct{ Items []apitypes.ProviderInfo }
+		if code := dmn.call("GET", "/api/v1/providers", nil, &provs); code != 200 {
+			t.Fatalf("providers: %d", code)
+		}
+		types, healthy := map[string]string{}, false
+		for _, p := range provs.Items {
+			types[p.Name] = p.Type
+			healthy = healthy || (p.Name == "demo-aws" && p.Health.Healthy)
+		}
+		if types["demo"] != "vsphere" || types["demo-aws"] != "aws" {
+			t.Fatalf("demo providers %v, want demo (vsphere) and demo-aws (aws)", types)
+		}
+		if healthy {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("demo-aws not healthy:\n%s", dmn.out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	var vms struct{ Items []providers.VMInfo }
+	if code := dmn.call("GET", "/api/v1/providers/demo-aws/vms", nil, &vms); code != 200 || len(vms.Items) < 2 {
+		t.Fatalf("demo-aws VMs: %d, %+v", code, vms.Items)
+	}
+	var j apitypes.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo-aws", "vm": "web-1", "format": "disks", "disk_format": "raw"}, &j); code != 201 {
+		t.Fatalf("submit: %d", code)
+	}
+	deadline = time.Now().Add(2 * time.Minute)
+	for !j.State.Terminal() {
+		if time.Now().After(deadline) {
+			t.Fatalf("export still %s", j.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+	}
+	if j.State != apitypes.JobSucceeded {
+		t.Fatalf("demo-aws export %s: %s", j.State, j.Error)
+	}
+	dir := j.Result.OutputDir
+	cmd := exec.Command("sha256sum", "--strict", "-c", j.Result.Manifest)
+	cmd.Dir = dir
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("sha256sum -c: %v\n%s", err, out)
+	}
+	want := []int64{1 << 30, 2 << 30} // web-1's root and data volumes
+	var got []int64
+	for _, f := range j.Result.Files {
+		if f.Kind == "disk" {
+			got = append(got, f.Size)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("disk sizes %v, want %v", got, want)
 	}
 }
 

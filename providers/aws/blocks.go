@@ -53,62 +53,97 @@ type snapshotBlock struct {
 }
 
 // listSnapshotBlocks lists every block of the snapshot, all pages, and
-// refuses an answer that contradicts itself: block sizes that change
-// between pages or exceed 512 KiB, indexes out of order, repeated, or
-// beyond the volume's size, missing tokens.
+// refuses an answer that contradicts itself (see walkSnapshotBlocks).
 func (p *Provider) listSnapshotBlocks(ctx context.Context, snapshotID string) (*snapshotBlocks, error) {
-	_, c, err := p.clients()
+	out := &snapshotBlocks{snapshotID: snapshotID}
+	err := p.walkSnapshotBlocks(ctx, snapshotID, func(pg blockPage) error {
+		out.blockSize, out.volumeSize, out.expiry = pg.blockSize, pg.volumeSize, pg.expiry
+		out.blocks = append(out.blocks, pg.blocks...)
+		return nil
+	})
 	if err != nil {
 		return nil, err
 	}
-	out := &snapshotBlocks{snapshotID: snapshotID}
+	return out, nil
+}
+
+// blockPage is one checked page of ListSnapshotBlocks.
+type blockPage struct {
+	blockSize  int32
+	volumeSize int64 // bytes
+	expiry     time.Time
+	blocks     []snapshotBlock // ascending, continuing the previous page
+}
+
+// walkSnapshotBlocks pages through ListSnapshotBlocks, handing each page
+// to fn as it arrives (a 16 TiB volume lists 32 million blocks: they are
+// not all held at once), and refuses an answer that contradicts itself:
+// block sizes that change between pages or exceed 512 KiB, indexes out of
+// order, repeated, or beyond the volume's size, missing tokens. An error
+// fn returns ends the walk and is returned as is.
+func (p *Provider) walkSnapshotBlocks(ctx context.Context, snapshotID string, fn func(blockPage) error) error {
+	_, c, err := p.clients()
+	if err != nil {
+		return err
+	}
 	bad := func(format string, args ...any) error {
 		return fmt.Errorf("aws %s: list blocks of %s: %s", p.name, snapshotID, fmt.Sprintf(format, args...))
 	}
 	pages := ebs.NewListSnapshotBlocksPaginator(c, &ebs.ListSnapshotBlocksInput{
 		SnapshotId: aws.String(snapshotID), MaxResults: aws.Int32(listPageSize),
 	})
+	var (
+		blockSize  int32
+		volumeSize int64
+		last       int32 = -1
+	)
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
-			return nil, classify(p.apiError("list blocks of "+snapshotID, err))
+			return classify(p.apiError("list blocks of "+snapshotID, err))
 		}
 		size, vol := aws.ToInt32(page.BlockSize), aws.ToInt64(page.VolumeSize)
 		switch {
 		case size <= 0 || size > maxBlockSize || maxBlockSize%size != 0:
-			return nil, bad("block size %d", size)
+			return bad("block size %d", size)
 		case vol <= 0 || vol > maxVolumeSize:
-			return nil, bad("volume size %d GiB", vol)
-		case out.blockSize != 0 && (size != out.blockSize || vol*gibibyte != out.volumeSize):
-			return nil, bad("pages disagree on block size (%d, %d) or volume size", out.blockSize, size)
+			return bad("volume size %d GiB", vol)
+		case blockSize != 0 && (size != blockSize || vol*gibibyte != volumeSize):
+			return bad("pages disagree on block size (%d, %d) or volume size", blockSize, size)
 		}
-		out.blockSize, out.volumeSize = size, vol*gibibyte
-		out.expiry = aws.ToTime(page.ExpiryTime)
-		nBlocks := out.volumeSize / int64(size)
+		blockSize, volumeSize = size, vol*gibibyte
+		nBlocks := volumeSize / int64(size)
+		pg := blockPage{blockSize: size, volumeSize: volumeSize, expiry: aws.ToTime(page.ExpiryTime)}
 		for _, b := range page.Blocks {
 			idx, tok := aws.ToInt32(b.BlockIndex), aws.ToString(b.BlockToken)
 			switch {
 			case b.BlockIndex == nil || idx < 0 || int64(idx) >= nBlocks:
-				return nil, bad("block index %d outside the volume's %d blocks", idx, nBlocks)
-			case len(out.blocks) > 0 && idx <= out.blocks[len(out.blocks)-1].index:
-				return nil, bad("block index %d after %d: not ascending", idx, out.blocks[len(out.blocks)-1].index)
+				return bad("block index %d outside the volume's %d blocks", idx, nBlocks)
+			case idx <= last:
+				return bad("block index %d after %d: not ascending", idx, last)
 			case tok == "":
-				return nil, bad("block %d has no token", idx)
+				return bad("block %d has no token", idx)
 			}
-			out.blocks = append(out.blocks, snapshotBlock{index: idx, token: tok})
+			last = idx
+			pg.blocks = append(pg.blocks, snapshotBlock{index: idx, token: tok})
+		}
+		if err := fn(pg); err != nil {
+			return err
 		}
 	}
-	if out.blockSize == 0 {
-		return nil, bad("no page answered")
+	if blockSize == 0 {
+		return bad("no page answered")
 	}
-	return out, nil
+	return nil
 }
 
 // fetchBlock reads one block into buf (which must hold blockSize bytes)
 // and returns its bytes and the SHA-256 the service sent with it
 // (x-amz-Checksum), unverified: verifyBlock checks them. Its errors are
 // classified: providers.IsPermanent is true when asking again cannot help.
-func (p *Provider) fetchBlock(ctx context.Context, snapshotID string, blockSize int32, b snapshotBlock, buf []byte) ([]byte, [sha256.Size]byte, error) {
+// optFns change the call's client options (the export's block source
+// makes one attempt per call and leaves the retrying to the pipeline).
+func (p *Provider) fetchBlock(ctx context.Context, snapshotID string, blockSize int32, b snapshotBlock, buf []byte, optFns ...func(*ebs.Options)) ([]byte, [sha256.Size]byte, error) {
 	var sum [sha256.Size]byte
 	_, c, err := p.clients()
 	if err != nil {
@@ -122,7 +157,7 @@ func (p *Provider) fetchBlock(ctx context.Context, snapshotID string, blockSize 
 	what := fmt.Sprintf("block %d of %s", b.index, snapshotID)
 	res, err := c.GetSnapshotBlock(ctx, &ebs.GetSnapshotBlockInput{
 		SnapshotId: aws.String(snapshotID), BlockIndex: aws.Int32(b.index), BlockToken: aws.String(b.token),
-	})
+	}, optFns...)
 	if err != nil {
 		return nil, sum, classify(p.apiError("get "+what, err))
 	}

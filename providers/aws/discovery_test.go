@@ -156,16 +156,23 @@ func TestWrongSecretIsErrAuth(t *testing.T) {
 	}
 }
 
-func TestCapabilitiesOfferNothingYet(t *testing.T) {
+func TestCapabilities(t *testing.T) {
 	f := newFixture(t, testSpec(t), awsfake.Faults{}, 0)
 	p := f.connected(t)
 	c := p.GetExportCapabilities()
 	for _, format := range providers.Formats() {
-		if err := c.Validate(providers.ExportOptions{Format: format}); !errors.Is(err, providers.ErrInvalidArgument) {
-			t.Errorf("format %s accepted though the export is not wired: %v", format, err)
+		for _, df := range providers.DiskFormats() {
+			if err := c.Validate(providers.ExportOptions{Format: format, DiskFormat: providers.DiskFormat(df), Snapshot: true}); err != nil {
+				t.Errorf("format %s, disk format %s: %v", format, df, err)
+			}
 		}
 	}
-	if _, err := p.PrepareExport(context.Background(), "web-1", providers.ExportOptions{}); !errors.Is(err, providers.ErrUnsupported) {
-		t.Errorf("PrepareExport: %v", err)
+	// Refused before anything is created on the platform.
+	_, err := p.PrepareExport(context.Background(), "web-1", providers.ExportOptions{Format: providers.FormatOVF, PowerOff: true, JobID: "job-power-off"})
+	if !errors.Is(err, providers.ErrInvalidArgument) || !providers.IsPermanent(err) {
+		t.Errorf("power_off: %v, want a permanent ErrInvalidArgument", err)
+	}
+	if n := f.srv.Stats().Requests["CreateSnapshots"]; n != 0 {
+		t.Errorf("a refused export created snapshots (%d calls)", n)
 	}
 }

@@ -220,18 +220,6 @@ func (p *Provider) ValidateCredentials(ctx context.Context) error {
 	return nil
 }
 
-// GetExportCapabilities implements providers.Provider. The EBS direct
-// download is not handed to the pipeline yet, so no format is offered and
-// every export request is refused before a job is queued.
-func (p *Provider) GetExportCapabilities() providers.ExportCapabilities {
-	return providers.ExportCapabilities{Formats: []providers.Format{}, DiskFormats: []string{}}
-}
-
-// PrepareExport implements providers.Exporter; see GetExportCapabilities.
-func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts providers.ExportOptions) (*providers.Export, error) {
-	return nil, fmt.Errorf("aws %s: export %s: %w: the EBS direct download is not connected to the export pipeline yet", p.name, identifier, providers.ErrUnsupported)
-}
-
 // caBundle returns the certificate pool of the CA bundle the SDK's
 // configuration names (AWS_CA_BUNDLE, a profile's ca_bundle), nil when none:
 // the SDK applies it to its own HTTP client only, and the clients here use

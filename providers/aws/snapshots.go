@@ -227,3 +227,8 @@ func (p *Provider) DeleteOrphanSnapshots(ctx context.Context, isLive func(jobID 
 	}
 	return deleted, errors.Join(errs...)
 }
+
+// SweepOrphans implements providers.OrphanSweeper: DeleteOrphanSnapshots.
+func (p *Provider) SweepOrphans(ctx context.Context, isLive func(jobID string) bool) ([]string, error) {
+	return p.DeleteOrphanSnapshots(ctx, isLive)
+}
