@@ -24,11 +24,14 @@ const (
 	ProblemVMAmbiguous        = "vm-ambiguous"
 	ProblemInvalidArgument    = "invalid-argument"
 	ProblemProviderAuthFailed = "provider-auth-failed"
-	ProblemUpstreamTimeout    = "upstream-timeout"
-	ProblemClientClosed       = "client-closed-request"
-	ProblemNotReady           = "not-ready"
-	ProblemInternal           = "internal"
-	ProblemValidationFailed   = "validation-failed"
+	// ProblemProviderNotConnected: the daemon has not connected to the
+	// provider yet (it keeps trying); retry later.
+	ProblemProviderNotConnected = "provider-not-connected"
+	ProblemUpstreamTimeout      = "upstream-timeout"
+	ProblemClientClosed         = "client-closed-request"
+	ProblemNotReady             = "not-ready"
+	ProblemInternal             = "internal"
+	ProblemValidationFailed     = "validation-failed"
 )
 
 // ErrorDetail names one field a request got wrong.

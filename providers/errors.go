@@ -19,6 +19,9 @@ var (
 	ErrAmbiguous = errclass.New(errclass.Conflict, "vm-ambiguous", "ambiguous identifier")
 	// ErrAuth: the platform rejected the credentials.
 	ErrAuth = errclass.New(errclass.Upstream, "provider-auth-failed", "authentication failed")
+	// ErrNotConnected: the daemon has not (yet) connected to the
+	// provider's platform; it keeps trying in the background. Transient.
+	ErrNotConnected = errclass.New(errclass.Unavailable, "provider-not-connected", "not connected yet")
 	// ErrInvalidArgument: the request itself is wrong (bad option, a
 	// powered-on VM without snapshot or power_off…).
 	ErrInvalidArgument = errclass.New(errclass.Invalid, "invalid-argument", "invalid argument")

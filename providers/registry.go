@@ -181,6 +181,54 @@ type Instance struct {
 	health    Health
 }
 
+// ready refuses platform calls until the instance has connected: before
+// that the provider has no client to call with, and the caller hears a
+// transient "not connected yet" (503 from the API; a job retries) with
+// the last connection error, rather than a provider's internal state.
+func (i *Instance) ready() error {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	if i.connected {
+		return nil
+	}
+	if i.health.Error != "" && i.health.Error != ErrNotConnected.Error() {
+		return fmt.Errorf("provider %s: %w (last attempt: %s)", i.Name(), ErrNotConnected, i.health.Error)
+	}
+	return fmt.Errorf("provider %s: %w", i.Name(), ErrNotConnected)
+}
+
+// ListVMs is the provider's, once connected.
+func (i *Instance) ListVMs(ctx context.Context, filter VMFilter) ([]*VMInfo, error) {
+	if err := i.ready(); err != nil {
+		return nil, err
+	}
+	return i.Provider.ListVMs(ctx, filter)
+}
+
+// GetVM is the provider's, once connected.
+func (i *Instance) GetVM(ctx context.Context, identifier string) (*VMInfo, error) {
+	if err := i.ready(); err != nil {
+		return nil, err
+	}
+	return i.Provider.GetVM(ctx, identifier)
+}
+
+// SearchVMs is the provider's, once connected.
+func (i *Instance) SearchVMs(ctx context.Context, query string) ([]*VMInfo, error) {
+	if err := i.ready(); err != nil {
+		return nil, err
+	}
+	return i.Provider.SearchVMs(ctx, query)
+}
+
+// PrepareExport is the provider's, once connected.
+func (i *Instance) PrepareExport(ctx context.Context, identifier string, opts ExportOptions) (*Export, error) {
+	if err := i.ready(); err != nil {
+		return nil, err
+	}
+	return i.Provider.PrepareExport(ctx, identifier, opts)
+}
+
 // Health returns the last health check result.
 func (i *Instance) Health() Health {
 	i.mu.Lock()
@@ -219,7 +267,7 @@ func (s *Set) Add(in *Instance) error {
 	if _, dup := s.byName[in.Name()]; dup {
 		return fmt.Errorf("provider %q is configured twice", in.Name())
 	}
-	in.health = Health{Error: "not connected yet"}
+	in.health = Health{Error: ErrNotConnected.Error()}
 	s.byName[in.Name()] = in
 	return nil
 }

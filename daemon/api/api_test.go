@@ -31,6 +31,7 @@ import (
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
+	"github.com/hypersdk/hypersdk/internal/errclass"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/providertest"
 )
@@ -762,4 +763,20 @@ func mustZone(t *testing.T, name string) *time.Location {
 		t.Fatal(err)
 	}
 	return l
+}
+
+// The providers package spells the problem slugs of its error classes out
+// (apitypes imports it): they must be the ones apitypes declares.
+func TestProviderErrorSlugsMatchAPITypes(t *testing.T) {
+	for err, slug := range map[error]string{
+		providers.ErrNotFound:        apitypes.ProblemVMNotFound,
+		providers.ErrAmbiguous:       apitypes.ProblemVMAmbiguous,
+		providers.ErrAuth:            apitypes.ProblemProviderAuthFailed,
+		providers.ErrInvalidArgument: apitypes.ProblemInvalidArgument,
+		providers.ErrNotConnected:    apitypes.ProblemProviderNotConnected,
+	} {
+		if got := errclass.Of(err).Slug; got != slug {
+			t.Errorf("%v: slug %q, apitypes says %q", err, got, slug)
+		}
+	}
 }

@@ -57,7 +57,7 @@ func (s *Server) registerProviders() {
 		})
 
 	list := op("listVMs", http.MethodGet, apitypes.APIPrefix+"/providers/{name}/vms", "viewer", "List or search a provider's VMs", "providers")
-	list.Errors = append(list.Errors, http.StatusNotFound, http.StatusBadGateway)
+	list.Errors = append(list.Errors, http.StatusNotFound, http.StatusBadGateway, http.StatusServiceUnavailable)
 	huma.Register(s.api, list, func(ctx context.Context, in *vmListInput) (*vmListOutput, error) {
 		p, err := s.provider(in.Name)
 		if err != nil {
@@ -82,7 +82,7 @@ func (s *Server) registerProviders() {
 	})
 
 	get := op("getVM", http.MethodGet, apitypes.APIPrefix+"/providers/{name}/vms/{id}", "viewer", "Get one VM by any identifier", "providers")
-	get.Errors = append(get.Errors, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway)
+	get.Errors = append(get.Errors, http.StatusNotFound, http.StatusConflict, http.StatusBadGateway, http.StatusServiceUnavailable)
 	huma.Register(s.api, get, func(ctx context.Context, in *vmGetInput) (*vmOutput, error) {
 		p, err := s.provider(in.Name)
 		if err != nil {
