@@ -3,6 +3,7 @@ package providers_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -20,23 +21,29 @@ func (refusing) Connect(context.Context) error {
 	return errors.New("dial tcp 10.0.0.9:443: connection refused")
 }
 
-// Until an instance has connected, its platform calls answer "not connected
-// yet" (transient, 503 from the API) with the last connection error, not
-// whatever a provider without clients would say.
-func TestInstanceRefusesCallsUntilConnected(t *testing.T) {
+// rejecting is a provider whose platform refuses the credentials.
+type rejecting struct{ *providertest.Fake }
+
+func (rejecting) Connect(context.Context) error { return fmt.Errorf("login: %w", providers.ErrAuth) }
+
+// An instance connects on first use when the background check has not yet
+// (a call right after the daemon starts waits for it); one whose platform
+// cannot be reached answers "not connected yet" (transient, 503 from the
+// API) with the connection error, not whatever a provider without clients
+// would say; a refused login keeps its own class.
+func TestInstanceConnectsOnFirstUse(t *testing.T) {
 	down := &providers.Instance{Provider: refusing{providertest.NewFake("down")}}
+	denied := &providers.Instance{Provider: rejecting{providertest.NewFake("denied")}}
 	later := &providers.Instance{Provider: providertest.NewFake("later")}
-	set, err := providers.NewSet(slog.New(slog.NewTextHandler(io.Discard, nil)), down, later)
-	if err != nil {
+	if _, err := providers.NewSet(slog.New(slog.NewTextHandler(io.Discard, nil)), down, denied, later); err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	_, err = later.ListVMs(ctx, providers.VMFilter{})
-	if !errors.Is(err, providers.ErrNotConnected) || errclass.Of(err).Class != errclass.Unavailable {
-		t.Fatalf("before any connection attempt: %v", err)
+	if _, err := later.ListVMs(ctx, providers.VMFilter{}); err != nil {
+		t.Fatalf("first call before any background check: %v", err)
 	}
-	if err := set.ConnectAll(ctx); err == nil {
-		t.Fatal("connecting an unreachable platform succeeded")
+	if h := later.Health(); !h.Healthy {
+		t.Errorf("health after connecting on first use: %+v", h)
 	}
 	for name, call := range map[string]func() error{
 		"ListVMs":   func() error { _, err := down.ListVMs(ctx, providers.VMFilter{}); return err },
@@ -48,12 +55,16 @@ func TestInstanceRefusesCallsUntilConnected(t *testing.T) {
 		},
 	} {
 		err := call()
-		if !errors.Is(err, providers.ErrNotConnected) || providers.IsPermanent(err) ||
+		if !errors.Is(err, providers.ErrNotConnected) || errclass.Of(err).Class != errclass.Unavailable || providers.IsPermanent(err) ||
 			!strings.Contains(err.Error(), "provider down") || !strings.Contains(err.Error(), "connection refused") {
 			t.Errorf("%s on an unreachable provider: %v", name, err)
 		}
 	}
-	if _, err := later.ListVMs(ctx, providers.VMFilter{}); err != nil {
-		t.Fatalf("after connecting: %v", err)
+	if h := down.Health(); h.Healthy || !strings.Contains(h.Error, "connection refused") {
+		t.Errorf("health of the unreachable provider: %+v", h)
+	}
+	_, err := denied.ListVMs(ctx, providers.VMFilter{})
+	if !errors.Is(err, providers.ErrAuth) || errors.Is(err, providers.ErrNotConnected) {
+		t.Errorf("refused login: %v, want ErrAuth", err)
 	}
 }

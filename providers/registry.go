@@ -12,6 +12,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/internal/backoff"
+	"github.com/hypersdk/hypersdk/internal/errclass"
 )
 
 // Deps are what the composition root hands every provider it creates.
@@ -176,30 +177,62 @@ type Instance struct {
 	// instance-specific limit.
 	Limit int
 
+	connectMu sync.Mutex // one Connect at a time
 	mu        sync.Mutex
 	connected bool
 	health    Health
 }
 
-// ready refuses platform calls until the instance has connected: before
-// that the provider has no client to call with, and the caller hears a
-// transient "not connected yet" (503 from the API; a job retries) with
-// the last connection error, rather than a provider's internal state.
-func (i *Instance) ready() error {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	if i.connected {
+// ready connects the instance on first use if the background check has
+// not yet (one Connect at a time), so a call right after the daemon starts
+// waits for the connection instead of reaching a provider without clients.
+// A platform that cannot be reached answers ErrNotConnected (transient;
+// 503 from the API, a job retries) with the connection error; an error
+// that already has a class (ErrAuth) keeps it.
+func (i *Instance) ready(ctx context.Context) error {
+	if i.isConnected() {
 		return nil
 	}
-	if i.health.Error != "" && i.health.Error != ErrNotConnected.Error() {
-		return fmt.Errorf("provider %s: %w (last attempt: %s)", i.Name(), ErrNotConnected, i.health.Error)
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	err := i.connect(cctx)
+	if err == nil {
+		i.setHealth(nil)
+		return nil
 	}
-	return fmt.Errorf("provider %s: %w", i.Name(), ErrNotConnected)
+	i.setHealth(err)
+	if errclass.Of(err) != nil {
+		return fmt.Errorf("provider %s: %w", i.Name(), err)
+	}
+	return fmt.Errorf("provider %s: %w: %w", i.Name(), ErrNotConnected, err)
+}
+
+func (i *Instance) isConnected() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.connected
+}
+
+// connect calls Connect unless the instance is connected, one caller at a
+// time (the background check and on-demand calls share it).
+func (i *Instance) connect(ctx context.Context) error {
+	i.connectMu.Lock()
+	defer i.connectMu.Unlock()
+	if i.isConnected() {
+		return nil
+	}
+	if err := i.Connect(ctx); err != nil {
+		return err
+	}
+	i.mu.Lock()
+	i.connected = true
+	i.mu.Unlock()
+	return nil
 }
 
 // ListVMs is the provider's, once connected.
 func (i *Instance) ListVMs(ctx context.Context, filter VMFilter) ([]*VMInfo, error) {
-	if err := i.ready(); err != nil {
+	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
 	return i.Provider.ListVMs(ctx, filter)
@@ -207,7 +240,7 @@ func (i *Instance) ListVMs(ctx context.Context, filter VMFilter) ([]*VMInfo, err
 
 // GetVM is the provider's, once connected.
 func (i *Instance) GetVM(ctx context.Context, identifier string) (*VMInfo, error) {
-	if err := i.ready(); err != nil {
+	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
 	return i.Provider.GetVM(ctx, identifier)
@@ -215,7 +248,7 @@ func (i *Instance) GetVM(ctx context.Context, identifier string) (*VMInfo, error
 
 // SearchVMs is the provider's, once connected.
 func (i *Instance) SearchVMs(ctx context.Context, query string) ([]*VMInfo, error) {
-	if err := i.ready(); err != nil {
+	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
 	return i.Provider.SearchVMs(ctx, query)
@@ -223,7 +256,7 @@ func (i *Instance) SearchVMs(ctx context.Context, query string) ([]*VMInfo, erro
 
 // PrepareExport is the provider's, once connected.
 func (i *Instance) PrepareExport(ctx context.Context, identifier string, opts ExportOptions) (*Export, error) {
-	if err := i.ready(); err != nil {
+	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
 	return i.Provider.PrepareExport(ctx, identifier, opts)
@@ -329,16 +362,9 @@ func (s *Set) watch(ctx context.Context, in *Instance, interval time.Duration) {
 func (s *Set) check(ctx context.Context, in *Instance) error {
 	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	in.mu.Lock()
-	connected := in.connected
-	in.mu.Unlock()
 	var err error
-	if !connected {
-		if err = in.Connect(cctx); err == nil {
-			in.mu.Lock()
-			in.connected = true
-			in.mu.Unlock()
-		}
+	if !in.isConnected() {
+		err = in.connect(cctx)
 	} else {
 		err = in.ValidateCredentials(cctx)
 	}
