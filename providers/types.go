@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hypersdk/hypersdk/progress"
@@ -88,6 +90,30 @@ type VMFilter struct {
 	PowerState PowerState `json:"power_state,omitempty"`
 	// GuestOS matches a case-insensitive substring of the guest OS.
 	GuestOS string `json:"guest_os,omitempty"`
+}
+
+// Matches reports whether vm passes every criterion of f set. A VM with no
+// inventory path (a platform without folders) matches no FolderPrefix; a
+// malformed Name pattern matches nothing (providers refuse it up front).
+func (f VMFilter) Matches(vm *VMInfo) bool {
+	if f.Datacenter != "" && vm.Datacenter != f.Datacenter {
+		return false
+	}
+	if f.FolderPrefix != "" && !strings.HasPrefix(vm.Path, strings.TrimSuffix(f.FolderPrefix, "/")+"/") {
+		return false
+	}
+	if f.Name != "" {
+		if ok, _ := path.Match(f.Name, vm.Name); !ok {
+			return false
+		}
+	}
+	if f.PowerState != "" && vm.PowerState != f.PowerState {
+		return false
+	}
+	if f.GuestOS != "" && !strings.Contains(strings.ToLower(vm.GuestOS), strings.ToLower(f.GuestOS)) {
+		return false
+	}
+	return true
 }
 
 // Format is the packaging of an export.

@@ -51,7 +51,7 @@ func (p *Provider) ListVMs(ctx context.Context, f providers.VMFilter) ([]*provid
 	}
 	out := vms[:0]
 	for _, vm := range vms {
-		if matches(vm, f) {
+		if f.Matches(vm) {
 			out = append(out, vm)
 		}
 	}
@@ -85,24 +85,6 @@ func serverFilters(f providers.VMFilter) []ec2types.Filter {
 // ec2Literal escapes EC2's filter wildcards so that s matches itself.
 func ec2Literal(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `*`, `\*`, `?`, `\?`).Replace(s)
-}
-
-func matches(vm *providers.VMInfo, f providers.VMFilter) bool {
-	if f.Datacenter != "" && vm.Datacenter != f.Datacenter {
-		return false
-	}
-	if f.Name != "" {
-		if ok, _ := path.Match(f.Name, vm.Name); !ok {
-			return false
-		}
-	}
-	if f.PowerState != "" && vm.PowerState != f.PowerState {
-		return false
-	}
-	if f.GuestOS != "" && !strings.Contains(strings.ToLower(vm.GuestOS), strings.ToLower(f.GuestOS)) {
-		return false
-	}
-	return true
 }
 
 // GetVM implements providers.Provider: an instance id, or the value of a

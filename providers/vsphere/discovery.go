@@ -271,27 +271,6 @@ func powerState(s types.VirtualMachinePowerState) providers.PowerState {
 	}
 }
 
-func matches(vm *providers.VMInfo, f providers.VMFilter) bool {
-	if f.Datacenter != "" && vm.Datacenter != f.Datacenter {
-		return false
-	}
-	if f.FolderPrefix != "" && !strings.HasPrefix(vm.Path, strings.TrimSuffix(f.FolderPrefix, "/")+"/") {
-		return false
-	}
-	if f.Name != "" {
-		if ok, _ := path.Match(f.Name, vm.Name); !ok {
-			return false
-		}
-	}
-	if f.PowerState != "" && vm.PowerState != f.PowerState {
-		return false
-	}
-	if f.GuestOS != "" && !strings.Contains(strings.ToLower(vm.GuestOS), strings.ToLower(f.GuestOS)) {
-		return false
-	}
-	return true
-}
-
 // ListVMs implements providers.Provider.
 func (p *Provider) ListVMs(ctx context.Context, f providers.VMFilter) ([]*providers.VMInfo, error) {
 	if f.Name != "" {
@@ -312,7 +291,7 @@ func (p *Provider) ListVMs(ctx context.Context, f providers.VMFilter) ([]*provid
 		}
 		for i := range vms {
 			info := p.toVMInfo(&vms[i], inv)
-			if matches(info, f) {
+			if f.Matches(info) {
 				out = append(out, info)
 			}
 		}
