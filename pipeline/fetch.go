@@ -157,6 +157,10 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, context.Cause(ctx)
 	}
+	// Items report from their own goroutines, so the last report sent may
+	// have been computed before another item's final one; repeating it now
+	// says where the download ended (every size known by now).
+	r.opts.Report(prog.repeatLast())
 	return items, nil
 }
 
@@ -264,6 +268,9 @@ func (c *countingReader) Read(p []byte) (int, error) {
 type sizes struct {
 	r     *run
 	files []fileSize
+
+	mu   sync.Mutex
+	last progress.Report // the last report sent
 }
 
 type fileSize struct {
@@ -337,6 +344,18 @@ func (s *sizes) sums() (done, total int64) {
 func (s *sizes) report(name string, itemBytes, itemSize int64) progress.Report {
 	done, total := s.sums()
 	p := progress.Report{Phase: progress.PhaseDownloading, BytesDone: done, BytesTotal: total, Item: name, ItemBytes: itemBytes, ItemSize: itemSize}
+	s.mu.Lock()
+	s.last = p
+	s.mu.Unlock()
 	s.r.exp.Progress.Send(p)
 	return p
+}
+
+// repeatLast reports the last item report again with the sums as they
+// are now.
+func (s *sizes) repeatLast() progress.Report {
+	s.mu.Lock()
+	last := s.last
+	s.mu.Unlock()
+	return s.report(last.Item, last.ItemBytes, last.ItemSize)
 }
