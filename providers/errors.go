@@ -34,6 +34,11 @@ var (
 	// ErrExpired: a grant, token or signed URL the platform issued has
 	// expired (Azure SAS, EBS block token). Transient once renewed.
 	ErrExpired = errors.New("grant expired")
+	// ErrAbandoned is the cancellation cause (context.Cause) with which a
+	// job engine stops an export that no attempt will follow (a user's
+	// cancel, the last attempt timing out): the export then removes its
+	// resume state too, as after a permanent failure.
+	ErrAbandoned = errors.New("export abandoned: no attempt follows")
 )
 
 // permanentError marks an error as not worth retrying.
