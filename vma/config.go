@@ -257,16 +257,15 @@ func (c *VMConfig) apply(key, value string) error {
 		}
 		return v, nil
 	}
-	var err error
 	switch {
 	case key == "name":
 		c.Name = value
-	case key == "sockets":
-		c.Sockets, err = positive()
-	case key == "cores":
-		c.Cores, err = positive()
-	case key == "vcpus":
-		c.VCPUs, err = positive()
+	case key == "sockets" || key == "cores" || key == "vcpus":
+		v, perr := positive()
+		if perr != nil {
+			return perr
+		}
+		*map[string]*int{"sockets": &c.Sockets, "cores": &c.Cores, "vcpus": &c.VCPUs}[key] = v
 	case key == "cpu":
 		c.CPUModel = defaultKey(propertyString(value), "cputype")
 	case key == "memory":
@@ -301,7 +300,7 @@ func (c *VMConfig) apply(key, value string) error {
 	case netKey.MatchString(key):
 		c.NICs = append(c.NICs, parseNIC(key, value))
 	}
-	return err
+	return nil
 }
 
 // propertyString splits PVE's "a=1,b=2,default" strings; a part without

@@ -253,7 +253,7 @@ func (r *Reader) readExtent() error {
 			continue // an unused slot
 		}
 		mask, reserved, id, num := uint16(info>>48), uint8(info>>40), uint8(info>>32), uint32(info)
-		where := fmt.Sprintf("extent blockinfo %d", i)
+		where := blockinfoName(i)
 		if id == 0 {
 			return formatErr(at, where, "device 0 (reserved) with data %#016x", info)
 		}
@@ -279,8 +279,8 @@ func (r *Reader) readExtent() error {
 		r.data = make([]byte, need, max(need, 2*cap(r.data)))
 	}
 	r.data = r.data[:need]
-	if err := r.readFull(r.data, fmt.Sprintf("data of the extent at offset %d", start)); err != nil {
-		return err
+	if err := r.readFull(r.data, "extent data"); err != nil {
+		return fmt.Errorf("%w (the extent at offset %d)", err, start)
 	}
 	r.extents++
 	r.clusters += int64(len(r.entries))
@@ -336,3 +336,14 @@ func (r *Reader) complete() error {
 	}
 	return io.EOF
 }
+
+// blockinfoNames name the extent header's slots in messages, made once so
+// that checking a cluster allocates nothing.
+var blockinfoNames = func() (n [MaxClustersPerExtent]string) {
+	for i := range n {
+		n[i] = fmt.Sprintf("extent blockinfo %d", i)
+	}
+	return n
+}()
+
+func blockinfoName(i int) string { return blockinfoNames[i] }
