@@ -61,6 +61,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench ConvertVsQemuImg -benchtime 1x -timeout 30m ./disk/formats/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./transfer/ ./ova/
 	$(GO) test -run '^$$' -bench BlockSourceParallel -benchtime 1x ./pipeline/
+	$(GO) test -run '^$$' -bench ExtractVsDecompress -benchtime 1x -timeout 30m ./vma/
 
 clean:
 	rm -rf $(BIN)

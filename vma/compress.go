@@ -87,7 +87,8 @@ func Decompress(r io.Reader) (io.ReadCloser, Compression, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		return io.NopCloser(zr), c, nil
+		// lzop decodes in the caller's goroutine: run it ahead.
+		return newReadAhead(zr, 1<<20, 2), c, nil
 	}
 	return io.NopCloser(br), c, nil
 }

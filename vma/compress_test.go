@@ -7,7 +7,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"testing"
+	"time"
 
 	"github.com/hypersdk/hypersdk/vma"
 	"github.com/hypersdk/hypersdk/vma/vmatest"
@@ -89,5 +91,29 @@ func TestDetectCompressionRefuses(t *testing.T) {
 		if !errors.Is(err, vma.ErrFormat) {
 			t.Fatalf("%s: %v, want a FormatError", name, err)
 		}
+	}
+}
+
+// TestDecompressCloseMidStream: closing an lzo dump's reader before its end
+// stops the read-ahead goroutine.
+func TestDecompressCloseMidStream(t *testing.T) {
+	data := compressWith(t, "lzop", buildArchive(t, standardDisks(), nil, vmatest.Sequential, false))
+	before := runtime.NumGoroutine()
+	for range 5 {
+		rc, _, err := vma.Decompress(bytes.NewReader(data))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := io.ReadFull(rc, make([]byte, 100000)); err != nil {
+			t.Fatal(err)
+		}
+		rc.Close()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		t.Fatalf("%d goroutines after closing, %d before", n, before)
 	}
 }

@@ -116,15 +116,15 @@ func (d *decoder) match(dist, n int) error {
 	if d.op+n > len(d.dst) {
 		return d.fail(errOutputOverrun)
 	}
+	// Each copy takes what lies between from and the output's end, which
+	// doubles while an overlapping match (a run: distance 1 repeats one
+	// byte) is written, so long runs cost a few copies, not a byte loop.
 	from := d.op - dist
-	if dist >= n {
-		copy(d.dst[d.op:d.op+n], d.dst[from:from+n])
-	} else {
-		for i := range n {
-			d.dst[d.op+i] = d.dst[from+i]
-		}
+	for n > 0 {
+		k := copy(d.dst[d.op:d.op+n], d.dst[from:d.op])
+		d.op += k
+		n -= k
 	}
-	d.op += n
 	return nil
 }
 
