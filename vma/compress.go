@@ -42,7 +42,7 @@ func DetectCompression(head []byte) (Compression, error) {
 		return CompressionZstd, nil // a zstd skippable frame first (pzstd writes one)
 	case len(head) >= 2 && head[0] == 0x1f && head[1] == 0x8b:
 		return CompressionGzip, nil
-	case len(head) >= len(lzop.Magic) && bytes.Equal(head[:len(lzop.Magic)], lzop.Magic):
+	case len(head) >= len(lzop.Magic) && string(head[:len(lzop.Magic)]) == lzop.Magic:
 		return CompressionLZO, nil
 	case len(head) >= 6 && bytes.Equal(head[:6], []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
 		return "", formatErr(0, "file", "xz-compressed: not a compression vzdump writes (zstd, gzip, lzo)")

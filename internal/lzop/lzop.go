@@ -2,7 +2,6 @@ package lzop
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -13,7 +12,7 @@ import (
 )
 
 // Magic starts every lzop file.
-var Magic = []byte{0x89, 'L', 'Z', 'O', 0x00, 0x0d, 0x0a, 0x1a, 0x0a}
+const Magic = "\x89LZO\x00\r\n\x1a\n"
 
 // Header flags (lzop's conf.h names).
 const (
@@ -157,7 +156,7 @@ func (z *Reader) readHeader() error {
 	if err := z.read(magic[:], nil, "magic"); err != nil {
 		return err
 	}
-	if !bytes.Equal(magic[:], Magic) {
+	if string(magic[:]) != Magic {
 		return z.formatErr(0, nil, "not an lzop file (magic % x)", magic[:])
 	}
 	// The header checksum covers everything from the version to the name;

@@ -195,7 +195,7 @@ func header(flags uint32) []byte {
 	be(uint32(0))  // mtime high
 	h.WriteByte(0) // name length
 	sum := adlerOf(h.Bytes())
-	out := append(bytes.Clone(Magic), h.Bytes()...)
+	out := append([]byte(Magic), h.Bytes()...)
 	return binary.BigEndian.AppendUint32(out, sum)
 }
 
