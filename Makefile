@@ -42,6 +42,8 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./disk/vhdx/
 	$(GO) test -run '^$$' -fuzz '^FuzzOpen$$' -fuzztime $(FUZZTIME) ./vmdk/
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamReader$$' -fuzztime $(FUZZTIME) ./vmdk/
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./vma/
+	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/lzop/
 
 # Benchmarks print ratios against anchors measured in the same run. The
 # vSphere export is timed against the real govc 0.56.0 (built, and cached, by
@@ -59,6 +61,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench ConvertVsQemuImg -benchtime 1x -timeout 30m ./disk/formats/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./transfer/ ./ova/
 	$(GO) test -run '^$$' -bench BlockSourceParallel -benchtime 1x ./pipeline/
+	$(GO) test -run '^$$' -bench ExtractVsDecompress -benchtime 1x -timeout 30m ./vma/
 
 clean:
 	rm -rf $(BIN)

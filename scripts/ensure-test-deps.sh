@@ -1,7 +1,7 @@
 #!/bin/sh
 # Makes sure what the test suite talks to is present: PostgreSQL running
 # (the store and job tests run against it) and the Debian tools some tests
-# and benchmarks call (qemu-img, zstd, gzip, mkfs.ext4). Installs missing
+# and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4). Installs missing
 # packages when run as root with apt-get available; otherwise says exactly
 # what to install. Fails loudly.
 set -eu
@@ -15,6 +15,7 @@ missing=""
 have qemu-img || missing="$missing qemu-utils"
 have zstd || missing="$missing zstd"
 have gzip || missing="$missing gzip"
+have lzop || missing="$missing lzop" # the oracle for .vma.lzo dumps (vma, internal/lzop)
 have mkfs.ext4 || missing="$missing e2fsprogs" # the ova benchmarks' ext4 image (mkfs.ext4 -d)
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
