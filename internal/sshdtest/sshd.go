@@ -56,6 +56,9 @@ type Options struct {
 	// SFTPDir is the SFTP subsystem's start directory, against which
 	// relative paths resolve. Default: the server's Dir.
 	SFTPDir string
+	// HostCertificate makes the server present its host key as a
+	// certificate signed by a fresh CA (Server.CA, Server.CAKnownHosts).
+	HostCertificate bool
 }
 
 // Server is a running sshd.
@@ -72,6 +75,11 @@ type Server struct {
 	HostKey     ssh.PublicKey
 	KnownHosts  string
 	Fingerprint string
+	// CA is the host certificate authority's key and CAKnownHosts the
+	// "@cert-authority" known_hosts line that trusts it for this server
+	// (Options.HostCertificate only).
+	CA           ssh.PublicKey
+	CAKnownHosts string
 	// ClientKey is an authorized private key (OpenSSH PEM) and ClientKeyFile
 	// where it is stored (mode 0600), for command-line clients.
 	ClientKey     []byte
@@ -81,7 +89,8 @@ type Server struct {
 	// Dir is the server's private directory (configuration, keys, PID).
 	Dir string
 
-	log *logBuffer
+	log      *logBuffer
+	hostCert []byte
 }
 
 // Log returns what sshd has logged so far.
@@ -118,7 +127,7 @@ func Start(t testing.TB, opts Options) *Server {
 	}
 	dir := t.TempDir()
 	s := &Server{Host: "127.0.0.1", User: u.Username, Dir: dir, log: &logBuffer{}}
-	if err := s.writeKeys(); err != nil {
+	if err := s.writeKeys(opts.HostCertificate); err != nil {
 		t.Fatalf("sshdtest: %v", err)
 	}
 	if os.Geteuid() == 0 {
@@ -170,11 +179,12 @@ func Start(t testing.TB, opts Options) *Server {
 
 var errPortTaken = errors.New("port taken")
 
-func (s *Server) writeKeys() error {
+func (s *Server) writeKeys(withCert bool) error {
 	_, hostPriv, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		return err
 	}
+	s.hostCert = nil
 	hostPEM, err := ssh.MarshalPrivateKey(hostPriv, "")
 	if err != nil {
 		return err
@@ -197,6 +207,22 @@ func (s *Server) writeKeys() error {
 	}
 	s.HostKey = hostSigner.PublicKey()
 	s.Fingerprint = ssh.FingerprintSHA256(s.HostKey)
+	if withCert {
+		_, caPriv, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			return err
+		}
+		ca, err := ssh.NewSignerFromKey(caPriv)
+		if err != nil {
+			return err
+		}
+		cert := &ssh.Certificate{Key: s.HostKey, Serial: 1, CertType: ssh.HostCert, KeyId: "sshdtest",
+			ValidPrincipals: []string{s.Host}, ValidBefore: ssh.CertTimeInfinity}
+		if err := cert.SignCert(rand.Reader, ca); err != nil {
+			return err
+		}
+		s.CA, s.hostCert = ca.PublicKey(), ssh.MarshalAuthorizedKey(cert)
+	}
 	s.ClientKey = pem.EncodeToMemory(clientPEM)
 	s.ClientKeyFile = filepath.Join(s.Dir, "client_ed25519")
 	files := map[string][]byte{
@@ -218,6 +244,19 @@ func (s *Server) writeConfig(subsystem, force string) error {
 	if err := os.WriteFile(s.KnownHostsFile, []byte(s.KnownHosts+"\n"), 0o600); err != nil {
 		return err
 	}
+	certLine := ""
+	if s.hostCert != nil {
+		s.CAKnownHosts = fmt.Sprintf("@cert-authority [%s]:%d %s", s.Host, s.Port, strings.TrimSpace(string(ssh.MarshalAuthorizedKey(s.CA))))
+		certFile := filepath.Join(s.Dir, "host_ed25519-cert.pub")
+		if err := os.WriteFile(certFile, s.hostCert, 0o600); err != nil {
+			return err
+		}
+		certLine = "HostCertificate " + certFile + "\n"
+	}
+	// SHLVL=1: bash sources ~/.bashrc for commands sshd runs only when it
+	// is a top-level shell (SHLVL unset); the user's interactive set-up
+	// (version managers that rehash under a lock…) must not run, or slow
+	// and serialise, every command of a test.
 	conf := fmt.Sprintf(`Port %d
 ListenAddress %s
 AddressFamily inet
@@ -244,9 +283,10 @@ MaxSessions 128
 MaxStartups 64
 LoginGraceTime 30
 LogLevel VERBOSE
+SetEnv SHLVL=1
 Subsystem sftp %s
-%s`, s.Port, s.Host, filepath.Join(s.Dir, "host_ed25519"), filepath.Join(s.Dir, "sshd.pid"),
-		filepath.Join(s.Dir, "authorized_keys"), s.User, subsystem, force)
+%s%s`, s.Port, s.Host, filepath.Join(s.Dir, "host_ed25519"), filepath.Join(s.Dir, "sshd.pid"),
+		filepath.Join(s.Dir, "authorized_keys"), s.User, subsystem, certLine, force)
 	return os.WriteFile(filepath.Join(s.Dir, "sshd_config"), []byte(conf), 0o600)
 }
 
@@ -282,6 +322,11 @@ func (s *Server) run(t testing.TB, bin string) error {
 		_ = cmd.Wait()
 	}()
 	stop := func() {
+		// Sessions run in sessions of their own (setsid), outside sshd's
+		// process group: stop every process below sshd, by its PID, first.
+		for _, pid := range descendants(cmd.Process.Pid) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		select {
 		case <-exited:
@@ -308,6 +353,46 @@ func (s *Server) run(t testing.TB, bin string) error {
 		stop()
 		return errors.New("sshd did not listen within 30s")
 	}
+}
+
+// descendants lists the processes below pid (children first-found, then
+// theirs), read from /proc.
+func descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// "pid (comm) state ppid …": comm may hold spaces and parentheses.
+		rest := stat[bytes.LastIndexByte(stat, ')')+1:]
+		f := strings.Fields(string(rest))
+		if len(f) < 2 {
+			continue
+		}
+		if ppid, err := strconv.Atoi(f[1]); err == nil {
+			children[ppid] = append(children[ppid], p)
+		}
+	}
+	var out []int
+	queue := []int{pid}
+	for len(queue) > 0 {
+		p := queue[0]
+		queue = queue[1:]
+		for _, c := range children[p] {
+			out = append(out, c)
+			queue = append(queue, c)
+		}
+	}
+	return out
 }
 
 // freePort returns a loopback TCP port that was free a moment ago.
