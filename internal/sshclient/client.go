@@ -463,3 +463,6 @@ func parseKnownHosts(content string) (ssh.HostKeyCallback, []string, error) {
 	}
 	return cb, algos, nil
 }
+
+// Addr is the server's "host:port".
+func (c *Client) Addr() string { return c.addr }
