@@ -31,6 +31,7 @@ import (
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/aws"
+	"github.com/hypersdk/hypersdk/providers/proxmox"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
 
@@ -52,6 +53,7 @@ func productionRegistry() *providers.Registry {
 	// vSphere first: its demo keeps the plain name "demo".
 	providers.Register(r, providers.TypeVSphere, vsphere.Registration())
 	providers.Register(r, providers.TypeAWS, aws.Registration())
+	providers.Register(r, providers.TypeProxmox, proxmox.Registration())
 	return r
 }
 
