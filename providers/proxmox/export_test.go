@@ -125,3 +125,97 @@ func tarNames(t *testing.T, path string) []string {
 		names = append(names, h.Name)
 	}
 }
+
+// exportRaw exports vm as raw disks with cfg's method and checks each
+// disk against its volume byte for byte, and the manifest.
+func exportRaw(t *testing.T, f *fixture, p *Provider, vm, job string, volumes []string) *providers.ExportResult {
+	t.Helper()
+	dir := t.TempDir()
+	res, err := pipeline.Export(context.Background(), p, vm, providers.ExportOptions{OutputDir: dir, Format: providers.FormatDisks,
+		DiskFormat: providers.DiskRaw, JobID: job, ParallelDownloads: 2})
+	if err != nil {
+		t.Fatalf("%v\n%s", err, f.logs)
+	}
+	checkManifest(t, dir, res.Manifest)
+	var disks []providers.ExportedFile
+	for _, file := range res.Files {
+		if file.Kind == "disk" {
+			disks = append(disks, file)
+		}
+	}
+	if len(disks) != len(volumes) {
+		t.Fatalf("%d disks exported, want %d", len(disks), len(volumes))
+	}
+	for i, vol := range volumes {
+		want := f.volumeFile(t, vol)
+		if got, w := disktest.FileSHA256(t, filepath.Join(dir, disks[i].Path)), disktest.FileSHA256(t, want); got != w || disks[i].SHA256 != w {
+			t.Errorf("%s: SHA-256 %s (result %s), volume %s", disks[i].Path, got, disks[i].SHA256, w)
+		}
+	}
+	return res
+}
+
+// pvesm: a running VM's disks are exported one by one from a temporary
+// snapshot named after the job, removed afterwards; a stopped VM's from
+// its volumes, without a snapshot.
+func TestPvesmExportsFromATemporarySnapshot(t *testing.T) {
+	f := newFixture(t, pvefake.SampleOptions{})
+	cfg := f.config()
+	cfg.ExportMethod = MethodPvesm
+	p := f.provider(t, cfg)
+	exportRaw(t, f, p, "web-1", "job-pvesm", webVolumes)
+	snap := snapshotName("job-pvesm")
+	want := []string{
+		"qm delsnapshot 100 " + snap, // an earlier attempt's, if any
+		"qm snapshot 100 " + snap + " --description hypersdk-job=job-pvesm",
+		"qm delsnapshot 100 " + snap,
+	}
+	if got := f.commands("qm "); !slices.Equal(got, want) {
+		t.Errorf("qm commands:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	exports := f.commands("pvesm ")
+	slices.Sort(exports)
+	if len(exports) != 2 || exports[0] != "pvesm export local-lvm:vm-100-disk-0 raw+size - --snapshot "+snap {
+		t.Errorf("pvesm commands %q", exports)
+	}
+	exportRaw(t, f, p, "db-1", "job-pvesm-stopped", []string{"local-lvm:vm-101-disk-0"})
+	if got := f.commands("pvesm export local-lvm:vm-101"); !slices.Equal(got, []string{"pvesm export local-lvm:vm-101-disk-0 raw+size -"}) {
+		t.Errorf("stopped VM: %q", got)
+	}
+	if n := len(f.commands("qm snapshot")); n != 1 {
+		t.Errorf("%d snapshots taken, the stopped VM needs none", n)
+	}
+	if left := f.leftovers(t); len(left) != 0 {
+		t.Errorf("left on the cluster: %v", left)
+	}
+}
+
+// api: the backup runs as a PVE task into the storage (remove=0, the
+// notes naming the job), the archive is fetched over SFTP and deleted.
+func TestAPIMethodDumpsFetchesAndDeletes(t *testing.T) {
+	f := newFixture(t, pvefake.SampleOptions{})
+	cfg := f.config()
+	cfg.ExportMethod = MethodAPI
+	p := f.provider(t, cfg)
+	exportRaw(t, f, p, "web-1", "job-api", webVolumes)
+	var dumps []pvefake.Request
+	for _, r := range f.srv.Requests() {
+		if r.Method == "POST" && strings.HasSuffix(r.Path, "/vzdump") {
+			dumps = append(dumps, r)
+		}
+	}
+	if len(dumps) != 1 {
+		t.Fatalf("%d vzdump calls", len(dumps))
+	}
+	q := dumps[0].Params
+	if dumps[0].Path != "/nodes/pve1/vzdump" || q.Get("remove") != "0" || q.Get("storage") != "local" || q.Get("vmid") != "100" ||
+		q.Get("notes-template") != "hypersdk-job=job-api" || q.Get("mode") != "snapshot" || q.Get("compress") != "zstd" {
+		t.Errorf("vzdump call %s %v", dumps[0].Path, q)
+	}
+	if len(f.commands("vzdump")) != 0 {
+		t.Error("the api method ran vzdump over SSH")
+	}
+	if left := f.leftovers(t); len(left) != 0 {
+		t.Errorf("left on the cluster: %v", left)
+	}
+}

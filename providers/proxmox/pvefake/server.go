@@ -327,9 +327,14 @@ func (s *Server) route(r *http.Request, path, auth string) (any, *handlerErr) {
 		return vm.Config, nil
 	case m(reVzdump) != nil && post:
 		return s.startVzdump(r, inv, m(reVzdump)[1], auth)
-	case m(reTask) != nil:
-		g := m(reTask)
-		return s.taskCall(r, g[2], g[3])
+	case reTask.MatchString(strings.TrimPrefix(r.URL.EscapedPath(), "/api2/json")):
+		// A UPID may hold a "/" (a volume id), escaped in the path.
+		g := reTask.FindStringSubmatch(strings.TrimPrefix(r.URL.EscapedPath(), "/api2/json"))
+		upid, err := url.PathUnescape(g[2])
+		if err != nil {
+			return nil, fail(http.StatusBadRequest, "bad upid")
+		}
+		return s.taskCall(r, upid, g[3])
 	case m(reContent) != nil && get:
 		g := m(reContent)
 		return s.listContent(g[2], r.Form.Get("content"))
