@@ -24,6 +24,9 @@ func TestMain(m *testing.M) {
 	if os.Getenv(pvefake.StateEnv) != "" {
 		pvefake.Main()
 	}
+	if path := os.Getenv(childEnv); path != "" {
+		runChild(path)
+	}
 	os.Exit(m.Run())
 }
 
