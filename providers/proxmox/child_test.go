@@ -185,8 +185,12 @@ func TestStreamedExportMemoryAndDisk(t *testing.T) {
 	finalAlloc, _ := dirUsage(out)
 	t.Logf("4 GiB disk (%d MiB of data): exporting process VmHWM %.1f MiB; output dir peak %.1f MiB allocated, final %.1f MiB, largest file %d bytes",
 		disktest.Allocated(t, disk)>>20, float64(hwm)/(1<<20), float64(peak)/(1<<20), float64(finalAlloc)/(1<<20), largest)
-	if hwm <= 0 || hwm > 100<<20 {
-		t.Errorf("the exporting process peaked at %d bytes resident, want under 100 MiB", hwm)
+	limit := int64(100 << 20)
+	if raceEnabled {
+		limit *= 3 // the same code, with the race detector's shadow memory
+	}
+	if hwm <= 0 || hwm > limit {
+		t.Errorf("the exporting process peaked at %d bytes resident, want under %d MiB", hwm, limit>>20)
 	}
 	if largest > diskSize {
 		t.Errorf("a file of %d bytes appeared in the output, larger than the %d-byte disk", largest, diskSize)
