@@ -10,10 +10,12 @@ import (
 )
 
 // demoProvider is the provider instance name of the vSphere demo of
-// --demo; demoAWSProvider that of the AWS demo.
+// --demo; demoAWSProvider that of the AWS demo, demoProxmoxProvider that
+// of the Proxmox VE demo.
 const (
-	demoProvider    = providers.DemoInstanceName
-	demoAWSProvider = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+	demoProvider        = providers.DemoInstanceName
+	demoAWSProvider     = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+	demoProxmoxProvider = providers.DemoInstanceName + "-" + string(providers.TypeProxmox)
 )
 
 func printDemoHelp(w io.Writer, exportDir string) {
@@ -39,6 +41,14 @@ crash-consistent snapshot set that is deleted when the export ends:
   %[2]s export --provider %[4]s --vm web-1 --format disks --disk-format raw --wait
   %[2]s export --provider %[4]s --vm db-1 --format ova --wait
 
+A simulated Proxmox VE cluster (API and SSH) is registered as provider
+%[5]q; its VM web-1 has two disks, read from one streamed
+vzdump --stdout archive; ct-1 is a container (listed, not exportable):
+
+  %[2]s vms list --provider %[5]s
+  %[2]s export --provider %[5]s --vm web-1 --format disks --disk-format qcow2 --wait
+  %[2]s export --provider %[5]s --vm db-1 --format ova --wait
+
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
   %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
 
@@ -46,5 +56,5 @@ Their disks convert locally, no daemon needed (qcow2, vmdk, vhd, vhdx, raw):
   %[2]s disk info %[3]s/<job id>/<disk file>
   %[2]s disk convert %[3]s/<job id>/<disk file> disk.vhd --to vhd --vhd-type fixed
 
-`, demoProvider, hyperctl, exportDir, demoAWSProvider)
+`, demoProvider, hyperctl, exportDir, demoAWSProvider, demoProxmoxProvider)
 }
