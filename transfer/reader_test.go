@@ -39,7 +39,9 @@ func rangeStart(r *http.Request) int64 {
 	return n
 }
 
-func fastRetry() backoff.Policy { return backoff.Policy{Base: time.Millisecond, Max: 5 * time.Millisecond} }
+func fastRetry() backoff.Policy {
+	return backoff.Policy{Base: time.Millisecond, Max: 5 * time.Millisecond}
+}
 
 func TestReaderOrderedAndBoundedAhead(t *testing.T) {
 	obj := randomObject(5<<20 + 12345)
