@@ -28,7 +28,7 @@ const (
 // it and removes the key.
 func StartDemo(ctx context.Context, log *slog.Logger) (*Config, func(), error) {
 	start := time.Now()
-	spec, err := demoSpec()
+	spec, err := DemoSpec()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -63,7 +63,9 @@ func StartDemo(ctx context.Context, log *slog.Logger) (*Config, func(), error) {
 	}, stop, nil
 }
 
-func demoSpec() (gcpfake.Spec, error) {
+// DemoSpec is the demo project's inventory (StartDemo serves it): tests compare
+// what an export of the demo wrote with its disks.
+func DemoSpec() (gcpfake.Spec, error) {
 	var disks []*gcpfake.Disk
 	for i, name := range []string{"web-1", "web-1-data", "db-1"} {
 		d, err := gcpfake.NewSampleDisk(name, int64(1+i%2), uint64(100+i))
