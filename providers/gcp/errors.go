@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"cloud.google.com/go/auth"
 	"github.com/googleapis/gax-go/v2/apierror"
 	"google.golang.org/api/googleapi"
 
@@ -63,6 +64,12 @@ func (p *Provider) apiError(what string, err error) error {
 		return fmt.Errorf("gcp %s: %s: %w", p.name, what, err)
 	}
 	err = redact(err)
+	var tokenErr *auth.Error
+	if errors.As(err, &tokenErr) {
+		// The token endpoint refused the key (revoked, deleted, wrong
+		// project): no call can succeed.
+		return fmt.Errorf("gcp %s: %s: the credentials were refused: %w: %w", p.name, what, providers.ErrAuth, err)
+	}
 	switch code := httpCode(err); code {
 	case http.StatusUnauthorized:
 		return fmt.Errorf("gcp %s: %s: %w: %w", p.name, what, providers.ErrAuth, err)
