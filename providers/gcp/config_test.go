@@ -39,7 +39,10 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		{func(c *Config) { c.Subnet = "Bad_Subnet" }, "subnet:"},
 		{func(c *Config) { c.Endpoints.Compute = "ftp://x" }, "endpoints.compute:"},
 		{func(c *Config) { c.Endpoints.Storage = "http://user:pw@127.0.0.1/storage/v1/" }, "endpoints.storage:"},
-		{func(c *Config) { c.CredentialsFile = "/k.json"; c.CredentialsJSON = config.NewSecret(`{"private_key":"SECRETKEY"}`) }, "credentials_json:"},
+		{func(c *Config) {
+			c.CredentialsFile = "/k.json"
+			c.CredentialsJSON = config.NewSecret(`{"private_key":"SECRETKEY"}`)
+		}, "credentials_json:"},
 	} {
 		c := good
 		tc.edit(&c)
