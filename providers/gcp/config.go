@@ -16,17 +16,6 @@ import (
 // exists; builder_image selects one).
 const DefaultBuilderImage = "gcr.io/compute-image-import/gce_vm_image_export:release"
 
-// Staging image formats (Config.ImageFormat).
-const (
-	// FormatTarGz is the builder's default: a gzipped GNU tar of disk.raw,
-	// every byte of the disk (zeros compress to almost nothing).
-	FormatTarGz = "tar.gz"
-	// FormatRaw has the builder write the disk's bytes as they are
-	// (qemu-img convert -O raw): no decompression here, Capacity bytes
-	// through the network.
-	FormatRaw = "raw"
-)
-
 // Config is the settings of one Google Cloud project: an item of
 // `providers:` with type gcp.
 //
@@ -39,7 +28,6 @@ const (
 //	    staging_prefix: hypersdk                 # objects go to <prefix>/<job id>/
 //	    credentials_file: /etc/hypersdk/sa.json  # or credentials_json: {env: GCP_KEY};
 //	                                             #   neither: Application Default Credentials
-//	    image_format: tar.gz                     # or raw
 //	    builder_image: gcr.io/compute-image-import/gce_vm_image_export:release
 //	    network: default                         # the builder's VM network / subnet
 //	    subnet: ""
@@ -58,8 +46,11 @@ type Config struct {
 	// metadata server).
 	CredentialsFile string        `yaml:"credentials_file"`
 	CredentialsJSON config.Secret `yaml:"credentials_json"`
-	// ImageFormat is FormatTarGz (default) or FormatRaw.
-	ImageFormat  string    `yaml:"image_format"`
+	// The staging image is always the builder's default, a gzipped tar
+	// of disk.raw: it is never larger on the wire than the raw disk
+	// (zeros compress to nothing), and the builder's other formats are
+	// qemu-img's layouts (a monolithicSparse vmdk) that cannot be decoded
+	// while they stream. The export's disk format is chosen per job.
 	BuilderImage string    `yaml:"builder_image"`
 	Network      string    `yaml:"network"`
 	Subnet       string    `yaml:"subnet"`
@@ -137,13 +128,6 @@ func (c *Config) Validate() error {
 	if c.CredentialsFile != "" && c.CredentialsJSON.IsSet() {
 		errs = append(errs, errors.New("credentials_json: set either credentials_file or credentials_json, not both"))
 	}
-	switch c.ImageFormat {
-	case "", FormatTarGz, FormatRaw:
-	case "vmdk", "vhdx", "vpc", "qcow2":
-		errs = append(errs, fmt.Errorf("image_format: %q is written by the builder with qemu-img's own layout (a vmdk is monolithicSparse), which cannot be decoded while it streams; use tar.gz or raw and choose the disk format of the export instead", c.ImageFormat))
-	default:
-		errs = append(errs, fmt.Errorf("image_format: %q is not tar.gz or raw", c.ImageFormat))
-	}
 	if c.BuilderImage != "" && (strings.ContainsAny(c.BuilderImage, " \t\n") || !strings.Contains(c.BuilderImage, BuilderExecutable)) {
 		errs = append(errs, fmt.Errorf("builder_image: %q is not an image of the %s builder", c.BuilderImage, BuilderExecutable))
 	}
@@ -171,13 +155,6 @@ func (c *Config) prefix() string {
 		return p
 	}
 	return DefaultStagingPrefix
-}
-
-func (c *Config) format() string {
-	if c.ImageFormat == "" {
-		return FormatTarGz
-	}
-	return c.ImageFormat
 }
 
 func (c *Config) builder() string {

@@ -34,7 +34,6 @@ func TestConfigValidateNamesTheKey(t *testing.T) {
 		{func(c *Config) { c.Zones = []string{"europe-west1-b", "europe-west1-b"} }, "zones[1]:"},
 		{func(c *Config) { c.StagingBucket = "gs://my-bucket" }, "staging_bucket:"},
 		{func(c *Config) { c.StagingPrefix = "../up" }, "staging_prefix:"},
-		{func(c *Config) { c.ImageFormat = "vmdk" }, "image_format:"},
 		{func(c *Config) { c.BuilderImage = "alpine" }, "builder_image:"},
 		{func(c *Config) { c.Subnet = "Bad_Subnet" }, "subnet:"},
 		{func(c *Config) { c.Endpoints.Compute = "ftp://x" }, "endpoints.compute:"},

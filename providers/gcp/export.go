@@ -116,7 +116,7 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	for i, d := range vm.Disks {
 		disks[i] = &diskExport{index: i, zone: vm.Datacenter, source: d.Path, sizeGB: d.CapacityBytes >> 30,
 			snapshot: snapshotName(jobID, i),
-			object:   p.cfg.prefix() + "/" + jobID + "/disk-" + strconv.Itoa(i) + objectSuffix(p.cfg.format())}
+			object:   p.cfg.prefix() + "/" + jobID + "/disk-" + strconv.Itoa(i) + ".tar.gz"}
 	}
 	// Snapshots first, all of them, so the disks are captured close in
 	// time; then one build per disk, all running at once.
@@ -169,13 +169,6 @@ func (p *Provider) forEach(ctx context.Context, disks []*diskExport, fn func(con
 	}
 	wg.Wait()
 	return first
-}
-
-func objectSuffix(format string) string {
-	if format == FormatRaw {
-		return ".raw"
-	}
-	return ".tar.gz"
 }
 
 // snapshotName is the job's snapshot of disk i: fixed, so that a resumed
@@ -329,7 +322,7 @@ func (p *Provider) ensureImage(ctx context.Context, jobID string, d *diskExport,
 		}
 	}
 	timeout := p.tune.buildTimeout(d.sizeGB)
-	if d.sizeGB<<30 > int64(p.tune.buildMax/p.tune.buildPerGiB)<<30 {
+	if p.tune.buildBase+time.Duration(d.sizeGB)*p.tune.buildPerGiB > p.tune.buildMax {
 		log.Warn("the disk may not export within Cloud Build's 24 h limit", "size_gib", d.sizeGB)
 	}
 	job := p.cfg.prefix() + "/" + jobID
@@ -341,9 +334,6 @@ func (p *Provider) ensureImage(ctx context.Context, jobID string, d *diskExport,
 		"-zone=" + d.zone,
 		"-scratch_bucket_gcs_path=gs://" + p.cfg.StagingBucket + "/" + job + "/scratch",
 		"-labels=" + LabelJob + "=" + jobID,
-	}
-	if p.cfg.format() == FormatRaw {
-		args = append(args, "-format=raw")
 	}
 	if p.cfg.Network != "" {
 		args = append(args, "-network="+p.cfg.Network)
@@ -563,13 +553,6 @@ func (p *Provider) opener(d *diskExport, capacity, bandwidth int64, log *slog.Lo
 		if err != nil {
 			return nil, p.readError(obj, err)
 		}
-		if p.cfg.format() == FormatRaw {
-			if d.attrs.Size != capacity {
-				rd.Close()
-				return nil, providers.Permanent(fmt.Errorf("gcp %s: %s holds %d bytes, the disk %d", p.name, obj, d.attrs.Size, capacity))
-			}
-			return &imageReader{p: p, obj: obj, src: rd, rd: rd}, nil
-		}
 		gz, err := pgzip.NewReader(rd)
 		if err != nil {
 			rd.Close()
@@ -625,7 +608,7 @@ type imageReader struct {
 	p    *Provider
 	obj  string
 	src  io.Reader
-	left int64 // bytes of disk.raw not yet read (tar.gz)
+	left int64 // bytes of disk.raw not yet read
 	tar  *tar.Reader
 	gz   *pgzip.Reader
 	rd   *transfer.Reader
@@ -637,12 +620,6 @@ func (r *imageReader) Read(b []byte) (int, error) {
 		return 0, io.EOF
 	}
 	n, err := r.src.Read(b)
-	if r.tar == nil { // raw: the transfer reader verifies at the last byte
-		if err != nil && !errors.Is(err, io.EOF) {
-			err = r.p.readError(r.obj, err)
-		}
-		return n, err
-	}
 	r.left -= int64(n)
 	if err != nil && !errors.Is(err, io.EOF) {
 		return n, r.p.readError(r.obj, err)

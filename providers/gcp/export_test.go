@@ -135,6 +135,11 @@ func TestExportTwoDisksToOVAAndQCOW2(t *testing.T) {
 	if left := f.srv.Leftovers(); len(left) != 0 {
 		t.Errorf("left on the platform after the qcow2 export: %v", left)
 	}
+	// The images were composite objects (parts composed), read and
+	// verified by their CRC32C.
+	if n := f.srv.Stats()["objects.compose"]; n < 4 {
+		t.Errorf("%d composes for 4 images: the staging objects were not composite", n)
+	}
 
 	// What the builds were asked: the builder gcloud runs, from the
 	// snapshot, the timeout sized to the disk, labelled and tagged.

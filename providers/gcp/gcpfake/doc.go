@@ -32,8 +32,7 @@
 // given), waits Faults.BuildDelay, writes the snapshot's image to
 // -destination_uri — a gzipped GNU tar holding manifest.json (when the disk
 // has licences) then disk.raw, every byte written (the real builder copies
-// the device whole, pgzip level 3), or the raw bytes with -format=raw — as
-// one object, or with Faults.PartSize as parts composed into a composite
+// the device whole, pgzip level 3) — as one object, or with Faults.PartSize as parts composed into a composite
 // object the way the builder's buffered writer does; deletes its buffer
 // disk; writes the log to <logsBucket>/log-<id>.txt before the build is
 // marked finished; and ends SUCCESS, FAILURE (with the builder's own error
@@ -49,5 +48,6 @@
 //
 // Inspection: Leftovers lists snapshots, images, unattached disks, builds
 // still running and every object in the spec's buckets; Builds, Snapshot
-// and Stats (requests by method) tell what was asked.
+// and Stats (requests by method, and objects.compose for each compose the
+// builder made) tell what was asked.
 package gcpfake

@@ -81,7 +81,7 @@ type Faults struct {
 	// compute.snapshots.create.
 	DenySnapshots bool
 	// CorruptObjects flips the middle byte of every image object
-	// (.tar.gz, .raw) as Cloud Storage serves it: its metadata keeps the
+	// (.tar.gz) as Cloud Storage serves it: its metadata keeps the
 	// CRC32C of the true bytes.
 	CorruptObjects bool
 	// PartSize > 0 uploads an image in parts of this size and composes

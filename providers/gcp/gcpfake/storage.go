@@ -17,7 +17,7 @@ func (s *Server) storageProxy() http.Handler {
 	rp.ModifyResponse = func(resp *http.Response) error {
 		r := resp.Request
 		if !s.currentFaults().CorruptObjects || r.URL.Query().Get("alt") != "media" ||
-			!(strings.HasSuffix(r.URL.Path, ".tar.gz") || strings.HasSuffix(r.URL.Path, ".raw")) {
+			!strings.HasSuffix(r.URL.Path, ".tar.gz") {
 			return nil
 		}
 		var start, size int64
@@ -34,6 +34,7 @@ func (s *Server) storageProxy() http.Handler {
 			return nil
 		}
 		if size > 0 {
+			s.count("objects.corrupted")
 			resp.Body = &flipper{ReadCloser: resp.Body, pos: start, at: size / 2}
 		}
 		return nil
