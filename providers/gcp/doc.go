@@ -70,10 +70,12 @@
 // retried, and a new attempt reads the image again from its first byte.
 //
 // Clean-up: Cleanup (and a failed or cancelled PrepareExport) cancels the
-// job's builds still running, then deletes the job's snapshots, the images
-// and buffer disks labelled with it (a cancelled build's step is killed
-// and the builder's own clean-up never runs), and every object under the
-// job's prefix (images, logs, scratch). SweepOrphans
+// job's builds still running, then deletes the job's snapshots, and the
+// images, builder worker VMs and buffer disks labelled with it (a
+// cancelled build's step is killed and the builder's own clean-up never
+// runs; a VM is deleted only when it carries the builder's own
+// gce-image-export-tmp label too), and every object under the job's prefix
+// (images, logs, scratch). SweepOrphans
 // (providers.OrphanSweeper, run by the daemon at start and every few
 // minutes) finds the jobs that left anything — by label, by build tag, by
 // prefix — and does the same for those that are over.

@@ -263,12 +263,17 @@ func (p *Provider) waitOperation(ctx context.Context, op *computepb.Operation, w
 			return p.apiError(what, err)
 		}
 	}
+	return opError(p.name, what, op)
+}
+
+// opError is the error a finished operation reports, nil when none.
+func opError(provider, what string, op *computepb.Operation) error {
 	if e := op.GetError(); e != nil && len(e.GetErrors()) > 0 {
 		var msgs []string
 		for _, x := range e.GetErrors() {
 			msgs = append(msgs, x.GetCode()+": "+x.GetMessage())
 		}
-		return fmt.Errorf("gcp %s: %s: %s", p.name, what, strings.Join(msgs, "; "))
+		return fmt.Errorf("gcp %s: %s: %s", provider, what, strings.Join(msgs, "; "))
 	}
 	return nil
 }
@@ -672,9 +677,11 @@ func (r *imageReader) Close() error {
 
 // cleanupJob removes what the job left on the platform, on a context of
 // its own: its builds still running are cancelled first (a build holds a
-// buffer disk made from a snapshot), then its snapshots, images and
-// buffer disks (labelled) and its staging objects (the job's prefix) are
-// deleted. It returns what it deleted.
+// buffer disk made from a snapshot), then its snapshots and images, the
+// builder's worker VMs and buffer disks (labelled with the job; a
+// cancelled build's step is killed and the builder's clean-up never
+// runs), and its staging objects (the job's prefix) are deleted. It
+// returns what it deleted.
 func (p *Provider) cleanupJob(jobID string, log *slog.Logger) []string {
 	ctx, cancel := context.WithTimeout(context.Background(), p.tune.cleanupTimeout)
 	defer cancel()
@@ -725,6 +732,25 @@ func (p *Provider) deleteJob(ctx context.Context, jobID string) ([]string, error
 		deleted = append(deleted, "image "+im.GetName())
 	}
 	for _, z := range p.cfg.Zones {
+		// The builder's worker VMs (a cancelled build's are never
+		// deleted by the builder), recognised by both its own label and
+		// the job's — never an instance of the user's.
+		workers, err := p.listWorkers(ctx, z, filter)
+		errs = append(errs, err)
+		for _, in := range workers {
+			op, err := c.instances.Delete(ctx, &computepb.DeleteInstanceRequest{Project: p.cfg.Project, Zone: z, Instance: in.GetName()})
+			if err != nil && !isNotFound(err) {
+				errs = append(errs, p.apiError("delete the builder's instance "+in.GetName(), err))
+				continue
+			}
+			if err == nil {
+				if err := p.waitZoneOperation(ctx, z, op.Proto(), "delete the builder's instance "+in.GetName()); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+			}
+			deleted = append(deleted, "instance "+z+"/"+in.GetName())
+		}
 		disks, err := p.listDisks(ctx, z, filter)
 		errs = append(errs, err)
 		for _, d := range disks {
@@ -820,6 +846,50 @@ func (p *Provider) listImages(ctx context.Context, filter string) ([]*computepb.
 		}
 		out = append(out, im)
 	}
+}
+
+// builderLabel is the label the image export builder puts on the VMs and
+// disks it creates.
+const builderLabel = "gce-image-export-tmp"
+
+// listWorkers lists the image export builder's VMs of zone matching filter.
+func (p *Provider) listWorkers(ctx context.Context, zone, filter string) ([]*computepb.Instance, error) {
+	c, err := p.clients()
+	if err != nil {
+		return nil, err
+	}
+	it := c.instances.List(ctx, &computepb.ListInstancesRequest{Project: p.cfg.Project, Zone: zone, Filter: proto.String(filter), MaxResults: proto.Uint32(p.tune.pageSize)})
+	var out []*computepb.Instance
+	for {
+		in, err := it.Next()
+		if errors.Is(err, iterator.Done) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, p.apiError("list instances of "+zone, err)
+		}
+		if _, ok := in.GetLabels()[builderLabel]; ok {
+			out = append(out, in)
+		}
+	}
+}
+
+// waitZoneOperation polls a zonal operation until it is DONE.
+func (p *Provider) waitZoneOperation(ctx context.Context, zone string, op *computepb.Operation, what string) error {
+	c, err := p.clients()
+	if err != nil {
+		return err
+	}
+	for attempt := 1; op.GetStatus() != computepb.Operation_DONE; attempt++ {
+		if err := backoff.Wait(ctx, p.poll(attempt)); err != nil {
+			return fmt.Errorf("gcp %s: %s: %w", p.name, what, context.Cause(ctx))
+		}
+		op, err = c.zoneOps.Get(ctx, &computepb.GetZoneOperationRequest{Project: p.cfg.Project, Zone: zone, Operation: op.GetName()})
+		if err != nil {
+			return p.apiError(what, err)
+		}
+	}
+	return opError(p.name, what, op)
 }
 
 func (p *Provider) listDisks(ctx context.Context, zone, filter string) ([]*computepb.Disk, error) {

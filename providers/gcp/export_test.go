@@ -246,7 +246,7 @@ func TestCancelDuringBuildLeavesNothing(t *testing.T) {
 		t.Fatalf("cancelled export: %v, want a transient context.Canceled", err)
 	}
 	if left := f.srv.Leftovers(); len(left) != 0 {
-		t.Errorf("left on the platform: %v", left)
+		t.Errorf("left on the platform: %v\n%s", left, f.logs)
 	}
 	for _, b := range f.srv.Builds() {
 		if b.Status != "CANCELLED" {

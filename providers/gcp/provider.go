@@ -53,6 +53,7 @@ type clients struct {
 	snapshots  *compute.SnapshotsClient
 	images     *compute.ImagesClient
 	globalOps  *compute.GlobalOperationsClient
+	zoneOps    *compute.ZoneOperationsClient
 	builds     *cloudbuild.Client
 	storage    *storage.Client
 	storageURL string // JSON API base, ending in /
@@ -165,6 +166,9 @@ func (p *Provider) Connect(ctx context.Context) error {
 	if c.globalOps, e = compute.NewGlobalOperationsRESTClient(ctx, with(ce)...); e != nil {
 		keep(e)
 	}
+	if c.zoneOps, e = compute.NewZoneOperationsRESTClient(ctx, with(ce)...); e != nil {
+		keep(e)
+	}
 	if c.builds, e = cloudbuild.NewRESTClient(ctx, with(p.cfg.Endpoints.CloudBuild)...); e != nil {
 		keep(e)
 	}
@@ -203,6 +207,9 @@ func (c *clients) close() {
 	}
 	if c.globalOps != nil {
 		c.globalOps.Close()
+	}
+	if c.zoneOps != nil {
+		c.zoneOps.Close()
 	}
 	if c.builds != nil {
 		c.builds.Close()

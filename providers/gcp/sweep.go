@@ -12,8 +12,8 @@ import (
 )
 
 // SweepOrphans implements providers.OrphanSweeper: it finds every job
-// that left something on the platform — snapshots, images and disks
-// labelled hypersdk-job, builds tagged hypersdk still queued or working,
+// that left something on the platform — snapshots, images, the builder's
+// VMs and disks labelled hypersdk-job, builds tagged hypersdk still queued or working,
 // staging objects under <staging_prefix>/<job id>/ — and removes what the
 // jobs isLive reports over left (a daemon killed mid-export, a clean-up
 // that failed). isLive must answer true for every job that may still run.
@@ -64,6 +64,11 @@ func (p *Provider) jobsOnPlatform(ctx context.Context) ([]string, error) {
 		errs = append(errs, err)
 		for _, d := range disks {
 			add(d.GetLabels()[LabelJob])
+		}
+		workers, err := p.listWorkers(ctx, z, filter)
+		errs = append(errs, err)
+		for _, in := range workers {
+			add(in.GetLabels()[LabelJob])
 		}
 	}
 	for _, st := range []string{"QUEUED", "WORKING"} {

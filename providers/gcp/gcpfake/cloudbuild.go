@@ -305,9 +305,26 @@ func (s *Server) run(ctx context.Context, b *build, f Faults) {
 			labels[k] = v
 		}
 	}
+	// The worker VM with the buffer disk attached, labelled alike; the
+	// workflow deletes both when it ends, a killed step never does.
+	instName := "inst-image-export-" + id[:8]
 	s.mu.Lock()
-	s.disks[zone+"/"+bufName] = &diskRes{disk: &Disk{Name: bufName, SizeGB: sn.content.SizeGB, Type: "pd-ssd"}, zone: zone, id: s.nextID(), labels: labels}
+	s.disks[zone+"/"+bufName] = &diskRes{disk: &Disk{Name: bufName, SizeGB: sn.content.SizeGB, Type: "pd-ssd"}, zone: zone, id: s.nextID(),
+		labels: labels, users: []string{"zones/" + zone + "/instances/" + instName}}
+	s.instances = append(s.instances, &instance{spec: Instance{
+		ID: s.nextID(), Name: instName, Zone: zone, MachineType: "e2-standard-4", Status: "RUNNING", Labels: maps.Clone(labels), Network: "default",
+	}, worker: true})
 	s.mu.Unlock()
+	// The workflow deletes what it made, whether it succeeds or fails,
+	// before the step exits; a cancelled (killed) step never does.
+	finish := end
+	end = func(st cloudbuildpb.Build_Status, detail string) {
+		s.mu.Lock()
+		s.removeInstance(zone, instName)
+		delete(s.disks, zone+"/"+bufName)
+		s.mu.Unlock()
+		finish(st, detail)
+	}
 	logf("[image-export] 2026/01/02 03:04:08 [Daisy] Workflow \"image-export\" started; CreateDisks: %s", bufName)
 	logf("GCEExport: Disk /dev/sdb is %d GiB, compressed size will most likely be much smaller.", sn.content.SizeGB)
 
@@ -338,9 +355,6 @@ func (s *Server) run(ctx context.Context, b *build, f Faults) {
 		end(cloudbuildpb.Build_FAILURE, stepFailed)
 		return
 	}
-	s.mu.Lock()
-	delete(s.disks, zone+"/"+bufName)
-	s.mu.Unlock()
 	logf("GCEExport: Finished export")
 	logf("[image-export] 2026/01/02 03:06:11 [Daisy] Workflow \"image-export\" cleaning up (this may take up to 2 minutes).")
 	end(cloudbuildpb.Build_SUCCESS, "")

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -12,7 +13,12 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-type instance struct{ spec Instance }
+type instance struct {
+	spec Instance
+	// worker marks a builder's VM: its buffer disk is attached to it but
+	// not listed in spec.Disks (not exported with it).
+	worker bool
+}
 
 type diskRes struct {
 	disk   *Disk
@@ -108,11 +114,16 @@ func region(zone string) string {
 
 func (s *Server) listInstances(w http.ResponseWriter, r *http.Request) {
 	s.count("instances.list")
+	match, err := labelFilter(r.URL.Query().Get("filter"))
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "INVALID_ARGUMENT", "invalid", err.Error())
+		return
+	}
 	zone := r.PathValue("zone")
 	var items []*computepb.Instance
 	s.mu.Lock()
 	for _, vm := range s.instances {
-		if vm.spec.Zone == zone {
+		if vm.spec.Zone == zone && match(vm.spec.Labels) {
 			items = append(items, s.instanceProto(vm))
 		}
 	}
@@ -137,6 +148,35 @@ func (s *Server) getInstance(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	notFound(w, "projects/"+s.project+"/zones/"+zone+"/instances/"+name)
+}
+
+// deleteInstance deletes an instance; its disks are detached (not
+// auto-deleted, as the builder attaches them).
+func (s *Server) deleteInstance(w http.ResponseWriter, r *http.Request) {
+	s.count("instances.delete")
+	zone, name := r.PathValue("zone"), r.PathValue("name")
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.removeInstance(zone, name) {
+		notFound(w, "projects/"+s.project+"/zones/"+zone+"/instances/"+name)
+		return
+	}
+	writeProto(w, r, s.newOperation("delete", "zones/"+zone, "zones/"+zone+"/instances/"+name, nil))
+}
+
+// removeInstance removes an instance and detaches its disks; callers
+// hold s.mu.
+func (s *Server) removeInstance(zone, name string) bool {
+	i := slices.IndexFunc(s.instances, func(vm *instance) bool { return vm.spec.Zone == zone && vm.spec.Name == name })
+	if i < 0 {
+		return false
+	}
+	s.instances = slices.Delete(s.instances, i, i+1)
+	user := "zones/" + zone + "/instances/" + name
+	for _, d := range s.disks {
+		d.users = slices.DeleteFunc(d.users, func(u string) bool { return u == user })
+	}
+	return true
 }
 
 func (s *Server) getMachineType(w http.ResponseWriter, r *http.Request) {

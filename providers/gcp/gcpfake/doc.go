@@ -16,7 +16,8 @@
 // account key KeyJSON returns (the flow Google's libraries use for a key
 // file).
 //
-// Compute Engine: instances (list with paging, get), machineTypes.get
+// Compute Engine: instances (list with paging and label filters, get,
+// delete), machineTypes.get
 // (predefined and custom-N-M types), disks (list with label filters, get,
 // delete; attached disks cannot be deleted), snapshots (insert, get, list
 // with label filters, delete; a snapshot freezes its disk's content),
@@ -27,17 +28,18 @@
 // (operations/build/{project}/{base64 id}) whose metadata is
 // BuildOperationMetadata; operations.get, builds.get, builds.cancel and
 // builds.list (filters tags="…" and status="…") follow. A build whose step
-// runs the gce_vm_image_export builder plays it: it takes a buffer disk
-// labelled like the builder's (gce-image-export-tmp, plus the -labels
-// given), waits Faults.BuildDelay, writes the snapshot's image to
+// runs the gce_vm_image_export builder plays it: it makes a worker VM and
+// a buffer disk attached to it, labelled like the builder's
+// (gce-image-export-tmp, plus the -labels given), waits Faults.BuildDelay, writes the snapshot's image to
 // -destination_uri — a gzipped GNU tar holding manifest.json (when the disk
 // has licences) then disk.raw, every byte written (the real builder copies
 // the device whole, pgzip level 3) — as one object, or with Faults.PartSize as parts composed into a composite
-// object the way the builder's buffered writer does; deletes its buffer
-// disk; writes the log to <logsBucket>/log-<id>.txt before the build is
+// object the way the builder's buffered writer does; deletes its
+// worker and buffer disk; writes the log to <logsBucket>/log-<id>.txt before the build is
 // marked finished; and ends SUCCESS, FAILURE (with the builder's own error
 // line in the log) or TIMEOUT. A cancelled build stops where it is and
-// leaves its buffer disk, as a killed step does.
+// leaves its worker VM and buffer disk, as a killed step does. Instances
+// can be listed with label filters and deleted (their disks detached).
 //
 // Faults: BuildDelay, BuildError (a failure with that line),
 // DenyBuilderCompute / DenyComputeStorage (the 403 lines the builder logs

@@ -9,9 +9,9 @@ import (
 	"github.com/fsouza/fake-gcs-server/fakestorage"
 )
 
-// Leftovers lists what exports may leave behind: snapshots, images,
-// disks that are not attached to an instance (buffer disks), builds still
-// queued or working, and objects in the spec's buckets — each as
+// Leftovers lists what exports may leave behind: snapshots, images, the
+// builder's worker VMs, disks that are not attached to an instance of the
+// spec (buffer disks), builds still queued or working, and objects in the spec's buckets — each as
 // "kind name (labels)". An export that cleaned up after itself leaves none.
 func (s *Server) Leftovers() []string {
 	var out []string
@@ -22,8 +22,13 @@ func (s *Server) Leftovers() []string {
 	for _, k := range sortedKeys(s.images) {
 		out = append(out, fmt.Sprintf("image %s %v", k, s.images[k].labels))
 	}
+	for _, vm := range s.instances {
+		if vm.worker {
+			out = append(out, fmt.Sprintf("instance %s/%s %v", vm.spec.Zone, vm.spec.Name, vm.spec.Labels))
+		}
+	}
 	for _, k := range sortedKeys(s.disks) {
-		if d := s.disks[k]; len(d.users) == 0 {
+		if d := s.disks[k]; len(d.users) == 0 || d.labels["gce-image-export-tmp"] != "" {
 			out = append(out, fmt.Sprintf("disk %s %v", k, d.labels))
 		}
 	}

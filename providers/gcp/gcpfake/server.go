@@ -280,6 +280,7 @@ func (s *Server) routes() http.Handler {
 	for pattern, h := range map[string]http.HandlerFunc{
 		"GET " + c + "zones/{zone}/instances":                s.listInstances,
 		"GET " + c + "zones/{zone}/instances/{name}":         s.getInstance,
+		"DELETE " + c + "zones/{zone}/instances/{name}":      s.deleteInstance,
 		"GET " + c + "zones/{zone}/machineTypes/{name}":      s.getMachineType,
 		"GET " + c + "zones/{zone}/disks":                    s.listDisks,
 		"GET " + c + "zones/{zone}/disks/{name}":             s.getDisk,
