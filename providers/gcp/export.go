@@ -139,13 +139,18 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	}
 
 	out := &providers.Export{VM: cloneVM(vm)}
+	// The disks downloading at once share the job's bandwidth limit.
 	par := max(1, min(len(disks), opts.ParallelDownloads))
+	perDisk := opts.BandwidthLimit / int64(par)
+	if opts.BandwidthLimit > 0 {
+		perDisk = max(perDisk, 1)
+	}
 	for i, d := range disks {
 		capacity := d.sizeGB << 30
 		out.VM.Disks[i].CapacityBytes = capacity
 		out.Disks = append(out.Disks, providers.DiskSource{
 			Name: fmt.Sprintf("disk-%d", i), Format: providers.SourceRaw, Capacity: capacity, Size: capacity,
-			Open: p.opener(d, capacity, opts.BandwidthLimit/int64(par), log),
+			Open: p.opener(d, capacity, perDisk, log),
 		})
 	}
 	out.Cleanup = func() { p.cleanupJob(jobID, log) }

@@ -112,7 +112,16 @@ func TestExportTwoDisksToOVAAndQCOW2(t *testing.T) {
 		disktest.Compare(t, vmdk, "vmdk", sources[i], "raw")
 	}
 
-	// Plain qcow2 disks.
+	// Plain qcow2 disks, through a builder image of one's own on a
+	// network and subnet of one's own.
+	cfg := f.config()
+	cfg.BuilderImage = "europe-docker.pkg.dev/compute-image-import/wrappers/gce_vm_image_export:release"
+	cfg.Network, cfg.Subnet = "exports", "exports-eu"
+	p = f.provider(t, cfg)
+	if err := p.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer p.Disconnect()
 	dir := t.TempDir()
 	res, err = pipeline.Export(ctx, p, "projects/"+testProject+"/zones/"+zoneB+"/instances/pair", providers.ExportOptions{
 		OutputDir: dir, Format: providers.FormatDisks, DiskFormat: providers.DiskQCOW2, JobID: "job-qcow2", ParallelDownloads: 2,
@@ -154,6 +163,13 @@ func TestExportTwoDisksToOVAAndQCOW2(t *testing.T) {
 			if !strings.Contains(args, want) {
 				t.Errorf("build %s args %q lack %q", b.ID, args, want)
 			}
+		}
+		if strings.Contains(args, "job-qcow2") {
+			if b.Builder != cfg.BuilderImage || !strings.Contains(args, "-network=exports") || !strings.Contains(args, "-subnet=exports-eu") {
+				t.Errorf("build %s: builder %s args %q: want the configured builder, network and subnet", b.ID, b.Builder, args)
+			}
+		} else if b.Builder != DefaultBuilderImage {
+			t.Errorf("build %s: builder %s", b.ID, b.Builder)
 		}
 		if b.Timeout != "1h0m0s" || !slices.Contains(b.Tags, "hypersdk") || b.Status != "SUCCESS" {
 			t.Errorf("build %+v: want timeout 1h (30m + 1m per GiB, at least 1h), tag hypersdk, SUCCESS", b)

@@ -58,6 +58,8 @@ func (s *Server) AddImage(name string, labels map[string]string) {
 // Build is what the fake knows of a build.
 type Build struct {
 	ID, Status string
+	// Builder is the step's image.
+	Builder    string
 	Tags, Args []string
 	Timeout    string
 	LogsBucket string
@@ -70,7 +72,7 @@ func (s *Server) Builds() []Build {
 	var out []Build
 	for _, k := range sortedKeys(s.builds) {
 		b := s.builds[k].proto
-		out = append(out, Build{ID: b.Id, Status: b.Status.String(), Tags: slices.Clone(b.Tags),
+		out = append(out, Build{ID: b.Id, Status: b.Status.String(), Builder: b.Steps[0].Name, Tags: slices.Clone(b.Tags),
 			Args: slices.Clone(b.Steps[0].Args), Timeout: b.Timeout.AsDuration().String(), LogsBucket: b.LogsBucket})
 	}
 	return out
