@@ -3,6 +3,7 @@ module github.com/hypersdk/hypersdk
 go 1.26.8
 
 require (
+	cloud.google.com/go/auth v0.24.4
 	cloud.google.com/go/cloudbuild v1.37.0
 	cloud.google.com/go/compute v1.75.0
 	cloud.google.com/go/longrunning v1.5.0
@@ -47,7 +48,6 @@ require (
 require (
 	cel.dev/expr v0.25.3 // indirect
 	cloud.google.com/go v0.123.0 // indirect
-	cloud.google.com/go/auth v0.24.4 // indirect
 	cloud.google.com/go/auth/oauth2adapt v0.3.1 // indirect
 	cloud.google.com/go/compute/metadata v0.10.0 // indirect
 	cloud.google.com/go/iam v1.15.1 // indirect
