@@ -14,6 +14,7 @@ import (
 const (
 	demoProvider    = providers.DemoInstanceName
 	demoAWSProvider = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+	demoGCPProvider = providers.DemoInstanceName + "-" + string(providers.TypeGCP)
 )
 
 func printDemoHelp(w io.Writer, exportDir string) {
@@ -39,6 +40,15 @@ crash-consistent snapshot set that is deleted when the export ends:
   %[2]s export --provider %[4]s --vm web-1 --format disks --disk-format raw --wait
   %[2]s export --provider %[4]s --vm db-1 --format ova --wait
 
+A simulated Google Cloud project (Compute Engine, Cloud Build, Cloud
+Storage) is registered as provider %[5]q; its instance web-1 has two
+disks, each snapshotted and exported by the image export build, then read
+and verified (CRC32C) from the staging bucket, which is emptied after:
+
+  %[2]s vms list --provider %[5]s
+  %[2]s export --provider %[5]s --vm web-1 --format ova --wait
+  %[2]s export --provider %[5]s --vm web-1 --format disks --disk-format qcow2 --wait
+
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
   %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
 
@@ -46,5 +56,5 @@ Their disks convert locally, no daemon needed (qcow2, vmdk, vhd, vhdx, raw):
   %[2]s disk info %[3]s/<job id>/<disk file>
   %[2]s disk convert %[3]s/<job id>/<disk file> disk.vhd --to vhd --vhd-type fixed
 
-`, demoProvider, hyperctl, exportDir, demoAWSProvider)
+`, demoProvider, hyperctl, exportDir, demoAWSProvider, demoGCPProvider)
 }
