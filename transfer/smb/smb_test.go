@@ -6,10 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,38 +21,6 @@ import (
 	"github.com/hypersdk/hypersdk/transfer"
 	"github.com/hypersdk/hypersdk/transfer/transfertest"
 )
-
-// sparseFile writes a file of size bytes whose odd MiBs are random and
-// even ones holes (as a VM disk export is), and returns its SHA-256.
-func sparseFile(t testing.TB, path string, size int64) string {
-	t.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(uint64(size), 9))
-	buf := make([]byte, 1<<20)
-	for off := int64(1 << 20); off < size; off += 2 << 20 {
-		for i := range buf {
-			buf[i] = byte(r.Uint32())
-		}
-		if _, err := f.WriteAt(buf[:min(int64(len(buf)), size-off)], off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, io.NewSectionReader(f, 0, size)); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
 
 func fileSHA(t *testing.T, path string) string {
 	t.Helper()
@@ -108,7 +74,7 @@ func TestChunkedParallelDownload(t *testing.T) {
 		t.Run("encrypt="+map[bool]string{false: "no", true: "required"}[opts.Encrypt], func(t *testing.T) {
 			srv := sambatest.Start(t, opts)
 			const size = 24<<20 + 4567
-			want := sparseFile(t, filepath.Join(srv.ShareDir, "Virtual Hard Disks", "disk0.vhdx"), size)
+			want := transfertest.SparseFile(t, filepath.Join(srv.ShareDir, "Virtual Hard Disks", "disk0.vhdx"), size)
 			c := client(t, srv, func(cfg *Config) { cfg.RequireSigning = opts.Signing })
 			src := transfertest.Count(c.Source(`Virtual Hard Disks\disk0.vhdx`))
 			d, _ := downloader(t, transfer.Options{ChunkConcurrency: 4, ChunkSize: 4 << 20})
@@ -131,7 +97,7 @@ func TestChunkedParallelDownload(t *testing.T) {
 func TestResumeAfterInterruption(t *testing.T) {
 	srv := sambatest.Start(t, sambatest.Options{})
 	const size = 16<<20 + 777
-	want := sparseFile(t, filepath.Join(srv.ShareDir, "disk1.vhdx"), size)
+	want := transfertest.SparseFile(t, filepath.Join(srv.ShareDir, "disk1.vhdx"), size)
 	c := client(t, srv, nil)
 	dest := filepath.Join(t.TempDir(), "disk1.vhdx")
 	d, _ := downloader(t, transfer.Options{KeepPartial: true, ChunkConcurrency: 3, ChunkSize: 2 << 20})
@@ -165,7 +131,7 @@ func TestResumeAfterInterruption(t *testing.T) {
 func TestCancelledDownloadLeavesNoOpenHandle(t *testing.T) {
 	srv := sambatest.Start(t, sambatest.Options{})
 	staging := filepath.Join(srv.ShareDir, "hypersdk-export-7")
-	sparseFile(t, filepath.Join(staging, "disk.vhdx"), 32<<20)
+	transfertest.SparseFile(t, filepath.Join(staging, "disk.vhdx"), 32<<20)
 	c := client(t, srv, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	var once sync.Once
@@ -198,7 +164,7 @@ func TestCancelledDownloadLeavesNoOpenHandle(t *testing.T) {
 
 func TestWrongPasswordIsPermanentAndNeverShown(t *testing.T) {
 	srv := sambatest.Start(t, sambatest.Options{})
-	sparseFile(t, filepath.Join(srv.ShareDir, "f"), 1<<20)
+	transfertest.SparseFile(t, filepath.Join(srv.ShareDir, "f"), 1<<20)
 	const secret = "Wr0ng-but-s3cret-pw"
 	c := client(t, srv, func(cfg *Config) { cfg.Password = secret })
 	d, logs := downloader(t, transfer.Options{})
@@ -234,7 +200,7 @@ func TestRemoveStaging(t *testing.T) {
 	c := client(t, srv, nil)
 	staging := filepath.Join(srv.ShareDir, "hypersdk-export-9")
 	for _, f := range []string{"Virtual Hard Disks/disk0.vhdx", "Virtual Machines/vm.vmcx", "Virtual Machines/snap/x.vmrs"} {
-		sparseFile(t, filepath.Join(staging, f), 3<<20)
+		transfertest.SparseFile(t, filepath.Join(staging, f), 3<<20)
 	}
 	single := filepath.Join(srv.ShareDir, "single.tmp")
 	if err := os.WriteFile(single, []byte("x"), 0o600); err != nil {
