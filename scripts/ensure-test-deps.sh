@@ -1,7 +1,9 @@
 #!/bin/sh
 # Makes sure what the test suite talks to is present: PostgreSQL running
 # (the store and job tests run against it) and the Debian tools some tests
-# and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4). Installs missing
+# and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4; OpenSSH's sshd and
+# Samba's smbd, which the SFTP and SMB tests run as real servers, and their
+# clients, the benchmarks' anchors). Installs missing
 # packages when run as root with apt-get available; otherwise says exactly
 # what to install. Fails loudly.
 set -eu
@@ -17,12 +19,30 @@ have zstd || missing="$missing zstd"
 have gzip || missing="$missing gzip"
 have lzop || missing="$missing lzop" # the oracle for .vma.lzo dumps (vma, internal/lzop)
 have mkfs.ext4 || missing="$missing e2fsprogs" # the ova benchmarks' ext4 image (mkfs.ext4 -d)
+have sshd || missing="$missing openssh-server"    # internal/sshdtest
+have sftp || missing="$missing openssh-client"    # transfer/sftp benchmark anchor (sftp, scp)
+have smbd || missing="$missing samba"             # internal/sambatest (smbd, pdbedit)
+have pdbedit || case "$missing" in *" samba"*) ;; *) missing="$missing samba" ;; esac
+have smbclient || missing="$missing smbclient"    # transfer/smb benchmark anchor
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"
+		# The tests run private sshd and smbd instances; the packages' own
+		# system services must not start (and listen on 22/445) on install.
+		# Debian's policy-rc.d hook says so, for the install only.
+		policy=""
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			policy=/usr/sbin/policy-rc.d
+			printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+			trap 'rm -f "$policy"' EXIT
+		fi
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null || {
 			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
 		}
+		if [ -n "$policy" ]; then
+			rm -f "$policy"
+			trap - EXIT
+		fi
 	else
 		echo "missing tools; install the Debian packages:$missing (sudo apt-get install$missing)" >&2
 		exit 1

@@ -1,6 +1,6 @@
 // Package transfer is HyperSDK's one byte mover: every provider that fetches
-// disk images or other export files over HTTP(S) does it through this package
-// and none rolls its own.
+// disk images or other export files over HTTP(S), SFTP or SMB does it through
+// this package and none rolls its own.
 //
 // A Downloader fetches a set of files concurrently. Each file is written to
 // "<dest>.part", hashed with SHA-256 while it streams, fsynced, and renamed to
@@ -60,6 +60,16 @@
 // and no body is ever held whole; a slow disk makes the reader wait for a
 // free buffer. A token bucket shared by all streams of a Downloader enforces
 // Options.BandwidthLimit.
+//
+// A File comes from an http(s) URL or from a Source: a remote file read by
+// byte ranges (transfer/sftp and transfer/smb implement it over SSH and
+// SMB2/3). Both go through the same engine, so everything above holds for
+// both: the HTTP side turns statuses and headers into "these bytes, from
+// this offset, of an object of this size and version" and a Source says the
+// same through OpenRange and SourceInfo; the decisions (resume, restart from
+// zero on a new version, parallel chunks, size checks, retry or give up)
+// are made once, on those facts. A Source's errors that wrap ErrPermanent
+// are not retried; any other is resumed from the last byte received.
 //
 // NewHTTPClient is the one HTTP client setup of the project (TLS verification,
 // optional certificate thumbprint pinning as vSphere users know it, timeouts

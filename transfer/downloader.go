@@ -18,10 +18,14 @@ import (
 	"github.com/hypersdk/hypersdk/progress"
 )
 
-// File is one download.
+// File is one download, from an HTTP(S) URL or from a Source: exactly one
+// of URL and Source is set.
 type File struct {
 	// URL is the http(s) URL to GET.
 	URL string
+	// Source, when set instead of URL, is where the bytes come from (SFTP,
+	// SMB…); Header and Client are then unused. See Source.
+	Source Source
 	// Path is the destination, relative to Root when Root is set. Parent
 	// directories are created.
 	Path string
@@ -266,12 +270,21 @@ func (d *Downloader) Download(ctx context.Context, files []File) ([]Result, erro
 func validate(files []File) error {
 	seen := make(map[string]int, len(files))
 	for i, f := range files {
-		u, err := url.Parse(f.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return permanent(fmt.Errorf("transfer: file %d: URL %s is not an absolute http(s) URL", i, RedactURL(f.URL)))
+		name := ""
+		switch {
+		case f.Source != nil && f.URL != "":
+			return permanent(fmt.Errorf("transfer: file %d (%s): both a URL and a Source", i, f.Source))
+		case f.Source != nil:
+			name = f.Source.String()
+		default:
+			u, err := url.Parse(f.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return permanent(fmt.Errorf("transfer: file %d: URL %s is not an absolute http(s) URL", i, RedactURL(f.URL)))
+			}
+			name = RedactURL(f.URL)
 		}
 		if f.Path == "" {
-			return permanent(fmt.Errorf("transfer: file %d (%s): no destination path", i, RedactURL(f.URL)))
+			return permanent(fmt.Errorf("transfer: file %d (%s): no destination path", i, name))
 		}
 		if f.SHA256 != "" {
 			if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 {
