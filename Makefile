@@ -62,6 +62,8 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./transfer/ ./ova/
 	$(GO) test -run '^$$' -bench BlockSourceParallel -benchtime 1x ./pipeline/
 	$(GO) test -run '^$$' -bench ExtractVsDecompress -benchtime 1x -timeout 30m ./vma/
+	$(GO) test -run '^$$' -bench SFTPvsScp -benchtime 1x -timeout 30m ./transfer/sftp/
+	$(GO) test -run '^$$' -bench SMBvsSmbclient -benchtime 1x -timeout 30m ./transfer/smb/
 
 clean:
 	rm -rf $(BIN)

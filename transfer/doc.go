@@ -26,6 +26,24 @@
 // first ranged request doubles as the probe, so a server that ignores Range
 // costs nothing: its 200 response is simply consumed as a single stream.
 //
+// Reader (reader.go) is the same engine for a consumer that wants the bytes
+// of one object of known size as an ordered stream rather than a file (a
+// tar.gz decoded while it downloads): NewReader keeps ReaderOptions.Concurrency
+// ranged GETs of ChunkSize in flight ahead of the consumer and hands their
+// bytes out in order, so memory is bounded by Concurrency × ChunkSize
+// whatever the object's size and a slow consumer holds the readers back. A
+// range broken mid-body is resumed from its last byte received (Range),
+// with the same backoff, retry budget, stall timeout, bandwidth limit,
+// status classification and URL redaction as downloads; an answer of
+// another object version (ETag / Last-Modified) or size fails for good. A
+// server that ignores Range is read as one stream, and a break restarts it
+// from the first byte, skipping what was already handed out. When the
+// store publishes a digest of the whole object (GCS's CRC32C), the Reader
+// hashes every byte in order and the Read that delivers the last byte
+// fails with ErrDigestMismatch when the sums differ. Nothing is resumed
+// across Readers: a consumer that has already acted on the bytes it read
+// starts a new Reader from the first byte.
+//
 // Each stream is a pipeline: the body is read into 64 KiB buffers while a
 // writer goroutine writes earlier ones at their offsets and a third stage
 // hashes (or, for chunks, accounts for) what is already written, so a

@@ -6,10 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"io"
 	"io/fs"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,40 +22,6 @@ import (
 	"github.com/hypersdk/hypersdk/transfer"
 	"github.com/hypersdk/hypersdk/transfer/transfertest"
 )
-
-// sparseFile writes a file of size bytes in dir whose odd MiBs are random
-// and even ones holes (as a VM disk export is), and returns its path and
-// SHA-256.
-func sparseFile(t testing.TB, dir, name string, size int64) (string, string) {
-	t.Helper()
-	p := filepath.Join(dir, name)
-	f, err := os.Create(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if err := f.Truncate(size); err != nil {
-		t.Fatal(err)
-	}
-	r := rand.New(rand.NewPCG(uint64(size), 7))
-	buf := make([]byte, 1<<20)
-	for off := int64(1 << 20); off < size; off += 2 << 20 {
-		for i := range buf {
-			buf[i] = byte(r.Uint32())
-		}
-		if _, err := f.WriteAt(buf[:min(int64(len(buf)), size-off)], off); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := f.Seek(0, io.SeekStart); err != nil {
-		t.Fatal(err)
-	}
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		t.Fatal(err)
-	}
-	return p, hex.EncodeToString(h.Sum(nil))
-}
 
 func sha(t *testing.T, path string) string {
 	t.Helper()
@@ -113,7 +77,8 @@ func start(t *testing.T) *fixture {
 func TestChunkedParallelDownload(t *testing.T) {
 	fx := start(t)
 	const size = 24<<20 + 12345
-	remote, want := sparseFile(t, fx.dir, "disk0.vhdx", size)
+	remote := filepath.Join(fx.dir, "disk0.vhdx")
+	want := transfertest.SparseFile(t, remote, size)
 	src := transfertest.Count(fx.c.Source(remote))
 	d, _ := downloader(t, transfer.Options{ChunkConcurrency: 4, ChunkSize: 4 << 20})
 	dest := filepath.Join(t.TempDir(), "disk0.vhdx")
@@ -133,7 +98,8 @@ func TestChunkedParallelDownload(t *testing.T) {
 func TestResumeAfterInterruption(t *testing.T) {
 	fx := start(t)
 	const size = 16<<20 + 999
-	remote, want := sparseFile(t, fx.dir, "disk1.vhdx", size)
+	remote := filepath.Join(fx.dir, "disk1.vhdx")
+	want := transfertest.SparseFile(t, remote, size)
 	dest := filepath.Join(t.TempDir(), "disk1.vhdx")
 	d, _ := downloader(t, transfer.Options{KeepPartial: true, ChunkConcurrency: 3, ChunkSize: 2 << 20})
 
@@ -168,7 +134,8 @@ func TestResumeAfterInterruption(t *testing.T) {
 func TestConnectionLossIsResumed(t *testing.T) {
 	fx := start(t)
 	const size = 32 << 20
-	remote, want := sparseFile(t, fx.dir, "disk2.raw", size)
+	remote := filepath.Join(fx.dir, "disk2.raw")
+	want := transfertest.SparseFile(t, remote, size)
 	var once sync.Once
 	_, gen, err := fx.ssh.Conn(context.Background())
 	if err != nil {
@@ -195,7 +162,8 @@ func TestConnectionLossIsResumed(t *testing.T) {
 
 func TestUnknownHostKeyIsRefusedWithItsFingerprint(t *testing.T) {
 	fx := start(t)
-	remote, _ := sparseFile(t, fx.dir, "f", 1<<20)
+	remote := filepath.Join(fx.dir, "f")
+	transfertest.SparseFile(t, remote, 1<<20)
 	other := sshdtest.Start(t, sshdtest.Options{}) // another server's key
 	sc, err := sshclient.New(sshclient.Config{Addr: fx.srv.Addr, User: fx.srv.User, PrivateKey: fx.srv.ClientKey,
 		KnownHosts: strings.Replace(other.KnownHosts, other.Addr[strings.LastIndex(other.Addr, ":"):], fx.srv.Addr[strings.LastIndex(fx.srv.Addr, ":"):], 1)})
@@ -216,7 +184,8 @@ func TestUnknownHostKeyIsRefusedWithItsFingerprint(t *testing.T) {
 
 func TestWrongPasswordIsPermanentAndNeverShown(t *testing.T) {
 	fx := start(t)
-	remote, _ := sparseFile(t, fx.dir, "f", 1<<20)
+	remote := filepath.Join(fx.dir, "f")
+	transfertest.SparseFile(t, remote, 1<<20)
 	const secret = "pa55-W0rd-n0t-f0r-logs"
 	sc, err := sshclient.New(sshclient.Config{Addr: fx.srv.Addr, User: fx.srv.User, Password: secret, KnownHosts: fx.srv.KnownHosts})
 	if err != nil {
