@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,4 +114,100 @@ func lastJob(t *testing.T, dmn *daemon) *apitypes.Job {
 	var full apitypes.Job
 	dmn.call("GET", "/api/v1/jobs/"+last.ID, nil, &full)
 	return &full
+}
+
+// A Proxmox provider's password, API token secret and SSH private key
+// appear nowhere a user or another system can read: the daemon's log,
+// the API's answers (providers, jobs, job logs), hyperctl's output —
+// through exports with ticket and token auth, one refused (a container).
+func TestProxmoxSecretsNeverShown(t *testing.T) {
+	const (
+		password = "Pve-pw-4c1d9e-must-not-leak"
+		secret   = "8a7b6c5d-pve-token-must-not-leak"
+	)
+	dir := t.TempDir()
+	inv, err := pvefake.SampleInventory(dir, pvefake.SampleOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := pvefake.NewState(filepath.Join(dir, "state"), inv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := pvefake.New(pvefake.Options{State: st, Users: map[string]string{"exporter@pve": password},
+		Tokens: map[string]string{"exporter@pve!ci": secret}})
+	srv.Start()
+	t.Cleanup(srv.Close)
+	sshd, err := pvefake.StartSSH(st, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sshd.Close)
+	keyFile := filepath.Join(dir, "pve_ed25519")
+	if err := os.WriteFile(keyFile, sshd.ClientKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	host, port, _ := strings.Cut(sshd.Addr, ":")
+	common := fmt.Sprintf(`    url: %s
+    thumbprint: %s
+    ssh:
+      user: root
+      private_key: {file: %s}
+      nodes:
+        pve1: {host: %s, port: %s, host_key_fingerprint: "%s"}
+        pve2: {host: %s, port: %s, host_key_fingerprint: "%s"}
+`, srv.URL(), srv.Thumbprint(), keyFile, host, port, sshd.Fingerprint, host, port, sshd.Fingerprint)
+	dmn := newDaemon(t, `providers:
+  - name: pve-ticket
+    type: proxmox
+    username: exporter@pve
+    password: {env: TEST_PVE_PASSWORD}
+`+common+`  - name: pve-token
+    type: proxmox
+    token_id: exporter@pve!ci
+    token_secret: {env: TEST_PVE_TOKEN}
+`+common, "HYPERVISORD_TEST_REAL_PROVIDERS=1", "TEST_PVE_PASSWORD="+password, "TEST_PVE_TOKEN="+secret)
+	dmn.start()
+	hyperctl := buildHyperctl(t)
+	env := []string{"HYPERSDK_DATA_DIR=" + dmn.dataDir}
+	var shown strings.Builder
+	see := func(s string) { shown.WriteString(s + "\n") }
+	key := strings.Split(strings.TrimSpace(string(sshd.ClientKey)), "\n")[2] // a line of the key's body
+
+	for _, prov := range []string{"pve-ticket", "pve-token"} {
+		see(runHyperctl(t, hyperctl, env, "export", "--provider", prov, "--vm", "db-1", "--format", "disks", "--disk-format", "raw", "--wait"))
+		j := lastJob(t, dmn)
+		if j.State != apitypes.JobSucceeded {
+			t.Fatalf("%s: export %s: %s\n%s", prov, j.State, j.Error, dmn.out.String())
+		}
+		see(runHyperctl(t, hyperctl, env, "jobs", "get", j.ID))
+		see(runHyperctl(t, hyperctl, env, "jobs", "logs", j.ID))
+		cmd := exec.Command(hyperctl, "export", "--provider", prov, "--vm", "ct-1", "--wait")
+		cmd.Env = append(os.Environ(), env...)
+		out, _ := cmd.CombinedOutput()
+		see(string(out))
+	}
+	see(runHyperctl(t, hyperctl, env, "providers", "list"))
+	see(runHyperctl(t, hyperctl, env, "vms", "list", "--provider", "pve-token"))
+	for _, path := range []string{"/api/v1/providers", "/api/v1/jobs?limit=100"} {
+		var v any
+		dmn.call("GET", path, nil, &v)
+		b, _ := json.Marshal(v)
+		see(string(b))
+	}
+	for _, j := range dmn.allJobs() {
+		var v any
+		dmn.call("GET", "/api/v1/jobs/"+j.ID+"/logs", nil, &v)
+		b, _ := json.Marshal(v)
+		see(string(b))
+	}
+	see(dmn.out.String())
+	if !strings.Contains(shown.String(), "LXC container") || !strings.Contains(shown.String(), "db-1-disk-0.raw") {
+		t.Fatalf("the surfaces checked do not show the exports:\n%s", shown.String())
+	}
+	for name, s := range map[string]string{"password": password, "token secret": secret, "SSH key": key} {
+		if strings.Contains(shown.String(), s) {
+			t.Errorf("the %s is shown", name)
+		}
+	}
 }
