@@ -3,6 +3,8 @@ package proxmox
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -18,6 +20,7 @@ import (
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/providers"
+	"github.com/hypersdk/hypersdk/transfer"
 )
 
 // api is a client of the PVE REST API (/api2/json): the {"data": …}
@@ -104,13 +107,26 @@ func notFoundMessage(m string) bool {
 	return strings.Contains(m, "does not exist") || strings.Contains(m, "no such")
 }
 
+// untrustedTLS reports whether err is a refused server certificate: not
+// the pinned one, or not trusted.
+func untrustedTLS(err error) bool {
+	var (
+		unknown  x509.UnknownAuthorityError
+		invalid  x509.CertificateInvalidError
+		hostname x509.HostnameError
+		verify   *tls.CertificateVerificationError
+	)
+	return errors.Is(err, transfer.ErrThumbprintMismatch) || errors.As(err, &unknown) || errors.As(err, &invalid) ||
+		errors.As(err, &hostname) || errors.As(err, &verify)
+}
+
 // transient reports whether another attempt of a failed call may succeed.
 func transient(err error) bool {
 	var ae *apiError
 	if errors.As(err, &ae) {
 		return ae.Status >= 500 && ae.Unwrap() == nil || ae.Status == http.StatusTooManyRequests
 	}
-	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+	return !providers.IsPermanent(err) && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
 }
 
 // get calls GET path with query params and decodes the data into out.
@@ -223,7 +239,12 @@ func (a *api) do(ctx context.Context, method, path string, params url.Values, cr
 			return context.Cause(ctx)
 		}
 		// The URL has no secret; the error names the API and the host.
-		return fmt.Errorf("%s %s: %w", method, path, err)
+		err = fmt.Errorf("%s %s: %w", method, path, err)
+		if untrustedTLS(err) {
+			// The same certificate will be presented again.
+			return providers.Permanent(err)
+		}
+		return err
 	}
 	defer resp.Body.Close()
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))

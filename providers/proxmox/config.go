@@ -340,10 +340,9 @@ func (c *Config) compress() string {
 
 // sshTarget is how to reach one node over SSH.
 type sshTarget struct {
-	addr, user         string
-	knownHosts         string
-	fingerprints       []string
-	configuredNodeHost bool
+	addr, user   string
+	knownHosts   string
+	fingerprints []string
 }
 
 // sshFor resolves the SSH settings of node.
@@ -356,7 +355,7 @@ func (c *Config) sshFor(node string) (sshTarget, error) {
 	host, port := node, c.SSH.Port
 	if ok {
 		if n.Host != "" {
-			host, t.configuredNodeHost = n.Host, true
+			host = n.Host
 		}
 		if n.Port != 0 {
 			port = n.Port

@@ -173,8 +173,8 @@ func TestUntrustedServersRefused(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := p.Connect(context.Background()); err == nil {
-			t.Errorf("%s: connected to an untrusted certificate", name)
+		if err := p.Connect(context.Background()); err == nil || !providers.IsPermanent(err) {
+			t.Errorf("%s: connecting to an untrusted certificate: %v, want a permanent refusal", name, err)
 		}
 	}
 	c := f.config()

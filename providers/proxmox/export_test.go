@@ -3,6 +3,7 @@ package proxmox
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/exec"
@@ -218,4 +219,34 @@ func TestAPIMethodDumpsFetchesAndDeletes(t *testing.T) {
 	if left := f.leftovers(t); len(left) != 0 {
 		t.Errorf("left on the cluster: %v", left)
 	}
+}
+
+// A disk excluded from backups (backup=0) is not in vzdump's archive: the
+// vzdump and api methods refuse the VM rather than export it without
+// that disk; pvesm exports every disk.
+func TestExcludedDiskRefusedByVzdumpExportedByPvesm(t *testing.T) {
+	f := newFixture(t, pvefake.SampleOptions{})
+	if err := f.st.Update(func(inv *pvefake.Inventory) error {
+		vm := inv.VM(100)
+		vm.Config["virtio1"] += ",backup=0"
+		vm.Status = "stopped"
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{MethodVzdump, MethodAPI} {
+		cfg := f.config()
+		cfg.ExportMethod = method
+		p := f.provider(t, cfg)
+		_, err := pipeline.Export(context.Background(), p, "web-1", providers.ExportOptions{OutputDir: t.TempDir(), JobID: "job-excluded"})
+		if !errors.Is(err, providers.ErrUnsupported) || !providers.IsPermanent(err) || !strings.Contains(err.Error(), "backup=0: virtio1") {
+			t.Errorf("%s: %v", method, err)
+		}
+	}
+	if n := len(f.commands("vzdump")); n != 0 {
+		t.Errorf("vzdump ran %d times for a refused VM", n)
+	}
+	cfg := f.config()
+	cfg.ExportMethod = MethodPvesm
+	exportRaw(t, f, f.provider(t, cfg), "web-1", "job-excluded-pvesm", webVolumes)
 }
