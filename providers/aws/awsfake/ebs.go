@@ -227,20 +227,23 @@ func (s *Server) getSnapshotBlock(w http.ResponseWriter, r *http.Request, id, in
 	if !ok {
 		data = make([]byte, BlockSize) // a valid token for an unwritten block: zeros
 	}
-	sum := sha256.Sum256(data)
 	key := blockKey{id, index}
 	corrupt := !s.stats.corrupted[key] && chosenForCorruption(s.currentFaults(), id, index)
 	if corrupt {
 		s.stats.corrupted[key] = true
-		data = slices.Clone(data)
-		data[len(data)/2] ^= 0xff
 	}
 	if s.stats.fetches[id] == nil {
 		s.stats.fetches[id] = map[int64]int{}
 	}
 	s.stats.fetches[id][index]++
 	s.mu.Unlock()
+	// Stored blocks are immutable (writes replace them), so they are
+	// hashed and copied outside the server's lock: concurrent block
+	// requests must not queue behind each other's SHA-256.
+	sum := sha256.Sum256(data)
 	if corrupt {
+		data = slices.Clone(data)
+		data[len(data)/2] ^= 0xff
 		s.log.Info("awsfake: corrupted block body", "snapshot", id, "block", index, "request_id", requestID)
 	}
 
