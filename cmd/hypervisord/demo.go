@@ -10,10 +10,12 @@ import (
 )
 
 // demoProvider is the provider instance name of the vSphere demo of
-// --demo; demoAWSProvider that of the AWS demo.
+// --demo; demoAWSProvider that of the AWS demo, demoAzureProvider that of
+// the Azure demo.
 const (
-	demoProvider    = providers.DemoInstanceName
-	demoAWSProvider = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+	demoProvider      = providers.DemoInstanceName
+	demoAWSProvider   = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+	demoAzureProvider = providers.DemoInstanceName + "-" + string(providers.TypeAzure)
 )
 
 func printDemoHelp(w io.Writer, exportDir string) {
@@ -39,6 +41,16 @@ crash-consistent snapshot set that is deleted when the export ends:
   %[2]s export --provider %[4]s --vm web-1 --format disks --disk-format raw --wait
   %[2]s export --provider %[4]s --vm db-1 --format ova --wait
 
+A simulated Azure subscription (ARM and blob storage) is registered as
+provider %[5]q; its VM web-1 runs with three managed disks, each read
+from a snapshot through a SAS grant that is revoked, and the snapshot
+deleted, when the export ends (db-1 is deallocated: its disk is granted
+directly):
+
+  %[2]s vms list --provider %[5]s
+  %[2]s export --provider %[5]s --vm web-1 --format ova --wait
+  %[2]s export --provider %[5]s --vm db-1 --format disks --disk-format vhd --vhd-type fixed --wait
+
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
   %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
 
@@ -46,5 +58,5 @@ Their disks convert locally, no daemon needed (qcow2, vmdk, vhd, vhdx, raw):
   %[2]s disk info %[3]s/<job id>/<disk file>
   %[2]s disk convert %[3]s/<job id>/<disk file> disk.vhd --to vhd --vhd-type fixed
 
-`, demoProvider, hyperctl, exportDir, demoAWSProvider)
+`, demoProvider, hyperctl, exportDir, demoAWSProvider, demoAzureProvider)
 }

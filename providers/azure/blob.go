@@ -18,7 +18,6 @@ import (
 
 	"github.com/hypersdk/hypersdk/disk"
 	"github.com/hypersdk/hypersdk/disk/vhd"
-	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -181,21 +180,23 @@ func (b *pageBlob) geometry(ctx context.Context) (capacity, size int64, err erro
 	return info.VirtualSize, size, nil
 }
 
-// errNotTail: vhd.Open read outside the footer, which a fixed VHD's footer
-// never makes it do.
-var errNotTail = errors.New("only the blob's last 512 bytes were read")
-
-// tailReader serves the last 512 bytes of the blob to vhd.Open.
+// tailReader serves the blob's last 512 bytes to vhd.Open, and zeros in
+// place of the rest, which is not read: a valid fixed VHD's footer makes
+// vhd.Open read nothing else, and for anything else (a damaged footer, a
+// dynamic VHD) the zeros make it report the footer's own problem.
 type tailReader struct {
 	tail []byte
 	at   int64
 }
 
 func (t tailReader) ReadAt(p []byte, off int64) (int, error) {
-	if off < t.at || off+int64(len(p)) > t.at+int64(len(t.tail)) {
-		return 0, errNotTail
+	clear(p)
+	for i := range p {
+		if o := off + int64(i); o >= t.at && o < t.at+int64(len(t.tail)) {
+			p[i] = t.tail[o-t.at]
+		}
 	}
-	return copy(p, t.tail[off-t.at:]), nil
+	return len(p), nil
 }
 
 // readRange reads len(dst) bytes at off with one ranged GET, asking for
@@ -326,9 +327,6 @@ func cellBlocks(ranges iter.Seq2[pageRange, error], cell, capacity int64, fallba
 		flush()
 	}
 }
-
-// listRetry spaces the attempts of a Get Page Ranges listing.
-var listRetry = backoff.Policy{Base: 500 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.5}
 
 // listAttempts is how often Get Page Ranges is tried before the listing
 // falls back to every cell.

@@ -70,7 +70,13 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 		// orphan sweep of the same subscription takes such a job for over.
 		jobID = "untracked-" + randomHex(8)
 	}
-	log := opts.Log().With("provider", p.name, "job_id", jobID)
+	// The job's logger, or the provider's (opts.Log would fall back to
+	// the process default).
+	log := p.log
+	if opts.Logger != nil {
+		log = opts.Logger
+	}
+	log = log.With("provider", p.name, "job_id", jobID)
 	opts.Report(progress.Report{Phase: progress.PhaseConnecting})
 	rec, err := p.findVM(ctx, identifier)
 	if err != nil {
@@ -149,16 +155,16 @@ type access struct {
 	// The target granted: the snapshot (kind "snapshots") or the disk.
 	kind, rg, name, id, uniqueID string
 
-	mu          sync.Mutex
-	madeSnap    bool // the snapshot named rg/name may exist
-	taggedDisk  bool // the disk may carry TagJob=jobID
-	granted     bool // a grant on the target may be active
-	cleanedUp   bool
-	blob        *pageBlob
-	capacity    int64
-	blobSize    int64
-	sourceID    string
-	refreshes   int
+	mu         sync.Mutex
+	madeSnap   bool // the snapshot named rg/name may exist
+	taggedDisk bool // the disk may carry TagJob=jobID
+	granted    bool // a grant on the target may be active
+	cleanedUp  bool
+	blob       *pageBlob
+	capacity   int64
+	blobSize   int64
+	sourceID   string
+	refreshes  int
 }
 
 // prepare makes the disk readable: snapshot or tag, grant, footer.
@@ -690,7 +696,7 @@ func (a *access) ranges(ctx context.Context) iter.Seq2[pageRange, error] {
 					return
 				}
 			}
-			if err := listRetry.Sleep(ctx, attempt); err != nil {
+			if err := a.p.tune.listRetry.Sleep(ctx, attempt); err != nil {
 				yield(pageRange{}, context.Cause(ctx))
 				return
 			}

@@ -18,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 
+	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -74,6 +75,8 @@ type tuning struct {
 	// lookups bounds the concurrent instance view and disk calls of a
 	// listing.
 	lookups int
+	// listRetry spaces the attempts of a Get Page Ranges listing.
+	listRetry backoff.Policy
 }
 
 func defaultTuning() tuning {
@@ -88,6 +91,7 @@ func defaultTuning() tuning {
 		blockTimeout:   2 * time.Minute,
 		maxConns:       128,
 		lookups:        8,
+		listRetry:      backoff.Policy{Base: 500 * time.Millisecond, Max: 10 * time.Second, Jitter: 0.5},
 	}
 }
 
@@ -98,7 +102,7 @@ func New(name string, cfg *Config, deps providers.Deps) (providers.Provider, err
 
 // Registration is what type azure contributes to a composition root.
 func Registration() providers.Registration[Config] {
-	return providers.Registration[Config]{Decode: Decode, New: New, }
+	return providers.Registration[Config]{Decode: Decode, New: New, Demo: StartDemo}
 }
 
 // NewProvider creates an unconnected provider for one subscription.

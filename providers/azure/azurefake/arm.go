@@ -450,6 +450,10 @@ func (s *Server) createSnapshot(rg, name string, in armcompute.Snapshot) (*armco
 		for k, v := range in.Tags {
 			sn.tags[k] = deref(v)
 		}
+		if s.faults.LoseSnapshotAnswers > 0 {
+			s.faults.LoseSnapshotAnswers--
+			return nil, &armError{http.StatusInternalServerError, "InternalExecutionError", "An internal execution error occurred."}
+		}
 		return s.snapshotModel(sn, now), nil
 	}
 	srcKey, ok := s.keyOfID(*p.CreationData.SourceResourceID)

@@ -13,12 +13,12 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
+	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/bloberror"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/pageblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/sas"
-	"github.com/Azure/azure-sdk-for-go/sdk/resourcemanager/compute/armcompute/v8"
 )
 
 // BlobAccount is the storage account behind the grants: Azurite or an
@@ -81,7 +81,7 @@ func (b *blobStore) blobURL(name string) string {
 
 // upload writes c as a fixed VHD page blob: the disk's written pages, then
 // the footer in the last page.
-func (b *blobStore) upload(ctx context.Context, name string, c *Content) error {
+func (b *blobStore) upload(ctx context.Context, name string, c *Content, badFooter bool) error {
 	pb, err := pageblob.NewClientWithSharedKeyCredential(b.blobURL(name), b.cred, b.opts)
 	if err != nil {
 		return err
@@ -104,14 +104,18 @@ func (b *blobStore) upload(ctx context.Context, name string, c *Content) error {
 		}
 	}
 	footer := fixedVHDFooter(size)
+	if badFooter {
+		footer[64+3]++ // the checksum's last byte
+	}
 	if _, err := pb.UploadPages(ctx, streaming.NopCloser(bytes.NewReader(footer)), blob.HTTPRange{Offset: size, Count: PageSize}, nil); err != nil {
 		return fmt.Errorf("azurefake: put the footer of %s: %w", name, err)
 	}
 	return nil
 }
 
-// sas signs a read-only service SAS for the blob, valid until expiry.
-func (b *blobStore) sas(name string, expiry time.Time) (string, error) {
+// sas signs a read-only service SAS for the blob, valid until expiry, and
+// returns it with its signature.
+func (b *blobStore) sas(name string, expiry time.Time) (string, string, error) {
 	q, err := sas.BlobSignatureValues{
 		Protocol:      sas.ProtocolHTTPSandHTTP,
 		StartTime:     time.Now().UTC().Add(-time.Minute),
@@ -121,9 +125,9 @@ func (b *blobStore) sas(name string, expiry time.Time) (string, error) {
 		BlobName:      name,
 	}.SignWithSharedKey(b.cred)
 	if err != nil {
-		return "", err
+		return "", "", err
 	}
-	return b.blobURL(name) + "?" + q.Encode(), nil
+	return b.blobURL(name) + "?" + q.Encode(), q.Signature(), nil
 }
 
 // remove deletes a blob; a missing one is not an error.
@@ -189,6 +193,10 @@ func (s *Server) grantAccess(ctx context.Context, key, rg, name string, data arm
 		}
 		return "", notFound(kind, rg, name)
 	}
+	if x := s.faults.RefuseGrantsOn; x != "" && (strings.Contains(id, x) || kind == "snapshot" && strings.Contains(s.snapshots[key].sourceID, x)) {
+		s.mu.Unlock()
+		return "", &armError{http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("Access to %s is not allowed now.", id)}
+	}
 	if (*slot).active(now) {
 		s.mu.Unlock()
 		return "", &armError{http.StatusConflict, "OperationNotAllowed", fmt.Sprintf("%s already has an active SAS; revoke it first.", id)}
@@ -202,6 +210,7 @@ func (s *Server) grantAccess(ctx context.Context, key, rg, name string, data arm
 	if s.faults.SASLifetime > 0 {
 		lifetime = s.faults.SASLifetime
 	}
+	badFooter := s.faults.BadFooter
 	s.grantSeq++
 	g := &grant{resourceID: id, blobName: fmt.Sprintf("%s-%s-%d.vhd", kind, uid, s.grantSeq), expires: now.Add(lifetime)}
 	*slot = g // reserved: a concurrent grant is refused
@@ -220,13 +229,16 @@ func (s *Server) grantAccess(ctx context.Context, key, rg, name string, data arm
 	if err := s.blobs.ensureContainer(ctx); err != nil {
 		return fail(err)
 	}
-	if err := s.blobs.upload(ctx, g.blobName, content); err != nil {
+	if err := s.blobs.upload(ctx, g.blobName, content, badFooter); err != nil {
 		return fail(err)
 	}
-	sasURL, err := s.blobs.sas(g.blobName, g.expires)
+	sasURL, sig, err := s.blobs.sas(g.blobName, g.expires)
 	if err != nil {
 		return fail(err)
 	}
+	s.mu.Lock()
+	s.sigs = append(s.sigs, sig)
+	s.mu.Unlock()
 	s.log.Info("access granted", "resource", id, "blob", g.blobName, "expires", g.expires.UTC().Format(time.RFC3339))
 	return sasURL, nil
 }

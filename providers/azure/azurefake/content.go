@@ -232,7 +232,7 @@ func NewSampleContent(sizeMiB int64, seed uint64) (*Content, error) {
 	}
 	size := c.size
 	for _, w := range []struct{ off, n int64 }{
-		{0, 1 * mib},                           // boot sector and partition table region
+		{0, 1 * mib}, // boot sector and partition table region
 		{3*mib + 17*PageSize, 2*mib + 5*PageSize}, // ends inside the second 4 MiB cell
 		{size/2 + 3*PageSize, 700 * PageSize},     // in the middle, unaligned both ends
 		{size - 3*mib - 9*PageSize, 2 * mib},      // crosses a cell boundary near the end

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,17 +55,24 @@ type Options struct {
 type Faults struct {
 	// FailSnapshots fails the next N snapshot creations with 500.
 	FailSnapshots int
-	// LoseSnapshotAnswers creates the next N snapshots but answers 500,
-	// as when an answer is lost.
+	// LoseSnapshotAnswers carries out the next N snapshot creations (or
+	// updates, as a retried creation is) but answers 500, as when an
+	// answer is lost.
 	LoseSnapshotAnswers int
 	// FailGrants fails the next N grants with 500.
 	FailGrants int
+	// RefuseGrantsOn refuses with 409 every grant on a disk whose name
+	// contains it, or on a snapshot of such a disk.
+	RefuseGrantsOn string
 	// SnapshotCopyPolls is how many Gets an incremental snapshot reports
 	// its background copy unfinished.
 	SnapshotCopyPolls int
 	// SASLifetime, when set, replaces every grant's duration: a short one
 	// makes SAS URLs expire mid-download.
 	SASLifetime time.Duration
+	// BadFooter uploads the next grants' blobs with a damaged VHD footer
+	// (its checksum off by one).
+	BadFooter bool
 }
 
 // Stats count what the server was asked.
@@ -72,7 +80,7 @@ type Stats struct {
 	// Requests counts ARM operations by API name ("DisksClient.BeginGrantAccess").
 	Requests map[string]int
 	// Tokens is the number of access tokens issued.
-	Tokens                                             int
+	Tokens                                              int
 	Grants, Revokes, SnapshotsCreated, SnapshotsDeleted int
 }
 
@@ -98,6 +106,8 @@ type Server struct {
 	faults    Faults
 	stats     Stats
 	grantSeq  int
+	// sigs are the signatures of every SAS handed out.
+	sigs []string
 }
 
 // New builds the server from opts and starts it on a loopback port with
@@ -147,6 +157,14 @@ func (s *Server) SetFaults(f Faults) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.faults = f
+}
+
+// SASSignatures returns the signature (sig) of every SAS URL the server
+// handed out, for tests that prove none is shown anywhere.
+func (s *Server) SASSignatures() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.sigs)
 }
 
 // Stats returns a copy of the counters.

@@ -15,7 +15,7 @@ func fixedVHDFooter(size int64) []byte {
 	be := binary.BigEndian
 	b := make([]byte, 512)
 	copy(b[0:], "conectix")
-	be.PutUint32(b[8:], 2)          // features: reserved bit
+	be.PutUint32(b[8:], 2)           // features: reserved bit
 	be.PutUint32(b[12:], 0x00010000) // file format version
 	be.PutUint64(b[16:], ^uint64(0)) // data offset: none, a fixed disk
 	be.PutUint32(b[24:], uint32(time.Since(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC))/time.Second))
