@@ -18,6 +18,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/disk"
 	"github.com/hypersdk/hypersdk/disk/vhd"
+	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -145,10 +146,25 @@ func (b *pageBlob) blobError(what string, err error, expires time.Time) error {
 	return fmt.Errorf("azure %s: %s: %s: %w", b.p.name, b.what, what, f)
 }
 
-// geometry reads the blob's properties and its last 512 bytes, the fixed
-// VHD footer Azure ends every disk with, decoded and checked by disk/vhd;
-// it returns the disk's virtual size and the blob's length.
-func (b *pageBlob) geometry(ctx context.Context) (capacity, size int64, err error) {
+// geometry is readGeometry, tried again (a few times, spaced by retry)
+// while it fails for a reason that may pass: throttling, a 5xx, a broken
+// connection.
+func (b *pageBlob) geometry(ctx context.Context, retry backoff.Policy) (capacity, size int64, err error) {
+	for attempt := 1; ; attempt++ {
+		capacity, size, err = b.readGeometry(ctx)
+		if err == nil || providers.IsPermanent(err) || errors.Is(err, providers.ErrExpired) || ctx.Err() != nil || attempt >= listAttempts {
+			return capacity, size, err
+		}
+		if serr := retry.Sleep(ctx, attempt); serr != nil {
+			return 0, 0, err
+		}
+	}
+}
+
+// readGeometry reads the blob's properties and its last 512 bytes, the
+// fixed VHD footer Azure ends every disk with, decoded and checked by
+// disk/vhd; it returns the disk's virtual size and the blob's length.
+func (b *pageBlob) readGeometry(ctx context.Context) (capacity, size int64, err error) {
 	c, exp := b.current()
 	props, err := c.GetProperties(ctx, nil)
 	if err != nil {
@@ -329,5 +345,6 @@ func cellBlocks(ranges iter.Seq2[pageRange, error], cell, capacity int64, fallba
 }
 
 // listAttempts is how often Get Page Ranges is tried before the listing
-// falls back to every cell.
+// falls back to every cell, and the blob's geometry before the grant is
+// given up.
 const listAttempts = 4

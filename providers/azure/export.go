@@ -415,7 +415,7 @@ func (a *access) grantAndOpen(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	capacity, size, err := b.geometry(ctx)
+	capacity, size, err := b.geometry(ctx, a.p.tune.listRetry)
 	if err != nil {
 		return err
 	}
@@ -528,7 +528,7 @@ func (a *access) refresh(ctx context.Context) error {
 	if err := a.blob.setSAS(sas); err != nil {
 		return err
 	}
-	capacity, size, err := a.blob.geometry(ctx)
+	capacity, size, err := a.blob.geometry(ctx, a.p.tune.listRetry)
 	if err != nil {
 		return err
 	}

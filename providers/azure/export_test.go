@@ -45,6 +45,7 @@ func leftovers(t testing.TB, f *fixture) {
 // The conformance suite, on pair: a deallocated VM whose two disks are
 // granted directly (tagged, granted, revoked, untagged).
 func TestConformance(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	var slow atomic.Bool
 	f := newFixture(t, spec, slowBlobs(t, &slow), azurefake.Faults{})
@@ -66,9 +67,11 @@ func TestConformance(t *testing.T) {
 // qemu-img check-clean and compare-identical to its source disk and to the
 // disk inside the OVA; nothing is left on the platform.
 func TestMultiDiskExportOVAAndQcow2(t *testing.T) {
+	t.Parallel()
 	disktest.QemuImg(t)
 	for _, backend := range []string{"azurite", "azblobfake"} {
 		t.Run(backend, func(t *testing.T) {
+			t.Parallel()
 			var blobs *blobBackend
 			if backend == "azurite" {
 				blobs = azuriteBlobs(t)
@@ -141,6 +144,7 @@ func TestMultiDiskExportOVAAndQcow2(t *testing.T) {
 // A fixed VHD export is what Azure imports back: the disk's bytes, a
 // whole number of MiB, and a footer qemu-img reads.
 func TestExportFixedVHD(t *testing.T) {
+	t.Parallel()
 	disktest.QemuImg(t)
 	spec := testSpec(t)
 	f := newFixture(t, spec, fakeBlobs(t, azblobfake.Options{}), azurefake.Faults{})
@@ -172,6 +176,7 @@ func TestExportFixedVHD(t *testing.T) {
 // An incremental snapshot (db-1's Premium SSD v2 disk, of a stopped but
 // allocated VM) is waited for until its copy completes, then read.
 func TestIncrementalSnapshotWaitsForItsCopy(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	f := newFixture(t, spec, fakeBlobs(t, azblobfake.Options{}), azurefake.Faults{SnapshotCopyPolls: 3})
 	p := f.connected(t)
@@ -200,6 +205,7 @@ func TestIncrementalSnapshotWaitsForItsCopy(t *testing.T) {
 // (found by its recorded name and deleted), and a download that fails for
 // good (the blob refuses every read).
 func TestNothingLeftAfterFailureOrCancel(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	var slow, broken atomic.Bool
 	blobs := fakeBlobs(t, azblobfake.Options{Fault: func(r azblobfake.Request) azblobfake.Fault {
@@ -272,6 +278,7 @@ func TestNothingLeftAfterFailureOrCancel(t *testing.T) {
 // without reading again any range it had finished: the blob server saw
 // every cell read successfully exactly once.
 func TestSASExpiryMidDownloadRegrants(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	var mu sync.Mutex
 	served := map[string]int{} // blob/range → Get Blob requests served
@@ -322,6 +329,7 @@ func TestSASExpiryMidDownloadRegrants(t *testing.T) {
 // InternalError) slows the download down and it finishes with the right
 // bytes.
 func TestThrottledBlobService(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	blobs := fakeBlobs(t, azblobfake.Options{FailRate: 0.2, Seed: 5})
 	f := newFixture(t, spec, blobs, azurefake.Faults{})
@@ -347,6 +355,7 @@ func TestThrottledBlobService(t *testing.T) {
 // When Get Page Ranges fails for good, every cell is read instead (as
 // AzCopy does) and the disk still comes out right.
 func TestPageRangesFailureReadsEveryCell(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	var gets atomic.Int64
 	blobs := fakeBlobs(t, azblobfake.Options{Fault: func(r azblobfake.Request) azblobfake.Fault {
@@ -426,6 +435,7 @@ func TestSASElsewhereIsRefused(t *testing.T) {
 // attempt left and granting anew; the direct grants of a deallocated VM's
 // disks are found by their tag the same way.
 func TestSecondAttemptReusesTheJobsSnapshots(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	f := newFixture(t, spec, fakeBlobs(t, azblobfake.Options{}), azurefake.Faults{})
 	p := f.connected(t)
@@ -466,6 +476,7 @@ func TestSecondAttemptReusesTheJobsSnapshots(t *testing.T) {
 // deleted) and its direct grants (revoked, untagged) — and keeps what a
 // live job holds.
 func TestSweepOrphans(t *testing.T) {
+	t.Parallel()
 	spec := testSpec(t)
 	f := newFixture(t, spec, fakeBlobs(t, azblobfake.Options{}), azurefake.Faults{})
 	p := f.connected(t)
