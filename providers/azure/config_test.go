@@ -56,7 +56,9 @@ func TestConfigValidate(t *testing.T) {
 		{"default chain", Config{SubscriptionID: testSubscription}, ""},
 		{"managed identity, user-assigned", Config{SubscriptionID: testSubscription, Credential: Credential{Type: CredentialManagedIdentity, ClientID: testClientID}}, ""},
 		{"azure cli", Config{SubscriptionID: testSubscription, Credential: Credential{Type: CredentialAzureCLI}}, ""},
-		{"certificate", base(func(c *Config) { c.Credential = Credential{Type: CredentialCertificate, ClientID: testClientID, CertificateFile: cert} }), ""},
+		{"certificate", base(func(c *Config) {
+			c.Credential = Credential{Type: CredentialCertificate, ClientID: testClientID, CertificateFile: cert}
+		}), ""},
 		{"tenant domain", base(func(c *Config) { c.TenantID = "contoso.onmicrosoft.com" }), ""},
 		{"groups, cloud, endpoints, CA", base(func(c *Config) {
 			c.ResourceGroups = []string{"prod-rg", "Web_RG.(1)"}
