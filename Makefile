@@ -59,6 +59,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench ConvertVsQemuImg -benchtime 1x -timeout 30m ./disk/formats/
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./transfer/ ./ova/
 	$(GO) test -run '^$$' -bench BlockSourceParallel -benchtime 1x ./pipeline/
+	$(GO) test -run '^$$' -bench DownloadVsCurl -benchtime 1x -timeout 20m ./providers/azure/
 
 clean:
 	rm -rf $(BIN)
