@@ -57,7 +57,10 @@ func newBlobStore(acct BlobAccount) (*blobStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("azurefake: blob account key: %w", err)
 	}
-	clientOpts := azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: 2, RetryDelay: 10 * time.Millisecond}}
+	// Retried here (retry), each attempt with a body of its own: the
+	// SDK's retry rewinds the one body, which the transport may still be
+	// reading for the attempt that failed.
+	clientOpts := azcore.ClientOptions{Retry: policy.RetryOptions{MaxRetries: -1}}
 	cc, err := container.NewClientWithSharedKeyCredential(strings.TrimSuffix(acct.URL, "/")+"/"+acct.Container, cred,
 		&container.ClientOptions{ClientOptions: clientOpts})
 	if err != nil {
@@ -66,9 +69,31 @@ func newBlobStore(acct BlobAccount) (*blobStore, error) {
 	return &blobStore{acct: acct, cred: cred, container: cc, opts: &pageblob.ClientOptions{ClientOptions: clientOpts}}, nil
 }
 
+// retry runs call until it succeeds, fails for good, or five attempts
+// failed: a blob service under test may throttle (503, 500) the uploads
+// too.
+func retry(ctx context.Context, call func() error) error {
+	var err error
+	for attempt := 1; attempt <= 5; attempt++ {
+		if err = call(); err == nil {
+			return nil
+		}
+		var re *azcore.ResponseError
+		if !errors.As(err, &re) || re.StatusCode < 500 && re.StatusCode != http.StatusTooManyRequests {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(time.Duration(attempt) * 10 * time.Millisecond):
+		}
+	}
+	return err
+}
+
 // ensureContainer creates the container unless it exists.
 func (b *blobStore) ensureContainer(ctx context.Context) error {
-	_, err := b.container.Create(ctx, nil)
+	err := retry(ctx, func() error { _, err := b.container.Create(ctx, nil); return err })
 	if err != nil && !bloberror.HasCode(err, bloberror.ContainerAlreadyExists) {
 		return fmt.Errorf("azurefake: create container %s: %w", b.acct.Container, err)
 	}
@@ -87,7 +112,7 @@ func (b *blobStore) upload(ctx context.Context, name string, c *Content, badFoot
 		return err
 	}
 	size := c.Size()
-	if _, err := pb.Create(ctx, size+PageSize, nil); err != nil {
+	if err := retry(ctx, func() error { _, err := pb.Create(ctx, size+PageSize, nil); return err }); err != nil {
 		return fmt.Errorf("azurefake: create page blob %s: %w", name, err)
 	}
 	buf := make([]byte, maxPutPage)
@@ -97,7 +122,10 @@ func (b *blobStore) upload(ctx context.Context, name string, c *Content, badFoot
 			if _, err := c.ReadAt(buf[:n], off); err != nil {
 				return err
 			}
-			if _, err := pb.UploadPages(ctx, streaming.NopCloser(bytes.NewReader(buf[:n])), blob.HTTPRange{Offset: off, Count: n}, nil); err != nil {
+			if err := retry(ctx, func() error {
+				_, err := pb.UploadPages(ctx, streaming.NopCloser(bytes.NewReader(buf[:n])), blob.HTTPRange{Offset: off, Count: n}, nil)
+				return err
+			}); err != nil {
 				return fmt.Errorf("azurefake: put pages at %d of %s: %w", off, name, err)
 			}
 			off += n
@@ -107,7 +135,10 @@ func (b *blobStore) upload(ctx context.Context, name string, c *Content, badFoot
 	if badFooter {
 		footer[64+3]++ // the checksum's last byte
 	}
-	if _, err := pb.UploadPages(ctx, streaming.NopCloser(bytes.NewReader(footer)), blob.HTTPRange{Offset: size, Count: PageSize}, nil); err != nil {
+	if err := retry(ctx, func() error {
+		_, err := pb.UploadPages(ctx, streaming.NopCloser(bytes.NewReader(footer)), blob.HTTPRange{Offset: size, Count: PageSize}, nil)
+		return err
+	}); err != nil {
 		return fmt.Errorf("azurefake: put the footer of %s: %w", name, err)
 	}
 	return nil
@@ -136,7 +167,7 @@ func (b *blobStore) remove(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
-	if _, err := pb.Delete(ctx, nil); err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
+	if err := retry(ctx, func() error { _, err := pb.Delete(ctx, nil); return err }); err != nil && !bloberror.HasCode(err, bloberror.BlobNotFound) {
 		return err
 	}
 	return nil
