@@ -143,7 +143,10 @@ func pacedProxy(tb testing.TB, target string) *httptest.Server {
 		tb.Fatal(err)
 	}
 	rp := &httputil.ReverseProxy{
-		Rewrite:    func(r *httputil.ProxyRequest) { r.SetURL(&url.URL{Scheme: u.Scheme, Host: u.Host}); r.Out.Host = u.Host },
+		Rewrite: func(r *httputil.ProxyRequest) {
+			r.SetURL(&url.URL{Scheme: u.Scheme, Host: u.Host})
+			r.Out.Host = u.Host
+		},
 		BufferPool: bufferPool{},
 		// The proxy's own cost stays small: 256 KiB copies, upstream
 		// connections kept.
