@@ -278,7 +278,7 @@ func BenchmarkDownloadVsCurl(b *testing.B) {
 			b.Fatalf("child: %v %q", err, stdout.String())
 		}
 		ours = append(ours, res.Download.Seconds())
-		b.Logf("run %d: download %v, process %v, peak RSS %d KiB, peak concurrency %s", i, res.Download, r.Wall.Round(time.Millisecond), res.PeakRSSKiB, res.Summary["peak_concurrency"])
+		b.Logf("run %d: download %v, process %v (CPU %v), peak RSS %d KiB, peak concurrency %s", i, res.Download, r.Wall.Round(time.Millisecond), r.CPU.Round(time.Millisecond), res.PeakRSSKiB, res.Summary["peak_concurrency"])
 		rss = max(rss, res.PeakRSSKiB)
 		moved = res.Bytes
 		os.RemoveAll(out)

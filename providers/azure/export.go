@@ -165,6 +165,9 @@ type access struct {
 	blobSize   int64
 	sourceID   string
 	refreshes  int
+	// refreshMu makes renewals one at a time: the listing and the block
+	// workers may find an expired SAS together.
+	refreshMu sync.Mutex
 }
 
 // prepare makes the disk readable: snapshot or tag, grant, footer.
@@ -513,6 +516,8 @@ func cmpOr(a, b string) string {
 // refresh renews the grant after its SAS expired (or was withdrawn):
 // revoke, grant anew, and check that the new SAS serves the same blob.
 func (a *access) refresh(ctx context.Context) error {
+	a.refreshMu.Lock()
+	defer a.refreshMu.Unlock()
 	a.mu.Lock()
 	a.refreshes++
 	n := a.refreshes
