@@ -81,8 +81,9 @@
 // Azurite 3.35.0 lists adjacent writes as separate page ranges, serves a
 // range above 4 MiB without an MD5 instead of refusing it, serves a range
 // starting exactly at the end of the blob, answers an unaligned Put Page
-// with 400, and refuses bad or expired SAS with AuthorizationFailure
-// instead of AuthenticationFailed. The conformance suite pins each of these.
+// with 400, does not check a Put Page's Content-MD5, and refuses bad or
+// expired SAS with AuthorizationFailure instead of AuthenticationFailed.
+// The conformance suite pins each of these, so a change in either shows.
 //
 // # Not implemented
 //

@@ -48,6 +48,14 @@ func requestRange(r *http.Request) (byteRange, bool, *storageError) {
 	return byteRange{start, end}, true, nil
 }
 
+// endWithin is the exclusive end of rg within a resource of size bytes.
+func (rg byteRange) endWithin(size int64) int64 {
+	if rg.end < 0 || rg.end >= size-1 {
+		return size
+	}
+	return rg.end + 1
+}
+
 func httpTime(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
 
 // lookup finds the container and, when name is not empty, the blob. Call
@@ -398,9 +406,9 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 		if r.ContentLength > MaxBlockBlobBytes {
 			return errBodyTooLarge()
 		}
-		body := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return errInvalidHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+		body, e := readBody(r, r.ContentLength)
+		if e != nil {
+			return e
 		}
 		sum := md5.Sum(body)
 		if v := h.Get("Content-MD5"); v != "" {
@@ -459,6 +467,18 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	return nil
 }
 
+// readBody reads the n-byte body. Memory grows with the bytes that arrive,
+// not with what Content-Length claims.
+func readBody(r *http.Request, n int64) ([]byte, *storageError) {
+	var buf bytes.Buffer
+	buf.Grow(int(min(n, 64<<10)))
+	if m, err := buf.ReadFrom(io.LimitReader(r.Body, n)); err != nil || m != n {
+		return nil, errInvalidHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+	}
+	// Stored as is: keep no spare capacity from the buffer's doubling.
+	return bytes.Clone(buf.Bytes()), nil
+}
+
 // checkPageWrite validates a Put Page against the blob as it is now. Call
 // with s.mu held.
 func (s *Server) checkPageWrite(r *http.Request, rc *reqCtx, rg byteRange) (*blob, *storageError) {
@@ -514,7 +534,7 @@ func (s *Server) putPage(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	if !ok {
 		return errMissingHeader("Range")
 	}
-	if rg.end < 0 || rg.start%PageSize != 0 || (rg.end+1)%PageSize != 0 {
+	if rg.end < 0 || rg.end >= MaxPageBlobSize || rg.start%PageSize != 0 || (rg.end+1)%PageSize != 0 {
 		return errInvalidPageRange()
 	}
 	n := rg.end - rg.start + 1
@@ -543,9 +563,8 @@ func (s *Server) putPage(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	var body []byte
 	var sum [md5.Size]byte
 	if mode == "update" {
-		body = make([]byte, n)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return errInvalidHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+		if body, e = readBody(r, n); e != nil {
+			return e
 		}
 		sum = md5.Sum(body)
 		if v := h.Get("Content-MD5"); v != "" {
@@ -632,9 +651,7 @@ func (s *Server) getPageRanges(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return errInvalidPageRange()
 		}
 		from = max(from, rg.start)
-		if rg.end >= 0 {
-			to = min(to, rg.end+1)
-		}
+		to = rg.endWithin(b.size)
 	}
 	ranges := b.data.ranges(from, to)
 	etag, modified, size := b.etag, b.modified, b.size
@@ -727,10 +744,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 			s.mu.Unlock()
 			return errInvalidRange(b.size)
 		}
-		from = rg.start
-		if rg.end >= 0 {
-			to = min(b.size, rg.end+1)
-		}
+		from, to = rg.start, rg.endWithin(b.size)
 	}
 	if wantMD5 && to-from > MaxRangeMD5Bytes {
 		s.mu.Unlock()
