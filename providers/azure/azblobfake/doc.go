@@ -99,8 +99,9 @@
 //
 // Options inject faults (a share of requests answered 503 ServerBusy or 500
 // InternalError, per-request latency, a per-request Fault hook that can also
-// cut a Get Blob body mid-stream), make SAS expire after a number of uses,
-// and observe requests (Inspect). Stats counts operations, ranged GETs,
+// cut a Get Blob body mid-stream), pace each Get Blob body (StreamRate: one
+// Azure connection is slow, which is why parallel ranged GETs pay), make
+// SAS expire after a number of uses, and observe requests (Inspect). Stats counts operations, ranged GETs,
 // bytes served and stored, faults, refusals and concurrent GETs; Blobs,
 // PageRanges and ReadBlob show what is stored. CreateContainer,
 // PutPageBlob, PutPageBlobFrom (content read lazily from an io.ReaderAt:

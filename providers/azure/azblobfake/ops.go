@@ -2,6 +2,7 @@ package azblobfake
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/xml"
@@ -699,6 +700,40 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
+// pacedWriter holds a body to rate bytes per second, in 64 KiB steps.
+type pacedWriter struct {
+	ctx   context.Context
+	w     io.Writer
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		k := min(len(b), 64<<10)
+		due := p.start.Add(time.Duration(float64(p.sent+int64(k)) / float64(p.rate) * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+				return written, p.ctx.Err()
+			}
+		}
+		n, err := p.w.Write(b[:k])
+		written += n
+		p.sent += int64(n)
+		if err != nil {
+			return written, err
+		}
+		b = b[k:]
+	}
+	return written, nil
+}
+
 // countWriter counts the bytes of a response body.
 type countWriter struct {
 	w io.Writer
@@ -816,6 +851,9 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	cw := &countWriter{w: w}
 	defer func() { s.count(func(st *Stats) { st.BytesServed += cw.n }) }()
 	var out io.Writer = cw
+	if s.opts.StreamRate > 0 {
+		out = &pacedWriter{ctx: r.Context(), w: cw, rate: s.opts.StreamRate, start: time.Now()}
+	}
 	if rc.cutAfter > 0 && rc.cutAfter < n {
 		out = &cutWriter{rw: w, w: cw, limit: rc.cutAfter}
 	}
