@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"net/url"
 	"strings"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/blob"
@@ -160,7 +162,7 @@ func runConformance(t *testing.T, tg target) {
 	l := &layout{size: size, data: make([]byte, size), written: make([]bool, size/512)}
 	put := func(off int64, b []byte) {
 		t.Helper()
-		if _, err := pb.UploadPages(ctx, streaming(b), blob.HTTPRange{Offset: off, Count: int64(len(b))}, nil); err != nil {
+		if _, err := pb.UploadPages(ctx, body(b), blob.HTTPRange{Offset: off, Count: int64(len(b))}, nil); err != nil {
 			t.Fatalf("put page %d+%d: %v", off, len(b), err)
 		}
 		l.write(off, b)
@@ -197,6 +199,99 @@ func runConformance(t *testing.T, tg target) {
 		want := [][2]int64{{20 << 20, 21<<20 + 1023}, {21<<20 + 1024 + 8192, 24<<20 - 1}, {30 << 20, 32<<20 - 1}}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("page ranges in 20-32 MiB\n got %v\nwant %v", got, want)
+		}
+	})
+
+	t.Run("x-ms-range form", func(t *testing.T) {
+		// The SDK sends Range; the service takes x-ms-range as well (and
+		// prefers it). A per-call policy, which runs before signing, moves
+		// the header.
+		xpb, err := pageblob.NewClientWithSharedKeyCredential(blobURL, cred, &pageblob.ClientOptions{ClientOptions: policy.ClientOptions{
+			Retry: policy.RetryOptions{MaxRetries: -1}, PerCallPolicies: []policy.Policy{xmsRange{}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := pageRanges(t, xpb, &pageblob.GetPageRangesOptions{Range: blob.HTTPRange{Offset: 1 << 20, Count: 8 << 20}})
+		if tg.azurite {
+			got = coalesce(got)
+		}
+		if want := [][2]int64{{1<<20 + 512, 1<<20 + 2047}, {8 << 20, 8<<20 + 511}}; fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("page ranges in 1-9 MiB by x-ms-range\n got %v\nwant %v", got, want)
+		}
+		r := blob.HTTPRange{Offset: 20<<20 + 333, Count: 100000}
+		if got := download(t, xpb.BlobClient(), &blob.DownloadStreamOptions{Range: r}); !bytes.Equal(got, l.data[r.Offset:r.Offset+r.Count]) {
+			t.Fatal("x-ms-range read: content differs")
+		}
+	})
+
+	t.Run("page ranges paged", func(t *testing.T) {
+		got := pageRanges(t, pb, &pageblob.GetPageRangesOptions{MaxResults: to.Ptr[int32](2)})
+		if tg.azurite {
+			got = coalesce(got)
+		}
+		if want := l.ranges(); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("page ranges 2 at a time\n got %v\nwant %v", got, want)
+		}
+	})
+
+	t.Run("conditions and checksums", func(t *testing.T) {
+		props, err := pb.GetProperties(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stale := azcore.ETag(`"0x1"`)
+		_, err = pb.DownloadStream(ctx, &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: 0, Count: 512},
+			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: &stale}}})
+		wantErr(t, "read with a stale If-Match", err, 412, "ConditionNotMet")
+		if _, err := pb.DownloadStream(ctx, &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: 0, Count: 512},
+			AccessConditions: &blob.AccessConditions{ModifiedAccessConditions: &blob.ModifiedAccessConditions{IfMatch: props.ETag}}}); err != nil {
+			t.Fatalf("read with the current If-Match: %v", err)
+		}
+		// Azure checks a Put Page's Content-MD5 (400 Md5Mismatch);
+		// Azurite ignores it and writes.
+		bad := md5.Sum([]byte("not these bytes"))
+		_, err = pb.UploadPages(ctx, body(make([]byte, 512)), blob.HTTPRange{Offset: 0, Count: 512},
+			&pageblob.UploadPagesOptions{TransactionalValidation: blob.TransferValidationTypeMD5(bad[:])})
+		if tg.azurite {
+			if err != nil {
+				t.Fatalf("azurite now refuses a wrong Content-MD5 (%v): update the fake's note", err)
+			}
+			l.write(0, make([]byte, 512))
+		} else {
+			wantErr(t, "put page with a wrong Content-MD5", err, 400, "Md5Mismatch")
+		}
+		if got := download(t, pb.BlobClient(), &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: 0, Count: 4096}}); !bytes.Equal(got, l.data[:4096]) {
+			t.Fatal("a refused put page changed the blob")
+		}
+	})
+
+	t.Run("block blob", func(t *testing.T) {
+		data := randomBytes(rng, 300000)
+		bb := svc.ServiceClient().NewContainerClient(cname).NewBlockBlobClient("notes/readme.txt")
+		if _, err := bb.Upload(ctx, body(data), nil); err != nil {
+			t.Fatalf("put blob: %v", err)
+		}
+		r := blob.HTTPRange{Offset: 1234, Count: 5678}
+		if got := download(t, bb.BlobClient(), &blob.DownloadStreamOptions{Range: r}); !bytes.Equal(got, data[1234:1234+5678]) {
+			t.Fatal("block blob range: content differs")
+		}
+		props, err := bb.GetProperties(ctx, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sum := md5.Sum(data); *props.BlobType != blob.BlobTypeBlockBlob || !bytes.Equal(props.ContentMD5, sum[:]) {
+			t.Fatalf("block blob properties: %s, MD5 %x", *props.BlobType, props.ContentMD5)
+		}
+		_, err = pageblob.NewClientWithSharedKeyCredential(bb.URL(), cred, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		asPage, _ := pageblob.NewClientWithSharedKeyCredential(bb.URL(), cred, &pageblob.ClientOptions{ClientOptions: noRetry.ClientOptions})
+		pager := asPage.NewGetPageRangesPager(nil)
+		_, err = pager.NextPage(ctx)
+		wantErr(t, "page ranges of a block blob", err, 409, "InvalidBlobType")
+		if _, err := bb.Delete(ctx, nil); err != nil {
+			t.Fatal(err)
 		}
 	})
 
@@ -337,14 +432,14 @@ func runConformance(t *testing.T, tg target) {
 			Permissions: (&sas.BlobPermissions{Write: true}).String(), ContainerName: cname, BlobName: bname})
 		_, err = anon(wsas).DownloadStream(ctx, &blob.DownloadStreamOptions{Range: r})
 		wantErr(t, "write-only SAS reading", err, 403, "AuthorizationPermissionMismatch")
-		_, err = anon(readSAS(bname, time.Time{}, now.Add(time.Hour))).UploadPages(ctx, streaming(make([]byte, 512)), blob.HTTPRange{Offset: 0, Count: 512}, nil)
+		_, err = anon(readSAS(bname, time.Time{}, now.Add(time.Hour))).UploadPages(ctx, body(make([]byte, 512)), blob.HTTPRange{Offset: 0, Count: 512}, nil)
 		wantErr(t, "read-only SAS writing", err, 403, "AuthorizationPermissionMismatch")
 	})
 
 	t.Run("bad requests", func(t *testing.T) {
 		// Azure refuses a page range off the 512-byte grid with 416
 		// InvalidPageRange; Azurite with a 400.
-		_, err := pb.UploadPages(ctx, streaming(make([]byte, 1000)), blob.HTTPRange{Offset: 0, Count: 1000}, nil)
+		_, err := pb.UploadPages(ctx, body(make([]byte, 1000)), blob.HTTPRange{Offset: 0, Count: 1000}, nil)
 		if tg.azurite {
 			if st, _ := respErr(t, err); st != 400 {
 				t.Fatalf("unaligned put page: status %d", st)
@@ -352,7 +447,7 @@ func runConformance(t *testing.T, tg target) {
 		} else {
 			wantErr(t, "unaligned put page", err, 416, "InvalidPageRange")
 		}
-		_, err = pb.UploadPages(ctx, streaming(make([]byte, 512)), blob.HTTPRange{Offset: size, Count: 512}, nil)
+		_, err = pb.UploadPages(ctx, body(make([]byte, 512)), blob.HTTPRange{Offset: size, Count: 512}, nil)
 		if tg.azurite {
 			if st, _ := respErr(t, err); st != 416 {
 				t.Fatalf("put page past the end: status %d", st)
@@ -416,6 +511,18 @@ func pageRanges(t *testing.T, pb *pageblob.Client, o *pageblob.GetPageRangesOpti
 	return out
 }
 
+// xmsRange moves the Range header to x-ms-range.
+type xmsRange struct{}
+
+func (xmsRange) Do(req *policy.Request) (*http.Response, error) {
+	h := req.Raw().Header
+	if v := h.Get("Range"); v != "" {
+		h.Del("Range")
+		h.Set("x-ms-range", v)
+	}
+	return req.Next()
+}
+
 // coalesce merges adjacent ranges.
 func coalesce(in [][2]int64) [][2]int64 {
 	var out [][2]int64
@@ -443,9 +550,5 @@ func download(t *testing.T, b *blob.Client, o *blob.DownloadStreamOptions) []byt
 	return got
 }
 
-// streaming wraps bytes as the io.ReadSeekCloser UploadPages takes.
-func streaming(b []byte) io.ReadSeekCloser { return nopCloser{bytes.NewReader(b)} }
-
-type nopCloser struct{ io.ReadSeeker }
-
-func (nopCloser) Close() error { return nil }
+// body wraps bytes as the io.ReadSeekCloser UploadPages takes.
+func body(b []byte) io.ReadSeekCloser { return streaming.NopCloser(bytes.NewReader(b)) }

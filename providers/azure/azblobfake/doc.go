@@ -81,8 +81,9 @@
 // Azurite 3.35.0 lists adjacent writes as separate page ranges, serves a
 // range above 4 MiB without an MD5 instead of refusing it, serves a range
 // starting exactly at the end of the blob, answers an unaligned Put Page
-// with 400, and refuses bad or expired SAS with AuthorizationFailure
-// instead of AuthenticationFailed. The conformance suite pins each of these.
+// with 400, does not check a Put Page's Content-MD5, and refuses bad or
+// expired SAS with AuthorizationFailure instead of AuthenticationFailed.
+// The conformance suite pins each of these, so a change in either shows.
 //
 // # Not implemented
 //
@@ -98,8 +99,9 @@
 //
 // Options inject faults (a share of requests answered 503 ServerBusy or 500
 // InternalError, per-request latency, a per-request Fault hook that can also
-// cut a Get Blob body mid-stream), make SAS expire after a number of uses,
-// and observe requests (Inspect). Stats counts operations, ranged GETs,
+// cut a Get Blob body mid-stream), pace each Get Blob body (StreamRate: one
+// Azure connection is slow, which is why parallel ranged GETs pay), make
+// SAS expire after a number of uses, and observe requests (Inspect). Stats counts operations, ranged GETs,
 // bytes served and stored, faults, refusals and concurrent GETs; Blobs,
 // PageRanges and ReadBlob show what is stored. CreateContainer,
 // PutPageBlob, PutPageBlobFrom (content read lazily from an io.ReaderAt:

@@ -58,7 +58,8 @@ type BlobInfo struct {
 	// Type is "PageBlob" or "BlockBlob".
 	Type string
 	Size int64
-	// StoredBytes is the content held (written pages), not the size.
+	// StoredBytes is the written content held in memory (not the size,
+	// and not pages read from a PutPageBlobFrom source).
 	StoredBytes int64
 	ETag        string
 }

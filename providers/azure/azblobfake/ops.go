@@ -2,6 +2,7 @@ package azblobfake
 
 import (
 	"bytes"
+	"context"
 	"crypto/md5"
 	"encoding/base64"
 	"encoding/xml"
@@ -46,6 +47,14 @@ func requestRange(r *http.Request) (byteRange, bool, *storageError) {
 		}
 	}
 	return byteRange{start, end}, true, nil
+}
+
+// endWithin is the exclusive end of rg within a resource of size bytes.
+func (rg byteRange) endWithin(size int64) int64 {
+	if rg.end < 0 || rg.end >= size-1 {
+		return size
+	}
+	return rg.end + 1
 }
 
 func httpTime(t time.Time) string { return t.UTC().Format(http.TimeFormat) }
@@ -398,9 +407,9 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 		if r.ContentLength > MaxBlockBlobBytes {
 			return errBodyTooLarge()
 		}
-		body := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return errInvalidHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+		body, e := readBody(r, r.ContentLength)
+		if e != nil {
+			return e
 		}
 		sum := md5.Sum(body)
 		if v := h.Get("Content-MD5"); v != "" {
@@ -459,6 +468,18 @@ func (s *Server) putBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	return nil
 }
 
+// readBody reads the n-byte body. Memory grows with the bytes that arrive,
+// not with what Content-Length claims.
+func readBody(r *http.Request, n int64) ([]byte, *storageError) {
+	var buf bytes.Buffer
+	buf.Grow(int(min(n, 64<<10)))
+	if m, err := buf.ReadFrom(io.LimitReader(r.Body, n)); err != nil || m != n {
+		return nil, errInvalidHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+	}
+	// Stored as is: keep no spare capacity from the buffer's doubling.
+	return bytes.Clone(buf.Bytes()), nil
+}
+
 // checkPageWrite validates a Put Page against the blob as it is now. Call
 // with s.mu held.
 func (s *Server) checkPageWrite(r *http.Request, rc *reqCtx, rg byteRange) (*blob, *storageError) {
@@ -514,7 +535,7 @@ func (s *Server) putPage(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	if !ok {
 		return errMissingHeader("Range")
 	}
-	if rg.end < 0 || rg.start%PageSize != 0 || (rg.end+1)%PageSize != 0 {
+	if rg.end < 0 || rg.end >= MaxPageBlobSize || rg.start%PageSize != 0 || (rg.end+1)%PageSize != 0 {
 		return errInvalidPageRange()
 	}
 	n := rg.end - rg.start + 1
@@ -543,9 +564,8 @@ func (s *Server) putPage(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	var body []byte
 	var sum [md5.Size]byte
 	if mode == "update" {
-		body = make([]byte, n)
-		if _, err := io.ReadFull(r.Body, body); err != nil {
-			return errInvalidHeader("Content-Length", strconv.FormatInt(r.ContentLength, 10))
+		if body, e = readBody(r, n); e != nil {
+			return e
 		}
 		sum = md5.Sum(body)
 		if v := h.Get("Content-MD5"); v != "" {
@@ -632,9 +652,7 @@ func (s *Server) getPageRanges(w http.ResponseWriter, r *http.Request, rc *reqCt
 			return errInvalidPageRange()
 		}
 		from = max(from, rg.start)
-		if rg.end >= 0 {
-			to = min(to, rg.end+1)
-		}
+		to = rg.endWithin(b.size)
 	}
 	ranges := b.data.ranges(from, to)
 	etag, modified, size := b.etag, b.modified, b.size
@@ -682,6 +700,40 @@ func (c *cutWriter) Write(p []byte) (int, error) {
 	return c.w.Write(p)
 }
 
+// pacedWriter holds a body to rate bytes per second, in 64 KiB steps.
+type pacedWriter struct {
+	ctx   context.Context
+	w     io.Writer
+	rate  int64
+	start time.Time
+	sent  int64
+}
+
+func (p *pacedWriter) Write(b []byte) (int, error) {
+	written := 0
+	for len(b) > 0 {
+		k := min(len(b), 64<<10)
+		due := p.start.Add(time.Duration(float64(p.sent+int64(k)) / float64(p.rate) * float64(time.Second)))
+		if d := time.Until(due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-p.ctx.Done():
+				t.Stop()
+				return written, p.ctx.Err()
+			}
+		}
+		n, err := p.w.Write(b[:k])
+		written += n
+		p.sent += int64(n)
+		if err != nil {
+			return written, err
+		}
+		b = b[k:]
+	}
+	return written, nil
+}
+
 // countWriter counts the bytes of a response body.
 type countWriter struct {
 	w io.Writer
@@ -727,10 +779,7 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 			s.mu.Unlock()
 			return errInvalidRange(b.size)
 		}
-		from = rg.start
-		if rg.end >= 0 {
-			to = min(b.size, rg.end+1)
-		}
+		from, to = rg.start, rg.endWithin(b.size)
 	}
 	if wantMD5 && to-from > MaxRangeMD5Bytes {
 		s.mu.Unlock()
@@ -802,6 +851,9 @@ func (s *Server) getBlob(w http.ResponseWriter, r *http.Request, rc *reqCtx) *st
 	cw := &countWriter{w: w}
 	defer func() { s.count(func(st *Stats) { st.BytesServed += cw.n }) }()
 	var out io.Writer = cw
+	if s.opts.StreamRate > 0 {
+		out = &pacedWriter{ctx: r.Context(), w: cw, rate: s.opts.StreamRate, start: time.Now()}
+	}
 	if rc.cutAfter > 0 && rc.cutAfter < n {
 		out = &cutWriter{rw: w, w: cw, limit: rc.cutAfter}
 	}

@@ -112,6 +112,11 @@ type Options struct {
 	Seed     uint64
 	// Latency is waited before serving each request.
 	Latency time.Duration
+	// StreamRate, when positive, paces every Get Blob body to at most this
+	// many bytes per second. One connection to Azure Storage moves far less
+	// than the account allows, which is why parallel ranged downloads pay;
+	// on loopback nothing else shows it.
+	StreamRate int64
 	// Now is the service's clock for SAS validity and timestamps; nil is
 	// time.Now. The Shared Key date check always uses the real clock,
 	// since clients sign with it.

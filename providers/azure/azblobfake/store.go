@@ -96,17 +96,23 @@ func (c *content) truncate(size int64) { c.clear(size, 1<<62) }
 // does not alias c's slice, so it stays valid when c changes.
 func (c *content) view(from, to int64) []extent {
 	var out []extent
+	if to <= from {
+		return nil
+	}
 	for i := c.first(from); i < len(c.ext) && c.ext[i].off < to; i++ {
 		out = append(out, c.ext[i].slice(from, to))
 	}
 	return out
 }
 
-// stored is the number of bytes held in extents.
+// stored is the number of bytes held in memory (extents read from a seed
+// source are not).
 func (c *content) stored() int64 {
 	var n int64
 	for _, e := range c.ext {
-		n += e.n
+		if e.data != nil {
+			n += e.n
+		}
 	}
 	return n
 }
