@@ -222,6 +222,7 @@ func BenchmarkDownloadVsCurl(b *testing.B) {
 		}
 		os.Remove(target)
 	}
+	b.Logf("blob server: %d ranged GETs, at most %d at once", blobs.Stats().RangedGets, blobs.Stats().MaxConcurrentGets)
 	o, cu := benchcmd.Median(ours), benchcmd.Median(curls)
 	b.ReportMetric(cu/o, "x_vs_curl")
 	b.ReportMetric(float64(moved)/o/(1<<20), "MiB/s")
