@@ -350,23 +350,6 @@ func (s *Server) SetPowerState(rg, name, state string) error {
 	return nil
 }
 
-// VMInfoDigests is a convenience for tests: the SHA-256 of each disk of
-// the named VM in export order (OS disk, then data disks), keyed by the
-// raw file name a disks/raw export of the VM writes.
-func (s *Server) VMInfoDigests(rg, name string) map[string][32]byte {
-	s.mu.Lock()
-	v := s.vms[resourceKey(rg, "virtualMachines", name)]
-	s.mu.Unlock()
-	out := map[string][32]byte{}
-	if v == nil {
-		return out
-	}
-	for i, d := range v.disks {
-		out[fmt.Sprintf("%s-disk-%d.raw", v.spec.Name, i)] = d.spec.Content.SHA256()
-	}
-	return out
-}
-
 // powerStatus maps a power state to Azure's instance view code.
 func powerStatus(p string) string {
 	return "PowerState/" + p
