@@ -22,9 +22,23 @@
 // errors) are not retried and return errors wrapping ErrPermanent.
 //
 // Where servers answer ranged GETs with a known size (S3, Azure Blob, GCS),
-// Options.ChunkConcurrency splits one file into parallel ranged requests. The
-// first ranged request doubles as the probe, so a server that ignores Range
-// costs nothing: its 200 response is simply consumed as a single stream.
+// Options.ChunkConcurrency (or File.ChunkConcurrency, for the files known to
+// be such objects among others) splits one file into parallel ranged
+// requests. The first ranged request doubles as the probe, so a server that
+// ignores Range costs nothing: its 200 response is simply consumed as a
+// single stream.
+//
+// A file may be a byte range of an object (File.Offset: the disk image
+// inside an uncompressed OVA): every request then asks for a range within
+// it and Content-Range is read relative to it. File.Validator names the
+// version of the object the caller described (its ETag): a kept part file
+// is resumed with If-Range from the first request, and an answer of
+// another version fails the file instead of splicing two. File.Digests are
+// what the object store says of the bytes (an ETag's MD5, a full-object
+// CRC64NVME), computed in the same pass as the SHA-256; Framed makes such
+// a digest of a whole object check one of its members, from the bytes
+// before and after it. File.Sparse leaves all-zero buffers as holes (raw
+// disk images).
 //
 // Each stream is a pipeline: the body is read into 64 KiB buffers while a
 // writer goroutine writes earlier ones at their offsets and a third stage

@@ -21,6 +21,9 @@ var (
 	ErrPermanent = errors.New("permanent error, not retried")
 	// ErrChecksumMismatch: the downloaded bytes do not hash to File.SHA256.
 	ErrChecksumMismatch = errors.New("SHA-256 mismatch")
+	// ErrDigestMismatch: the downloaded bytes do not match one of
+	// File.Digests (an S3 ETag's MD5, a CRC the object store keeps).
+	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrSizeMismatch: the server's object size differs from File.Size.
 	ErrSizeMismatch = errors.New("size mismatch")
 	// ErrThumbprintMismatch: the server's TLS certificate is not the pinned

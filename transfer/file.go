@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -36,7 +38,7 @@ type fileJob struct {
 	prog   *fileProgress
 
 	out       *os.File
-	h         hash.Hash
+	h         *hashes
 	offset    int64
 	total     int64  // object size, -1 while unknown
 	validator string // strong ETag or Last-Modified, for If-Range
@@ -48,6 +50,8 @@ type fileJob struct {
 	cleanRetry  bool // that clean download has been used up
 	chunkTried  bool // the ranged probe for chunked mode has been answered
 	bad         bool // content is known wrong: never keep it
+	chunkConc   int  // parallel ranged GETs (File or Options)
+	keepPartial bool // File or Options
 	sum         string
 	transferred atomic.Int64
 	retries     atomic.Int64
@@ -64,8 +68,13 @@ func (d *Downloader) downloadFile(ctx context.Context, f File, prog *fileProgres
 		part:   filepath.Base(f.Path) + ".part",
 		chunks: filepath.Base(f.Path) + ".chunks",
 		prog:   prog,
-		h:      sha256.New(),
+		h:      newHashes(f.Digests),
 		total:  -1,
+		// A caller's validator is known before the first byte: a kept part
+		// file is resumed only if the object still carries it.
+		validator:   f.Validator,
+		chunkConc:   cmp.Or(f.ChunkConcurrency, d.chunkConc),
+		keepPartial: d.keepPartial || f.KeepPartial,
 	}
 	if f.Size > 0 {
 		j.total = f.Size
@@ -126,7 +135,7 @@ func (j *fileJob) open(ctx context.Context) error {
 		return noRetry(err)
 	}
 	flags := os.O_RDWR | os.O_CREATE
-	if !j.d.keepPartial {
+	if !j.keepPartial {
 		flags |= os.O_TRUNC
 	}
 	out, err := safepath.OpenFile(j.dir, j.part, flags, fileMode)
@@ -134,7 +143,7 @@ func (j *fileJob) open(ctx context.Context) error {
 		return noRetry(err)
 	}
 	j.out, j.cur = out, j.part
-	if !j.d.keepPartial {
+	if !j.keepPartial {
 		return nil
 	}
 	st, err := out.Stat()
@@ -195,7 +204,7 @@ func (j *fileJob) run(ctx context.Context) error {
 			if err == nil {
 				return nil
 			}
-			if errors.Is(err, ErrChecksumMismatch) && j.spliced && !j.cleanRetry {
+			if (errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrDigestMismatch)) && j.spliced && !j.cleanRetry {
 				j.cleanRetry, j.chunkTried = true, true
 				j.log.Warn("checksum mismatch after resume: downloading again from zero", "error", err)
 				if terr := j.restart(); terr != nil {
@@ -269,6 +278,13 @@ func (j *fileJob) get(ctx context.Context, from, to int64, ifRange string) (*cal
 	// Explicit identity: the transport must not gzip-decode behind our back,
 	// or Range offsets and hashes would refer to different bytes.
 	req.Header.Set("Accept-Encoding", "identity")
+	if base := j.f.Offset; base > 0 {
+		// A part of the object: every request is a range within it.
+		if to < 0 || to >= j.f.Size {
+			to = j.f.Size - 1
+		}
+		from, to = base+max(from, 0), base+to
+	}
 	if from > 0 || to >= 0 {
 		r := "bytes=" + strconv.FormatInt(from, 10) + "-"
 		if to >= 0 {
@@ -329,8 +345,13 @@ func (j *fileJob) statusErr(resp *http.Response) error {
 // true when the file is complete; (false, nil) means the server sent a
 // shorter range than asked and the rest must be requested.
 func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
+	if j.f.Offset > 0 && j.offset == j.f.Size {
+		// A kept part file holds every byte of the span; a range past its
+		// end cannot be asked for within it.
+		return true, nil
+	}
 	from, to := j.offset, int64(-1)
-	probe := j.d.chunkConc > 1 && !j.chunkTried
+	probe := j.chunkConc > 1 && !j.chunkTried
 	if probe {
 		to = from + j.d.chunkSize - 1
 	}
@@ -349,6 +370,14 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 	switch resp.StatusCode {
 	case http.StatusOK:
 		j.chunkTried = true
+		if j.f.Offset > 0 {
+			j.bad = true
+			return false, permanent(fmt.Errorf("%s: the server ignored the Range request: bytes %d-%d of the object cannot be fetched on their own",
+				j.url, j.f.Offset, j.f.Offset+j.f.Size-1))
+		}
+		if err := j.checkValidator(resp); err != nil {
+			return false, err
+		}
 		if j.offset > 0 {
 			reason := "server ignored the Range request"
 			if ifRange != "" {
@@ -369,7 +398,7 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 		j.prog.setSize(j.total)
 
 	case http.StatusPartialContent:
-		start, last, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		start, last, total, ok := j.contentRange(resp.Header.Get("Content-Range"))
 		if probe {
 			j.chunkTried = true
 		}
@@ -384,6 +413,9 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 			return false, fmt.Errorf("%s: %w", j.url, errBadContentRange)
 		}
 		if err := j.checkSize(total); err != nil {
+			return false, err
+		}
+		if err := j.checkValidator(resp); err != nil {
 			return false, err
 		}
 		v := validatorOf(resp)
@@ -408,7 +440,7 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 		}
 
 	case http.StatusRequestedRangeNotSatisfiable:
-		_, _, total, ok := parseContentRange(resp.Header.Get("Content-Range"))
+		_, _, total, ok := j.contentRange(resp.Header.Get("Content-Range"))
 		if ok && total == j.offset && (j.f.Size <= 0 || total == j.f.Size) {
 			// We already hold every byte (a kept .part that was complete).
 			j.total = total
@@ -455,6 +487,44 @@ func (j *fileJob) checkSize(n int64) error {
 	return nil
 }
 
+// checkValidator fails the file permanently when the caller named the
+// object's version (File.Validator) and the response is of another one.
+func (j *fileJob) checkValidator(resp *http.Response) error {
+	if v := validatorOf(resp); j.f.Validator != "" && v != "" && v != j.f.Validator {
+		j.bad = true
+		return permanent(fmt.Errorf("%s: %w: it carries %s, expected %s", j.url, errObjectChanged, v, j.f.Validator))
+	}
+	return nil
+}
+
+// contentRange parses a Content-Range header relative to the file: for a
+// part of an object (File.Offset) the positions are shifted into the
+// part and the object's size becomes the part's, unless the object is too
+// short to hold the part (then the shortened size, which checkSize
+// refuses).
+func (j *fileJob) contentRange(v string) (first, last, total int64, ok bool) {
+	first, last, total, ok = parseContentRange(v)
+	base := j.f.Offset
+	if !ok || base == 0 {
+		return first, last, total, ok
+	}
+	if total >= 0 {
+		if total >= base+j.f.Size {
+			total = j.f.Size
+		} else {
+			total = max(total-base, 0)
+		}
+	}
+	if first < 0 { // "bytes */total"
+		return first, last, total, true
+	}
+	first, last = first-base, last-base
+	if first < 0 || last >= j.f.Size {
+		return 0, 0, 0, false
+	}
+	return first, last, total, true
+}
+
 // stream copies c's body to the part file from j.offset on, hashing what
 // is written. limit is where the body must end (-1: unknown). The body is
 // read here while a pipe writes and hashes earlier blocks; on return the
@@ -465,7 +535,7 @@ func (j *fileJob) stream(ctx context.Context, c *call, limit int64) error {
 		limit = j.total
 	}
 	pos := j.offset // where the next byte read goes; j.offset is the pipe's now
-	p := j.d.newPipe(j.out, pos, func(b block) {
+	p := j.d.newPipe(j.out, pos, j.f.Sparse, func(b block) {
 		j.h.Write(b.bytes())
 		j.offset += int64(b.n)
 		j.prog.add(int64(b.n))
@@ -556,7 +626,7 @@ func (j *fileJob) reset() error {
 	j.h.Reset()
 	j.offset = 0
 	j.spliced = false
-	j.validator = ""
+	j.validator = j.f.Validator
 	j.total = -1
 	if j.f.Size > 0 {
 		j.total = j.f.Size
@@ -582,12 +652,18 @@ func (j *fileJob) verify() error {
 	if j.f.SHA256 != "" && !strings.EqualFold(j.sum, j.f.SHA256) {
 		return fmt.Errorf("%w for %s: got %s, expected %s", ErrChecksumMismatch, j.url, j.sum, strings.ToLower(j.f.SHA256))
 	}
-	return nil
+	return j.h.check(j.url)
 }
 
 // commit makes the file durable under its final name: fsync the data,
 // rename, fsync the directory so the rename survives a crash too.
 func (j *fileJob) commit() error {
+	if j.f.Sparse {
+		// Zeros at the end were not written: the length says they exist.
+		if err := j.out.Truncate(j.offset); err != nil {
+			return noRetry(fmt.Errorf("truncate %s: %w", j.cur, err))
+		}
+	}
 	if err := j.out.Sync(); err != nil {
 		return noRetry(fmt.Errorf("sync %s: %w", j.cur, err))
 	}
@@ -617,13 +693,13 @@ func (j *fileJob) commit() error {
 // that were hashed, so a later run can resume from it) or removed.
 func (j *fileJob) abandon() {
 	if j.out == nil {
-		if j.cur != "" && (!j.d.keepPartial || j.bad) {
+		if j.cur != "" && (!j.keepPartial || j.bad) {
 			_ = j.dir.Remove(j.cur)
 		}
 		return
 	}
 	name := j.cur
-	if j.d.keepPartial && !j.bad && j.offset > 0 && j.cur == j.part {
+	if j.keepPartial && !j.bad && j.offset > 0 && j.cur == j.part {
 		err := j.out.Truncate(j.offset)
 		if err == nil {
 			err = j.out.Sync()
@@ -698,6 +774,51 @@ func syncDir(dir *os.Root) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
 		return err
+	}
+	return nil
+}
+
+// hashes is a file's SHA-256 and the other digests it must match
+// (File.Digests), fed together in one pass.
+type hashes struct {
+	sha   hash.Hash
+	want  []Digest
+	extra []hash.Hash
+}
+
+func newHashes(want []Digest) *hashes {
+	h := &hashes{sha: sha256.New(), want: want, extra: make([]hash.Hash, len(want))}
+	for i, d := range want {
+		h.extra[i] = d.New()
+	}
+	return h
+}
+
+func (h *hashes) Write(p []byte) (int, error) {
+	h.sha.Write(p)
+	for _, e := range h.extra {
+		e.Write(p)
+	}
+	return len(p), nil
+}
+
+// Reset starts every digest afresh (File.Digests' New again).
+func (h *hashes) Reset() {
+	h.sha.Reset()
+	for i, d := range h.want {
+		h.extra[i] = d.New()
+	}
+}
+
+// Sum is the SHA-256.
+func (h *hashes) Sum(b []byte) []byte { return h.sha.Sum(b) }
+
+// check compares the other digests with what they must be.
+func (h *hashes) check(url string) error {
+	for i, d := range h.want {
+		if got := h.extra[i].Sum(nil); !bytes.Equal(got, d.Sum) {
+			return fmt.Errorf("%w for %s: %s is %x, expected %x", ErrDigestMismatch, url, d.Name, got, d.Sum)
+		}
 	}
 	return nil
 }
