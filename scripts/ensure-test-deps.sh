@@ -1,9 +1,11 @@
 #!/bin/sh
 # Makes sure what the test suite talks to is present: PostgreSQL running
-# (the store and job tests run against it) and the Debian tools some tests
-# and benchmarks call (qemu-img, zstd, gzip, mkfs.ext4). Installs missing
-# packages when run as root with apt-get available; otherwise says exactly
-# what to install. Fails loudly.
+# (the store and job tests run against it), the Debian tools some tests
+# and benchmarks call (qemu-img, zstd, gzip, mkfs.ext4) and versitygw, the
+# real S3 server of the AWS export-task tests (built once into the per-user
+# cache by build-versitygw.sh). Installs missing packages when run as root
+# with apt-get available; otherwise says exactly what to install. Fails
+# loudly.
 set -eu
 
 # have TOOL: in PATH, or in the sbin directories a normal user's PATH lacks.
@@ -27,6 +29,9 @@ if [ -n "$missing" ]; then
 		exit 1
 	fi
 fi
+
+# versitygw v1.8.0: a cache hit is instant, a build takes a few minutes.
+"$(dirname "$0")/build-versitygw.sh" >/dev/null
 
 # PostgreSQL at 127.0.0.1:5432 unless the tests are pointed elsewhere.
 if [ -z "${HYPERSDK_TEST_POSTGRES_URL:-}" ]; then
