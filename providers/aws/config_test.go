@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/aws/awsfake"
 )
@@ -153,6 +154,17 @@ func TestDemo(t *testing.T) {
 	web, err := p.GetVM(context.Background(), "web-1")
 	if err != nil || len(web.Disks) != 2 || web.CPUs != 2 {
 		t.Errorf("demo web-1: %+v, %v", web, err)
+	}
+	// The demo's S3 (gofakes3, in process) serves export tasks.
+	dir := t.TempDir()
+	res, err := pipeline.Export(context.Background(), p, "db-1", providers.ExportOptions{
+		OutputDir: dir, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw, Method: MethodExportTask, JobID: "demo-job",
+	})
+	if err != nil {
+		t.Fatalf("demo export-task export: %v", err)
+	}
+	if len(res.Files) != 3 || res.Files[0].Size != 1<<30 {
+		t.Errorf("demo export-task export wrote %+v", res.Files)
 	}
 	if strings.Contains(logs.String(), cfg.SecretAccessKey.Reveal()) {
 		t.Error("the demo's secret is logged")
