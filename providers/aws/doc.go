@@ -107,8 +107,8 @@
 // task that ends cancelled fails the export permanently with AWS's status
 // message; a cancelled context or the 48 h bound cancels the task.
 //
-// The object (S3Key as DescribeExportTasks reports it: prefix + task id
-// + "." + format) must lie in the configured bucket under the prefix. It
+// The object (S3Key as DescribeExportTasks reports it: the prefix, the
+// task id, "." and the format) must lie in the configured bucket under the prefix. It
 // is described with HeadObject (ChecksumMode ENABLED) and handed to the
 // pipeline as one ranged HTTP source through a pre-signed GET (valid 24 h;
 // its host checked by the SSRF guard of the endpoints; the URL is never

@@ -71,9 +71,9 @@
 //     volume, as it was at creation, into the image — a streamOptimized
 //     VMDK by the project's vmdk writer, a dynamic VHD by disk/vhd, raw, or
 //     an OVA: a tar holding the .ovf first, then the disk image — and
-//     writes it with the real S3 client (Options.S3) at S3Prefix + task id
-//     + "." + format (ova for an OVA); objects larger than S3Options.PartSize
-//     go up as multipart uploads with a full-object CRC64NVME checksum. It is
+//     writes it with the real S3 client (Options.S3) at the key S3Prefix,
+//     task id, ".", format (ova for an OVA); objects larger than
+//     S3Options.PartSize go up as multipart uploads with a full-object CRC64NVME checksum. It is
 //     completed once written and reported active Faults.ExportPolls times;
 //     Faults.ExportFor delays the write, Faults.ExportFail ends tasks
 //     cancelled with that status message instead (how VM Export ends a task
