@@ -65,7 +65,7 @@ func (p *Provider) exportRefusal(vm *providers.VMInfo, reasons []string) error {
 // one network interface. An instance in transition (pending, stopping) is
 // refused for now, not for good: VM Export takes running and stopped
 // instances.
-func (p *Provider) checkExportable(ctx context.Context, c *ec2.Client, vm *providers.VMInfo) error {
+func (p *Provider) checkExportable(ctx context.Context, c *ec2.Client, vm *providers.VMInfo, log *slog.Logger) error {
 	out, err := c.DescribeInstances(ctx, &ec2.DescribeInstancesInput{InstanceIds: []string{vm.ID}})
 	if err != nil {
 		return p.apiError("describe instance "+vm.ID, err)
@@ -107,7 +107,7 @@ func (p *Provider) checkExportable(ctx context.Context, c *ec2.Client, vm *provi
 		switch {
 		case apiCode(err) == "InvalidAMIID.NotFound" || apiCode(err) == "InvalidAMIID.Unavailable":
 			// Deregistered: what the instance itself says is all there is.
-			p.log.Debug("the instance's AMI is gone; judged on the instance alone", "instance", vm.ID, "image", id)
+			log.Debug("the instance's AMI is gone; judged on the instance alone", "image", id)
 		case err != nil:
 			return p.apiError("describe image "+id, err)
 		default:
@@ -205,7 +205,7 @@ func (p *Provider) prepareExportTask(ctx context.Context, identifier string, opt
 		return nil, err
 	}
 	log = log.With("instance", vm.ID)
-	if err := p.checkExportable(ctx, c, vm); err != nil {
+	if err := p.checkExportable(ctx, c, vm, log); err != nil {
 		return nil, err
 	}
 	opts.Report(progress.Report{Phase: progress.PhasePreparing})
