@@ -233,7 +233,9 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		}
 		if h.Ranged {
 			f.ChunkConcurrency, f.KeepPartial = rangedStreams, true
-			kept = append(kept, path+".part")
+			// transfer records beside the part file which version of
+			// the object it holds (.part.version).
+			kept = append(kept, path+".part", path+".part.version")
 		}
 		tf = append(tf, f)
 	}
@@ -254,7 +256,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		if res.Err == nil && res.SHA256 != "" {
 			it := items[byPath[tf[k].Path]]
 			r.track(tf[k].Path)
-			r.dropPartial(tf[k].Path + ".part")
+			r.dropPartial(tf[k].Path+".part", tf[k].Path+".part.version")
 			if it.passthrough {
 				it.size, it.sha256 = res.Size, res.SHA256
 			}

@@ -32,7 +32,8 @@
 // inside an uncompressed OVA): every request then asks for a range within
 // it and Content-Range is read relative to it. File.Validator names the
 // version of the object the caller described (its ETag): a kept part file
-// is resumed with If-Range from the first request, and an answer of
+// records it beside itself ("<dest>.part.version") and is resumed, with
+// If-Range from the first request, only for that version; an answer of
 // another version fails the file instead of splicing two. File.Digests are
 // what the object store says of the bytes (an ETag's MD5, a full-object
 // CRC64NVME), computed in the same pass as the SHA-256; Framed makes such

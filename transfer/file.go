@@ -158,6 +158,12 @@ func (j *fileJob) open(ctx context.Context) error {
 		j.log.Info("discarding partial file longer than the expected size", "partial_bytes", n)
 		return j.reset()
 	}
+	if kept := j.keptVersion(); j.f.Validator != "" && kept != j.f.Validator {
+		// Bytes of another version of the object (or of an unknown one)
+		// are never continued with this one's.
+		j.log.Info("discarding partial file of another version of the object", "partial_bytes", n, "kept_version", kept)
+		return j.reset()
+	}
 	if err := j.rehash(ctx, n); err != nil {
 		// Leave the kept bytes exactly as they were for the next run.
 		_ = j.out.Close()
@@ -169,6 +175,42 @@ func (j *fileJob) open(ctx context.Context) error {
 	j.prog.add(n)
 	j.log.Info("resuming from partial file", "partial_bytes", n)
 	return nil
+}
+
+// versionName is the file beside a kept part file that records the
+// version (File.Validator) its bytes are of.
+func (j *fileJob) versionName() string { return j.part + ".version" }
+
+// keptVersion reads the version a kept part file is of, "" when none was
+// recorded.
+func (j *fileJob) keptVersion() string {
+	f, err := safepath.OpenFile(j.dir, j.versionName(), os.O_RDONLY, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// recordVersion notes the version of the part file being kept; without a
+// record the next run discards it.
+func (j *fileJob) recordVersion() error {
+	f, err := safepath.OpenFile(j.dir, j.versionName(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(j.f.Validator)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (j *fileJob) rehash(ctx context.Context, n int64) error {
@@ -675,6 +717,9 @@ func (j *fileJob) commit() error {
 	if err := j.dir.Rename(j.cur, j.dest); err != nil {
 		return noRetry(err)
 	}
+	if j.f.Validator != "" {
+		_ = j.dir.Remove(j.versionName())
+	}
 	// The data is on disk and the name is final; a directory that cannot be
 	// fsynced is worth a warning, not a failed export.
 	if err := syncDir(j.dir); err != nil {
@@ -695,6 +740,7 @@ func (j *fileJob) abandon() {
 	if j.out == nil {
 		if j.cur != "" && (!j.keepPartial || j.bad) {
 			_ = j.dir.Remove(j.cur)
+			_ = j.dir.Remove(j.versionName())
 		}
 		return
 	}
@@ -703,6 +749,9 @@ func (j *fileJob) abandon() {
 		err := j.out.Truncate(j.offset)
 		if err == nil {
 			err = j.out.Sync()
+		}
+		if err == nil && j.f.Validator != "" {
+			err = j.recordVersion()
 		}
 		if err == nil {
 			j.log.Info("kept partial file for a later resume", "partial_bytes", j.offset)
@@ -718,6 +767,7 @@ func (j *fileJob) abandon() {
 		j.out = nil
 	}
 	_ = j.dir.Remove(name)
+	_ = j.dir.Remove(j.versionName())
 }
 
 // validatorOf returns what identifies this version of the object for

@@ -273,3 +273,44 @@ func TestSparseFileKeepsZerosAsHoles(t *testing.T) {
 		})
 	}
 }
+
+// A part file kept while the object was one version is discarded, not
+// continued, once the caller describes another version.
+func TestKeptPartOfAnotherVersionIsDiscarded(t *testing.T) {
+	type version struct {
+		data []byte
+		etag string
+	}
+	v1, v2 := version{genData(400_000, 50), `"v1"`}, version{genData(400_000, 51), `"v2"`}
+	var current atomic.Pointer[version]
+	current.Store(&v1)
+	var broken atomic.Bool
+	broken.Store(true)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		data, etag := current.Load().data, current.Load().etag
+		if broken.Load() {
+			serveBytes(&dropWriter{ResponseWriter: w, left: 150_000}, r, data, etag)
+			return
+		}
+		serveBytes(w, r, data, etag)
+	}))
+	defer ts.Close()
+	dest := filepath.Join(t.TempDir(), "disk")
+	d, _ := testDownloader(t, Options{MaxRetries: -1}, newFakeClock())
+	if _, err := d.Download(context.Background(), []File{{URL: ts.URL + "/o", Path: dest, KeepPartial: true, Validator: `"v1"`}}); err == nil {
+		t.Fatal("the first run succeeded against a broken server")
+	}
+	if st, err := os.Stat(dest + ".part"); err != nil || st.Size() != 150_000 {
+		t.Fatalf("kept part: %v", err)
+	}
+	current.Store(&v2)
+	broken.Store(false)
+	res, err := d.Download(context.Background(), []File{{URL: ts.URL + "/o", Path: dest, KeepPartial: true, Validator: `"v2"`}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, v2.data)
+	if res[0].ReusedBytes != 0 || exists(dest+".part.version") {
+		t.Errorf("reused %d bytes of another version; version record left: %v", res[0].ReusedBytes, exists(dest+".part.version"))
+	}
+}
