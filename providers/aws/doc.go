@@ -139,8 +139,10 @@
 //
 // Clean-up, however the export ends: the job's tasks still running are
 // cancelled, and with delete_object the task's object is deleted (that
-// object only: never a key outside the bucket and prefix); staging files
-// are the pipeline's. SweepOrphans also cancels the running tasks of jobs
+// object only: never a key outside the bucket and prefix; a failed
+// attempt's too, so the job's next attempt exports again, where without
+// delete_object it reuses the object and resumes the download); staging
+// files are the pipeline's. SweepOrphans also cancels the running tasks of jobs
 // that are over and, with delete_object, deletes their completed tasks'
 // objects. AWS may reboot the instance during the export.
 //

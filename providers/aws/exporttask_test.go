@@ -581,3 +581,51 @@ func TestWholeObjectDigestChoice(t *testing.T) {
 		}
 	}
 }
+
+// An attempt interrupted mid-download (delete_object off, so the object
+// outlives it) is resumed by the job's next attempt: the same task, its
+// object's kept part file continued, not fetched from its first byte.
+func TestExportTaskDownloadResumes(t *testing.T) {
+	disktest.QemuImg(t)
+	f := newTaskFixture(t, awsfake.Faults{}, 0)
+	p := f.taskProvider(t, ExportTaskConfig{})
+	dir := t.TempDir()
+	opts := providers.ExportOptions{OutputDir: dir, Format: providers.FormatDisks, DiskFormat: providers.DiskVMDK, Method: MethodExportTask, JobID: "job-resumed", Logger: f.log}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	first := opts
+	first.BandwidthLimit = 16 << 20 // about 1.5 s for the object: the cancel lands mid-way
+	first.Progress = func(r progress.Report) {
+		if r.Phase == progress.PhaseDownloading && r.BytesTotal > 0 && r.BytesDone > r.BytesTotal/2 {
+			cancel()
+		}
+	}
+	if _, err := pipeline.Export(ctx, p, "solo", first); !errors.Is(err, context.Canceled) {
+		t.Fatalf("interrupted attempt: %v", err)
+	}
+	part := filepath.Join(dir, "solo-disk-0.vmdk.part")
+	st, err := os.Stat(part)
+	if err != nil || st.Size() == 0 {
+		t.Fatalf("no part file kept for the next attempt: %v\n%s", err, f.logs.String())
+	}
+	before := len(f.s3.Requests())
+	if _, err := pipeline.Export(context.Background(), p, "solo", opts); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.srv.Stats().Requests["CreateInstanceExportTask"]; n != 1 {
+		t.Errorf("CreateInstanceExportTask called %d times, want 1", n)
+	}
+	for _, r := range f.s3.Requests()[before:] {
+		if r.Presigned && strings.HasPrefix(r.Range, "bytes=0-") {
+			t.Errorf("the resumed attempt fetched the object from its first byte (%s) although %d bytes were kept", r.Range, st.Size())
+		}
+	}
+	want := filepath.Join(t.TempDir(), "volume.raw")
+	if err := f.solo.WriteRawImage(want); err != nil {
+		t.Fatal(err)
+	}
+	disktest.Compare(t, filepath.Join(dir, "solo-disk-0.vmdk"), "vmdk", want, "raw")
+	if entries, _ := os.ReadDir(dir); slices.ContainsFunc(entries, func(e os.DirEntry) bool { return strings.Contains(e.Name(), ".part") }) {
+		t.Errorf("part files left after success: %v", entries)
+	}
+}

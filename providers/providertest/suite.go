@@ -51,8 +51,9 @@ type Target struct {
 	// a provider with several methods runs the suite once per method.
 	Method string
 	// RangedParts says the target's disks are ranged HTTP sources
-	// (object storage): a cancelled export keeps their ".part" files for
-	// the next attempt to resume, as block sources keep theirs.
+	// (object storage): a cancelled export keeps their ".part" files (with
+	// the ".part.version" naming the object's version) for the next
+	// attempt to resume, as block sources keep theirs.
 	RangedParts bool
 }
 
@@ -353,7 +354,7 @@ func Run(t *testing.T, target Target) {
 			switch {
 			case strings.HasSuffix(name, ".part") && names[strings.TrimSuffix(name, ".part")+".journal"]:
 			case strings.HasSuffix(name, ".journal") && names[strings.TrimSuffix(name, ".journal")+".part"]:
-			case strings.HasSuffix(name, ".part") && target.RangedParts:
+			case (strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".part.version")) && target.RangedParts:
 			default:
 				t.Errorf("cancelled export left %s behind", name)
 			}
