@@ -489,7 +489,12 @@ func (p *Provider) findExportTasks(ctx context.Context, c *ec2.Client, filter ec
 // sweepExportTasks cancels the export tasks of jobs that are over and,
 // when export_task.delete_object says so, deletes the objects their
 // completed tasks wrote (only under the configured bucket and prefix).
+// Without an export_task bucket the provider creates no tasks, and keys
+// limited to the EBS direct path may not describe them: nothing is asked.
 func (p *Provider) sweepExportTasks(ctx context.Context, isLive func(jobID string) bool) ([]string, error) {
+	if p.cfg.ExportTask.Bucket == "" {
+		return nil, nil
+	}
 	c, _, _, err := p.s3Clients()
 	if err != nil {
 		return nil, err
