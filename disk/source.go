@@ -2,6 +2,7 @@ package disk
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"iter"
 )
@@ -80,7 +81,9 @@ func (s *imageSource) Read(p []byte) (int, error) {
 // FromReader is a Source over the whole virtual disk read front to back
 // from r (a stream with no extent map, such as a decoded download): one
 // extent of size bytes; writers find the zeros in it themselves. A short r
-// is an io.ErrUnexpectedEOF.
+// is an io.ErrUnexpectedEOF. Asked for the extent after the last, it reads
+// r to its end: bytes beyond size are an error, and so is an error r
+// reports there (a stream that verifies a checksum at its end).
 func FromReader(r io.Reader, size int64) Source {
 	return &readerSource{r: r, size: size}
 }
@@ -96,7 +99,18 @@ func (s *readerSource) Size() int64 { return s.size }
 
 func (s *readerSource) NextExtent() (Extent, error) {
 	if s.started || s.size == 0 {
-		return Extent{}, io.EOF
+		if s.left > 0 {
+			return Extent{}, io.EOF // the writer stopped early; not our end to check
+		}
+		var probe [1]byte
+		switch n, err := io.ReadFull(s.r, probe[:]); {
+		case n > 0:
+			return Extent{}, fmt.Errorf("the stream holds more than the disk's %d bytes", s.size)
+		case err == io.EOF: //nolint:errorlint // io.ReadFull's own marker
+			return Extent{}, io.EOF
+		default:
+			return Extent{}, err
+		}
 	}
 	s.started, s.left = true, s.size
 	return Extent{Offset: 0, Length: s.size}, nil

@@ -621,3 +621,69 @@ func (m *runtimeMem) read() {
 	runtime.ReadMemStats(&s)
 	m.total = s.TotalAlloc
 }
+
+// TestBlockSourceResumeStateKeptOnlyWhileAnAttemptFollows: a failure that
+// may heal keeps the part file and journal for the next attempt, unless
+// no attempt follows (the job's last attempt, or a cancel with
+// providers.ErrAbandoned); a last attempt cancelled for another reason
+// (the daemon shutting down hands the job back) keeps them.
+func TestBlockSourceResumeStateKeptOnlyWhileAnAttemptFollows(t *testing.T) {
+	const blockSize = 16 << 10
+	data, listed := sparseDisk(8, 4<<20, blockSize)
+	listFailure := errors.New("ListSnapshotBlocks: connection reset")
+	for _, tc := range []struct {
+		name   string
+		final  bool
+		cancel error // cancel cause after some blocks; nil: List fails
+		kept   bool
+	}{
+		{name: "transient failure, attempts follow", kept: true},
+		{name: "transient failure, last attempt", final: true},
+		{name: "cancelled: abandoned", cancel: providers.ErrAbandoned},
+		{name: "cancelled: shutdown, last attempt", final: true, cancel: errors.New("daemon shutting down"), kept: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := newBlockPlatform("snap-8", data, listed, blockSize)
+			p.latency = time.Millisecond
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			src := p.source()
+			if tc.cancel != nil {
+				p.onDeliver = func(n int64) {
+					if n == int64(len(listed)/3) {
+						cancel(tc.cancel)
+					}
+				}
+			} else {
+				src.List = func(context.Context) iter.Seq2[providers.Block, error] {
+					return func(yield func(providers.Block, error) bool) {
+						for _, b := range listed[:len(listed)/2] {
+							if !yield(b, nil) {
+								return
+							}
+						}
+						yield(providers.Block{}, listFailure)
+					}
+				}
+			}
+			d := p.disk("disk-0")
+			d.Blocks = src
+			dir := t.TempDir()
+			e := newExporter(d)
+			_, err := pipeline.Export(ctx, e, "vm-1", providers.ExportOptions{
+				OutputDir: dir, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw, FinalAttempt: tc.final,
+			})
+			if err == nil || providers.IsPermanent(err) {
+				t.Fatalf("export returned %v, want a failure that may heal", err)
+			}
+			e.wantEnded(t, true)
+			var want []string
+			if tc.kept {
+				want = []string{"web01-disk-0.raw.journal", "web01-disk-0.raw.part"}
+			}
+			if got := listDir(t, dir); !slices.Equal(got, want) {
+				t.Errorf("the failed export left %v, want %v", got, want)
+			}
+		})
+	}
+}

@@ -29,6 +29,7 @@ const blockSize = 64 << 10
 // the zeros themselves; only one of the two is read.
 func (r *run) convert(ctx context.Context, it *item, in io.Reader) error {
 	d := it.disk
+	in = &stickyReader{r: in}
 	var data io.Reader
 	var src disk.Source
 	switch d.Format {
@@ -45,7 +46,7 @@ func (r *run) convert(ctx context.Context, it *item, in io.Reader) error {
 		if d.Capacity <= 0 {
 			return fmt.Errorf("disk %s: a raw source needs its capacity", d.Name)
 		}
-		data = &exactReader{r: in, left: d.Capacity, name: d.Name}
+		data = &exactReader{r: in, size: d.Capacity, left: d.Capacity, name: d.Name}
 		src = disk.FromReader(data, d.Capacity)
 	}
 	return r.encode(ctx, it, data, src)
@@ -122,17 +123,48 @@ func (r *run) writeImage(ctx context.Context, it *item, spec formats.Spec, src d
 	return r.commit(it, f, tmp, h, n, err)
 }
 
-// exactReader reads exactly left bytes of a raw source: a short source
-// is an error, not a disk with a zero tail.
+// stickyReader returns the error its reader returned on every later Read
+// too. A source may report a failure (a checksum that does not match)
+// together with its last bytes, and io.ReadFull drops an error that comes
+// with the bytes filling its buffer: the next Read must see it again.
+type stickyReader struct {
+	r   io.Reader
+	err error
+}
+
+func (s *stickyReader) Read(p []byte) (int, error) {
+	if s.err != nil {
+		return 0, s.err
+	}
+	n, err := s.r.Read(p)
+	s.err = err
+	return n, err
+}
+
+// exactReader reads exactly left bytes of a raw source and then its end:
+// a short source is an error, not a disk with a zero tail, and a long one
+// is an error, not a disk cut short. Reading on to the source's end also
+// lets a source that verifies its bytes at the end (a whole-object
+// checksum) report a mismatch.
 type exactReader struct {
 	r    io.Reader
+	size int64 // the disk's capacity
 	left int64
 	name string
 }
 
 func (e *exactReader) Read(p []byte) (int, error) {
 	if e.left <= 0 {
-		return 0, io.EOF
+		var probe [1]byte
+		n, err := io.ReadFull(e.r, probe[:])
+		switch {
+		case n > 0:
+			return 0, fmt.Errorf("disk %s: the source holds more than the disk's %d bytes", e.name, e.size)
+		case errors.Is(err, io.EOF):
+			return 0, io.EOF
+		default:
+			return 0, err
+		}
 	}
 	if int64(len(p)) > e.left {
 		p = p[:e.left]

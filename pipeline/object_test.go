@@ -13,8 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -320,5 +322,128 @@ func TestSourceRefusals(t *testing.T) {
 	}
 	if e.prepared != 0 {
 		t.Error("the platform was asked to prepare an export with a method it does not offer")
+	}
+}
+
+// TestRangedSourcePartKeptOnlyWhileAnAttemptFollows: a ranged source's
+// part file and its version record follow the block sources' rule. A
+// failure that may heal keeps them for the next attempt, which resumes
+// after the kept bytes; a permanent failure, the job's last attempt, or a
+// cancel with providers.ErrAbandoned removes them; a last attempt
+// cancelled for another reason (a shutdown hands the job back) keeps them.
+func TestRangedSourcePartKeptOnlyWhileAnAttemptFollows(t *testing.T) {
+	data := diskBytes(9, 1<<20)
+	const half = 256 << 10
+	etag := etagOf(data)
+	broken := errors.New("connection reset by peer")
+	for _, tc := range []struct {
+		name      string
+		final     bool
+		cancel    error // cancel cause once half is in; nil: another disk fails
+		permanent bool  // that disk's failure is permanent
+		kept      bool
+	}{
+		{name: "transient failure, attempts follow", kept: true},
+		{name: "transient failure, last attempt", final: true},
+		{name: "permanent failure", permanent: true},
+		{name: "cancelled: abandoned", cancel: providers.ErrAbandoned},
+		{name: "cancelled: shutdown, last attempt", final: true, cancel: errors.New("daemon shutting down"), kept: true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var healed atomic.Bool
+			var mu sync.Mutex
+			var ranges []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				mu.Lock()
+				ranges = append(ranges, r.Header.Get("Range"))
+				mu.Unlock()
+				w.Header().Set("ETag", etag)
+				if healed.Load() {
+					http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(data))
+					return
+				}
+				// Half the disk, then a connection that stays silent.
+				w.Header().Set("Content-Range", fmt.Sprintf("bytes 0-%d/%d", len(data)-1, len(data)))
+				w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+				w.WriteHeader(http.StatusPartialContent)
+				_, _ = w.Write(data[:half])
+				w.(http.Flusher).Flush()
+				<-r.Context().Done()
+			}))
+			defer srv.Close()
+			dir := t.TempDir()
+			part := filepath.Join(dir, "web01-disk-0.raw.part")
+			halfIn := make(chan struct{})
+			go func() {
+				defer close(halfIn)
+				for {
+					if st, err := os.Stat(part); err == nil && st.Size() >= half {
+						return
+					}
+					time.Sleep(5 * time.Millisecond)
+				}
+			}()
+			ctx, cancel := context.WithCancelCause(context.Background())
+			defer cancel(nil)
+			other := providers.DiskSource{Name: "disk-1", Format: providers.SourceRaw, Capacity: 1 << 20, Size: 1 << 20,
+				Open: func(ctx context.Context) (io.ReadCloser, error) {
+					<-halfIn
+					if tc.cancel != nil {
+						cancel(tc.cancel)
+						<-ctx.Done()
+						return nil, context.Cause(ctx)
+					}
+					if tc.permanent {
+						return nil, providers.Permanent(broken)
+					}
+					return nil, broken
+				}}
+			ranged := providers.DiskSource{Name: "disk-0", Format: providers.SourceRaw, Capacity: int64(len(data)), Size: int64(len(data)),
+				HTTP: &providers.HTTPSource{URL: srv.URL + "/disk.raw", Ranged: true, Validator: etag}}
+			opts := providers.ExportOptions{OutputDir: dir, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw, FinalAttempt: tc.final}
+			e := newExporter(ranged, other)
+			_, err := pipeline.Export(ctx, e, "vm-1", opts)
+			if err == nil || providers.IsPermanent(err) != tc.permanent {
+				t.Fatalf("export returned %v, want a failure (permanent: %v)", err, tc.permanent)
+			}
+			e.wantEnded(t, true)
+			var want []string
+			if tc.kept {
+				want = []string{"web01-disk-0.raw.part", "web01-disk-0.raw.part.version"}
+			}
+			if got := listDir(t, dir); !slices.Equal(got, want) {
+				t.Fatalf("the failed export left %v, want %v", got, want)
+			}
+			if !tc.kept {
+				return
+			}
+
+			// The next attempt resumes after the kept bytes.
+			healed.Store(true)
+			mu.Lock()
+			asked := len(ranges)
+			mu.Unlock()
+			e = newExporter(ranged, readerDisk("disk-1", make([]byte, 1<<20)))
+			opts.FinalAttempt = true
+			if _, err := pipeline.Export(context.Background(), e, "vm-1", opts); err != nil {
+				t.Fatal(err)
+			}
+			out, err := os.ReadFile(filepath.Join(dir, "web01-disk-0.raw"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if sum(out) != sum(data) {
+				t.Error("the resumed disk differs from the source")
+			}
+			mu.Lock()
+			resumed := ranges[asked:]
+			mu.Unlock()
+			if len(resumed) == 0 || !strings.HasPrefix(resumed[0], fmt.Sprintf("bytes=%d-", half)) {
+				t.Errorf("the next attempt asked %v, want a range from byte %d on", resumed, half)
+			}
+			if got, want := listDir(t, dir), []string{"web01-disk-0.raw", "web01-disk-1.raw", "web01.json", "web01.sha256"}; !slices.Equal(got, want) {
+				t.Errorf("after the resumed export the directory holds %v, want %v", got, want)
+			}
+		})
 	}
 }

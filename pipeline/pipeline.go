@@ -105,7 +105,7 @@ func Export(ctx context.Context, p providers.Exporter, identifier string, opts p
 	r.log = r.log.With("vm", exp.VM.Name)
 	defer func() {
 		if err != nil {
-			r.removeWritten(err)
+			r.removeWritten(r.final(ctx, err))
 		}
 	}()
 	res, err = r.run(ctx)
@@ -143,8 +143,8 @@ type run struct {
 	written []string // names in root, removed if the export fails
 	// partials are the part files and journals of block downloads: kept
 	// when the export fails in a way that may heal, so that the next
-	// attempt into the same directory resumes them; removed when it
-	// cannot (a permanent failure).
+	// attempt into the same directory resumes them; removed when no
+	// attempt will follow (see final).
 	partials []string
 }
 
@@ -177,16 +177,30 @@ func (r *run) untrack(name string) {
 	}
 }
 
+// final reports whether no attempt will follow a failed export, so that
+// its resume state is worth nothing: the failure is permanent, the job
+// engine abandoned the export (a user's cancel), or this was the last
+// attempt and it failed on its own (not cancelled: a daemon shutting down
+// or losing its lease hands the job on to resume).
+func (r *run) final(ctx context.Context, failure error) bool {
+	switch {
+	case providers.IsPermanent(failure), errors.Is(context.Cause(ctx), providers.ErrAbandoned):
+		return true
+	default:
+		return r.opts.FinalAttempt && ctx.Err() == nil
+	}
+}
+
 // removeWritten removes what a failed export wrote, block download
-// partials too when the failure is permanent.
-func (r *run) removeWritten(failure error) {
+// partials too when no attempt will follow.
+func (r *run) removeWritten(final bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for _, n := range r.written {
 		_ = r.root.Remove(n)
 	}
 	r.written = nil
-	if providers.IsPermanent(failure) {
+	if final {
 		for _, n := range r.partials {
 			_ = r.root.Remove(n)
 		}

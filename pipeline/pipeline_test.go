@@ -373,3 +373,67 @@ func TestEveryDiskFormatHasAWriter(t *testing.T) {
 		}
 	}
 }
+
+// lastBytesReader serves data, then what a verifying source reports at
+// its end: err together with the last bytes (withLast) or on the Read
+// after them; and then extra bytes beyond the disk, if any.
+type lastBytesReader struct {
+	data     []byte
+	err      error
+	withLast bool
+	extra    []byte
+}
+
+func (l *lastBytesReader) Read(p []byte) (int, error) {
+	if len(l.data) > 0 {
+		n := copy(p, l.data)
+		l.data = l.data[n:]
+		if len(l.data) == 0 && l.withLast {
+			return n, l.err
+		}
+		return n, nil
+	}
+	if len(l.extra) > 0 {
+		n := copy(p, l.extra)
+		l.extra = l.extra[n:]
+		return n, nil
+	}
+	if l.err != nil {
+		return 0, l.err
+	}
+	return 0, io.EOF
+}
+
+// A raw source is read to its end: a failure it reports with its last
+// bytes or after them (a whole-object checksum), or bytes beyond the disk,
+// fail the export instead of being dropped.
+func TestRawSourceIsReadToItsEnd(t *testing.T) {
+	data := diskBytes(9, 1<<20) // a multiple of every reader's buffer
+	mismatch := errors.New("CRC32C mismatch")
+	for _, tc := range []struct {
+		name string
+		src  func() io.Reader
+		want string
+	}{
+		{"error with the last bytes", func() io.Reader { return &lastBytesReader{data: slices.Clone(data), err: mismatch, withLast: true} }, mismatch.Error()},
+		{"error after the last bytes", func() io.Reader { return &lastBytesReader{data: slices.Clone(data), err: mismatch} }, mismatch.Error()},
+		{"bytes beyond the disk", func() io.Reader { return &lastBytesReader{data: slices.Clone(data), extra: []byte{1}} }, "holds more than the disk's 1048576 bytes"},
+	} {
+		for _, df := range []providers.DiskFormat{providers.DiskRaw, providers.DiskQCOW2, providers.DiskVMDK} {
+			t.Run(tc.name+"/"+string(df), func(t *testing.T) {
+				d := readerDisk("disk-0", data)
+				d.Open = func(context.Context) (io.ReadCloser, error) { return io.NopCloser(tc.src()), nil }
+				dir := t.TempDir()
+				_, err := pipeline.Export(context.Background(), newExporter(d), "vm-1", providers.ExportOptions{
+					OutputDir: dir, Format: providers.FormatDisks, DiskFormat: df,
+				})
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("export returned %v, want a failure naming %q", err, tc.want)
+				}
+				if left := listDir(t, dir); len(left) != 0 {
+					t.Errorf("failed export left %v", left)
+				}
+			})
+		}
+	}
+}

@@ -197,6 +197,12 @@ type ExportOptions struct {
 	// create on the platform with it, so that what a job left behind can
 	// be found and removed once the job is over (AWS snapshots).
 	JobID string `json:"-"`
+	// FinalAttempt says that no attempt follows this one if it fails (the
+	// job's last). A failure then removes everything the export wrote,
+	// resume state (block downloads' part files and journals) included,
+	// unless it was cancelled for another reason than ErrAbandoned (a
+	// daemon shutting down hands the job back to resume later).
+	FinalAttempt bool `json:"-"`
 
 	// Progress, when set, is called as the export advances. It must be
 	// cheap and must not block; it may be called from several goroutines.

@@ -1,11 +1,12 @@
 #!/bin/sh
 # Makes sure what the test suite talks to is present: PostgreSQL running
 # (the store and job tests run against it), the Debian tools some tests
-# and benchmarks call (qemu-img, zstd, gzip, mkfs.ext4) and versitygw, the
-# real S3 server of the AWS export-task tests (built once into the per-user
-# cache by build-versitygw.sh). Installs missing packages when run as root
-# with apt-get available; otherwise says exactly what to install. Fails
-# loudly.
+# and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4; OpenSSH's sshd
+# and Samba's smbd, which the SFTP and SMB tests run as real servers, and
+# their clients, the benchmarks' anchors) and versitygw, the real S3 server
+# of the AWS export-task tests (built once into the per-user cache by
+# build-versitygw.sh). Installs missing packages when run as root with
+# apt-get available; otherwise says exactly what to install. Fails loudly.
 set -eu
 
 # have TOOL: in PATH, or in the sbin directories a normal user's PATH lacks.
@@ -17,13 +18,32 @@ missing=""
 have qemu-img || missing="$missing qemu-utils"
 have zstd || missing="$missing zstd"
 have gzip || missing="$missing gzip"
+have lzop || missing="$missing lzop" # the oracle for .vma.lzo dumps (vma, internal/lzop)
 have mkfs.ext4 || missing="$missing e2fsprogs" # the ova benchmarks' ext4 image (mkfs.ext4 -d)
+have sshd || missing="$missing openssh-server"    # internal/sshdtest
+have sftp || missing="$missing openssh-client"    # transfer/sftp benchmark anchor (sftp, scp)
+have smbd || missing="$missing samba"             # internal/sambatest (smbd, pdbedit)
+have pdbedit || case "$missing" in *" samba"*) ;; *) missing="$missing samba" ;; esac
+have smbclient || missing="$missing smbclient"    # transfer/smb benchmark anchor
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"
+		# The tests run private sshd and smbd instances; the packages' own
+		# system services must not start (and listen on 22/445) on install.
+		# Debian's policy-rc.d hook says so, for the install only.
+		policy=""
+		if [ ! -e /usr/sbin/policy-rc.d ]; then
+			policy=/usr/sbin/policy-rc.d
+			printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy"
+			trap 'rm -f "$policy"' EXIT
+		fi
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null || {
 			apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $missing >/dev/null
 		}
+		if [ -n "$policy" ]; then
+			rm -f "$policy"
+			trap - EXIT
+		fi
 	else
 		echo "missing tools; install the Debian packages:$missing (sudo apt-get install$missing)" >&2
 		exit 1

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"sync"
 	"sync/atomic"
 )
@@ -161,9 +160,9 @@ func (j *fileJob) fetchChunk(ctx context.Context, ch *chunk, c *call, cEnd int64
 		var err error
 		end := cEnd
 		if c == nil {
-			c, err = j.get(ctx, pos, ch.end-1, j.validator)
+			c, err = j.request(ctx, pos, ch.end-1, j.validator)
 			if err == nil {
-				end, err = j.checkChunk(c.resp, pos)
+				end, err = j.checkChunk(c.seg, pos)
 			}
 		}
 		if err == nil {
@@ -198,28 +197,20 @@ func (j *fileJob) fetchChunk(ctx context.Context, ch *chunk, c *call, cEnd int64
 	}
 }
 
-// checkChunk validates the answer to a ranged GET for bytes from pos on and
-// returns where its bytes end.
-func (j *fileJob) checkChunk(resp *http.Response, pos int64) (int64, error) {
-	switch resp.StatusCode {
-	case http.StatusPartialContent:
-	case http.StatusOK, http.StatusRequestedRangeNotSatisfiable:
-		return 0, fmt.Errorf("%s: HTTP %s to a ranged request: %w", j.url, resp.Status, errRestartNeeded)
-	default:
-		return 0, j.statusErr(resp)
+// checkChunk validates the answer to a request for the bytes from pos on
+// and returns where its bytes end.
+func (j *fileJob) checkChunk(seg segment, pos int64) (int64, error) {
+	if seg.whole || seg.beyond {
+		return 0, fmt.Errorf("%s: %s to a ranged request: %w", j.url, seg.desc, errRestartNeeded)
 	}
-	if err := j.checkValidator(resp); err != nil {
-		return 0, err
+	if seg.start != pos || (seg.total >= 0 && seg.total != j.total) {
+		return 0, fmt.Errorf("%s: %w (%s for byte %d): %w", j.url, errBadContentRange,
+			seg.desc, pos, errRestartNeeded)
 	}
-	first, last, total, ok := j.contentRange(resp.Header.Get("Content-Range"))
-	if !ok || first != pos || (total >= 0 && total != j.total) {
-		return 0, fmt.Errorf("%s: %w (%q for byte %d): %w", j.url, errBadContentRange,
-			resp.Header.Get("Content-Range"), pos, errRestartNeeded)
-	}
-	if v := validatorOf(resp); v != "" && j.validator != "" && v != j.validator {
+	if seg.validator != "" && j.validator != "" && seg.validator != j.validator {
 		return 0, fmt.Errorf("%s: %w: %w", j.url, errObjectChanged, errRestartNeeded)
 	}
-	return last + 1, nil
+	return seg.end, nil
 }
 
 // streamChunk writes c's body into ch up to limit, reading while a pipe
@@ -241,7 +232,7 @@ func (j *fileJob) streamChunk(ctx context.Context, c *call, ch *chunk, limit int
 			break // the write failed; wait says why
 		}
 		buf := (*bp)[:j.d.limit.readSize(len(*bp))]
-		n, rerr := readSome(c.resp.Body, buf[:min(int64(len(buf)), limit-pos)], c.wd)
+		n, rerr := readSome(c.seg.body, buf[:min(int64(len(buf)), limit-pos)], c.wd)
 		if n > 0 {
 			j.transferred.Add(int64(n))
 			c.wd.pause(true)

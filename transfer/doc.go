@@ -1,6 +1,6 @@
 // Package transfer is HyperSDK's one byte mover: every provider that fetches
-// disk images or other export files over HTTP(S) does it through this package
-// and none rolls its own.
+// disk images or other export files over HTTP(S), SFTP or SMB does it through
+// this package and none rolls its own.
 //
 // A Downloader fetches a set of files concurrently. Each file is written to
 // "<dest>.part", hashed with SHA-256 while it streams, fsynced, and renamed to
@@ -30,16 +30,35 @@
 //
 // A file may be a byte range of an object (File.Offset: the disk image
 // inside an uncompressed OVA): every request then asks for a range within
-// it and Content-Range is read relative to it. File.Validator names the
-// version of the object the caller described (its ETag): a kept part file
-// records it beside itself ("<dest>.part.version") and is resumed, with
-// If-Range from the first request, only for that version; an answer of
-// another version fails the file instead of splicing two. File.Digests are
+// it and the answer is read relative to it. File.Validator names the
+// version of the object the caller described (its ETag, a Source's
+// version): a kept part file records it beside itself
+// ("<dest>.part.version") and is resumed, with If-Range from the first
+// request over HTTP, only for that version; an answer of another version
+// fails the file instead of splicing two. File.Digests are
 // what the object store says of the bytes (an ETag's MD5, a full-object
 // CRC64NVME), computed in the same pass as the SHA-256; Framed makes such
 // a digest of a whole object check one of its members, from the bytes
 // before and after it. File.Sparse leaves all-zero buffers as holes (raw
 // disk images).
+//
+// Reader (reader.go) is the same engine for a consumer that wants the bytes
+// of one object of known size as an ordered stream rather than a file (a
+// tar.gz decoded while it downloads): NewReader keeps ReaderOptions.Concurrency
+// ranged GETs of ChunkSize in flight ahead of the consumer and hands their
+// bytes out in order, so memory is bounded by Concurrency × ChunkSize
+// whatever the object's size and a slow consumer holds the readers back. A
+// range broken mid-body is resumed from its last byte received (Range),
+// with the same backoff, retry budget, stall timeout, bandwidth limit,
+// status classification and URL redaction as downloads; an answer of
+// another object version (ETag / Last-Modified) or size fails for good. A
+// server that ignores Range is read as one stream, and a break restarts it
+// from the first byte, skipping what was already handed out. When the
+// store publishes a digest of the whole object (GCS's CRC32C), the Reader
+// hashes every byte in order and the Read that delivers the last byte
+// fails with ErrDigestMismatch when the sums differ. Nothing is resumed
+// across Readers: a consumer that has already acted on the bytes it read
+// starts a new Reader from the first byte.
 //
 // Each stream is a pipeline: the body is read into 64 KiB buffers while a
 // writer goroutine writes earlier ones at their offsets and a third stage
@@ -57,6 +76,21 @@
 // and no body is ever held whole; a slow disk makes the reader wait for a
 // free buffer. A token bucket shared by all streams of a Downloader enforces
 // Options.BandwidthLimit.
+//
+// A File comes from an http(s) URL or from a Source: a remote file read by
+// byte ranges (transfer/sftp and transfer/smb implement it over SSH and
+// SMB2/3). Both go through the same engine, so everything above holds for
+// both: the HTTP side turns statuses and headers into "these bytes, from
+// this offset, of an object of this size and version" and a Source says the
+// same through OpenRange and SourceInfo; the decisions (resume, restart from
+// zero on a new version, parallel chunks, size checks, retry or give up,
+// a part of an object (Offset), the caller's version (Validator), kept
+// part files, Digests, Sparse) are made once, on those facts. What is HTTP
+// only stays in the HTTP origin: Range, If-Range and Accept-Encoding
+// identity on the request; a 200 where a range was asked for (a Source
+// always answers the range it was asked; its version is only checked,
+// never sent). A Source's errors that wrap ErrPermanent are not retried;
+// any other is resumed from the last byte received.
 //
 // NewHTTPClient is the one HTTP client setup of the project (TLS verification,
 // optional certificate thumbprint pinning as vSphere users know it, timeouts

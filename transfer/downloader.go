@@ -19,10 +19,14 @@ import (
 	"github.com/hypersdk/hypersdk/progress"
 )
 
-// File is one download.
+// File is one download, from an HTTP(S) URL or from a Source: exactly one
+// of URL and Source is set.
 type File struct {
 	// URL is the http(s) URL to GET.
 	URL string
+	// Source, when set instead of URL, is where the bytes come from (SFTP,
+	// SMB…); Header and Client are then unused. See Source.
+	Source Source
 	// Path is the destination, relative to Root when Root is set. Parent
 	// directories are created.
 	Path string
@@ -45,24 +49,28 @@ type File struct {
 	// Downloader, its concurrency and its bandwidth limit.
 	Client *http.Client
 	// Offset > 0 makes the file bytes [Offset, Offset+Size) of the object
-	// at URL (a member of an uncompressed archive in object storage):
-	// every request is a ranged GET within that span, Content-Range is
-	// read relative to it, and a server that ignores Range fails the file
-	// (ErrPermanent). Size is then required.
+	// at URL or of the Source's file (a member of an uncompressed archive):
+	// every request is a range within that span (a ranged GET, an
+	// OpenRange), the answer is read relative to it, and an HTTP server
+	// that ignores Range fails the file (ErrPermanent). Size is then
+	// required.
 	Offset int64
 	// ChunkConcurrency, when > 0, replaces Options.ChunkConcurrency for
 	// this file, so that objects known to be served with ranges (S3, Azure
-	// Blob) are split into parallel ranged GETs while other files of the
-	// same Downloader (vSphere NFC streams) are not probed.
+	// Blob, a Source) are split into parallel ranges while other files of
+	// the same Downloader (vSphere NFC streams) are not probed.
 	ChunkConcurrency int
 	// KeepPartial keeps and resumes this file's "<Path>.part" as
 	// Options.KeepPartial does for every file.
 	KeepPartial bool
-	// Validator is the object's strong ETag (or Last-Modified) as the
-	// caller knows it: it is sent as If-Range from the first resumed
-	// request on (a kept part file included), and a response carrying
-	// another one fails the file (ErrPermanent) instead of splicing bytes
-	// of two versions.
+	// Validator is the object's version as the caller knows it: for a URL
+	// its strong ETag (or Last-Modified), sent as If-Range from the first
+	// resumed request on (a kept part file included); for a Source its
+	// SourceInfo.Version (a Source cannot condition a read, so only the
+	// check applies). An answer of another version fails the file
+	// (ErrPermanent) instead of splicing bytes of two versions, and a kept
+	// part file records the version it holds ("<Path>.part.version") and
+	// is discarded, not continued, for another one.
 	Validator string
 	// Digests are other digests the bytes must match (see Digest); each is
 	// computed in the same pass as the SHA-256 and a mismatch fails the
@@ -308,12 +316,21 @@ func (d *Downloader) Download(ctx context.Context, files []File) ([]Result, erro
 func validate(files []File) error {
 	seen := make(map[string]int, len(files))
 	for i, f := range files {
-		u, err := url.Parse(f.URL)
-		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return permanent(fmt.Errorf("transfer: file %d: URL %s is not an absolute http(s) URL", i, RedactURL(f.URL)))
+		name := ""
+		switch {
+		case f.Source != nil && f.URL != "":
+			return permanent(fmt.Errorf("transfer: file %d (%s): both a URL and a Source", i, f.Source))
+		case f.Source != nil:
+			name = f.Source.String()
+		default:
+			u, err := url.Parse(f.URL)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return permanent(fmt.Errorf("transfer: file %d: URL %s is not an absolute http(s) URL", i, RedactURL(f.URL)))
+			}
+			name = RedactURL(f.URL)
 		}
 		if f.Path == "" {
-			return permanent(fmt.Errorf("transfer: file %d (%s): no destination path", i, RedactURL(f.URL)))
+			return permanent(fmt.Errorf("transfer: file %d (%s): no destination path", i, name))
 		}
 		if f.SHA256 != "" {
 			if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 {

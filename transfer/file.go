@@ -28,7 +28,8 @@ import (
 type fileJob struct {
 	d      *Downloader
 	f      File
-	url    string   // redacted, for messages
+	origin origin   // where the bytes come from: f.URL or f.Source
+	url    string   // the redacted URL or the Source's name, for messages
 	dir    *os.Root // the destination's directory; every name below is in it
 	dest   string
 	part   string
@@ -50,7 +51,7 @@ type fileJob struct {
 	cleanRetry  bool // that clean download has been used up
 	chunkTried  bool // the ranged probe for chunked mode has been answered
 	bad         bool // content is known wrong: never keep it
-	chunkConc   int  // parallel ranged GETs (File or Options)
+	chunkConc   int  // parallel ranged requests (File or Options)
 	keepPartial bool // File or Options
 	sum         string
 	transferred atomic.Int64
@@ -79,7 +80,13 @@ func (d *Downloader) downloadFile(ctx context.Context, f File, prog *fileProgres
 	if f.Size > 0 {
 		j.total = f.Size
 	}
-	j.log = d.log.With("file", f.Path, "url", j.url)
+	if f.Source != nil {
+		j.origin, j.url = sourceOrigin{f.Source}, f.Source.String()
+		j.log = d.log.With("file", f.Path, "source", j.url)
+	} else {
+		j.origin = httpOrigin{j}
+		j.log = d.log.With("file", f.Path, "url", j.url)
+	}
 	j.res.Path = f.Path
 
 	err := j.open(ctx)
@@ -268,6 +275,9 @@ func (j *fileJob) run(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 		if !retryable(err) && !errors.Is(err, errRestartNeeded) {
+			if errors.Is(err, errWrongVersion) || errors.Is(err, errSpanIgnored) {
+				j.bad = true // the part file can never be completed
+			}
 			return err
 		}
 		if j.offset > before {
@@ -291,67 +301,103 @@ type call struct {
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 	wd     *watchdog
-	resp   *http.Response
+	seg    segment
+	resp   *http.Response // seg.resp: the HTTP response, nil for a Source
 }
 
 func (c *call) close() {
-	if c.resp != nil {
+	switch {
+	case c.seg.body != nil:
+		c.seg.body.Close()
+	case c.resp != nil:
 		c.resp.Body.Close()
 	}
 	c.wd.stop()
 	c.cancel(nil)
 }
 
-// get sends a GET for bytes [from, to] (to < 0: to the end; from == to == -1
-// or from == 0 with to < 0: no Range at all).
-func (j *fileJob) get(ctx context.Context, from, to int64, ifRange string) (*call, error) {
+// request asks the file's origin for bytes [from, to] of the file (to < 0:
+// to the end; from == 0 with to < 0: the whole object, no range). validator
+// is the version the bytes must belong to, if known. The answer comes back
+// in the file's positions (File.Offset) and is refused for good when it is
+// not of the caller's version or is a whole object for a part of one.
+func (j *fileJob) request(ctx context.Context, from, to int64, validator string) (*call, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	c := &call{ctx: cctx, cancel: cancel}
-	req, err := http.NewRequestWithContext(cctx, http.MethodGet, j.f.URL, nil)
-	if err != nil {
-		c.close()
-		return nil, permanent(fmt.Errorf("request for %s: %w", j.url, redactErr(err)))
-	}
-	if j.f.Header != nil {
-		req.Header = j.f.Header.Clone()
-	}
-	req.Header.Del("Range")
-	req.Header.Del("If-Range")
-	// Explicit identity: the transport must not gzip-decode behind our back,
-	// or Range offsets and hashes would refer to different bytes.
-	req.Header.Set("Accept-Encoding", "identity")
-	if base := j.f.Offset; base > 0 {
-		// A part of the object: every request is a range within it.
-		if to < 0 || to >= j.f.Size {
-			to = j.f.Size - 1
-		}
-		from, to = base+max(from, 0), base+to
-	}
-	if from > 0 || to >= 0 {
-		r := "bytes=" + strconv.FormatInt(from, 10) + "-"
-		if to >= 0 {
-			r += strconv.FormatInt(to, 10)
-		}
-		req.Header.Set("Range", r)
-		if ifRange != "" {
-			req.Header.Set("If-Range", ifRange)
-		}
-	}
-	client := j.d.client
-	if j.f.Client != nil {
-		client = j.f.Client
-	}
-	resp, err := client.Do(req)
+	from, to = j.toObject(from, to)
+	seg, err := j.origin.fetch(cctx, from, to, validator)
 	if err != nil {
 		err = j.netErr(ctx, c, err)
 		c.close()
 		return nil, err
 	}
-	c.resp = resp
-	// From here on the body must keep flowing; the wait for headers was
-	// bounded by the client (ResponseHeaderTimeout).
+	c.seg, c.resp = j.fromObject(seg), seg.resp
+	if err := j.checkAnswer(c.seg); err != nil {
+		c.close()
+		return nil, err
+	}
+	// From here on the body must keep flowing; the wait for the answer was
+	// bounded by the client (ResponseHeaderTimeout) or the Source.
 	c.wd = newWatchdog(j.d.stall, cancel)
 	return c, nil
+}
+
+// toObject maps bytes [from, to] of the file onto its object. A part of
+// an object (File.Offset > 0) is asked for as a range within the part,
+// even from its first byte to its end: the whole object is never wanted.
+func (j *fileJob) toObject(from, to int64) (int64, int64) {
+	base := j.f.Offset
+	if base == 0 {
+		return from, to
+	}
+	if to < 0 || to >= j.f.Size {
+		to = j.f.Size - 1
+	}
+	return base + from, base + to
+}
+
+// fromObject expresses an answer in the file's positions: for a part of
+// an object (File.Offset) its range is shifted into the part and the
+// object's size becomes the part's, unless the object is too short to hold
+// the part (then the shortened size, which checkSize refuses). A range
+// reaching outside the part is unusable framing (start -1).
+func (j *fileJob) fromObject(seg segment) segment {
+	base := j.f.Offset
+	if base == 0 || seg.whole {
+		return seg // a whole object for a part is refused by checkAnswer
+	}
+	if seg.total >= 0 {
+		if seg.total >= base+j.f.Size {
+			seg.total = j.f.Size
+		} else {
+			seg.total = max(seg.total-base, 0)
+		}
+	}
+	if seg.start >= 0 {
+		seg.start -= base
+		if seg.end >= 0 {
+			seg.end -= base
+		}
+		if seg.start < 0 || seg.end > j.f.Size {
+			seg.start, seg.end = -1, -1
+		}
+	}
+	return seg
+}
+
+// checkAnswer refuses, for good, an answer of another version than the one
+// the caller described (File.Validator: an HTTP ETag or Last-Modified, a
+// Source's SourceInfo.Version) instead of splicing bytes of two versions,
+// and a whole object where a part of it (File.Offset) was asked for.
+func (j *fileJob) checkAnswer(seg segment) error {
+	if j.f.Validator != "" && seg.validator != "" && seg.validator != j.f.Validator {
+		return permanent(fmt.Errorf("%s: %w: it carries %s, expected %s", j.url, errWrongVersion, seg.validator, j.f.Validator))
+	}
+	if seg.whole && j.f.Offset > 0 {
+		return permanent(fmt.Errorf("%s: %w (%s): bytes %d-%d of the object cannot be fetched on their own",
+			j.url, errSpanIgnored, seg.desc, j.f.Offset, j.f.Offset+j.f.Size-1))
+	}
+	return nil
 }
 
 // netErr classifies a transport or body error of call c.
@@ -369,27 +415,14 @@ func (j *fileJob) netErr(ctx context.Context, c *call, err error) error {
 	return err
 }
 
-// statusErr turns a response that is not data into an error.
-func (j *fileJob) statusErr(resp *http.Response) error {
-	se := &StatusError{URL: j.url, StatusCode: resp.StatusCode, Status: resp.Status}
-	// Drain a little so the connection can be reused for the retry.
-	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
-	if retryableStatus(resp.StatusCode) {
-		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
-			se.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), j.d.clock.Now())
-		}
-		return se
-	}
-	return permanent(se)
-}
-
 // attempt makes one request and streams its body into the part file. done is
-// true when the file is complete; (false, nil) means the server sent a
+// true when the file is complete; (false, nil) means the origin sent a
 // shorter range than asked and the rest must be requested.
 func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 	if j.f.Offset > 0 && j.offset == j.f.Size {
-		// A kept part file holds every byte of the span; a range past its
+		// A kept part file holds every byte of the part; a range past its
 		// end cannot be asked for within it.
+		j.prog.setSize(j.f.Size)
 		return true, nil
 	}
 	from, to := j.offset, int64(-1)
@@ -397,32 +430,24 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 	if probe {
 		to = from + j.d.chunkSize - 1
 	}
-	ifRange := ""
+	validator := ""
 	if from > 0 {
-		ifRange = j.validator
+		validator = j.validator
 	}
-	c, err := j.get(ctx, from, to, ifRange)
+	c, err := j.request(ctx, from, to, validator)
 	if err != nil {
 		return false, err
 	}
 	defer c.close()
-	resp := c.resp
+	seg := c.seg
 
-	end := int64(-1) // offset at which this response's bytes end, if known
-	switch resp.StatusCode {
-	case http.StatusOK:
+	end := int64(-1) // offset at which this answer's bytes end, if known
+	switch {
+	case seg.whole:
 		j.chunkTried = true
-		if j.f.Offset > 0 {
-			j.bad = true
-			return false, permanent(fmt.Errorf("%s: the server ignored the Range request: bytes %d-%d of the object cannot be fetched on their own",
-				j.url, j.f.Offset, j.f.Offset+j.f.Size-1))
-		}
-		if err := j.checkValidator(resp); err != nil {
-			return false, err
-		}
 		if j.offset > 0 {
 			reason := "server ignored the Range request"
-			if ifRange != "" {
+			if validator != "" {
 				reason = "server ignored the Range request or the object changed (If-Range)"
 			}
 			j.log.Info("restarting from zero", "reason", reason, "discarded_bytes", j.offset)
@@ -430,73 +455,67 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 				return false, err
 			}
 		}
-		if err := j.checkSize(resp.ContentLength); err != nil {
+		if err := j.checkSize(seg.total); err != nil {
 			return false, err
 		}
-		if resp.ContentLength >= 0 {
-			j.total, end = resp.ContentLength, resp.ContentLength
+		if seg.total >= 0 {
+			j.total, end = seg.total, seg.total
 		}
-		j.validator = validatorOf(resp)
+		j.validator = cmp.Or(seg.validator, j.f.Validator)
 		j.prog.setSize(j.total)
 
-	case http.StatusPartialContent:
-		start, last, total, ok := j.contentRange(resp.Header.Get("Content-Range"))
-		if probe {
-			j.chunkTried = true
-		}
-		// More than asked (to) is harmless as long as it starts where asked.
-		if !ok || start != j.offset {
-			j.log.Warn("restarting from zero: Content-Range does not match the request",
-				"range_requested", from, "content_range", resp.Header.Get("Content-Range"))
-			if err := j.restart(); err != nil {
-				return false, err
-			}
-			j.chunkTried = true
-			return false, fmt.Errorf("%s: %w", j.url, errBadContentRange)
-		}
-		if err := j.checkSize(total); err != nil {
+	case seg.beyond:
+		if err := j.checkSize(seg.total); err != nil {
 			return false, err
 		}
-		if err := j.checkValidator(resp); err != nil {
-			return false, err
-		}
-		v := validatorOf(resp)
-		if (total >= 0 && j.total >= 0 && total != j.total && j.f.Size <= 0) ||
-			(v != "" && j.validator != "" && v != j.validator) {
-			if err := j.restart(); err != nil {
-				return false, err
-			}
-			return false, fmt.Errorf("%s: %w", j.url, errObjectChanged)
-		}
-		if total >= 0 {
-			j.total = total
-		}
-		if j.validator == "" {
-			j.validator = v
-		}
-		j.prog.setSize(j.total)
-		end = last + 1
-		if probe && j.total > 0 && j.total-j.offset > j.d.chunkSize {
-			err := j.chunked(ctx, c, end)
-			return err == nil, err
-		}
-
-	case http.StatusRequestedRangeNotSatisfiable:
-		_, _, total, ok := j.contentRange(resp.Header.Get("Content-Range"))
-		if ok && total == j.offset && (j.f.Size <= 0 || total == j.f.Size) {
+		if seg.total >= 0 && seg.total == j.offset {
 			// We already hold every byte (a kept .part that was complete).
-			j.total = total
-			j.prog.setSize(total)
+			j.total = seg.total
+			j.prog.setSize(seg.total)
 			return true, nil
 		}
 		j.chunkTried = true
 		if err := j.restart(); err != nil {
 			return false, err
 		}
-		return false, fmt.Errorf("%s: HTTP %s for a resume at byte %d", j.url, resp.Status, from)
+		return false, fmt.Errorf("%s: %s for a resume at byte %d", j.url, seg.desc, from)
 
-	default:
-		return false, j.statusErr(resp)
+	default: // a range
+		if probe {
+			j.chunkTried = true
+		}
+		// More than asked (to) is harmless as long as it starts where asked.
+		if seg.start != j.offset {
+			j.log.Warn("restarting from zero: the answer's range does not match the request",
+				"range_requested", from, "answer", seg.desc)
+			if err := j.restart(); err != nil {
+				return false, err
+			}
+			j.chunkTried = true
+			return false, fmt.Errorf("%s: %w", j.url, errBadContentRange)
+		}
+		if err := j.checkSize(seg.total); err != nil {
+			return false, err
+		}
+		if (seg.total >= 0 && j.total >= 0 && seg.total != j.total && j.f.Size <= 0) ||
+			(seg.validator != "" && j.validator != "" && seg.validator != j.validator) {
+			if err := j.restart(); err != nil {
+				return false, err
+			}
+			return false, fmt.Errorf("%s: %w", j.url, errObjectChanged)
+		}
+		if seg.total >= 0 {
+			j.total = seg.total
+		}
+		if j.validator == "" {
+			j.validator = seg.validator
+		}
+		j.prog.setSize(j.total)
+		end = seg.end
+		if probe && j.total > 0 && j.total-j.offset > j.d.chunkSize {
+			err := j.chunked(ctx, c, end)
+			return err == nil, err
+		}
 	}
 
 	if err := j.stream(ctx, c, end); err != nil {
@@ -509,7 +528,7 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 		return true, nil
 	case j.total >= 0:
 		if end >= 0 {
-			return false, nil // the range ended where the server said it would
+			return false, nil // the range ended where the origin said it would
 		}
 		return false, fmt.Errorf("%s: %w (%d of %d bytes)", j.url, errShortBody, j.offset, j.total)
 	case to >= 0 && j.offset == to+1:
@@ -527,44 +546,6 @@ func (j *fileJob) checkSize(n int64) error {
 		return permanent(fmt.Errorf("%s: %w: server has %d bytes, expected %d", j.url, ErrSizeMismatch, n, j.f.Size))
 	}
 	return nil
-}
-
-// checkValidator fails the file permanently when the caller named the
-// object's version (File.Validator) and the response is of another one.
-func (j *fileJob) checkValidator(resp *http.Response) error {
-	if v := validatorOf(resp); j.f.Validator != "" && v != "" && v != j.f.Validator {
-		j.bad = true
-		return permanent(fmt.Errorf("%s: %w: it carries %s, expected %s", j.url, errObjectChanged, v, j.f.Validator))
-	}
-	return nil
-}
-
-// contentRange parses a Content-Range header relative to the file: for a
-// part of an object (File.Offset) the positions are shifted into the
-// part and the object's size becomes the part's, unless the object is too
-// short to hold the part (then the shortened size, which checkSize
-// refuses).
-func (j *fileJob) contentRange(v string) (first, last, total int64, ok bool) {
-	first, last, total, ok = parseContentRange(v)
-	base := j.f.Offset
-	if !ok || base == 0 {
-		return first, last, total, ok
-	}
-	if total >= 0 {
-		if total >= base+j.f.Size {
-			total = j.f.Size
-		} else {
-			total = max(total-base, 0)
-		}
-	}
-	if first < 0 { // "bytes */total"
-		return first, last, total, true
-	}
-	first, last = first-base, last-base
-	if first < 0 || last >= j.f.Size {
-		return 0, 0, 0, false
-	}
-	return first, last, total, true
 }
 
 // stream copies c's body to the part file from j.offset on, hashing what
@@ -590,7 +571,7 @@ func (j *fileJob) stream(ctx context.Context, c *call, limit int64) error {
 			break // the write failed; wait says why
 		}
 		buf := (*bp)[:j.d.limit.readSize(len(*bp))]
-		n, rerr := readSome(c.resp.Body, buf, c.wd)
+		n, rerr := readSome(c.seg.body, buf, c.wd)
 		if n > 0 {
 			j.transferred.Add(int64(n))
 			if limit >= 0 && pos+int64(n) > limit {

@@ -9,6 +9,8 @@
 //	hyperctl schedules create|list|get|update|enable|disable|delete|run|history|next
 //	hyperctl webhooks add|list|get|remove|enable|disable|rotate-secret|test|deliveries|delivery|redeliver
 //	hyperctl ova pack|verify|inspect|extract
+//	hyperctl disk info|check|convert
+//	hyperctl vma info|verify|extract
 //	hyperctl providers list
 //	hyperctl vms list|get --provider P
 //	hyperctl status
@@ -29,5 +31,6 @@
 //
 // `export --local` runs the vSphere provider's export in process, reading
 // govc's environment (GOVC_URL, GOVC_USERNAME, GOVC_PASSWORD,
-// GOVC_INSECURE); see local.go. `ova` commands read and write local files.
+// GOVC_INSECURE); see local.go. `ova`, `disk` and `vma` (Proxmox vzdump
+// archives) commands read and write local files.
 package main

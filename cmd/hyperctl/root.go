@@ -89,7 +89,7 @@ job that failed or was cancelled); 2 the command line is wrong.`,
 	_ = root.MarkPersistentFlagFilename("cacert", "pem", "crt")
 	_ = root.MarkPersistentFlagDirname("data-dir")
 
-	root.AddCommand(a.jobsCommand(), a.exportCommand(), a.ovaCommand(), a.providersCommand(), a.vmsCommand(), a.statusCommand(), a.versionCommand(), a.verifyCommand(), a.diskCommand())
+	root.AddCommand(a.jobsCommand(), a.exportCommand(), a.ovaCommand(), a.providersCommand(), a.vmsCommand(), a.statusCommand(), a.versionCommand(), a.verifyCommand(), a.diskCommand(), a.vmaCommand())
 	root.AddCommand(a.webhooksCommand())
 	root.AddCommand(a.schedulesCommand())
 	return root, a

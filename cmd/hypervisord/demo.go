@@ -10,10 +10,13 @@ import (
 )
 
 // demoProvider is the provider instance name of the vSphere demo of
-// --demo; demoAWSProvider that of the AWS demo.
+// --demo; demoAWSProvider, demoGCPProvider and demoProxmoxProvider those
+// of the AWS, Google Cloud and Proxmox VE demos.
 const (
-	demoProvider    = providers.DemoInstanceName
-	demoAWSProvider = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+	demoProvider        = providers.DemoInstanceName
+	demoAWSProvider     = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
+	demoGCPProvider     = providers.DemoInstanceName + "-" + string(providers.TypeGCP)
+	demoProxmoxProvider = providers.DemoInstanceName + "-" + string(providers.TypeProxmox)
 )
 
 func printDemoHelp(w io.Writer, exportDir string) {
@@ -42,6 +45,23 @@ the export ends; --method export-task has VM Export write db-1 to S3 first
   %[2]s export --provider %[4]s --vm db-1 --format ova --wait
   %[2]s export --provider %[4]s --vm db-1 --method export-task --format ova --wait
 
+A simulated Google Cloud project (Compute Engine, Cloud Build, Cloud
+Storage) is registered as provider %[5]q; its instance web-1 has two
+disks, each snapshotted and exported by the image export build, then read
+and verified (CRC32C) from the staging bucket, which is emptied after:
+
+  %[2]s vms list --provider %[5]s
+  %[2]s export --provider %[5]s --vm web-1 --format ova --wait
+  %[2]s export --provider %[5]s --vm web-1 --format disks --disk-format qcow2 --wait
+
+A simulated Proxmox VE cluster (API and SSH) is registered as provider
+%[6]q; its VM web-1 has two disks, read from one streamed
+vzdump --stdout archive; ct-1 is a container (listed, not exportable):
+
+  %[2]s vms list --provider %[6]s
+  %[2]s export --provider %[6]s --vm web-1 --format disks --disk-format qcow2 --wait
+  %[2]s export --provider %[6]s --vm db-1 --format ova --wait
+
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
   %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
 
@@ -49,5 +69,5 @@ Their disks convert locally, no daemon needed (qcow2, vmdk, vhd, vhdx, raw):
   %[2]s disk info %[3]s/<job id>/<disk file>
   %[2]s disk convert %[3]s/<job id>/<disk file> disk.vhd --to vhd --vhd-type fixed
 
-`, demoProvider, hyperctl, exportDir, demoAWSProvider)
+`, demoProvider, hyperctl, exportDir, demoAWSProvider, demoGCPProvider, demoProxmoxProvider)
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -191,6 +192,11 @@ func TestTransientFailuresExhaustAttempts(t *testing.T) {
 		if j.Attempt != 2 || j.ErrorKind != apitypes.ErrorKindTransient || j.Error != "flaky 2" {
 			t.Fatalf("attempt %d kind %q error %q", j.Attempt, j.ErrorKind, j.Error)
 		}
+		// Only the last attempt is told that none follows (its failure
+		// then removes the export's resume state).
+		if got := e.fake.FinalAttempts("vm-003"); !slices.Equal(got, []bool{false, true}) {
+			t.Errorf("FinalAttempt per attempt %v, want [false true]", got)
+		}
 	})
 }
 
@@ -226,7 +232,7 @@ func TestCancelRunningJobStopsExport(t *testing.T) {
 		e.fake.BeforeExport = func(ctx context.Context, vm string) error {
 			close(started)
 			<-ctx.Done()
-			stopped <- ctx.Err()
+			stopped <- errors.Join(ctx.Err(), context.Cause(ctx))
 			return ctx.Err()
 		}
 		m := e.start()
@@ -236,8 +242,8 @@ func TestCancelRunningJobStopsExport(t *testing.T) {
 		if _, err := m.Cancel(context.Background(), j.ID, "tester"); err != nil {
 			t.Fatal(err)
 		}
-		if err := <-stopped; !errors.Is(err, context.Canceled) {
-			t.Fatalf("provider saw %v", err)
+		if err := <-stopped; !errors.Is(err, context.Canceled) || !errors.Is(err, providers.ErrAbandoned) {
+			t.Fatalf("provider saw %v, want a cancellation whose cause is providers.ErrAbandoned (no attempt follows)", err)
 		}
 		j = waitState(t, m, j.ID, apitypes.JobCancelled)
 		if j.ErrorKind != apitypes.ErrorKindCancelled {
@@ -496,6 +502,9 @@ func TestStopHandsRunningJobsBack(t *testing.T) {
 			}
 			started <- struct{}{}
 			<-ctx.Done()
+			if errors.Is(context.Cause(ctx), providers.ErrAbandoned) {
+				t.Errorf("a daemon stopping abandoned its export (%v): the job is handed back and resumes", context.Cause(ctx))
+			}
 			return ctx.Err()
 		}
 		m1 := e.manager()

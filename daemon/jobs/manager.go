@@ -93,10 +93,17 @@ type Manager struct {
 
 // Causes with which the engine cancels a running export.
 var (
-	errUserCancel = errors.New("cancelled on request")
+	errUserCancel = abandoned{errors.New("cancelled on request")}
 	errShutdown   = errors.New("daemon shutting down")
 	errLeaseLost  = errors.New("lease lost: another daemon took the job over")
 )
+
+// abandoned is a cancellation cause after which no attempt of the job
+// follows: it also matches providers.ErrAbandoned, so that the export
+// removes its resume state.
+type abandoned struct{ error }
+
+func (c abandoned) Unwrap() []error { return []error{c.error, providers.ErrAbandoned} }
 
 const queueName = "exports"
 

@@ -69,7 +69,11 @@ func (m *Manager) work(ctx context.Context, riverID int64, jobID string) error {
 	defer cancel(nil)
 	if t := m.opts.Jobs.Timeout; t > 0 {
 		var cancelT context.CancelFunc
-		jctx, cancelT = context.WithTimeoutCause(jctx, t, fmt.Errorf("%w after %s", errAttemptTimeout, t))
+		var cause error = fmt.Errorf("%w after %s", errAttemptTimeout, t)
+		if a.number >= a.max {
+			cause = abandoned{cause}
+		}
+		jctx, cancelT = context.WithTimeoutCause(jctx, t, cause)
 		defer cancelT()
 	}
 	m.mu.Lock()
@@ -279,6 +283,7 @@ func (m *Manager) export(ctx context.Context, a *attempt) (res *providers.Export
 	defer out.Close()
 	opts.OutputRoot = out
 	opts.JobID = a.jobID
+	opts.FinalAttempt = a.number >= a.max
 	opts.Logger = a.log
 	opts.Progress = a.progress.update
 	return pipeline.Export(ctx, inst, a.spec.VM, opts)

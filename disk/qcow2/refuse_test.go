@@ -189,7 +189,7 @@ func TestRefusesQemuFeatures(t *testing.T) {
 	run(t, "qemu-img", "create", "-f", "qcow2", "-b", "base.qcow2", "-F", "qcow2", at("top.qcow2"))
 	run(t, "qemu-img", append(append([]string{"create", "-f", "qcow2"}, secret...),
 		"-o", "encrypt.format=aes,encrypt.key-secret=sec0", at("aes.qcow2"), "1M")...)
-	run(t, "qemu-img", "create", "-f", "qcow2", "-o", "data_file=data.raw", at("external.qcow2"), "1M")
+	run(t, "qemu-img", "create", "-f", "qcow2", "-o", "data_file="+at("data.raw"), at("external.qcow2"), "1M")
 	run(t, "qemu-img", "create", "-f", "qcow2", "-o", "extended_l2=on", at("subclusters.qcow2"), "1M")
 
 	for _, c := range []struct{ file, problem string }{

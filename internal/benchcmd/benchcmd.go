@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,4 +87,45 @@ func Median(v []float64) float64 {
 	s := slices.Clone(v)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+// Candidate is one way of moving the same bytes, timed by Run.
+type Candidate struct {
+	Name string
+	Run  func() time.Duration
+}
+
+// Compare runs every candidate reps times, alternating (so that a change
+// in the machine's load hits all of them alike), and reports, for size
+// bytes moved, each median's MB/s and the ratio of each of ours (names
+// with prefix) to each anchor's median: above 1, ours finished first.
+func Compare(b *testing.B, size int64, reps int, prefix string, anchors []string, cands []Candidate) {
+	b.Helper()
+	walls := map[string][]float64{}
+	for i := 0; i < b.N; i++ {
+		for range reps {
+			for _, c := range cands {
+				walls[c.Name] = append(walls[c.Name], c.Run().Seconds())
+			}
+		}
+	}
+	med := map[string]float64{}
+	var summary []string
+	for _, c := range cands {
+		med[c.Name] = Median(walls[c.Name])
+		mbps := float64(size) / 1e6 / med[c.Name]
+		b.ReportMetric(mbps, c.Name+"_MB/s")
+		summary = append(summary, c.Name+" "+strconv.FormatFloat(mbps, 'f', 0, 64)+" MB/s")
+	}
+	for _, c := range cands {
+		if !strings.HasPrefix(c.Name, prefix) {
+			continue
+		}
+		for _, a := range anchors {
+			ratio := med[a] / med[c.Name]
+			b.ReportMetric(ratio, c.Name+"_vs_"+a)
+			summary = append(summary, c.Name+"/"+a+" "+strconv.FormatFloat(ratio, 'f', 2, 64)+"x")
+		}
+	}
+	b.Logf("%d MiB, median of %d: %s", size>>20, reps, strings.Join(summary, ", "))
 }

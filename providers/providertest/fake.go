@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -46,7 +47,8 @@ type Fake struct {
 	mu        sync.Mutex
 	failures  map[string][]error // per VM name: errors to return, in order
 	connected bool
-	exports   map[string]int // per VM name: completed exports
+	exports   map[string]int    // per VM name: completed exports
+	finals    map[string][]bool // per VM name: each export's FinalAttempt
 	running   int
 	maxSeen   int
 	busy      map[string]bool // per VM ID: an export is in progress
@@ -71,7 +73,7 @@ func NewFake(name string, vms ...*providers.VMInfo) *Fake {
 		vm.Provider = name
 	}
 	sort.Slice(vms, func(i, j int) bool { return vms[i].Path < vms[j].Path })
-	return &Fake{name: name, vms: vms, failures: map[string][]error{}, exports: map[string]int{}, busy: map[string]bool{}}
+	return &Fake{name: name, vms: vms, failures: map[string][]error{}, exports: map[string]int{}, finals: map[string][]bool{}, busy: map[string]bool{}}
 }
 
 // DefaultFakeVMs returns n powered-off VMs named vm-000…, each with two disks.
@@ -105,6 +107,14 @@ func (f *Fake) Exports(name string) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.exports[name]
+}
+
+// FinalAttempts returns, per export of VM name that found the VM free,
+// whether the job engine marked it its job's last attempt.
+func (f *Fake) FinalAttempts(name string) []bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.finals[name])
 }
 
 // Overlaps returns how many exports were refused with ErrTaskInProgress
@@ -239,6 +249,7 @@ func (f *Fake) PrepareExport(ctx context.Context, id string, opts providers.Expo
 	f.busy[vm.ID] = true
 	f.running++
 	f.maxSeen = max(f.maxSeen, f.running)
+	f.finals[vm.Name] = append(f.finals[vm.Name], opts.FinalAttempt)
 	var failure error
 	if q := f.failures[vm.Name]; len(q) > 0 {
 		failure, f.failures[vm.Name] = q[0], q[1:]

@@ -616,7 +616,7 @@ func (s *Server) cancelExportTask(q query) (ec2Response, error) {
 // frozenVolume is a volume's content at one instant (the blocks are
 // shared and immutable, see Volume).
 type frozenVolume struct {
-	blocks map[int64][]byte
+	blocks map[int64]*block
 	size   int64
 }
 
@@ -633,7 +633,7 @@ func (v *frozenVolume) ReadAt(p []byte, off int64) (int, error) {
 		idx, within := pos/BlockSize, pos%BlockSize
 		want := min(int64(len(p)-n), BlockSize-within, v.size-pos)
 		if b, ok := v.blocks[idx]; ok {
-			copy(p[n:int64(n)+want], b[within:])
+			copy(p[n:int64(n)+want], b.data[within:])
 		} else {
 			clear(p[n : int64(n)+want])
 		}
