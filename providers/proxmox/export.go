@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -69,9 +70,18 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	}
 }
 
-// exportMethod is the method of this export: the configured default.
-func (p *Provider) exportMethod(_ providers.ExportOptions) (string, error) {
-	return p.cfg.method(), nil
+// ExportMethods implements providers.MethodLister: vzdump, pvesm and
+// api, the configured export_method first (the default of an export that
+// names none).
+func (p *Provider) ExportMethods() []string {
+	def := p.cfg.method()
+	return append([]string{def}, slices.DeleteFunc(Methods(), func(m string) bool { return m == def })...)
+}
+
+// exportMethod is the method of this export: the one it asks for
+// (hyperctl --method, the API's method), else the configured default.
+func (p *Provider) exportMethod(opts providers.ExportOptions) (string, error) {
+	return providers.ResolveMethod(p, opts.Method)
 }
 
 // checkBackedUp refuses a vzdump of a VM with disks excluded from backups
@@ -84,7 +94,7 @@ func checkBackedUp(g *guest) error {
 		}
 	}
 	if len(skipped) > 0 {
-		return providers.Permanent(fmt.Errorf("%w: VM %d has disks excluded from backups (backup=0: %s), which vzdump leaves out of its archive; export it with export_method pvesm, or clear backup=0",
+		return providers.Permanent(fmt.Errorf("%w: VM %d has disks excluded from backups (backup=0: %s), which vzdump leaves out of its archive; export it with --method pvesm, or clear backup=0",
 			providers.ErrUnsupported, g.vmid(), strings.Join(skipped, ", ")))
 	}
 	return nil

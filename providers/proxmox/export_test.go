@@ -129,11 +129,15 @@ func tarNames(t *testing.T, path string) []string {
 
 // exportRaw exports vm as raw disks with cfg's method and checks each
 // disk against its volume byte for byte, and the manifest.
-func exportRaw(t *testing.T, f *fixture, p *Provider, vm, job string, volumes []string) *providers.ExportResult {
+func exportRaw(t *testing.T, f *fixture, p *Provider, vm, job string, volumes []string, method ...string) *providers.ExportResult {
 	t.Helper()
 	dir := t.TempDir()
-	res, err := pipeline.Export(context.Background(), p, vm, providers.ExportOptions{OutputDir: dir, Format: providers.FormatDisks,
-		DiskFormat: providers.DiskRaw, JobID: job, ParallelDownloads: 2})
+	opts := providers.ExportOptions{OutputDir: dir, Format: providers.FormatDisks,
+		DiskFormat: providers.DiskRaw, JobID: job, ParallelDownloads: 2}
+	if len(method) > 0 {
+		opts.Method = method[0]
+	}
+	res, err := pipeline.Export(context.Background(), p, vm, opts)
 	if err != nil {
 		t.Fatalf("%v\n%s", err, f.logs)
 	}
@@ -246,7 +250,33 @@ func TestExcludedDiskRefusedByVzdumpExportedByPvesm(t *testing.T) {
 	if n := len(f.commands("vzdump")); n != 0 {
 		t.Errorf("vzdump ran %d times for a refused VM", n)
 	}
+	// The export asks for pvesm (hyperctl --method pvesm) of a provider
+	// whose default is vzdump.
+	p := f.provider(t, f.config())
+	exportRaw(t, f, p, "web-1", "job-excluded-pvesm", webVolumes, MethodPvesm)
+	if n := len(f.commands("vzdump")); n != 0 {
+		t.Errorf("vzdump ran %d times for an export asking for pvesm", n)
+	}
+}
+
+// The provider offers its three methods, the configured default first,
+// and refuses one it does not offer before it talks to a node.
+func TestExportMethods(t *testing.T) {
+	f := newFixture(t, pvefake.SampleOptions{})
+	p := f.provider(t, f.config())
+	if got, want := providers.ExportMethods(p), []string{MethodVzdump, MethodPvesm, MethodAPI}; !slices.Equal(got, want) {
+		t.Errorf("methods %v, want %v", got, want)
+	}
 	cfg := f.config()
 	cfg.ExportMethod = MethodPvesm
-	exportRaw(t, f, f.provider(t, cfg), "web-1", "job-excluded-pvesm", webVolumes)
+	if got, want := providers.ExportMethods(f.provider(t, cfg)), []string{MethodPvesm, MethodVzdump, MethodAPI}; !slices.Equal(got, want) {
+		t.Errorf("methods with export_method pvesm %v, want %v", got, want)
+	}
+	_, err := pipeline.Export(context.Background(), p, "web-1", providers.ExportOptions{OutputDir: t.TempDir(), JobID: "job-rsync", Method: "rsync"})
+	if !errors.Is(err, providers.ErrInvalidArgument) || !strings.Contains(err.Error(), "vzdump, pvesm, api") {
+		t.Errorf("an unknown method: %v", err)
+	}
+	if n := len(f.commands("")); n != 0 {
+		t.Errorf("%d node commands ran for a refused method", n)
+	}
 }
