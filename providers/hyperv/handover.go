@@ -34,6 +34,7 @@ func (p *Provider) diskSource(opts providers.ExportOptions, name string, files f
 
 func (p *Provider) fetch(ctx context.Context, opts providers.ExportOptions, local string, src transfer.Source, s stagedDisk) (io.ReadCloser, error) {
 	root := opts.OutputRoot
+	closeRoot := func() error { return nil }
 	if root == nil {
 		if err := os.MkdirAll(opts.OutputDir, 0o755); err != nil {
 			return nil, err
@@ -42,9 +43,14 @@ func (p *Provider) fetch(ctx context.Context, opts providers.ExportOptions, loca
 		if err != nil {
 			return nil, err
 		}
-		defer r.Close()
-		root = r
+		root, closeRoot = r, r.Close
 	}
+	ok := false
+	defer func() {
+		if !ok {
+			closeRoot()
+		}
+	}()
 	d := transfer.NewDownloader(transfer.Options{
 		ChunkConcurrency: fetchConcurrency, KeepPartial: !opts.FinalAttempt,
 		BandwidthLimit: opts.BandwidthLimit, Progress: opts.Progress, Logger: opts.Log(),
@@ -70,10 +76,11 @@ func (p *Provider) fetch(ctx context.Context, opts providers.ExportOptions, loca
 		remove()
 		return nil, fmt.Errorf("staged disk %s: %d bytes virtual, the host said %d", src, got, s.Size)
 	}
+	ok = true
 	return &imageReader{SectionReader: io.NewSectionReader(img, 0, s.Size), close: func() error {
 		err := errors.Join(img.Close(), fh.Close())
 		remove()
-		return err
+		return errors.Join(err, closeRoot())
 	}}, nil
 }
 

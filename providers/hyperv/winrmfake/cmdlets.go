@@ -372,22 +372,21 @@ func (h *Host) removeCheckpoint(in input) (any, error) {
 	return map[string]int{"removed": n}, nil
 }
 
-// mergeInto merges the differencing disk child into its parent (Merge-VHD)
-// and removes child.
+// mergeInto merges the differencing disk child, made by a checkpoint,
+// into its parent (what Remove-VMSnapshot does) and removes child. Nothing
+// writes to a VM's disks in this host, so the child holds no block and the
+// merge carries nothing: the child is checked to be the empty child of
+// parent and removed.
 func (h *Host) mergeInto(child, parent string) error {
+	v, err := h.getVHD(child)
+	if err != nil {
+		return err
+	}
+	if !strings.EqualFold(v.parent, parent) {
+		return fmt.Errorf("the parent of %s is %s, not %s", child, v.parent, parent)
+	}
 	lc, err := h.LocalPath(child)
 	if err != nil {
-		return err
-	}
-	lp, err := h.LocalPath(parent)
-	if err != nil {
-		return err
-	}
-	tmp := lp + ".merging"
-	if err := h.convertLocal(context.Background(), lc, tmp); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, lp); err != nil {
 		return err
 	}
 	return os.Remove(lc)
