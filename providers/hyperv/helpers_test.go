@@ -93,7 +93,7 @@ func newHost(t *testing.T, extra ...*winrmfake.VM) (*winrmfake.Host, []diskConte
 	os0 := diskContent{size: 48 << 20, blocks: []winrmfake.Blocks{winrmfake.RandomBlocks(11, 0, 5<<20, 9, 900<<10)}}
 	base := winrmfake.RandomBlocks(12, 1<<20, 3<<20, 7, 1<<20)
 	child := winrmfake.RandomBlocks(13, 1<<20, 6<<20, 4, 1<<20) // over base blocks 1, 7, 13, 19
-	child[30<<20] = bytes.Repeat([]byte{0x5a}, 1<<20)              // and a block the base has not
+	child[30<<20] = bytes.Repeat([]byte{0x5a}, 1<<20)           // and a block the base has not
 	data := diskContent{size: 32 << 20, blocks: []winrmfake.Blocks{base, child}}
 	must := func(err error) {
 		t.Helper()
@@ -201,3 +201,5 @@ func (f *fixture) leftovers(t *testing.T) []string {
 	}
 	return left
 }
+
+func configSecret(s string) config.Secret { return config.NewSecret(s) }

@@ -102,7 +102,9 @@ func (p *Provider) run(ctx context.Context, script string, input, out any) error
 
 // classify maps the winrm library's errors: a 401 is refused credentials.
 func classify(err error) error {
-	if strings.Contains(err.Error(), "http error 401") || strings.Contains(err.Error(), "401 Unauthorized") {
+	// The library reports a 401 as "http response error: 401 - …" (Basic)
+	// or "http error 401: …" (NTLM).
+	if m := err.Error(); strings.Contains(m, "error: 401 ") || strings.Contains(m, "http error 401") {
 		return fmt.Errorf("%w: WinRM refused the credentials", providers.ErrAuth)
 	}
 	return err
