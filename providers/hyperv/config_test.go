@@ -30,7 +30,9 @@ func TestConfigValidate(t *testing.T) {
 		{func(c *Config) { c.Files.Method = "winrm" }, "files.method:"},
 		{func(c *Config) { c.Files.SMB.Share = `a\b` }, "files.smb.share:"},
 		{func(c *Config) { c.Files.SMB.Dir = "../x" }, "files.smb.dir:"},
-		{func(c *Config) { c.Files = Files{Method: "sftp", SFTP: SFTPFiles{Username: "u", Password: config.NewSecret("p"), Dir: "/D:/x"}} }, "host_key_fingerprints"},
+		{func(c *Config) {
+			c.Files = Files{Method: "sftp", SFTP: SFTPFiles{Username: "u", Password: config.NewSecret("p"), Dir: "/D:/x"}}
+		}, "host_key_fingerprints"},
 		{func(c *Config) {
 			c.Files = Files{Method: "sftp", SFTP: SFTPFiles{Username: "u", Password: config.NewSecret("p"), KnownHosts: "x", Dir: "D:/x"}}
 		}, "files.sftp.dir:"},
