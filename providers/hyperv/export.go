@@ -92,8 +92,18 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 			cleanup()
 		}
 	}()
-	// A previous attempt of this job may have left both behind.
+	// A previous attempt of this job may have left both behind. Removing
+	// its checkpoint puts the VM back on its own disks, so the drives are
+	// listed again: their files are what the export copies.
 	p.removeJobLeftovers(ctx, log, job, useCheckpoint)
+	again, err := p.listRaw(ctx, src.ID)
+	if err != nil {
+		return nil, fmt.Errorf("hyperv %s: %w", p.name, err)
+	}
+	if len(again) != 1 || len(again[0].Disks) != len(src.Disks) {
+		return nil, fmt.Errorf("hyperv %s: VM %q changed while the export started", p.name, vm.Name)
+	}
+	src = again[0]
 
 	if useCheckpoint {
 		var cp struct{ ID, Type string }
