@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/hyperv/internal/ps"
 )
@@ -55,12 +56,20 @@ type jobInput struct {
 // kill -9). A previous attempt's leftovers of the same job are removed
 // before starting over.
 func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts providers.ExportOptions) (_ *providers.Export, err error) {
+	if err := p.GetExportCapabilities().Validate(opts); err != nil {
+		return nil, providers.Permanent(fmt.Errorf("hyperv %s: %w (a running VM is exported from a checkpoint)", p.name, err))
+	}
+	resumable := opts.JobID != ""
+	if opts.JobID == "" {
+		// A caller without a job (a library user) still gets named,
+		// findable leftovers, but no resume across calls; a daemon's
+		// orphan sweep of the same host takes such a job for over.
+		opts.JobID = "untracked-" + randomToken()[:16]
+	}
 	if !jobIDPattern.MatchString(opts.JobID) {
-		return nil, providers.Permanent(fmt.Errorf("hyperv %s: export needs a job id of letters, digits, - and _ (got %q)", p.name, opts.JobID))
+		return nil, providers.Permanent(fmt.Errorf("hyperv %s: %w: job id %q cannot name a checkpoint and folder (letters, digits, - and _, at most 64)", p.name, providers.ErrInvalidArgument, opts.JobID))
 	}
-	if opts.PowerOff {
-		return nil, providers.Permanent(fmt.Errorf("hyperv %s: %w: power_off is not supported; a running VM is exported from a checkpoint", p.name, providers.ErrInvalidArgument))
-	}
+	opts.Report(progress.Report{Phase: progress.PhaseConnecting})
 	raw, err := p.listRaw(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("hyperv %s: %w", p.name, err)
@@ -84,7 +93,7 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	}
 	job := jobInput{ID: src.ID, Name: namePrefix + opts.JobID, Staging: p.cfg.StagingPath, Folder: namePrefix + opts.JobID}
 	useCheckpoint := src.State != "Off"
-	log := p.log.With("job_id", opts.JobID, "vm", vm.Name)
+	log := opts.Log().With("provider", p.name, "job_id", opts.JobID, "vm", vm.Name)
 
 	cleanup := func() { p.cleanup(log, job, useCheckpoint) }
 	defer func() {
@@ -150,7 +159,7 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 			return nil, fmt.Errorf("hyperv %s: staged disk %s is %d bytes over %s, %d on the host", p.name, rel, fi.Size(), p.cfg.Files.Method, s.FileSize)
 		}
 		vm.Disks[i].CapacityBytes = s.Size
-		exp.Disks = append(exp.Disks, p.diskSource(opts, fmt.Sprintf("disk-%d", i), files, rel, s))
+		exp.Disks = append(exp.Disks, p.diskSource(opts, resumable, fmt.Sprintf("disk-%d", i), files, rel, s))
 	}
 	return exp, nil
 }

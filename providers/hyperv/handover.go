@@ -20,19 +20,19 @@ const fetchConcurrency = 4
 // diskSource hands a staged VHDX over to the pipeline as a raw disk: Open
 // fetches the file from the host with transfer's Downloader (ranged,
 // parallel, resumed from "<file>.part" by a later attempt into the same
-// output directory) beside the output as ".hyperv-<job>-<name>.vhdx", then reads
+// output directory by a job's next attempt) beside the output as ".hyperv-<job>-<name>.vhdx", then reads
 // it through the disk package's VHDX reader, which yields the guest's
 // bytes. Closing the reader removes the local copy.
-func (p *Provider) diskSource(opts providers.ExportOptions, name string, files fileClient, rel string, s stagedDisk) providers.DiskSource {
+func (p *Provider) diskSource(opts providers.ExportOptions, resumable bool, name string, files fileClient, rel string, s stagedDisk) providers.DiskSource {
 	return providers.DiskSource{
 		Name: name, Format: providers.SourceRaw, Capacity: s.Size, Size: s.Size,
 		Open: func(ctx context.Context) (io.ReadCloser, error) {
-			return p.fetch(ctx, opts, ".hyperv-"+opts.JobID+"-"+name+".vhdx", files.Source(rel), s)
+			return p.fetch(ctx, opts, resumable, ".hyperv-"+opts.JobID+"-"+name+".vhdx", files.Source(rel), s)
 		},
 	}
 }
 
-func (p *Provider) fetch(ctx context.Context, opts providers.ExportOptions, local string, src transfer.Source, s stagedDisk) (io.ReadCloser, error) {
+func (p *Provider) fetch(ctx context.Context, opts providers.ExportOptions, resumable bool, local string, src transfer.Source, s stagedDisk) (io.ReadCloser, error) {
 	root := opts.OutputRoot
 	closeRoot := func() error { return nil }
 	if root == nil {
@@ -52,10 +52,16 @@ func (p *Provider) fetch(ctx context.Context, opts providers.ExportOptions, loca
 		}
 	}()
 	d := transfer.NewDownloader(transfer.Options{
-		ChunkConcurrency: fetchConcurrency, KeepPartial: !opts.FinalAttempt,
+		ChunkConcurrency: fetchConcurrency, KeepPartial: true,
 		BandwidthLimit: opts.BandwidthLimit, Progress: opts.Progress, Logger: opts.Log(),
 	})
 	if _, err := d.Download(ctx, []transfer.File{{Source: src, Root: root, Path: local, Size: s.FileSize}}); err != nil {
+		// Kept for the next attempt of the job to resume, unless none
+		// follows (the pipeline's rule for its own partial files) or the
+		// export has no job (a made-up id no later call uses).
+		if !resumable || errors.Is(err, transfer.ErrPermanent) || errors.Is(context.Cause(ctx), providers.ErrAbandoned) || (opts.FinalAttempt && ctx.Err() == nil) {
+			_ = root.Remove(local + ".part")
+		}
 		return nil, fmt.Errorf("fetching %s: %w", src, err)
 	}
 	fh, err := root.Open(local)

@@ -127,7 +127,8 @@ func (p *Provider) ListVMs(ctx context.Context, filter providers.VMFilter) ([]*p
 	return out, nil
 }
 
-// GetVM finds a VM by its id (VMId GUID) or its name.
+// GetVM finds a VM by its id (VMId GUID), its path (<host>/<name>) or its
+// name.
 func (p *Provider) GetVM(ctx context.Context, identifier string) (*providers.VMInfo, error) {
 	vms, err := p.listVMs(ctx, "")
 	if err != nil {
@@ -139,7 +140,7 @@ func (p *Provider) GetVM(ctx context.Context, identifier string) (*providers.VMI
 func findVM(vms []*providers.VMInfo, identifier string) (*providers.VMInfo, error) {
 	var byName []*providers.VMInfo
 	for _, vm := range vms {
-		if strings.EqualFold(vm.ID, identifier) {
+		if strings.EqualFold(vm.ID, identifier) || vm.Path == identifier {
 			return vm, nil
 		}
 		if vm.Name == identifier {
