@@ -114,6 +114,7 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	}
 	src = again[0]
 
+	opts.Report(progress.Report{Phase: progress.PhasePreparing, Item: vm.Name})
 	if useCheckpoint {
 		var cp struct{ ID, Type string }
 		log.Info("creating checkpoint", "checkpoint", job.Name)

@@ -108,16 +108,23 @@ type Server struct {
 	receiveWait time.Duration
 	srv         *httptest.Server
 
-	mu     sync.Mutex
-	shells map[string]*shell
+	ntlm bool
+
+	mu         sync.Mutex
+	shells     map[string]*shell
+	challenges map[string][8]byte // NTLM server challenge by client address
 }
 
 // Options configure a Server.
 type Options struct {
-	// Username and Password are the one account accepted (HTTP Basic).
+	// Username and Password are the one account accepted: HTTP Basic,
+	// or with NTLM the NTLMv2 handshake (DOMAIN\user names the domain).
 	Username, Password string
-	Host               *Host
-	Log                *slog.Logger
+	// NTLM makes the server take NTLM (the Negotiate scheme) instead of
+	// Basic.
+	NTLM bool
+	Host *Host
+	Log  *slog.Logger
 	// ReceiveWait bounds one Receive (default 2s): a command running
 	// longer is answered OperationTimeout and asked again, as by WinRM.
 	ReceiveWait time.Duration
@@ -132,7 +139,8 @@ func NewTLS(o Options) *Server {
 	if o.ReceiveWait == 0 {
 		o.ReceiveWait = 2 * time.Second
 	}
-	s := &Server{host: o.Host, user: o.Username, pass: o.Password, log: o.Log, receiveWait: o.ReceiveWait, shells: map[string]*shell{}}
+	s := &Server{host: o.Host, user: o.Username, pass: o.Password, log: o.Log, receiveWait: o.ReceiveWait, ntlm: o.NTLM,
+		shells: map[string]*shell{}, challenges: map[string][8]byte{}}
 	s.srv = httptest.NewUnstartedServer(http.HandlerFunc(s.serve))
 	s.srv.StartTLS()
 	return s
@@ -175,8 +183,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "", http.StatusNotFound)
 		return
 	}
-	u, p, ok := r.BasicAuth()
-	if !ok || subtle.ConstantTimeCompare([]byte(u), []byte(s.user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(s.pass)) != 1 {
+	if s.ntlm {
+		if !s.ntlmAuth(w, r) {
+			return
+		}
+	} else if u, p, ok := r.BasicAuth(); !ok || subtle.ConstantTimeCompare([]byte(u), []byte(s.user)) != 1 || subtle.ConstantTimeCompare([]byte(p), []byte(s.pass)) != 1 {
 		// WinRM answers an empty 401 naming the schemes it accepts.
 		w.Header().Add("WWW-Authenticate", "Negotiate")
 		w.Header().Add("WWW-Authenticate", `Basic realm="WSMAN"`)
