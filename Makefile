@@ -47,7 +47,8 @@ fuzz:
 
 # Benchmarks print ratios against anchors measured in the same run. The
 # vSphere export is timed against the real govc 0.56.0 (built, and cached, by
-# ../shared/tools/build-govc.sh) and curl, disk conversion against qemu-img; it needs ~4 GiB free in /dev/shm
+# ../shared/tools/build-govc.sh) and curl, disk conversion against qemu-img,
+# the AWS EBS direct export against itself one block at a time; it needs ~4 GiB free in /dev/shm
 # (or HYPERSDK_BENCH_DIR; exports go to HYPERSDK_BENCH_OUT, default the same).
 GOVC_BUILD ?= ../shared/tools/build-govc.sh
 bench: test-deps
@@ -64,6 +65,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench ExtractVsDecompress -benchtime 1x -timeout 30m ./vma/
 	$(GO) test -run '^$$' -bench SFTPvsScp -benchtime 1x -timeout 30m ./transfer/sftp/
 	$(GO) test -run '^$$' -bench SMBvsSmbclient -benchtime 1x -timeout 30m ./transfer/smb/
+	$(GO) test -run '^$$' -bench EBSDirectParallel -benchtime 1x -timeout 30m ./providers/aws/
 
 clean:
 	rm -rf $(BIN)

@@ -279,10 +279,16 @@ func (e *blockEngine) run(ctx context.Context) error {
 	var fetchers sync.WaitGroup
 	for range workers {
 		fetchers.Go(func() {
-			var buf []byte // allocated on first use: idle workers hold nothing
+			// Allocated on first use: idle workers hold nothing. Freed
+			// once the worker has finished its last block.
+			var (
+				buf  []byte
+				free = func() {}
+			)
+			defer func() { free() }()
 			for b := range work {
 				if buf == nil {
-					buf = make([]byte, e.src.BlockSize)
+					buf, free = newBlockBuffer(int(e.src.BlockSize))
 				}
 				f, err := e.fetchBlock(ctx, b, buf[:b.Length])
 				if err != nil {

@@ -14,7 +14,10 @@
 //     its offset into a sparse raw part file (all-zero blocks and
 //     unlisted ranges stay holes), finished blocks recorded in a journal
 //     beside it once durable, the raw file then hashed by reading its
-//     data back (a raw export) or encoded like any raw source;
+//     data back (a raw export) or encoded like any raw source. The block
+//     buffers (one per busy worker) are mapped outside the Go heap on
+//     Linux and macOS, so the collector's pacing does not count them
+//     twice, and unmapped when the download ends;
 //  3. each disk is decoded from its source format and encoded in the
 //     requested disk format: a streamOptimized VMDK kept as VMDK passes
 //     through untouched (no re-encode); a VMDK becomes a sparse raw image

@@ -132,7 +132,9 @@ type BlockSource struct {
 	// an error. It returns the checksums the platform sent with the
 	// bytes (zero value when it sent none); the pipeline verifies them
 	// before the bytes are written. It is called by many goroutines at
-	// once, each call under a deadline (Timeout).
+	// once, each call under a deadline (Timeout). It must not touch dst
+	// once it has returned: the buffer is reused, and unmapped when the
+	// download ends.
 	Fetch func(ctx context.Context, b Block, dst []byte) (BlockChecksums, error)
 	// Refresh, when set, renews what Fetch uses to authenticate (an Azure
 	// SAS grant) after a Fetch failed with ErrExpired; the pipeline calls

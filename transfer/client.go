@@ -45,6 +45,14 @@ type ClientOptions struct {
 	MaxConnsPerHost int
 	// DisableHTTP2 restricts the client to HTTP/1.1.
 	DisableHTTP2 bool
+	// ReadBufferSize is how much each connection may read from its socket
+	// in one system call (below TLS: many records per call), and bounds
+	// the buffer the HTTP layer keeps above it (at most 64 KiB). Both are
+	// held for every open connection. Default 256 KiB, for a few long
+	// streams; a client of many connections to one host whose bodies go
+	// straight into the caller's buffers (64 EBS block workers) sets it
+	// lower, or those buffers alone take tens of MiB.
+	ReadBufferSize int
 }
 
 // NewHTTPClient returns the project's HTTP client: TLS as configured, bounded
@@ -70,9 +78,13 @@ func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
 	protos.SetHTTP1(true)
 	protos.SetHTTP2(!opts.DisableHTTP2)
 
+	readSize := opts.ReadBufferSize
+	if readSize <= 0 {
+		readSize = socketReadSize
+	}
 	t := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           bufferedDial(dialer),
+		DialContext:           bufferedDial(dialer, readSize),
 		TLSClientConfig:       tlsConf,
 		TLSHandshakeTimeout:   orDefault(opts.TLSHandshakeTimeout, 30*time.Second),
 		ResponseHeaderTimeout: orDefault(opts.ResponseHeaderTimeout, 2*time.Minute),
@@ -84,28 +96,28 @@ func NewHTTPClient(opts ClientOptions) (*http.Client, error) {
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     !opts.DisableHTTP2,
 		Protocols:             &protos,
-		// Larger than the 4 KiB default: fewer read syscalls per MiB.
-		ReadBufferSize: 64 << 10,
+		// Larger than the 4 KiB default: fewer reads per MiB.
+		ReadBufferSize: min(64<<10, readSize),
 	}
 	return &http.Client{Transport: t}, nil
 }
 
-// socketReadSize is how much one read system call may bring in. TLS reads
-// its records (at most 16 KiB each) from the connection one at a time, so
-// without a buffer below it receiving a disk cost one or two system calls per
-// record: about a third of a receiving stream's CPU time, more than its
-// decryption.
+// socketReadSize is how much one read system call may bring in by
+// default. TLS reads its records (at most 16 KiB each) from the connection
+// one at a time, so without a buffer below it receiving a disk cost one or
+// two system calls per record: about a third of a receiving stream's CPU
+// time, more than its decryption.
 const socketReadSize = 256 << 10
 
 // bufferedDial dials like d and reads each connection through a buffer of
-// socketReadSize, filled by one system call with whatever has arrived.
-func bufferedDial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// size bytes, filled by one system call with whatever has arrived.
+func bufferedDial(d *net.Dialer, size int) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		c, err := d.DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, socketReadSize)}, nil
+		return &bufferedConn{Conn: c, r: bufio.NewReaderSize(c, size)}, nil
 	}
 }
 

@@ -1,12 +1,14 @@
 package transfer
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1" //nolint:gosec // the thumbprint format under test
 	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
@@ -118,6 +120,52 @@ func TestHTTPClientSettings(t *testing.T) {
 		t.Error("keep-alives off")
 	case tr.TLSClientConfig.InsecureSkipVerify:
 		t.Error("verification off by default")
+	}
+}
+
+// ReadBufferSize sizes what every connection holds for reading — the
+// socket buffer below TLS and the HTTP layer's above it (at most 64 KiB) —
+// and bodies far larger than it arrive whole, over TLS and HTTP/1.1 as the
+// AWS clients use it.
+func TestHTTPClientReadBufferSize(t *testing.T) {
+	body := genData(mib+12345, 51)
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write(body)
+	}))
+	ts.StartTLS()
+	defer ts.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(ts.Certificate())
+	for _, tc := range []struct {
+		opt            int
+		socket, client int
+	}{{0, 256 << 10, 64 << 10}, {16 << 10, 16 << 10, 16 << 10}, {128 << 10, 128 << 10, 64 << 10}} {
+		c, err := NewHTTPClient(ClientOptions{RootCAs: pool, DisableHTTP2: true, ReadBufferSize: tc.opt})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := c.Transport.(*http.Transport)
+		if tr.ReadBufferSize != tc.client {
+			t.Errorf("ReadBufferSize %d: the HTTP layer reads through %d bytes, want %d", tc.opt, tr.ReadBufferSize, tc.client)
+		}
+		conn, err := tr.DialContext(context.Background(), "tcp", ts.Listener.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bc, ok := conn.(*bufferedConn); !ok || bc.r.Size() != tc.socket {
+			t.Errorf("ReadBufferSize %d: connection %T, want a *bufferedConn reading through %d bytes", tc.opt, conn, tc.socket)
+		}
+		conn.Close()
+		resp, err := c.Get(ts.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil || !bytes.Equal(got, body) {
+			t.Errorf("ReadBufferSize %d: read %d bytes (%v), want the %d served", tc.opt, len(got), err, len(body))
+		}
+		c.CloseIdleConnections()
 	}
 }
 

@@ -67,6 +67,15 @@ type tuning struct {
 	pageSize int32
 }
 
+// connReadBuffer is each connection's read buffering (transfer's default is
+// 256 KiB, for a few long streams). A block body is read straight into the
+// block engine's buffer, so a larger one saves few system calls, and an
+// export keeps up to 64 connections open: 64 KiB each keeps them at 8 MiB
+// in all (transfer.ClientOptions.ReadBufferSize: the socket buffer and the
+// HTTP one above it) instead of 20, memory the garbage collector's pacing
+// then counts twice.
+const connReadBuffer = 64 << 10
+
 func defaultTuning() tuning {
 	return tuning{
 		// Full jitter from 200 ms doubling to 20 s: 64 workers throttled
@@ -155,6 +164,7 @@ func (p *Provider) Connect(ctx context.Context) error {
 		RootCAs:               caBundle(awsCfg),
 		MaxConnsPerHost:       p.tune.maxConns,
 		ResponseHeaderTimeout: 30 * time.Second, // a 512 KiB block or a Describe page, not a disk
+		ReadBufferSize:        connReadBuffer,
 	})
 	if err != nil {
 		return err

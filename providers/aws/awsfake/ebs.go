@@ -201,6 +201,9 @@ func (s *Server) parsePageToken(snapshotID, tok string) (int64, bool) {
 	return next, hmac.Equal([]byte(mac), []byte(s.blockToken(snapshotID+"/page", next)))
 }
 
+// zeroBlock is what an unwritten block reads as.
+var zeroBlock = newBlock(make([]byte, BlockSize))
+
 // getSnapshotBlock answers GET /snapshots/{id}/blocks/{index}?blockToken=…
 // with the block's bytes as they were at snapshot time.
 func (s *Server) getSnapshotBlock(w http.ResponseWriter, r *http.Request, id, indexStr, requestID string) error {
@@ -223,24 +226,26 @@ func (s *Server) getSnapshotBlock(w http.ResponseWriter, r *http.Request, id, in
 		s.mu.Unlock()
 		return ebsValidation("INVALID_BLOCK_TOKEN", "The block token is not valid.")
 	}
-	data, ok := sn.blocks[index]
+	b, ok := sn.blocks[index]
 	if !ok {
-		data = make([]byte, BlockSize) // a valid token for an unwritten block: zeros
+		b = zeroBlock // a valid token for an unwritten block: zeros
 	}
-	sum := sha256.Sum256(data)
 	key := blockKey{id, index}
 	corrupt := !s.stats.corrupted[key] && chosenForCorruption(s.currentFaults(), id, index)
 	if corrupt {
 		s.stats.corrupted[key] = true
-		data = slices.Clone(data)
-		data[len(data)/2] ^= 0xff
 	}
 	if s.stats.fetches[id] == nil {
 		s.stats.fetches[id] = map[int64]int{}
 	}
 	s.stats.fetches[id][index]++
 	s.mu.Unlock()
+	// Stored blocks are immutable (writes replace them) and carry their
+	// checksum: a corrupted copy is made outside the server's lock.
+	data, sum := b.data, b.sum
 	if corrupt {
+		data = slices.Clone(data)
+		data[len(data)/2] ^= 0xff
 		s.log.Info("awsfake: corrupted block body", "snapshot", id, "block", index, "request_id", requestID)
 	}
 

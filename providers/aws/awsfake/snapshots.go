@@ -15,7 +15,7 @@ type snapshot struct {
 	id, volumeID, description string
 	volumeSize                int32
 	start                     time.Time
-	blocks                    map[int64][]byte
+	blocks                    map[int64]*block
 	indexes                   []int64 // sorted keys of blocks
 
 	completed    bool

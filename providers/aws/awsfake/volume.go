@@ -20,7 +20,10 @@ const gib = 1 << 30
 // the blocks ever written are stored (a sparse map of block index → BlockSize
 // bytes), so a multi-GiB volume costs what it holds. Stored blocks are
 // immutable — a write replaces the block — which makes a snapshot a copy of
-// the map, not of the data.
+// the map, not of the data. Each keeps its SHA-256, computed when it is
+// stored (EBS keeps a block's checksum with it): serving a block costs the
+// server no hashing, so that on a machine the server shares with the client
+// under test, CPU goes to the client.
 //
 // A Volume is safe for concurrent use: tests write to it while the server
 // serves snapshots of it.
@@ -33,12 +36,23 @@ type Volume struct {
 	Tags map[string]string
 
 	mu     sync.RWMutex
-	blocks map[int64][]byte
+	blocks map[int64]*block
+}
+
+// block is a stored block: BlockSize bytes and their SHA-256. Never
+// modified once stored.
+type block struct {
+	data []byte
+	sum  [sha256.Size]byte
+}
+
+func newBlock(data []byte) *block {
+	return &block{data: data, sum: sha256.Sum256(data)}
 }
 
 // NewVolume returns an empty (all-hole) volume of sizeGiB GiB.
 func NewVolume(id string, sizeGiB int32) *Volume {
-	return &Volume{ID: id, SizeGiB: sizeGiB, Type: "gp3", blocks: make(map[int64][]byte)}
+	return &Volume{ID: id, SizeGiB: sizeGiB, Type: "gp3", blocks: make(map[int64]*block)}
 }
 
 // Size is the volume's virtual size in bytes.
@@ -61,10 +75,12 @@ func (v *Volume) WriteAt(p []byte, off int64) (int, error) {
 	for written < len(p) {
 		pos := off + int64(written)
 		idx, within := pos/BlockSize, pos%BlockSize
-		block := make([]byte, BlockSize)
-		copy(block, v.blocks[idx]) // a missing block copies nothing: zeros
-		n := copy(block[within:], p[written:])
-		v.blocks[idx] = block
+		data := make([]byte, BlockSize)
+		if b := v.blocks[idx]; b != nil {
+			copy(data, b.data) // a missing block stays zeros
+		}
+		n := copy(data[within:], p[written:])
+		v.blocks[idx] = newBlock(data)
 		written += n
 	}
 	return written, nil
@@ -97,7 +113,7 @@ func (v *Volume) WriteZeroBlock(index int64) error {
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	v.init()
-	v.blocks[index] = make([]byte, BlockSize)
+	v.blocks[index] = newBlock(make([]byte, BlockSize))
 	return nil
 }
 
@@ -117,7 +133,7 @@ func (v *Volume) ReadAt(p []byte, off int64) (int, error) {
 		idx, within := pos/BlockSize, pos%BlockSize
 		want := min(int64(len(p)-n), BlockSize-within, v.Size()-pos)
 		if b, ok := v.blocks[idx]; ok {
-			copy(p[n:int64(n)+want], b[within:])
+			copy(p[n:int64(n)+want], b.data[within:])
 		} else {
 			clear(p[n : int64(n)+want])
 		}
@@ -146,7 +162,7 @@ func (v *Volume) SHA256() [32]byte {
 	defer v.mu.RUnlock()
 	for i := range v.Blocks() {
 		if b, ok := v.blocks[i]; ok {
-			h.Write(b)
+			h.Write(b.data)
 		} else {
 			h.Write(zero)
 		}
@@ -172,7 +188,7 @@ func (v *Volume) WriteRawImage(path string) (err error) {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
 	for _, idx := range sortedKeys(v.blocks) {
-		if _, err := f.WriteAt(v.blocks[idx], idx*BlockSize); err != nil {
+		if _, err := f.WriteAt(v.blocks[idx].data, idx*BlockSize); err != nil {
 			return err
 		}
 	}
@@ -181,10 +197,10 @@ func (v *Volume) WriteRawImage(path string) (err error) {
 
 // snapshotBlocks returns a point-in-time copy of the block map. The blocks
 // themselves are shared: writes replace blocks, never modify them.
-func (v *Volume) snapshotBlocks() map[int64][]byte {
+func (v *Volume) snapshotBlocks() map[int64]*block {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	m := make(map[int64][]byte, len(v.blocks))
+	m := make(map[int64]*block, len(v.blocks))
 	for k, b := range v.blocks {
 		m[k] = b
 	}
@@ -194,11 +210,11 @@ func (v *Volume) snapshotBlocks() map[int64][]byte {
 // init makes the zero Volume{} usable.
 func (v *Volume) init() {
 	if v.blocks == nil {
-		v.blocks = make(map[int64][]byte)
+		v.blocks = make(map[int64]*block)
 	}
 }
 
-func sortedKeys(m map[int64][]byte) []int64 {
+func sortedKeys[V any](m map[int64]V) []int64 {
 	keys := make([]int64, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
