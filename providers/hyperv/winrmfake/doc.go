@@ -6,11 +6,12 @@
 // fault while a command still runs), Send, Signal (terminate), Delete —
 // and plays the provider's PowerShell scripts against a Host.
 //
-// Authentication is HTTP Basic over TLS; anything else is answered 401
-// with the schemes WinRM offers (Negotiate, Basic). NTLM message
-// encryption over plain HTTP is not implemented here: the provider's
-// tests run over HTTPS with Basic, the server's certificate trusted
-// through the provider's ca_pem.
+// Authentication is HTTP Basic, or with Options.NTLM the NTLM handshake
+// of WinRM's Negotiate scheme (NTLMv2 responses checked as MS-NLMP says),
+// over TLS; anything else is answered 401 with the schemes offered. NTLM
+// message encryption (sealing, for WinRM over plain HTTP) is not
+// implemented here: the provider's HTTP transport is configured through
+// the library but not run against this server.
 //
 // A command line must be powershell.exe -EncodedCommand <base64 UTF-16LE>;
 // the script, once decoded, must be $b64='…'; followed by exactly one of
