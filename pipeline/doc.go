@@ -17,7 +17,12 @@
 //     data back (a raw export) or encoded like any raw source. The block
 //     buffers (one per busy worker) are mapped outside the Go heap on
 //     Linux and macOS, so the collector's pacing does not count them
-//     twice, and unmapped when the download ends;
+//     twice, and unmapped when the download ends. Filled disks
+//     (providers.Export.Fill: several disks out of one stream, a Proxmox
+//     vzdump archive) are each given a sparse raw part file, capacity
+//     long, that Fill writes at its offsets in one call; each file is
+//     then renamed into place (raw, hashed by reading its data back) or
+//     encoded in the requested format and removed;
 //  3. each disk is decoded from its source format and encoded in the
 //     requested disk format: a streamOptimized VMDK kept as VMDK passes
 //     through untouched (no re-encode); a VMDK becomes a sparse raw image
@@ -32,8 +37,9 @@
 //  5. the provider's Finish is told the outcome (vSphere: lease complete or
 //     abort) and its Cleanup always runs (temporary snapshot removal).
 //
-// A failed or cancelled export removes every file it created, except the
-// part files and journals of block sources when the failure may heal: the
+// A failed or cancelled export removes every file it created (a Filled
+// disk's part file too: a stream is not resumed), except the part files
+// and journals of block sources when the failure may heal: the
 // next export into the same directory (the job engine's retry, a daemon
 // restarted after kill -9) resumes them, fetching only the blocks that
 // were not yet durable; a journal of another source (ID, capacity, block

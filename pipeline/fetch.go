@@ -38,6 +38,7 @@ func (it *item) source() (*providers.HTTPSource, func(context.Context) (io.ReadC
 // then other files.
 func (r *run) items() ([]*item, error) {
 	var out []*item
+	filled := false
 	seen := map[string]bool{}
 	add := func(it *item) error {
 		if seen[it.name] {
@@ -54,11 +55,17 @@ func (r *run) items() ([]*item, error) {
 		default:
 			return nil, providers.Permanent(fmt.Errorf("%w: disk %s: source format %q", providers.ErrUnsupported, d.Name, d.Format))
 		}
-		if n := countSet(d.HTTP != nil, d.Open != nil, d.Blocks != nil); n != 1 {
-			return nil, fmt.Errorf("export %s: disk %s needs exactly one of an HTTP source, a reader and a block source (has %d)", r.exp.VM.Name, d.Name, n)
+		if n := countSet(d.HTTP != nil, d.Open != nil, d.Blocks != nil, d.Filled); n != 1 {
+			return nil, fmt.Errorf("export %s: disk %s needs exactly one of an HTTP source, a reader, a block source and Filled (has %d)", r.exp.VM.Name, d.Name, n)
 		}
 		if d.Blocks != nil {
 			if err := checkBlockSource(d); err != nil {
+				return nil, providers.Permanent(fmt.Errorf("export %s: %w", r.exp.VM.Name, err))
+			}
+		}
+		if d.Filled {
+			filled = true
+			if err := checkFilled(r.exp, d); err != nil {
 				return nil, providers.Permanent(fmt.Errorf("export %s: %w", r.exp.VM.Name, err))
 			}
 		}
@@ -68,6 +75,9 @@ func (r *run) items() ([]*item, error) {
 		if err := add(it); err != nil {
 			return nil, err
 		}
+	}
+	if r.exp.Fill != nil && !filled {
+		return nil, fmt.Errorf("export %s: the export has a Fill but no disk is Filled", r.exp.VM.Name)
 	}
 	for i := range r.exp.Files {
 		f := &r.exp.Files[i]
@@ -97,7 +107,8 @@ func countSet(set ...bool) (n int) {
 
 // fetch produces every item: HTTP sources through transfer (one
 // Downloader, each file with its own TLS client), readers streamed, block
-// sources by the block engine, all concurrently.
+// sources by the block engine, Filled disks by the provider's Fill, all
+// concurrently.
 func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	items, err := r.items()
 	if err != nil {
@@ -108,10 +119,12 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	prog := newSizes(items, r)
 	r.opts.Report(progress.Report{Phase: progress.PhaseDownloading})
 
-	var downloads, readers []int // readers: reader and block sources
+	var downloads, filled, readers []int // readers: reader and block sources
 	for i, it := range items {
 		if h, _, _ := it.source(); h != nil {
 			downloads = append(downloads, i)
+		} else if it.disk != nil && it.disk.Filled {
+			filled = append(filled, i)
 		} else {
 			readers = append(readers, i)
 		}
@@ -126,6 +139,13 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	if len(downloads) > 0 {
 		wg.Go(func() {
 			if err := r.download(ctx, items, downloads, prog, par); err != nil {
+				fail(err)
+			}
+		})
+	}
+	if len(filled) > 0 {
+		wg.Go(func() {
+			if err := r.fill(ctx, items, filled, prog, par); err != nil {
 				fail(err)
 			}
 		})
@@ -282,7 +302,10 @@ func newSizes(items []*item, r *run) *sizes {
 	s := &sizes{r: r, files: make([]fileSize, len(items))}
 	for i, it := range items {
 		_, _, n := it.source()
-		if n < 0 || it.disk != nil && it.disk.Blocks != nil {
+		switch {
+		case it.disk != nil && it.disk.Filled:
+			n = it.disk.Capacity // what the stream covers of it
+		case n < 0 || it.disk != nil && it.disk.Blocks != nil:
 			n = -1 // a block source's size is known once its listing ends
 		}
 		s.files[i].size.Store(n)

@@ -16,8 +16,11 @@
 //     format (SourceVMDKStream, SourceRaw), capacity, stream size (-1 when
 //     unknown), allocated ranges when known, and either an HTTPSource (URL,
 //     header, an http.Client carrying the host's certificate pin) that the
-//     pipeline fetches through transfer/, or an Open func returning a
-//     reader;
+//     pipeline fetches through transfer/, an Open func returning a
+//     reader, a BlockSource (independently fetched blocks), or Filled:
+//     written with the other Filled disks by Export.Fill from one stream
+//     (Proxmox's vzdump archive), into sparse raw files the pipeline
+//     gives it;
 //   - Files: other files carried as they are (vSphere NVRAM);
 //   - Progress: an optional hook told the bytes fetched (a vSphere lease
 //     must hear progress or it times out);

@@ -45,6 +45,18 @@ type Export struct {
 	// Files are other files of the VM the export carries as they are
 	// (vSphere NVRAM).
 	Files []FileSource
+	// Fill writes the disks marked Filled, all of them in one call, from
+	// one stream (a Proxmox `vzdump --stdout` archive carries every disk
+	// of the VM, their clusters interleaved and out of order). disks[k] is
+	// the k-th Filled disk in Disks order: a sparse raw file beneath the
+	// output root, its Capacity long and reading as zeros. Fill writes
+	// data at its offsets, in any order, and never needs to write zeros;
+	// report, when called, tells the bytes of the disks the stream has
+	// covered so far and their total (the sum of the capacities). It
+	// returns nil only once every Filled disk is complete. The pipeline
+	// calls it once per export, after PrepareExport and before Finish; a
+	// failure fails the export, which is not resumed (a stream cannot be).
+	Fill func(ctx context.Context, disks []io.WriterAt, report func(done, total int64)) error
 	// Progress, when set, hears the download reports (BytesDone and
 	// BytesTotal, 0 while unknown) as the transfer advances, for platforms
 	// that want to hear it (a vSphere lease times out without progress).
@@ -76,7 +88,7 @@ type DiskSource struct {
 	// Allocated lists the byte ranges holding data when the platform
 	// knows them (nil: unknown, everything may hold data).
 	Allocated []Extent
-	// Exactly one of HTTP, Open and Blocks is set.
+	// Exactly one of HTTP, Open, Blocks and Filled is set.
 	HTTP *HTTPSource
 	// Open returns a reader of the source from its first byte. The
 	// pipeline calls it once per export: a failed read fails the export
@@ -86,6 +98,14 @@ type DiskSource struct {
 	// blocks (EBS direct snapshot blocks, Azure page blob ranges). Format
 	// must be SourceRaw; Size is not used.
 	Blocks *BlockSource
+	// Filled marks a disk whose bytes Export.Fill writes, with the
+	// Export's other Filled disks, from one stream. Format must be
+	// SourceRaw and Capacity known; Size is not used. The pipeline gives
+	// Fill a sparse raw part file per disk and, once Fill returned, makes
+	// the disk of it: renamed into place for a raw export (its bytes
+	// hashed by reading its data back), encoded in the requested format
+	// otherwise, as block sources' part files are.
+	Filled bool
 }
 
 // BlockSource is a disk that arrives as many independently fetched

@@ -1,0 +1,5 @@
+//go:build !race
+
+package proxmox
+
+const raceEnabled = false
