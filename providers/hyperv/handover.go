@@ -9,6 +9,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/disk"
 	"github.com/hypersdk/hypersdk/disk/vhdx"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
 )
@@ -53,7 +54,12 @@ func (p *Provider) fetch(ctx context.Context, opts providers.ExportOptions, resu
 	}()
 	d := transfer.NewDownloader(transfer.Options{
 		ChunkConcurrency: fetchConcurrency, KeepPartial: true,
-		BandwidthLimit: opts.BandwidthLimit, Progress: opts.Progress, Logger: opts.Log(),
+		BandwidthLimit: opts.BandwidthLimit, Logger: opts.Log(),
+		// The fetch is reported as preparation: the pipeline's downloading
+		// reports count the decoded disk, whose sizes these are not.
+		Progress: func(r progress.Report) {
+			opts.Report(progress.Report{Phase: progress.PhasePreparing, Item: r.Item, ItemBytes: r.ItemBytes, ItemSize: r.ItemSize})
+		},
 	})
 	if _, err := d.Download(ctx, []transfer.File{{Source: src, Root: root, Path: local, Size: s.FileSize}}); err != nil {
 		// Kept for the next attempt of the job to resume, unless none
