@@ -5,6 +5,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/internal/errclass"
 	"github.com/hypersdk/hypersdk/internal/safepath"
+	"github.com/hypersdk/hypersdk/transfer"
 )
 
 // Error classes. The slugs are apitypes.Problem… (which imports this
@@ -67,8 +68,10 @@ func IsPermanent(err error) bool {
 	if errors.As(err, &p) {
 		return true
 	}
-	// An output path through a link stays one until someone looks at it.
-	for _, target := range []error{ErrNotFound, ErrAmbiguous, ErrAuth, ErrInvalidArgument, ErrUnsupported, safepath.ErrUnsafe} {
+	// An output path through a link stays one until someone looks at it;
+	// transfer (and the SSH client) mark what no retry can fix (a 404, a
+	// refused certificate or host key, a wrong password).
+	for _, target := range []error{ErrNotFound, ErrAmbiguous, ErrAuth, ErrInvalidArgument, ErrUnsupported, safepath.ErrUnsafe, transfer.ErrPermanent} {
 		if errors.Is(err, target) {
 			return true
 		}
