@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"path"
 	"regexp"
 	"strings"
@@ -101,46 +102,23 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 			cleanup()
 		}
 	}()
-	// A previous attempt of this job may have left both behind. Removing
-	// its checkpoint puts the VM back on its own disks, so the drives are
-	// listed again: their files are what the export copies.
-	p.removeJobLeftovers(ctx, log, job, useCheckpoint)
-	again, err := p.listRaw(ctx, src.ID)
-	if err != nil {
-		return nil, fmt.Errorf("hyperv %s: %w", p.name, err)
-	}
-	if len(again) != 1 || len(again[0].Disks) != len(src.Disks) {
-		return nil, fmt.Errorf("hyperv %s: VM %q changed while the export started", p.name, vm.Name)
-	}
-	src = again[0]
-
-	opts.Report(progress.Report{Phase: progress.PhasePreparing, Item: vm.Name})
-	if useCheckpoint {
-		var cp struct{ ID, Type string }
-		log.Info("creating checkpoint", "checkpoint", job.Name)
-		if err := p.run(ctx, ps.Checkpoint, job, &cp); err != nil {
-			return nil, fmt.Errorf("hyperv %s: checkpoint of %q: %w", p.name, vm.Name, err)
-		}
-		log.Info("exporting checkpoint", "checkpoint", job.Name, "type", cp.Type)
-		if err := p.run(ctx, ps.ExportCheckpoint, job, nil); err != nil {
-			return nil, fmt.Errorf("hyperv %s: export of checkpoint of %q: %w", p.name, vm.Name, err)
-		}
-	} else {
-		log.Info("exporting VM", "folder", job.Folder)
-		if err := p.run(ctx, ps.ExportVM, job, nil); err != nil {
-			return nil, fmt.Errorf("hyperv %s: export of %q: %w", p.name, vm.Name, err)
-		}
-	}
-	stage := job
-	for _, d := range src.Disks {
-		stage.Files = append(stage.Files, windowsBase(d.Path))
+	// An earlier attempt of this job that got as far as staging every
+	// disk left a complete folder (and its checkpoint): reused as it is,
+	// its files unchanged, so that their downloads resume from the part
+	// files that attempt kept.
+	check := job
+	if !useCheckpoint {
+		check.Name = ""
 	}
 	var staged []stagedDisk
-	if err := p.run(ctx, ps.Stage, stage, &staged); err != nil {
-		return nil, fmt.Errorf("hyperv %s: staging the disks of %q: %w", p.name, vm.Name, err)
+	if err := p.run(ctx, ps.Staged, check, &staged); err != nil {
+		log.Warn("cannot tell whether an earlier attempt staged the disks; staging again", "err", err)
+		staged = nil
 	}
-	if len(staged) != len(src.Disks) {
-		return nil, fmt.Errorf("hyperv %s: staging answered %d disks for %d drives", p.name, len(staged), len(src.Disks))
+	if len(staged) == len(src.Disks) {
+		log.Info("reusing the disks an earlier attempt of the job staged", "folder", job.Folder)
+	} else if staged, err = p.stageDisks(ctx, log, opts, vm, src, job, useCheckpoint); err != nil {
+		return nil, err
 	}
 	files, err := p.fileClient()
 	if err != nil {
@@ -185,7 +163,7 @@ func windowsBase(p string) string {
 }
 
 // removeJobLeftovers removes what an earlier attempt of the job left.
-func (p *Provider) removeJobLeftovers(ctx context.Context, log interface{ Warn(string, ...any) }, job jobInput, checkpoint bool) {
+func (p *Provider) removeJobLeftovers(ctx context.Context, log *slog.Logger, job jobInput, checkpoint bool) {
 	if checkpoint {
 		if err := p.run(ctx, ps.RemoveCheckpoint, job, nil); err != nil {
 			log.Warn("removing an earlier checkpoint of this job failed", "err", err)
@@ -198,10 +176,7 @@ func (p *Provider) removeJobLeftovers(ctx context.Context, log interface{ Warn(s
 
 // cleanup removes the job's checkpoint and staging folder on a context of
 // its own (the export's may be cancelled).
-func (p *Provider) cleanup(log interface {
-	Warn(string, ...any)
-	Info(string, ...any)
-}, job jobInput, checkpoint bool) {
+func (p *Provider) cleanup(log *slog.Logger, job jobInput, checkpoint bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), p.cleanupTimeout)
 	defer cancel()
 	var errs []error
@@ -255,4 +230,51 @@ func (p *Provider) SweepOrphans(ctx context.Context, isLive func(jobID string) b
 		deleted = append(deleted, "staging folder "+f)
 	}
 	return deleted, errors.Join(errs...)
+}
+
+// stageDisks exports the VM (or its checkpoint, made first) into the job's
+// folder and merges its disks there, after removing what an earlier
+// attempt of the job left.
+func (p *Provider) stageDisks(ctx context.Context, log *slog.Logger, opts providers.ExportOptions, vm *providers.VMInfo, src vmJSON, job jobInput, useCheckpoint bool) ([]stagedDisk, error) {
+	// Removing an earlier attempt's checkpoint puts the VM back on its own
+	// disks, so the drives are listed again: their files are what the
+	// export copies.
+	p.removeJobLeftovers(ctx, log, job, useCheckpoint)
+	again, err := p.listRaw(ctx, src.ID)
+	if err != nil {
+		return nil, fmt.Errorf("hyperv %s: %w", p.name, err)
+	}
+	if len(again) != 1 || len(again[0].Disks) != len(src.Disks) {
+		return nil, fmt.Errorf("hyperv %s: VM %q changed while the export started", p.name, vm.Name)
+	}
+	src = again[0]
+	opts.Report(progress.Report{Phase: progress.PhasePreparing, Item: vm.Name})
+	if useCheckpoint {
+		var cp struct{ ID, Type string }
+		log.Info("creating checkpoint", "checkpoint", job.Name)
+		if err := p.run(ctx, ps.Checkpoint, job, &cp); err != nil {
+			return nil, fmt.Errorf("hyperv %s: checkpoint of %q: %w", p.name, vm.Name, err)
+		}
+		log.Info("exporting checkpoint", "checkpoint", job.Name, "type", cp.Type)
+		if err := p.run(ctx, ps.ExportCheckpoint, job, nil); err != nil {
+			return nil, fmt.Errorf("hyperv %s: export of checkpoint of %q: %w", p.name, vm.Name, err)
+		}
+	} else {
+		log.Info("exporting VM", "folder", job.Folder)
+		if err := p.run(ctx, ps.ExportVM, job, nil); err != nil {
+			return nil, fmt.Errorf("hyperv %s: export of %q: %w", p.name, vm.Name, err)
+		}
+	}
+	stage := job
+	for _, d := range src.Disks {
+		stage.Files = append(stage.Files, windowsBase(d.Path))
+	}
+	var staged []stagedDisk
+	if err := p.run(ctx, ps.Stage, stage, &staged); err != nil {
+		return nil, fmt.Errorf("hyperv %s: staging the disks of %q: %w", p.name, vm.Name, err)
+	}
+	if len(staged) != len(src.Disks) {
+		return nil, fmt.Errorf("hyperv %s: staging answered %d disks for %d drives", p.name, len(staged), len(src.Disks))
+	}
+	return staged, nil
 }

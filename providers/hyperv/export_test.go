@@ -3,6 +3,7 @@ package hyperv
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/pipeline"
+	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -197,4 +199,73 @@ func TestSweepRemovesWhatAKilledExportLeft(t *testing.T) {
 	if left := f.leftovers(t); len(left) != 0 {
 		t.Fatalf("left after the sweep: %v", left)
 	}
+}
+
+// TestFetchResumesOnTheJobsNextAttempt: what an attempt killed mid-fetch
+// (no Cleanup ran) leaves — the job's checkpoint, its complete
+// staging folder and the local part file — is reused by the next
+// attempt: no second checkpoint or export, and the download continues
+// from the part file's bytes.
+func TestFetchResumesOnTheJobsNextAttempt(t *testing.T) {
+	f := newFixture(t, "sftp")
+	p := f.provider(t)
+	dir := t.TempDir()
+	log := &syncBuffer{}
+	opts := providers.ExportOptions{OutputDir: dir, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw, JobID: "job-resume",
+		BandwidthLimit: 4 << 20, Logger: slog.New(slog.NewTextHandler(log, nil))}
+
+	// Attempt 1, "killed" while disk 0 comes back: prepared, its fetch
+	// cancelled part-way, and no Cleanup.
+	ctx, cancel := context.WithCancel(context.Background())
+	o1 := opts
+	o1.Progress = func(r progress.Report) {
+		if r.Phase == progress.PhasePreparing && r.ItemBytes >= 2<<20 {
+			cancel()
+		}
+	}
+	exp1, err := p.PrepareExport(context.Background(), "gen2", o1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := exp1.Disks[0].Open(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled fetch: %v", err)
+	}
+	parts, _ := filepath.Glob(filepath.Join(dir, ".hyperv-job-resume-disk-0.vhdx.part"))
+	if len(parts) != 1 {
+		t.Fatal("no part file kept for the next attempt")
+	}
+	if n := countCalls(f, "checkpoint"); n != 1 {
+		t.Fatalf("%d checkpoints after attempt 1", n)
+	}
+
+	// Attempt 2 (the retry): the same job, the staged disks reused.
+	opts.BandwidthLimit = 0
+	_, err = pipeline.Export(context.Background(), p, "gen2", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := countCalls(f, "checkpoint"); n != 1 {
+		t.Errorf("%d checkpoints: the retry made its own instead of reusing the job's", n)
+	}
+	if n := countCalls(f, "export-checkpoint"); n != 1 {
+		t.Errorf("%d checkpoint exports: the retry staged again", n)
+	}
+	if !strings.Contains(log.String(), `msg="resuming from partial file" file=.hyperv-job-resume-disk-0.vhdx`) {
+		t.Errorf("disk 0's download did not resume from its part file:\n%s", log.String())
+	}
+	for i, want := range f.want {
+		disktest.Compare(t, filepath.Join(dir, "gen2-disk-"+string(rune('0'+i))+".raw"), "raw", want.raw(t), "raw")
+	}
+	if left := f.leftovers(t); len(left) != 0 {
+		t.Fatalf("left: %v", left)
+	}
+}
+
+func countCalls(f *fixture, name string) (n int) {
+	for _, c := range f.host.Calls() {
+		if c.Name == name {
+			n++
+		}
+	}
+	return n
 }

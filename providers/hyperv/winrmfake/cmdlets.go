@@ -2,6 +2,7 @@ package winrmfake
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -298,6 +299,44 @@ func (h *Host) stage(ctx context.Context, in input) (any, error) {
 			return nil, err
 		}
 		out = append(out, map[string]any{"path": strings.TrimPrefix(srcWin[len(win):], `\`), "size": v.size, "file": fi.Size(), "format": v.format})
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(local, "staged.json"), b, 0o644); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// staged plays the reuse check: staged.json of the job's folder, if the
+// job's checkpoint (when named) still exists.
+func (h *Host) staged(in input) (any, error) {
+	_, local, err := h.folder(in)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(local, "staged.json"))
+	if err != nil {
+		return []any{}, nil
+	}
+	if in.Name != "" {
+		n := 0
+		h.mu.Lock()
+		for _, c := range h.checkpoints {
+			if strings.EqualFold(c.VMID, in.ID) && c.Name == in.Name {
+				n++
+			}
+		}
+		h.mu.Unlock()
+		if n != 1 {
+			return []any{}, nil
+		}
+	}
+	var out []any
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, err
 	}
 	return out, nil
 }

@@ -225,6 +225,8 @@ func (h *Host) play(ctx context.Context, name string, raw []byte) (any, error) {
 		return h.exportCheckpoint(in)
 	case "stage":
 		return h.stage(ctx, in)
+	case "staged":
+		return h.staged(in)
 	case "remove-checkpoint":
 		return h.removeCheckpoint(in)
 	case "remove-staging":

@@ -58,7 +58,9 @@ $r=@{folder=$d}`
 // a differencing disk (.avhdx, or a .vhdx with a parent) is merged with
 // its chain by Convert-VHD into a new file beside it; a disk without a
 // parent is handed over as it is. $p.files are the base names of the
-// VM's drives, in drive order, as Export-VM names the copies.
+// VM's drives, in drive order, as Export-VM names the copies. The answer
+// is also written to staged.json in the folder, last: a later attempt of
+// the job finds the folder complete (bodyStaged) and reuses it.
 const bodyStage = `$d=Join-Path $p.staging $p.folder
 $all=@(Get-ChildItem -LiteralPath $d -Recurse -File)
 $r=@(foreach($f in $p.files){
@@ -67,7 +69,16 @@ if($m.Count -ne 1){throw "staged disk $f found $($m.Count) times"}
 $src=$m[0].FullName;$v=Get-VHD -Path $src
 if($v.ParentPath){$dst=Join-Path $m[0].DirectoryName ('merged-'+[IO.Path]::GetFileNameWithoutExtension($f)+'.vhdx')
 Convert-VHD -Path $src -DestinationPath $dst -VHDType Dynamic;$src=$dst;$v=Get-VHD -Path $dst}
-@{path=$src.Substring($d.Length).TrimStart('\');size=$v.Size;file=(Get-Item -LiteralPath $src).Length;format=$v.VhdFormat.ToString()}})`
+@{path=$src.Substring($d.Length).TrimStart('\');size=$v.Size;file=(Get-Item -LiteralPath $src).Length;format=$v.VhdFormat.ToString()}})
+ConvertTo-Json -InputObject $r -Compress -Depth 4|Set-Content -LiteralPath (Join-Path $d 'staged.json') -Encoding UTF8`
+
+// bodyStaged answers what bodyStage wrote for the job, if the folder
+// holds it and (for a checkpoint export) the job's checkpoint still
+// exists; else an empty list.
+const bodyStaged = `$f=Join-Path (Join-Path $p.staging $p.folder) 'staged.json'
+$ok=Test-Path -LiteralPath $f
+if($ok -and $p.name){$ok=@(Get-VMSnapshot -VM (Get-VM -Id $p.id) -Name $p.name -ErrorAction SilentlyContinue).Count -eq 1}
+$r=@(if($ok){Get-Content -LiteralPath $f -Raw|ConvertFrom-Json|ForEach-Object{$_}})`
 
 // bodyRemoveCheckpoint removes the job's checkpoint (Hyper-V merges its
 // differencing disks back into the VM's). Nothing to remove is success.
@@ -95,6 +106,7 @@ const (
 	Checkpoint       = scriptHead + bodyCheckpoint + scriptTail
 	ExportCheckpoint = scriptHead + bodyExportCheckpoint + scriptTail
 	Stage            = scriptHead + bodyStage + scriptTail
+	Staged           = scriptHead + bodyStaged + scriptTail
 	RemoveCheckpoint = scriptHead + bodyRemoveCheckpoint + scriptTail
 	RemoveStaging    = scriptHead + bodyRemoveStaging + scriptTail
 	ListLeftovers    = scriptHead + bodyListLeftovers + scriptTail
@@ -104,7 +116,7 @@ const (
 func Names() map[string]string {
 	return map[string]string{
 		ListVMs: "list-vms", ExportVM: "export-vm", Checkpoint: "checkpoint",
-		ExportCheckpoint: "export-checkpoint", Stage: "stage",
+		ExportCheckpoint: "export-checkpoint", Stage: "stage", Staged: "staged",
 		RemoveCheckpoint: "remove-checkpoint", RemoveStaging: "remove-staging",
 		ListLeftovers: "list-leftovers",
 	}
