@@ -49,11 +49,16 @@
 // later attempt — beside the output, then decoded by disk/vhdx for the
 // pipeline as the guest's bytes; the local copy is removed after.
 //
+// The stage script writes staged.json into the folder last. An attempt
+// of a job whose earlier attempt was killed after staging (the folder
+// complete, the job's checkpoint still there) reuses both as they are, so
+// the downloads resume from the part files kept beside the output; any
+// other leftover of the job is removed and the disks staged again.
+//
 // Cleanup removes the checkpoint (Remove-VMSnapshot: Hyper-V merges the
 // VM's .avhdx back) and the staging folder on a context of its own,
-// whatever ended the export; a failed PrepareExport has already removed
-// them, and an attempt starts by removing what an earlier attempt of the
-// same job left. SweepOrphans (providers.OrphanSweeper) lists checkpoints
+// whatever ended the export (a failed or cancelled attempt too, so its
+// retry stages again); a failed PrepareExport has already removed them. SweepOrphans (providers.OrphanSweeper) lists checkpoints
 // and staging folders named hypersdk-* and removes those of jobs that are
 // over: what a kill -9 left.
 //
