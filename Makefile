@@ -44,6 +44,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzStreamReader$$' -fuzztime $(FUZZTIME) ./vmdk/
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 2s ./vma/
 	$(GO) test -run '^$$' -fuzz '^FuzzReader$$' -fuzztime $(FUZZTIME) ./internal/lzop/
+	$(GO) test -run '^$$' -fuzz '^FuzzServe$$' -fuzztime $(FUZZTIME) ./providers/azure/azblobfake/
 
 # Benchmarks print ratios against anchors measured in the same run. The
 # vSphere export is timed against the real govc 0.56.0 (built, and cached, by
@@ -66,6 +67,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench SFTPvsScp -benchtime 1x -timeout 30m ./transfer/sftp/
 	$(GO) test -run '^$$' -bench SMBvsSmbclient -benchtime 1x -timeout 30m ./transfer/smb/
 	$(GO) test -run '^$$' -bench EBSDirectParallel -benchtime 1x -timeout 30m ./providers/aws/
+	$(GO) test -run '^$$' -bench DownloadVsCurl -benchtime 1x -timeout 20m ./providers/azure/
 
 clean:
 	rm -rf $(BIN)

@@ -3,7 +3,8 @@
 # (the store and job tests run against it) and the Debian tools some tests
 # and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4; OpenSSH's sshd and
 # Samba's smbd, which the SFTP and SMB tests run as real servers, and their
-# clients, the benchmarks' anchors). Installs missing
+# clients, the benchmarks' anchors; node/npm for Azurite, the Azure Storage
+# emulator the Azure tests run). Installs missing
 # packages when run as root with apt-get available; otherwise says exactly
 # what to install. Fails loudly.
 set -eu
@@ -24,6 +25,8 @@ have sftp || missing="$missing openssh-client"    # transfer/sftp benchmark anch
 have smbd || missing="$missing samba"             # internal/sambatest (smbd, pdbedit)
 have pdbedit || case "$missing" in *" samba"*) ;; *) missing="$missing samba" ;; esac
 have smbclient || missing="$missing smbclient"    # transfer/smb benchmark anchor
+have node || missing="$missing nodejs"            # Azurite runs on Node.js
+have npm || missing="$missing npm"
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"
@@ -47,6 +50,23 @@ if [ -n "$missing" ]; then
 		echo "missing tools; install the Debian packages:$missing (sudo apt-get install$missing)" >&2
 		exit 1
 	fi
+fi
+
+# Azurite 3.35.0 (newer releases need Node.js 22), installed once from the
+# lock file beside its test helper into a cache directory the helper
+# (providers/azure/azuritetest) finds by the same rule; a cache hit costs a
+# file comparison.
+azurite_src=providers/azure/azuritetest/npm
+azurite_dir=${HYPERSDK_AZURITE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/hypersdk/azurite-3.35.0}
+if ! { [ -x "$azurite_dir/node_modules/.bin/azurite-blob" ] &&
+	cmp -s "$azurite_src/package-lock.json" "$azurite_dir/package-lock.json"; }; then
+	echo "installing Azurite 3.35.0 into $azurite_dir"
+	mkdir -p "$azurite_dir"
+	cp "$azurite_src/package.json" "$azurite_src/package-lock.json" "$azurite_dir/"
+	npm ci --prefix "$azurite_dir" --no-audit --no-fund --loglevel=error >/dev/null || {
+		echo "npm could not install Azurite; run: npm ci --prefix $azurite_dir (from $azurite_src)" >&2
+		exit 1
+	}
 fi
 
 # PostgreSQL at 127.0.0.1:5432 unless the tests are pointed elsewhere.
