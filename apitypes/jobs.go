@@ -68,6 +68,7 @@ type JobRequest struct {
 	PowerOff          bool   `json:"power_off,omitempty" doc:"Shut a powered-on VM down before exporting"`
 	PowerOffTimeout   string `json:"power_off_timeout,omitempty" doc:"Guest shutdown wait before a hard power-off, e.g. 5m"`
 	BandwidthLimit    int64  `json:"bandwidth_limit,omitempty" minimum:"0" doc:"Bytes per second; 0 is unlimited"`
+	Method            string `json:"method,omitempty" maxLength:"63" doc:"How the provider gets the VM out, for providers that offer several ways (its methods are listed with the provider; AWS: ebs-direct, the default, or export-task); empty takes the provider's default"`
 	MaxAttempts       int    `json:"max_attempts,omitempty" minimum:"0" maximum:"100" doc:"Attempts before the job fails; 0 takes jobs.max_attempts"`
 }
 

@@ -25,6 +25,9 @@ type ProviderInfo struct {
 	MaxConcurrent int                          `json:"max_concurrent,omitempty"`
 	Health        providers.Health             `json:"health"`
 	Capabilities  providers.ExportCapabilities `json:"capabilities"`
+	// Methods are the export methods the provider offers, its default
+	// first; absent for a provider with a single method.
+	Methods []string `json:"methods,omitempty" doc:"Export methods (a job's method), the default first; absent when the provider has one"`
 }
 
 // ProviderStatus is a provider's health as /status shows it.

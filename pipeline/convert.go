@@ -52,6 +52,35 @@ func (r *run) convert(ctx context.Context, it *item, in io.Reader) error {
 	return r.encode(ctx, it, data, src)
 }
 
+// convertImage decodes a staged image source (providers.SourceImage) in
+// whatever format disk/formats recognises from its bytes, and writes it
+// in the requested disk format.
+func (r *run) convertImage(ctx context.Context, it *item, f *os.File) error {
+	d := it.disk
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	// Files an image names (a VMDK extent, a VHDX parent) are not looked
+	// up: a platform's image is whole, and a name in it is not trusted.
+	df := &disk.File{Name: d.Name, R: f, Size: st.Size()}
+	spec, err := formats.Detect(df)
+	if err != nil {
+		return fmt.Errorf("disk %s: %w", d.Name, err)
+	}
+	img, err := spec.Open(df)
+	if err != nil {
+		return providers.Permanent(fmt.Errorf("disk %s: open the %s image: %w", d.Name, spec.Format, err))
+	}
+	defer img.Close()
+	size := img.Info().VirtualSize
+	if d.Capacity > 0 && size != d.Capacity {
+		return providers.Permanent(fmt.Errorf("disk %s: the %s image holds %d bytes, the platform says %d", d.Name, spec.Format, size, d.Capacity))
+	}
+	r.log.Debug("decoding a staged image", "disk", d.Name, "format", string(spec.Format), "subformat", img.Info().Subformat, "virtual_size", size)
+	return r.encode(ctx, it, io.NewSectionReader(img, 0, size), disk.FromImage(img))
+}
+
 // encode writes the decoded disk in the requested disk format: data is
 // the whole virtual disk as bytes and src the same disk as data extents;
 // each writer reads only one of them.

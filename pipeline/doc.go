@@ -6,7 +6,12 @@
 //     files and the VM's metadata;
 //  2. every disk and file is fetched concurrently: HTTP sources through
 //     transfer/ (resumable, hashed while streaming, created beneath the
-//     output root without following links), reader sources streamed,
+//     output root without following links; an object-storage source
+//     (HTTPSource.Ranged) in parallel ranged GETs of 8 MiB, resumed by the
+//     next attempt from its kept part file, checked against the digests
+//     the platform holds of it, a byte range of the object when it is a
+//     member of an uncompressed archive; a raw disk passed through is
+//     written sparse), reader sources streamed,
 //     block sources (providers.BlockSource: EBS snapshot blocks, Azure
 //     page ranges) by the block engine — the listed blocks fetched by
 //     many workers under an adaptive (AIMD) concurrency limit, each
@@ -27,7 +32,11 @@
 //     requested disk format: a streamOptimized VMDK kept as VMDK passes
 //     through untouched (no re-encode); a VMDK becomes a sparse raw image
 //     by vmdk.StreamReader (holes seeked over, final size = capacity); a
-//     raw source becomes a streamOptimized VMDK by vmdk.WriteStreamOptimized.
+//     raw source becomes a streamOptimized VMDK by vmdk.WriteStreamOptimized;
+//     an image source (providers.SourceImage: a VHD, VHDX, qcow2… that only
+//     random access reads) is staged beside the output as "<disk>.src",
+//     recognised by disk/formats from its bytes, checked against the
+//     disk's capacity and decoded from there, the staged file then removed.
 //     Output bytes are hashed as they are written;
 //  4. the layout is written: FormatOVF — descriptor built from the metadata
 //     by ovf.Build, SHA-256 manifest (ovf.Manifest), disks; FormatOVA — the

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
@@ -11,6 +12,16 @@ import (
 	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/transfer"
+)
+
+// Sources served with ranges (HTTPSource.Ranged: object storage) are
+// fetched as rangedStreams parallel GETs of rangedChunkSize bytes each:
+// enough streams to fill a fast link to S3, whose single streams top out
+// at tens of MiB/s, in ranges of the size AWS recommends for parallel
+// GETs (8–16 MiB).
+const (
+	rangedStreams   = 8
+	rangedChunkSize = 8 << 20
 )
 
 // item is one output file made from one source.
@@ -52,11 +63,20 @@ func (r *run) items() ([]*item, error) {
 		d := &r.exp.Disks[i]
 		switch d.Format {
 		case providers.SourceVMDKStream, providers.SourceRaw:
+		case providers.SourceImage:
+			if d.HTTP == nil {
+				return nil, providers.Permanent(fmt.Errorf("%w: disk %s: an image source is read with random access: it must be an HTTP source, which the pipeline stages", providers.ErrUnsupported, d.Name))
+			}
 		default:
 			return nil, providers.Permanent(fmt.Errorf("%w: disk %s: source format %q", providers.ErrUnsupported, d.Name, d.Format))
 		}
 		if n := countSet(d.HTTP != nil, d.Open != nil, d.Blocks != nil, d.Filled); n != 1 {
 			return nil, fmt.Errorf("export %s: disk %s needs exactly one of an HTTP source, a reader, a block source and Filled (has %d)", r.exp.VM.Name, d.Name, n)
+		}
+		if h := d.HTTP; h != nil {
+			if err := checkHTTPSource(h, d.Size); err != nil {
+				return nil, providers.Permanent(fmt.Errorf("export %s: disk %s: %w", r.exp.VM.Name, d.Name, err))
+			}
 		}
 		if d.Blocks != nil {
 			if err := checkBlockSource(d); err != nil {
@@ -84,6 +104,11 @@ func (r *run) items() ([]*item, error) {
 		if (f.HTTP == nil) == (f.Open == nil) {
 			return nil, fmt.Errorf("export %s: file %s needs exactly one of an HTTP source and a reader", r.exp.VM.Name, f.Name)
 		}
+		if f.HTTP != nil {
+			if err := checkHTTPSource(f.HTTP, f.Size); err != nil {
+				return nil, providers.Permanent(fmt.Errorf("export %s: file %s: %w", r.exp.VM.Name, f.Name, err))
+			}
+		}
 		kind := f.Kind
 		if kind == "" {
 			kind = "other"
@@ -93,6 +118,24 @@ func (r *run) items() ([]*item, error) {
 		}
 	}
 	return out, nil
+}
+
+// checkHTTPSource refuses an HTTP source the download could not honour.
+func checkHTTPSource(h *providers.HTTPSource, size int64) error {
+	switch {
+	case h.Offset < 0:
+		return fmt.Errorf("negative offset %d", h.Offset)
+	case h.Offset > 0 && size <= 0:
+		return errors.New("a part of an object (an offset) needs its size")
+	case h.Ranged && h.Validator == "":
+		return errors.New("a ranged source needs the object's validator (ETag), so that a resumed download never splices two versions")
+	}
+	for _, d := range h.Digests {
+		if d.Name == "" || d.New == nil || len(d.Sum) == 0 {
+			return fmt.Errorf("digest %q has no name, hash or expected sum", d.Name)
+		}
+	}
+	return nil
 }
 
 // countSet counts the true values: how many sources a disk names.
@@ -190,6 +233,7 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 // not passed through.
 func (r *run) download(ctx context.Context, items []*item, idx []int, prog *sizes, par int) error {
 	var tf []transfer.File
+	var kept []string // part files a failure that may heal leaves for the next attempt
 	byPath := map[string]int{}
 	for _, i := range idx {
 		it := items[i]
@@ -199,10 +243,27 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 			path = it.name + ".src" // decoded into it.name once complete
 		}
 		byPath[path] = i
-		tf = append(tf, transfer.File{URL: h.URL, Root: r.root, Path: path, Header: h.Header, Size: max(size, 0), Client: h.Client})
+		f := transfer.File{URL: h.URL, Root: r.root, Path: path, Header: h.Header, Size: max(size, 0), Client: h.Client,
+			Offset: h.Offset, Validator: h.Validator,
+			// A raw disk passed through stays sparse: runs of zeros are
+			// holes, as when the pipeline decodes one.
+			Sparse: it.passthrough && it.disk != nil && it.disk.Format == providers.SourceRaw}
+		for _, dg := range h.Digests {
+			f.Digests = append(f.Digests, transfer.Digest{Name: dg.Name, New: dg.New, Sum: dg.Sum})
+		}
+		if h.Ranged {
+			f.ChunkConcurrency, f.KeepPartial = rangedStreams, true
+			// transfer records beside the part file which version of
+			// the object it holds (.part.version).
+			kept = append(kept, path+".part", path+".part.version")
+		}
+		tf = append(tf, f)
 	}
+	// The part files of ranged sources stay when the failure may heal (see
+	// removeWritten), like the block sources' journals.
+	r.notePartial(kept...)
 	d := transfer.NewDownloader(transfer.Options{
-		Concurrency: par, BandwidthLimit: r.opts.BandwidthLimit, Logger: r.log,
+		Concurrency: par, BandwidthLimit: r.opts.BandwidthLimit, Logger: r.log, ChunkSize: rangedChunkSize,
 		Progress: func(pr progress.Report) {
 			if i, ok := byPath[pr.Item]; ok {
 				prog.update(i, pr)
@@ -215,6 +276,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		if res.Err == nil && res.SHA256 != "" {
 			it := items[byPath[tf[k].Path]]
 			r.track(tf[k].Path)
+			r.dropPartial(tf[k].Path+".part", tf[k].Path+".part.version")
 			if it.passthrough {
 				it.size, it.sha256 = res.Size, res.SHA256
 			}
@@ -233,7 +295,11 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		if err != nil {
 			return err
 		}
-		err = r.convert(ctx, it, f)
+		if it.disk.Format == providers.SourceImage {
+			err = r.convertImage(ctx, it, f)
+		} else {
+			err = r.convert(ctx, it, f)
+		}
 		f.Close()
 		if err != nil {
 			return err

@@ -79,6 +79,11 @@ func Export(ctx context.Context, p providers.Exporter, identifier string, opts p
 	if err := CheckOptions(&opts); err != nil {
 		return nil, providers.Permanent(err)
 	}
+	// A provider without several methods never looks at the field: the
+	// one check is here, before the platform is asked for anything.
+	if err := providers.CheckMethod(p, opts.Method); err != nil {
+		return nil, providers.Permanent(err)
+	}
 	if opts.OutputDir == "" && opts.OutputRoot == nil {
 		return nil, providers.Permanent(fmt.Errorf("%w: no output directory", providers.ErrInvalidArgument))
 	}

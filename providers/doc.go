@@ -13,7 +13,7 @@
 //   - VM: the metadata a descriptor is built from (name, CPUs, memory,
 //     firmware, guest OS, NICs, disks with capacity and controller model);
 //   - Disks: one DiskSource per disk, in VM.Disks order, with its source
-//     format (SourceVMDKStream, SourceRaw), capacity, stream size (-1 when
+//     format (SourceVMDKStream, SourceRaw, SourceImage), capacity, stream size (-1 when
 //     unknown), allocated ranges when known, and either an HTTPSource (URL,
 //     header, an http.Client carrying the host's certificate pin) that the
 //     pipeline fetches through transfer/, an Open func returning a
@@ -30,6 +30,17 @@
 //   - Cleanup(): always runs after Finish, independent of the export's
 //     context (removes the temporary snapshot; a snapshot whose creation
 //     was interrupted is looked up by the name recorded before creating it).
+//
+// # Export methods
+//
+// A provider that can get a VM out in more than one way (AWS: the EBS
+// direct APIs or a VM Export task to S3; Proxmox: vzdump, pvesm export or
+// the API; GCP: an image export or a disk read) implements MethodLister:
+// ExportMethods names them, the default first, and ExportOptions.Method
+// picks one ("" is the default). A provider without it has one unnamed
+// method and accepts only "". MethodProblem is the one check: the job
+// engine reports it at the request's "method" field (422), hyperctl at
+// --method, and pipeline.Export refuses before the platform is asked.
 //
 // The pipeline package does everything else — fetch, decode, encode,
 // descriptor, manifest, OVF folder / OVA / plain disks — once for every

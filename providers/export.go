@@ -2,6 +2,7 @@ package providers
 
 import (
 	"context"
+	"hash"
 	"io"
 	"iter"
 	"net/http"
@@ -18,6 +19,12 @@ const (
 	SourceVMDKStream = "vmdk-streamoptimized"
 	// SourceRaw is the disk's bytes as the guest sees them, Capacity long.
 	SourceRaw = "raw"
+	// SourceImage is a disk image in any format disk/formats reads (VHD,
+	// VHDX, qcow2, VMDK, raw), recognised by its bytes, whose virtual size
+	// is Capacity. Such images need random access to be read, so the
+	// pipeline stages an HTTP one beside the output ("<name>.src") and
+	// decodes it from there; Open is not accepted for it.
+	SourceImage = "image"
 )
 
 // Exporter is the platform half of an export: everything that needs the
@@ -78,7 +85,7 @@ type DiskSource struct {
 	// Name is the disk's name without extension ("disk-0"); the pipeline
 	// names the file "<vm>-<Name>.<disk format>".
 	Name string
-	// Format is SourceVMDKStream or SourceRaw.
+	// Format is SourceVMDKStream, SourceRaw or SourceImage.
 	Format string
 	// Capacity is the virtual disk size in bytes.
 	Capacity int64
@@ -197,12 +204,48 @@ type Extent struct {
 // HTTPSource is a GET the pipeline makes through transfer/ (resumable,
 // hashed while streaming).
 type HTTPSource struct {
+	// URL is never logged whole: its query string (a pre-signed S3 URL's
+	// signature, an Azure SAS) is removed from every message.
 	URL string
 	// Header is sent with every request (session cookie); never logged.
 	Header http.Header
 	// Client carries the TLS policy for the URL's host (certificate pin),
 	// made with transfer.NewHTTPClient; nil means transfer's default.
 	Client *http.Client
+	// Offset > 0 makes the source bytes [Offset, Offset+Size) of the object
+	// at URL — a member of an uncompressed archive, such as the VMDK inside
+	// an OVA in object storage — fetched with ranged GETs only. The
+	// DiskSource's (or FileSource's) Size must then be known.
+	Offset int64
+	// Ranged says the server answers ranged GETs with the object's size
+	// (object storage: S3, Azure Blob, GCS): the pipeline fetches the
+	// source with parallel ranged GETs and, when an attempt fails in a way
+	// that may heal, keeps what arrived so that the next attempt into the
+	// same directory resumes it. Validator must then be set, so that bytes
+	// of another version of the object are never spliced on.
+	Ranged bool
+	// Validator is the object's strong ETag (or Last-Modified) as the
+	// platform reported it: a response carrying another one restarts the
+	// download from zero instead of continuing it.
+	Validator string
+	// Digests are what the platform says the bytes hash to besides SHA-256
+	// (an S3 ETag's MD5, an x-amz-checksum-crc64nvme): each is computed as
+	// the bytes stream and a mismatch fails the download.
+	Digests []Digest
+}
+
+// Digest is a digest a source's bytes must match once all of them have
+// arrived.
+type Digest struct {
+	// Name names it in messages ("md5", "crc64nvme").
+	Name string
+	// New returns a fresh hash; it is called again whenever the download
+	// restarts from its first byte. A hash may be framed (already fed the
+	// bytes of the object before the source, adding those after it in
+	// Sum), so that the digest of a whole object checks a part of it.
+	New func() hash.Hash
+	// Sum is the expected New().Sum(nil) of the source's bytes.
+	Sum []byte
 }
 
 // FileSource is a non-disk file of the VM, copied as is.

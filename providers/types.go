@@ -187,6 +187,10 @@ type ExportOptions struct {
 	// BandwidthLimit caps the export's download rate in bytes per second;
 	// 0 means unlimited.
 	BandwidthLimit int64 `json:"bandwidth_limit,omitempty"`
+	// Method picks how the provider gets the VM out when it offers several
+	// ways (see MethodLister: AWS "ebs-direct" or "export-task"); "" is the
+	// provider's default. A provider with one way accepts only "".
+	Method string `json:"method,omitempty"`
 
 	// JobID names the job the export runs for (the job engine's id;
 	// hyperctl export --local makes one up). Providers tag what they

@@ -1,12 +1,13 @@
 #!/bin/sh
 # Makes sure what the test suite talks to is present: PostgreSQL running
-# (the store and job tests run against it) and the Debian tools some tests
-# and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4; OpenSSH's sshd and
-# Samba's smbd, which the SFTP and SMB tests run as real servers, and their
-# clients, the benchmarks' anchors; node/npm for Azurite, the Azure Storage
-# emulator the Azure tests run). Installs missing
-# packages when run as root with apt-get available; otherwise says exactly
-# what to install. Fails loudly.
+# (the store and job tests run against it), the Debian tools some tests
+# and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4; OpenSSH's sshd
+# and Samba's smbd, which the SFTP and SMB tests run as real servers, and
+# their clients, the benchmarks' anchors; node/npm for Azurite), Azurite, the
+# Azure Storage emulator the Azure tests run, and versitygw, the real S3
+# server of the AWS export-task tests (built once into the per-user cache by
+# build-versitygw.sh). Installs missing packages when run as root with
+# apt-get available; otherwise says exactly what to install. Fails loudly.
 set -eu
 
 # have TOOL: in PATH, or in the sbin directories a normal user's PATH lacks.
@@ -68,6 +69,9 @@ if ! { [ -x "$azurite_dir/node_modules/.bin/azurite-blob" ] &&
 		exit 1
 	}
 fi
+
+# versitygw v1.8.0: a cache hit is instant, a build takes a few minutes.
+"$(dirname "$0")/build-versitygw.sh" >/dev/null
 
 # PostgreSQL at 127.0.0.1:5432 unless the tests are pointed elsewhere.
 if [ -z "${HYPERSDK_TEST_POSTGRES_URL:-}" ]; then

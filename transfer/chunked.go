@@ -44,7 +44,15 @@ func (j *fileJob) chunked(ctx context.Context, first *call, firstEnd int64) erro
 		return noRetry(err)
 	}
 	j.log.Debug("downloading in parallel chunks", "size", j.total, "chunk_size", j.d.chunkSize,
-		"streams", j.d.chunkConc)
+		"streams", j.chunkConc)
+	if j.f.Sparse {
+		// Holes are left where zeros arrive: the file must already be as
+		// long as the object, so that reading back a hole for the hash
+		// finds zeros, not the end of the file.
+		if err := j.out.Truncate(j.total); err != nil {
+			return noRetry(err)
+		}
+	}
 
 	err := j.fetchChunks(ctx, first, firstEnd)
 	if err == nil {
@@ -61,7 +69,7 @@ func (j *fileJob) chunked(ctx context.Context, first *call, firstEnd int64) erro
 	}
 	// Under the resumable name the prefix must be on disk first, or a power
 	// cut could leave a ".part" with holes.
-	if j.d.keepPartial || j.offset == 0 {
+	if j.keepPartial || j.offset == 0 {
 		if terr := j.out.Sync(); terr != nil {
 			return noRetry(terr)
 		}
@@ -94,7 +102,7 @@ func (j *fileJob) fetchChunks(ctx context.Context, first *call, firstEnd int64) 
 	})
 	var next atomic.Int64
 	next.Store(1) // chunk 0 belongs to the probe
-	for w := range min(j.d.chunkConc, len(chunks)) {
+	for w := range min(j.chunkConc, len(chunks)) {
 		wg.Go(func() {
 			ch, c, end := chunks[0], first, firstEnd
 			if w > 0 {
@@ -123,7 +131,7 @@ func (j *fileJob) fetchChunks(ctx context.Context, first *call, firstEnd int64) 
 		return nil
 	}
 	err := context.Cause(cctx)
-	if j.d.keepPartial && !errors.Is(err, errRestartNeeded) {
+	if j.keepPartial && !errors.Is(err, errRestartNeeded) {
 		// The hasher may trail the writers: catch it up so that the next run
 		// resumes after every contiguous byte already on disk. The work is
 		// bounded by what the chunk streams had in flight.
@@ -209,7 +217,7 @@ func (j *fileJob) checkChunk(seg segment, pos int64) (int64, error) {
 // writes earlier blocks; ch.written only counts bytes already written.
 func (j *fileJob) streamChunk(ctx context.Context, c *call, ch *chunk, limit int64, notify chan<- struct{}) error {
 	pos := ch.start + ch.written.Load() // ch.written is the pipe's now
-	p := j.d.newPipe(j.out, pos, func(b block) {
+	p := j.d.newPipe(j.out, pos, j.f.Sparse, func(b block) {
 		ch.written.Add(int64(b.n))
 		j.prog.add(int64(b.n))
 		select {

@@ -22,9 +22,25 @@
 // errors) are not retried and return errors wrapping ErrPermanent.
 //
 // Where servers answer ranged GETs with a known size (S3, Azure Blob, GCS),
-// Options.ChunkConcurrency splits one file into parallel ranged requests. The
-// first ranged request doubles as the probe, so a server that ignores Range
-// costs nothing: its 200 response is simply consumed as a single stream.
+// Options.ChunkConcurrency (or File.ChunkConcurrency, for the files known to
+// be such objects among others) splits one file into parallel ranged
+// requests. The first ranged request doubles as the probe, so a server that
+// ignores Range costs nothing: its 200 response is simply consumed as a
+// single stream.
+//
+// A file may be a byte range of an object (File.Offset: the disk image
+// inside an uncompressed OVA): every request then asks for a range within
+// it and the answer is read relative to it. File.Validator names the
+// version of the object the caller described (its ETag, a Source's
+// version): a kept part file records it beside itself
+// ("<dest>.part.version") and is resumed, with If-Range from the first
+// request over HTTP, only for that version; an answer of another version
+// fails the file instead of splicing two. File.Digests are
+// what the object store says of the bytes (an ETag's MD5, a full-object
+// CRC64NVME), computed in the same pass as the SHA-256; Framed makes such
+// a digest of a whole object check one of its members, from the bytes
+// before and after it. File.Sparse leaves all-zero buffers as holes (raw
+// disk images).
 //
 // Reader (reader.go) is the same engine for a consumer that wants the bytes
 // of one object of known size as an ordered stream rather than a file (a
@@ -67,9 +83,14 @@
 // both: the HTTP side turns statuses and headers into "these bytes, from
 // this offset, of an object of this size and version" and a Source says the
 // same through OpenRange and SourceInfo; the decisions (resume, restart from
-// zero on a new version, parallel chunks, size checks, retry or give up)
-// are made once, on those facts. A Source's errors that wrap ErrPermanent
-// are not retried; any other is resumed from the last byte received.
+// zero on a new version, parallel chunks, size checks, retry or give up,
+// a part of an object (Offset), the caller's version (Validator), kept
+// part files, Digests, Sparse) are made once, on those facts. What is HTTP
+// only stays in the HTTP origin: Range, If-Range and Accept-Encoding
+// identity on the request; a 200 where a range was asked for (a Source
+// always answers the range it was asked; its version is only checked,
+// never sent). A Source's errors that wrap ErrPermanent are not retried;
+// any other is resumed from the last byte received.
 //
 // NewHTTPClient is the one HTTP client setup of the project (TLS verification,
 // optional certificate thumbprint pinning as vSphere users know it, timeouts

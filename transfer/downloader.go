@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -47,6 +48,51 @@ type File struct {
 	// certificate pins (vSphere disks on several ESXi hosts) still share one
 	// Downloader, its concurrency and its bandwidth limit.
 	Client *http.Client
+	// Offset > 0 makes the file bytes [Offset, Offset+Size) of the object
+	// at URL or of the Source's file (a member of an uncompressed archive):
+	// every request is a range within that span (a ranged GET, an
+	// OpenRange), the answer is read relative to it, and an HTTP server
+	// that ignores Range fails the file (ErrPermanent). Size is then
+	// required.
+	Offset int64
+	// ChunkConcurrency, when > 0, replaces Options.ChunkConcurrency for
+	// this file, so that objects known to be served with ranges (S3, Azure
+	// Blob, a Source) are split into parallel ranges while other files of
+	// the same Downloader (vSphere NFC streams) are not probed.
+	ChunkConcurrency int
+	// KeepPartial keeps and resumes this file's "<Path>.part" as
+	// Options.KeepPartial does for every file.
+	KeepPartial bool
+	// Validator is the object's version as the caller knows it: for a URL
+	// its strong ETag (or Last-Modified), sent as If-Range from the first
+	// resumed request on (a kept part file included); for a Source its
+	// SourceInfo.Version (a Source cannot condition a read, so only the
+	// check applies). An answer of another version fails the file
+	// (ErrPermanent) instead of splicing bytes of two versions, and a kept
+	// part file records the version it holds ("<Path>.part.version") and
+	// is discarded, not continued, for another one.
+	Validator string
+	// Digests are other digests the bytes must match (see Digest); each is
+	// computed in the same pass as the SHA-256 and a mismatch fails the
+	// file like a SHA256 mismatch (ErrDigestMismatch).
+	Digests []Digest
+	// Sparse leaves all-zero buffers of the body as holes instead of
+	// writing them (a raw disk image); the file still ends up exactly as
+	// long as the body and its hashes cover every byte.
+	Sparse bool
+}
+
+// Digest is an expected digest of a file besides its SHA-256.
+type Digest struct {
+	// Name names it in messages ("md5", "crc64nvme").
+	Name string
+	// New returns a fresh hash. It is called at the start and again
+	// whenever the file restarts from its first byte, so it may return a
+	// hash already fed bytes that precede the file (a member of an
+	// archive checked against the whole archive's digest).
+	New func() hash.Hash
+	// Sum is the expected New().Sum(nil) of the file's bytes.
+	Sum []byte
 }
 
 // Result describes one file of a Download call.
@@ -289,6 +335,17 @@ func validate(files []File) error {
 		if f.SHA256 != "" {
 			if b, err := hex.DecodeString(f.SHA256); err != nil || len(b) != 32 {
 				return permanent(fmt.Errorf("transfer: %s: expected SHA-256 %q is not 64 hex digits", f.Path, f.SHA256))
+			}
+		}
+		switch {
+		case f.Offset < 0:
+			return permanent(fmt.Errorf("transfer: %s: negative offset %d", f.Path, f.Offset))
+		case f.Offset > 0 && f.Size <= 0:
+			return permanent(fmt.Errorf("transfer: %s: a part of an object (offset %d) needs its size", f.Path, f.Offset))
+		}
+		for _, dg := range f.Digests {
+			if dg.New == nil || len(dg.Sum) == 0 || dg.Name == "" {
+				return permanent(fmt.Errorf("transfer: %s: digest %q has no name, hash or expected sum", f.Path, dg.Name))
 			}
 		}
 		key, err := filepath.Abs(f.Path)

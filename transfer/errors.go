@@ -21,6 +21,11 @@ var (
 	ErrPermanent = errors.New("permanent error, not retried")
 	// ErrChecksumMismatch: the downloaded bytes do not hash to File.SHA256.
 	ErrChecksumMismatch = errors.New("SHA-256 mismatch")
+	// ErrDigestMismatch: the bytes do not match a digest the object store
+	// published: one of File.Digests (an S3 ETag's MD5, a full-object
+	// CRC64NVME) or a Reader's ReaderOptions.Digest (GCS's CRC32C). A
+	// Reader does not retry it: the object itself is bad.
+	ErrDigestMismatch = errors.New("digest mismatch")
 	// ErrSizeMismatch: the server's object size differs from File.Size.
 	ErrSizeMismatch = errors.New("size mismatch")
 	// ErrThumbprintMismatch: the server's TLS certificate is not the pinned
@@ -35,7 +40,13 @@ var (
 	errLongBody        = errors.New("body is longer than the expected size")
 	errBadContentRange = errors.New("206 response with a Content-Range that does not match the request")
 	errObjectChanged   = errors.New("object changed on the server since the download started")
-	errSiblingFailed   = errors.New("another file of the same download failed")
+	// errWrongVersion: the origin answered with another version than the
+	// caller described (File.Validator); the caller's cannot be had.
+	errWrongVersion = fmt.Errorf("not the version of the object described: %w", errObjectChanged)
+	// errSpanIgnored: a whole object came back for a part of it
+	// (File.Offset), which cannot be taken out of the object on its own.
+	errSpanIgnored   = errors.New("the server ignored the Range request")
+	errSiblingFailed = errors.New("another file of the same download failed")
 )
 
 // StatusError is an HTTP answer that is not the data asked for. Errors

@@ -1,6 +1,8 @@
 package transfer
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,7 +39,7 @@ type fileJob struct {
 	prog   *fileProgress
 
 	out       *os.File
-	h         hash.Hash
+	h         *hashes
 	offset    int64
 	total     int64  // object size, -1 while unknown
 	validator string // strong ETag or Last-Modified, for If-Range
@@ -49,6 +51,8 @@ type fileJob struct {
 	cleanRetry  bool // that clean download has been used up
 	chunkTried  bool // the ranged probe for chunked mode has been answered
 	bad         bool // content is known wrong: never keep it
+	chunkConc   int  // parallel ranged requests (File or Options)
+	keepPartial bool // File or Options
 	sum         string
 	transferred atomic.Int64
 	retries     atomic.Int64
@@ -65,8 +69,13 @@ func (d *Downloader) downloadFile(ctx context.Context, f File, prog *fileProgres
 		part:   filepath.Base(f.Path) + ".part",
 		chunks: filepath.Base(f.Path) + ".chunks",
 		prog:   prog,
-		h:      sha256.New(),
+		h:      newHashes(f.Digests),
 		total:  -1,
+		// A caller's validator is known before the first byte: a kept part
+		// file is resumed only if the object still carries it.
+		validator:   f.Validator,
+		chunkConc:   cmp.Or(f.ChunkConcurrency, d.chunkConc),
+		keepPartial: d.keepPartial || f.KeepPartial,
 	}
 	if f.Size > 0 {
 		j.total = f.Size
@@ -133,7 +142,7 @@ func (j *fileJob) open(ctx context.Context) error {
 		return noRetry(err)
 	}
 	flags := os.O_RDWR | os.O_CREATE
-	if !j.d.keepPartial {
+	if !j.keepPartial {
 		flags |= os.O_TRUNC
 	}
 	out, err := safepath.OpenFile(j.dir, j.part, flags, fileMode)
@@ -141,7 +150,7 @@ func (j *fileJob) open(ctx context.Context) error {
 		return noRetry(err)
 	}
 	j.out, j.cur = out, j.part
-	if !j.d.keepPartial {
+	if !j.keepPartial {
 		return nil
 	}
 	st, err := out.Stat()
@@ -156,6 +165,12 @@ func (j *fileJob) open(ctx context.Context) error {
 		j.log.Info("discarding partial file longer than the expected size", "partial_bytes", n)
 		return j.reset()
 	}
+	if kept := j.keptVersion(); j.f.Validator != "" && kept != j.f.Validator {
+		// Bytes of another version of the object (or of an unknown one)
+		// are never continued with this one's.
+		j.log.Info("discarding partial file of another version of the object", "partial_bytes", n, "kept_version", kept)
+		return j.reset()
+	}
 	if err := j.rehash(ctx, n); err != nil {
 		// Leave the kept bytes exactly as they were for the next run.
 		_ = j.out.Close()
@@ -167,6 +182,42 @@ func (j *fileJob) open(ctx context.Context) error {
 	j.prog.add(n)
 	j.log.Info("resuming from partial file", "partial_bytes", n)
 	return nil
+}
+
+// versionName is the file beside a kept part file that records the
+// version (File.Validator) its bytes are of.
+func (j *fileJob) versionName() string { return j.part + ".version" }
+
+// keptVersion reads the version a kept part file is of, "" when none was
+// recorded.
+func (j *fileJob) keptVersion() string {
+	f, err := safepath.OpenFile(j.dir, j.versionName(), os.O_RDONLY, 0)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// recordVersion notes the version of the part file being kept; without a
+// record the next run discards it.
+func (j *fileJob) recordVersion() error {
+	f, err := safepath.OpenFile(j.dir, j.versionName(), os.O_WRONLY|os.O_CREATE|os.O_TRUNC, fileMode)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(j.f.Validator)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 func (j *fileJob) rehash(ctx context.Context, n int64) error {
@@ -202,7 +253,7 @@ func (j *fileJob) run(ctx context.Context) error {
 			if err == nil {
 				return nil
 			}
-			if errors.Is(err, ErrChecksumMismatch) && j.spliced && !j.cleanRetry {
+			if (errors.Is(err, ErrChecksumMismatch) || errors.Is(err, ErrDigestMismatch)) && j.spliced && !j.cleanRetry {
 				j.cleanRetry, j.chunkTried = true, true
 				j.log.Warn("checksum mismatch after resume: downloading again from zero", "error", err)
 				if terr := j.restart(); terr != nil {
@@ -224,6 +275,9 @@ func (j *fileJob) run(ctx context.Context) error {
 			return context.Cause(ctx)
 		}
 		if !retryable(err) && !errors.Is(err, errRestartNeeded) {
+			if errors.Is(err, errWrongVersion) || errors.Is(err, errSpanIgnored) {
+				j.bad = true // the part file can never be completed
+			}
 			return err
 		}
 		if j.offset > before {
@@ -262,23 +316,88 @@ func (c *call) close() {
 	c.cancel(nil)
 }
 
-// request asks the file's origin for bytes [from, to] (to < 0: to the end;
-// from == 0 with to < 0: the whole object, no range). validator is the
-// version the bytes must belong to, if known.
+// request asks the file's origin for bytes [from, to] of the file (to < 0:
+// to the end; from == 0 with to < 0: the whole object, no range). validator
+// is the version the bytes must belong to, if known. The answer comes back
+// in the file's positions (File.Offset) and is refused for good when it is
+// not of the caller's version or is a whole object for a part of one.
 func (j *fileJob) request(ctx context.Context, from, to int64, validator string) (*call, error) {
 	cctx, cancel := context.WithCancelCause(ctx)
 	c := &call{ctx: cctx, cancel: cancel}
+	from, to = j.toObject(from, to)
 	seg, err := j.origin.fetch(cctx, from, to, validator)
 	if err != nil {
 		err = j.netErr(ctx, c, err)
 		c.close()
 		return nil, err
 	}
-	c.seg, c.resp = seg, seg.resp
+	c.seg, c.resp = j.fromObject(seg), seg.resp
+	if err := j.checkAnswer(c.seg); err != nil {
+		c.close()
+		return nil, err
+	}
 	// From here on the body must keep flowing; the wait for the answer was
 	// bounded by the client (ResponseHeaderTimeout) or the Source.
 	c.wd = newWatchdog(j.d.stall, cancel)
 	return c, nil
+}
+
+// toObject maps bytes [from, to] of the file onto its object. A part of
+// an object (File.Offset > 0) is asked for as a range within the part,
+// even from its first byte to its end: the whole object is never wanted.
+func (j *fileJob) toObject(from, to int64) (int64, int64) {
+	base := j.f.Offset
+	if base == 0 {
+		return from, to
+	}
+	if to < 0 || to >= j.f.Size {
+		to = j.f.Size - 1
+	}
+	return base + from, base + to
+}
+
+// fromObject expresses an answer in the file's positions: for a part of
+// an object (File.Offset) its range is shifted into the part and the
+// object's size becomes the part's, unless the object is too short to hold
+// the part (then the shortened size, which checkSize refuses). A range
+// reaching outside the part is unusable framing (start -1).
+func (j *fileJob) fromObject(seg segment) segment {
+	base := j.f.Offset
+	if base == 0 || seg.whole {
+		return seg // a whole object for a part is refused by checkAnswer
+	}
+	if seg.total >= 0 {
+		if seg.total >= base+j.f.Size {
+			seg.total = j.f.Size
+		} else {
+			seg.total = max(seg.total-base, 0)
+		}
+	}
+	if seg.start >= 0 {
+		seg.start -= base
+		if seg.end >= 0 {
+			seg.end -= base
+		}
+		if seg.start < 0 || seg.end > j.f.Size {
+			seg.start, seg.end = -1, -1
+		}
+	}
+	return seg
+}
+
+// checkAnswer refuses, for good, an answer of another version than the one
+// the caller described (File.Validator: an HTTP ETag or Last-Modified, a
+// Source's SourceInfo.Version) instead of splicing bytes of two versions,
+// and a whole object where a part of it (File.Offset) was asked for.
+func (j *fileJob) checkAnswer(seg segment) error {
+	if j.f.Validator != "" && seg.validator != "" && seg.validator != j.f.Validator {
+		return permanent(fmt.Errorf("%s: %w: it carries %s, expected %s", j.url, errWrongVersion, seg.validator, j.f.Validator))
+	}
+	if seg.whole && j.f.Offset > 0 {
+		return permanent(fmt.Errorf("%s: %w (%s): bytes %d-%d of the object cannot be fetched on their own",
+			j.url, errSpanIgnored, seg.desc, j.f.Offset, j.f.Offset+j.f.Size-1))
+	}
+	return nil
 }
 
 // netErr classifies a transport or body error of call c.
@@ -300,8 +419,14 @@ func (j *fileJob) netErr(ctx context.Context, c *call, err error) error {
 // true when the file is complete; (false, nil) means the origin sent a
 // shorter range than asked and the rest must be requested.
 func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
+	if j.f.Offset > 0 && j.offset == j.f.Size {
+		// A kept part file holds every byte of the part; a range past its
+		// end cannot be asked for within it.
+		j.prog.setSize(j.f.Size)
+		return true, nil
+	}
 	from, to := j.offset, int64(-1)
-	probe := j.d.chunkConc > 1 && !j.chunkTried
+	probe := j.chunkConc > 1 && !j.chunkTried
 	if probe {
 		to = from + j.d.chunkSize - 1
 	}
@@ -336,7 +461,7 @@ func (j *fileJob) attempt(ctx context.Context) (done bool, err error) {
 		if seg.total >= 0 {
 			j.total, end = seg.total, seg.total
 		}
-		j.validator = seg.validator
+		j.validator = cmp.Or(seg.validator, j.f.Validator)
 		j.prog.setSize(j.total)
 
 	case seg.beyond:
@@ -433,7 +558,7 @@ func (j *fileJob) stream(ctx context.Context, c *call, limit int64) error {
 		limit = j.total
 	}
 	pos := j.offset // where the next byte read goes; j.offset is the pipe's now
-	p := j.d.newPipe(j.out, pos, func(b block) {
+	p := j.d.newPipe(j.out, pos, j.f.Sparse, func(b block) {
 		j.h.Write(b.bytes())
 		j.offset += int64(b.n)
 		j.prog.add(int64(b.n))
@@ -524,7 +649,7 @@ func (j *fileJob) reset() error {
 	j.h.Reset()
 	j.offset = 0
 	j.spliced = false
-	j.validator = ""
+	j.validator = j.f.Validator
 	j.total = -1
 	if j.f.Size > 0 {
 		j.total = j.f.Size
@@ -550,12 +675,18 @@ func (j *fileJob) verify() error {
 	if j.f.SHA256 != "" && !strings.EqualFold(j.sum, j.f.SHA256) {
 		return fmt.Errorf("%w for %s: got %s, expected %s", ErrChecksumMismatch, j.url, j.sum, strings.ToLower(j.f.SHA256))
 	}
-	return nil
+	return j.h.check(j.url)
 }
 
 // commit makes the file durable under its final name: fsync the data,
 // rename, fsync the directory so the rename survives a crash too.
 func (j *fileJob) commit() error {
+	if j.f.Sparse {
+		// Zeros at the end were not written: the length says they exist.
+		if err := j.out.Truncate(j.offset); err != nil {
+			return noRetry(fmt.Errorf("truncate %s: %w", j.cur, err))
+		}
+	}
 	if err := j.out.Sync(); err != nil {
 		return noRetry(fmt.Errorf("sync %s: %w", j.cur, err))
 	}
@@ -566,6 +697,9 @@ func (j *fileJob) commit() error {
 	j.out = nil
 	if err := j.dir.Rename(j.cur, j.dest); err != nil {
 		return noRetry(err)
+	}
+	if j.f.Validator != "" {
+		_ = j.dir.Remove(j.versionName())
 	}
 	// The data is on disk and the name is final; a directory that cannot be
 	// fsynced is worth a warning, not a failed export.
@@ -585,16 +719,20 @@ func (j *fileJob) commit() error {
 // that were hashed, so a later run can resume from it) or removed.
 func (j *fileJob) abandon() {
 	if j.out == nil {
-		if j.cur != "" && (!j.d.keepPartial || j.bad) {
+		if j.cur != "" && (!j.keepPartial || j.bad) {
 			_ = j.dir.Remove(j.cur)
+			_ = j.dir.Remove(j.versionName())
 		}
 		return
 	}
 	name := j.cur
-	if j.d.keepPartial && !j.bad && j.offset > 0 && j.cur == j.part {
+	if j.keepPartial && !j.bad && j.offset > 0 && j.cur == j.part {
 		err := j.out.Truncate(j.offset)
 		if err == nil {
 			err = j.out.Sync()
+		}
+		if err == nil && j.f.Validator != "" {
+			err = j.recordVersion()
 		}
 		if err == nil {
 			j.log.Info("kept partial file for a later resume", "partial_bytes", j.offset)
@@ -610,6 +748,7 @@ func (j *fileJob) abandon() {
 		j.out = nil
 	}
 	_ = j.dir.Remove(name)
+	_ = j.dir.Remove(j.versionName())
 }
 
 // validatorOf returns what identifies this version of the object for
@@ -666,6 +805,51 @@ func syncDir(dir *os.Root) error {
 	defer d.Close()
 	if err := d.Sync(); err != nil && !errors.Is(err, syscall.EINVAL) && !errors.Is(err, errors.ErrUnsupported) {
 		return err
+	}
+	return nil
+}
+
+// hashes is a file's SHA-256 and the other digests it must match
+// (File.Digests), fed together in one pass.
+type hashes struct {
+	sha   hash.Hash
+	want  []Digest
+	extra []hash.Hash
+}
+
+func newHashes(want []Digest) *hashes {
+	h := &hashes{sha: sha256.New(), want: want, extra: make([]hash.Hash, len(want))}
+	for i, d := range want {
+		h.extra[i] = d.New()
+	}
+	return h
+}
+
+func (h *hashes) Write(p []byte) (int, error) {
+	h.sha.Write(p)
+	for _, e := range h.extra {
+		e.Write(p)
+	}
+	return len(p), nil
+}
+
+// Reset starts every digest afresh (File.Digests' New again).
+func (h *hashes) Reset() {
+	h.sha.Reset()
+	for i, d := range h.want {
+		h.extra[i] = d.New()
+	}
+}
+
+// Sum is the SHA-256.
+func (h *hashes) Sum(b []byte) []byte { return h.sha.Sum(b) }
+
+// check compares the other digests with what they must be.
+func (h *hashes) check(url string) error {
+	for i, d := range h.want {
+		if got := h.extra[i].Sum(nil); !bytes.Equal(got, d.Sum) {
+			return fmt.Errorf("%w for %s: %s is %x, expected %x", ErrDigestMismatch, url, d.Name, got, d.Sum)
+		}
 	}
 	return nil
 }

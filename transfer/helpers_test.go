@@ -274,12 +274,12 @@ func checkFile(t *testing.T, path string, want []byte) {
 	noTemp(t, filepath.Dir(path))
 }
 
-// noTemp asserts that dir holds no .part or .chunks file.
+// noTemp asserts that dir holds no .part, .part.version or .chunks file.
 func noTemp(t *testing.T, dir string) {
 	t.Helper()
 	ents, _ := os.ReadDir(dir)
 	for _, e := range ents {
-		if strings.HasSuffix(e.Name(), ".part") || strings.HasSuffix(e.Name(), ".chunks") {
+		if strings.HasSuffix(e.Name(), ".part") || strings.HasSuffix(e.Name(), ".part.version") || strings.HasSuffix(e.Name(), ".chunks") {
 			t.Errorf("temporary file %s left in %s", e.Name(), dir)
 		}
 	}

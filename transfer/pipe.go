@@ -1,6 +1,7 @@
 package transfer
 
 import (
+	"bytes"
 	"os"
 	"runtime"
 	"sync"
@@ -49,6 +50,7 @@ type pipe struct {
 	d       *Downloader
 	out     *os.File
 	after   func(block)
+	sparse  bool         // all-zero blocks are not written (holes)
 	free    chan *[]byte // the ring: buffers not in flight
 	made    int          // buffers taken from the pool (reader only)
 	toWrite chan block
@@ -67,9 +69,9 @@ type pipe struct {
 
 // newPipe starts the stages of a stream whose bytes go to out from offset
 // start on. The caller must call wait, whatever happens.
-func (d *Downloader) newPipe(out *os.File, start int64, after func(block)) *pipe {
+func (d *Downloader) newPipe(out *os.File, start int64, sparse bool, after func(block)) *pipe {
 	p := &pipe{
-		d: d, out: out, after: after,
+		d: d, out: out, after: after, sparse: sparse,
 		free: make(chan *[]byte, ringSize),
 		// Never full: there are no more blocks than buffers.
 		toWrite: make(chan block, ringSize),
@@ -135,12 +137,39 @@ func (p *pipe) process(b block) {
 	if p.werr != nil {
 		return
 	}
-	if _, p.werr = p.out.WriteAt(b.bytes(), b.off); p.werr != nil {
+	if p.werr = p.writeBlock(b); p.werr != nil {
 		close(p.failed)
 		return
 	}
-	p.wb.wrote(b.off + int64(b.n))
 	p.after(b)
+}
+
+// writeBlock writes b at its offset, or, for a sparse file, leaves an
+// all-zero b as a hole (the file was empty there: blocks are written once
+// each, after a truncation whenever a download restarts).
+func (p *pipe) writeBlock(b block) error {
+	if p.sparse && isZero(b.bytes()) {
+		return nil
+	}
+	if _, err := p.out.WriteAt(b.bytes(), b.off); err != nil {
+		return err
+	}
+	p.wb.wrote(b.off + int64(b.n))
+	return nil
+}
+
+// zeros is a read-only reference for isZero, one buffer long.
+var zeros [bufferSize]byte
+
+func isZero(b []byte) bool {
+	for len(b) > 0 {
+		n := min(len(b), len(zeros))
+		if !bytes.Equal(b[:n], zeros[:n]) {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
 }
 
 // put gives back a buffer the reader did not send.
@@ -150,9 +179,7 @@ func (p *pipe) write() {
 	defer close(p.toAfter)
 	for b := range p.toWrite {
 		if p.werr == nil {
-			_, p.werr = p.out.WriteAt(b.bytes(), b.off)
-			if p.werr == nil {
-				p.wb.wrote(b.off + int64(b.n))
+			if p.werr = p.writeBlock(b); p.werr == nil {
 				p.toAfter <- b
 				continue
 			}

@@ -17,11 +17,6 @@ import (
 	"github.com/hypersdk/hypersdk/internal/backoff"
 )
 
-// ErrDigestMismatch: the bytes of an object read by a Reader do not hash to
-// the digest its server published (ReaderOptions.Digest). Not retried: the
-// object itself is bad.
-var ErrDigestMismatch = errors.New("digest mismatch")
-
 // Reader defaults.
 const (
 	defaultReadChunk       = 8 << 20

@@ -5,6 +5,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
@@ -279,4 +281,90 @@ func TestSourceBandwidthLimitAndProgress(t *testing.T) {
 	if last.Load() != int64(len(data)) {
 		t.Errorf("final progress %d bytes, want %d", last.Load(), len(data))
 	}
+}
+
+// A part of a Source's file (Offset), checked against the whole file's
+// digest (Framed) and the caller's version, goes through the same
+// decisions as an HTTP object's: every range inside the part, a broken
+// one resumed there, a kept part file resumed only for its version.
+func TestSourcePartOfFileWithDigestsAndVersion(t *testing.T) {
+	m := newMember(5_000, mib+999, 2_000, 44)
+	src := &memSource{data: m.object, version: "v1"}
+	broke := false
+	src.fault = func(i int, off, n int64) (error, int64) {
+		if off < m.offset || n < 0 || off+n > m.offset+m.length {
+			t.Errorf("range %d+%d outside the part [%d, %d)", off, n, m.offset, m.offset+m.length)
+		}
+		if !broke && off == m.offset+chunkTestSize {
+			broke = true
+			return nil, chunkTestSize / 3
+		}
+		return nil, -1
+	}
+	file := File{Source: src, Offset: m.offset, Size: m.length, ChunkConcurrency: 3, Validator: "v1",
+		SHA256: sha(m.bytes()), Digests: []Digest{m.wholeDigest(t, "crc32", func() hash.Hash { return crc32.NewIEEE() })}}
+	dest := filepath.Join(t.TempDir(), "disk.raw")
+	file.Path = dest
+	d, _ := testDownloader(t, Options{ChunkSize: chunkTestSize}, newFakeClock())
+	res, err := d.Download(context.Background(), []File{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, m.bytes())
+	if r := res[0]; !r.Chunked || r.Retries != 1 || r.Restarts != 0 || r.BytesTransferred != m.length {
+		t.Fatalf("result %+v", r)
+	}
+
+	// A wrong whole-file digest fails the part.
+	bad := file.Digests[0]
+	bad.Sum = bytes.Clone(bad.Sum)
+	bad.Sum[0] ^= 1
+	file.Digests, file.Path = []Digest{bad}, filepath.Join(t.TempDir(), "bad.raw")
+	if _, err := d.Download(context.Background(), []File{file}); !errors.Is(err, ErrDigestMismatch) {
+		t.Fatalf("wrong digest: %v, want ErrDigestMismatch", err)
+	}
+	noTemp(t, filepath.Dir(file.Path))
+}
+
+func TestSourceKeptPartOfAnotherVersionIsNotContinued(t *testing.T) {
+	data := genData(mib+17, 45)
+	src := &memSource{data: data, version: "v1"}
+	half := int64(len(data) / 2)
+	src.fault = func(i int, off, n int64) (error, int64) {
+		if i == 0 {
+			return nil, half
+		}
+		return fmt.Errorf("host unreachable: %w", ErrPermanent), -1
+	}
+	dest := filepath.Join(t.TempDir(), "disk.raw")
+	d, _ := testDownloader(t, Options{}, newFakeClock())
+	file := File{Source: src, Path: dest, KeepPartial: true, Validator: "v1"}
+	if _, err := d.Download(context.Background(), []File{file}); !errors.Is(err, ErrPermanent) {
+		t.Fatalf("err %v, want the permanent failure", err)
+	}
+	if v, _ := os.ReadFile(dest + ".part.version"); string(v) != "v1" {
+		t.Fatalf("kept part's version record %q, want v1", v)
+	}
+
+	// The file changed and the caller says so: the kept bytes are dropped.
+	cur := genData(mib+17, 46)
+	src.set(cur, "v2")
+	src.fault = nil
+	file.Validator = "v2"
+	res, err := d.Download(context.Background(), []File{file})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, dest, cur)
+	if res[0].ReusedBytes != 0 {
+		t.Errorf("reused %d bytes of another version", res[0].ReusedBytes)
+	}
+	noTemp(t, filepath.Dir(dest))
+
+	// The caller describes v2 but the file is v3: refused, not spliced.
+	src.set(data, "v3")
+	if _, err := d.Download(context.Background(), []File{{Source: src, Path: dest + "2", Validator: "v2"}}); !errors.Is(err, ErrPermanent) || !strings.Contains(err.Error(), "carries v3") {
+		t.Fatalf("another version: %v, want a permanent refusal naming it", err)
+	}
+	noTemp(t, filepath.Dir(dest))
 }

@@ -121,6 +121,9 @@ func TestExportDisksRawMatchesOVFExport(t *testing.T) {
 		expect(t, 2, "--vhd-type", "is for vhd disks")
 	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--format", "zip").
 		expect(t, 2, "--format", "must be ovf, ova or disks")
+	// The standalone export is vSphere's: one method, no --method.
+	h.run("export", "--local", "--demo", "--vm", vm, "--output", filepath.Join(dir, "x"), "--method", "export-task").
+		expect(t, 2, "--method", `"export-task" is not offered`, "single export method")
 	if _, err := os.Stat(filepath.Join(dir, "x")); !os.IsNotExist(err) {
 		t.Errorf("a refused export created its output directory: %v", err)
 	}

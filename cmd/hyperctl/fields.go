@@ -22,7 +22,7 @@ var submitFields = map[string]string{
 	"compress": "compress", "compression": "compression", "compression-level": "compression_level",
 	"cleanup-ovf": "cleanup_ovf", "keep-ovf": "cleanup_ovf", "parallel": "parallel_downloads", "snapshot": "snapshot",
 	"power-off": "power_off", "power-off-timeout": "power_off_timeout",
-	"bandwidth-limit": "bandwidth_limit", "max-attempts": "max_attempts",
+	"bandwidth-limit": "bandwidth_limit", "max-attempts": "max_attempts", "method": "method",
 }
 
 // bindFields annotates the flags of cmd named in fields (flag → field)

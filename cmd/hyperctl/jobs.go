@@ -31,9 +31,9 @@ func (a *app) jobsCommand() *cobra.Command {
 
 // submitFlags are the export options of `jobs submit` and `export`.
 type submitFlags struct {
-	provider, vm, output, format, diskFormat, vhdType, compression, idempotencyKey, powerOffTimeout, bandwidth string
-	compress, cleanupOVF, keepOVF, snapshot, powerOff, wait                                                    bool
-	compressionLevel, parallel, maxAttempts                                                                    int
+	provider, vm, output, format, diskFormat, vhdType, compression, idempotencyKey, powerOffTimeout, bandwidth, method string
+	compress, cleanupOVF, keepOVF, snapshot, powerOff, wait                                                            bool
+	compressionLevel, parallel, maxAttempts                                                                            int
 }
 
 func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
@@ -42,6 +42,7 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl.StringVar(&f.vm, "vm", "", "VM to export: inventory path, name, ID or UUID")
 	fl.StringVar(&f.output, "output", "", "output directory on the daemon's host: relative to its export directory, or absolute under export.allowed_roots (default <export_dir>/<job id>)")
 	fl.StringVar(&f.format, "format", "", "packaging: ovf, ova or disks (disk files + SHA-256 manifest + JSON metadata; default: the daemon's export.format)")
+	fl.StringVar(&f.method, "method", "", "how the provider gets the VM out, for providers with several ways ('hyperctl providers list' shows them; AWS: ebs-direct, the default, or export-task); default: the provider's")
 	fl.StringVar(&f.diskFormat, "disk-format", "", "disk files: vmdk (streamOptimized), or with --format disks raw (sparse), qcow2, vhd or vhdx (default: the daemon's export.disk_format)")
 	fl.StringVar(&f.vhdType, "vhd-type", "", "VHD variant for --disk-format vhd: dynamic (default) or fixed (rounded up to a whole MiB, as Azure requires)")
 	fl.BoolVar(&f.compress, "compress", false, "compress the OVA (.ova.gz or .ova.zst)")
@@ -74,7 +75,7 @@ func (f *submitFlags) request(cmd *cobra.Command) (apitypes.JobRequest, error) {
 	req := apitypes.JobRequest{
 		Provider: f.provider, VM: f.vm, Output: f.output, Format: f.format, DiskFormat: f.diskFormat, VHDType: f.vhdType, Compression: f.compression,
 		ParallelDownloads: f.parallel, Snapshot: f.snapshot, PowerOff: f.powerOff, PowerOffTimeout: f.powerOffTimeout,
-		MaxAttempts: f.maxAttempts,
+		MaxAttempts: f.maxAttempts, Method: f.method,
 	}
 	if changed("compress") {
 		req.Compress = new(f.compress)

@@ -212,6 +212,10 @@ func (f *exportFlags) localOptions(cmd *cobra.Command) (providers.ExportOptions,
 		return providers.ExportOptions{}, err
 	}
 	o, problems := jobs.ResolveOptions(req, config.Default().Export)
+	// The standalone export is vSphere's, which has one method.
+	if msg := providers.MethodProblem((*vsphere.Provider)(nil), o.Method); msg != "" {
+		problems.Addf("method", "%s", msg)
+	}
 	if len(problems) > 0 {
 		return o, usageErrorf("invalid export options:\n  %s", namedProblems(cmd, problems))
 	}

@@ -41,7 +41,12 @@ func (a *app) providersCommand() *cobra.Command {
 				}
 				fmt.Fprintln(w, "NAME\tTYPE\tHEALTH\tFORMATS\tCAPABILITIES")
 				for _, p := range provs {
-					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Type, healthText(p.Health), formatsText(p.Capabilities), capabilitiesText(p.Capabilities))
+					caps := capabilitiesText(p.Capabilities)
+					if len(p.Methods) > 0 {
+						// --method's values, the default first.
+						caps += ", methods=" + strings.Join(p.Methods, "/")
+					}
+					fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", p.Name, p.Type, healthText(p.Health), formatsText(p.Capabilities), caps)
 				}
 				return nil
 			})

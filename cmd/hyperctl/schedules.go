@@ -108,6 +108,7 @@ var templateFields = map[string]func(dst, src *apitypes.JobRequest){
 	"power-off-timeout": func(d, s *apitypes.JobRequest) { d.PowerOffTimeout = s.PowerOffTimeout },
 	"bandwidth-limit":   func(d, s *apitypes.JobRequest) { d.BandwidthLimit = s.BandwidthLimit },
 	"max-attempts":      func(d, s *apitypes.JobRequest) { d.MaxAttempts = s.MaxAttempts },
+	"method":            func(d, s *apitypes.JobRequest) { d.Method = s.Method },
 }
 
 // mergeTemplate applies the export flags given on the command line to the

@@ -37,13 +37,16 @@ In another terminal (same user, so hyperctl finds this daemon and its token):
   %[2]s export --provider demo --vm db-01 --format disks --disk-format raw --wait
   %[2]s export --provider demo --vm db-01 --format disks --disk-format qcow2 --wait
 
-A simulated AWS account (EC2 and the EBS direct APIs) is registered as
-provider %[4]q; its instance web-1 has two EBS volumes, read from a
-crash-consistent snapshot set that is deleted when the export ends:
+A simulated AWS account (EC2, the EBS direct APIs, and an in-process S3
+for VM Export) is registered as provider %[4]q; its instance web-1 has two
+EBS volumes, read from a crash-consistent snapshot set that is deleted when
+the export ends; --method export-task has VM Export write db-1 to S3 first
+(web-1's two volumes are refused, as AWS refuses them):
 
   %[2]s vms list --provider %[4]s
   %[2]s export --provider %[4]s --vm web-1 --format disks --disk-format raw --wait
   %[2]s export --provider %[4]s --vm db-1 --format ova --wait
+  %[2]s export --provider %[4]s --vm db-1 --method export-task --format ova --wait
 
 A simulated Azure subscription (ARM and blob storage) is registered as
 provider %[7]q; its VM web-1 runs with three managed disks, each read

@@ -31,9 +31,9 @@ import (
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/aws"
+	"github.com/hypersdk/hypersdk/providers/azure"
 	"github.com/hypersdk/hypersdk/providers/gcp"
 	"github.com/hypersdk/hypersdk/providers/hyperv"
-	"github.com/hypersdk/hypersdk/providers/azure"
 	"github.com/hypersdk/hypersdk/providers/proxmox"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )

@@ -370,6 +370,12 @@ func TestRequestValidation(t *testing.T) {
 		t.Errorf("problem %+v", p)
 	}
 	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"lab","vm":"x","format":"zip"}`), 422, "validation-failed")
+	// A method the provider does not offer: "lab" has a single one.
+	p = expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{"provider":"lab","vm":"vm-001","method":"export-task"}`), 422, "invalid-job-request")
+	if len(p.Errors) != 1 || p.Errors[0].Location != "body.method" || !strings.Contains(p.Errors[0].Message, `"export-task" is not offered`) ||
+		!strings.Contains(p.Errors[0].Message, "single export method") {
+		t.Errorf("unknown method: %+v", p)
+	}
 	big := fmt.Sprintf(`{"provider":"lab","vm":%q}`, strings.Repeat("x", 10000))
 	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, big), 413, "body-too-large")
 	expectProblem(t, ts.do(t, "POST", "/api/v1/jobs", operatorToken, `{not json`), 400, "bad-request")

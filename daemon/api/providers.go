@@ -51,7 +51,7 @@ func (s *Server) registerProviders() {
 			out.Body.Items = []apitypes.ProviderInfo{}
 			for _, in := range s.opts.Providers.List() {
 				out.Body.Items = append(out.Body.Items, apitypes.ProviderInfo{Name: in.Name(), Type: string(in.Type()), MaxConcurrent: in.Limit,
-					Health: in.Health(), Capabilities: in.GetExportCapabilities()})
+					Health: in.Health(), Capabilities: in.GetExportCapabilities(), Methods: providers.ExportMethods(in)})
 			}
 			return out, nil
 		})

@@ -422,6 +422,13 @@ func (m *Manager) resolve(req apitypes.JobRequest) (apitypes.JobSpec, error) {
 		problems.Addf("output", "%v", err)
 	}
 	o.OutputDir = out
+	if inst != nil {
+		// The method is the provider's to name: checked against the
+		// instance the job is for.
+		if msg := providers.MethodProblem(inst, o.Method); msg != "" {
+			problems.Addf("method", "%s", msg)
+		}
+	}
 	if inst != nil && len(problems) == 0 {
 		if err := inst.GetExportCapabilities().Validate(o); err != nil {
 			problems.Addf("", "%s", strings.TrimPrefix(err.Error(), providers.ErrInvalidArgument.Error()+": "))
@@ -450,6 +457,7 @@ func ResolveOptions(req apitypes.JobRequest, d config.Export) (providers.ExportO
 		BandwidthLimit:    d.BandwidthLimit,
 		Snapshot:          req.Snapshot,
 		PowerOff:          req.PowerOff,
+		Method:            strings.TrimSpace(req.Method),
 	}
 	if req.Format != "" {
 		o.Format = providers.Format(req.Format)

@@ -325,3 +325,46 @@ func TestWriteStopsWhenCancelled(t *testing.T) {
 		t.Fatalf("got %v, want context.Canceled", err)
 	}
 }
+
+// TestReadAtAcrossHoles reads the disk in one ReadAt per MiB, so that a
+// read spans data clusters on both sides of holes; our writer places the
+// data clusters next to each other in the file.
+func TestReadAtAcrossHoles(t *testing.T) {
+	const size = 4 << 20
+	b := make([]byte, size)
+	for off := 0; off < size; off += 64 << 10 {
+		if (off/(64<<10))%3 == 1 {
+			continue // a hole between two data clusters
+		}
+		for i := off; i < off+64<<10; i++ {
+			b[i] = byte(i*13 + i>>16 + 1)
+		}
+	}
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out.qcow2")
+	disktest.WriteSource(t, Write, &sliceSource{data: b, extents: []disk.Extent{{Offset: 0, Length: size}}}, out, disk.WriteOptions{})
+	img := disktest.OpenImage(t, out, Open)
+	for _, bs := range []int{512, 64 << 10, 1 << 20, size} {
+		got := make([]byte, size)
+		for off := 0; off < size; off += bs {
+			if _, err := img.ReadAt(got[off:off+bs], int64(off)); err != nil && !errors.Is(err, io.EOF) {
+				t.Fatal(err)
+			}
+		}
+		if i := firstDiff(got, b); i >= 0 {
+			t.Fatalf("reads of %d bytes: first difference at byte %d", bs, i)
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	if len(a) != len(b) {
+		return min(len(a), len(b))
+	}
+	return -1
+}

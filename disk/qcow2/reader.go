@@ -363,7 +363,11 @@ func (im *Image) ReadAt(p []byte, off int64) (int, error) {
 		}
 		switch m.kind {
 		case dataCluster:
-			if runLen > 0 && runHost+runLen == m.host+in {
+			// A run grows only while it is contiguous both in the file and
+			// in p: data clusters on each side of a hole may lie next to
+			// each other in the file, and the hole between them in p must
+			// stay zeros.
+			if runLen > 0 && runHost+runLen == m.host+in && runAt+runLen == done {
 				runLen += n
 			} else {
 				if err := flush(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/hypersdk/hypersdk/config"
+	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 	"github.com/hypersdk/hypersdk/providers/aws/awsfake"
 )
@@ -35,6 +36,14 @@ func TestConfigValidate(t *testing.T) {
 		{"endpoint credentials", Config{Region: "us-east-1", Endpoints: Endpoints{EC2: "https://u:" + strings.ReplaceAll(testSecret, "/", "_") + "@ec2.example.com"}}, "endpoints.ec2: must not contain credentials"},
 		{"endpoint with a password that breaks parsing", Config{Region: "us-east-1", Endpoints: Endpoints{EC2: "https://u:pa/ss:" + testSecret + "@ec2.example.com"}}, "endpoints.ec2: must be an absolute"},
 		{"endpoint scheme", Config{Region: "us-east-1", Endpoints: Endpoints{S3: "ftp://s3.example.com"}}, "endpoints.s3:"},
+		{"export task", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{Bucket: "my-exports", Prefix: "vms/", DiskImageFormat: "VHD", Container: "ova", DeleteObject: true}}, ""},
+		{"export task without a bucket", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{DiskImageFormat: "vmdk"}}, "export_task.bucket: required"},
+		{"bucket name", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{Bucket: "My_Exports"}}, "export_task.bucket: \"My_Exports\" is not an S3 bucket name"},
+		{"bucket as an address", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{Bucket: "192.168.1.10"}}, "export_task.bucket:"},
+		{"disk image format", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{Bucket: "b-1", DiskImageFormat: "qcow2"}}, "export_task.disk_image_format: must be vmdk, raw or vhd"},
+		{"container", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{Bucket: "b-1", Container: "zip"}}, "export_task.container: must be ova"},
+		{"target environment", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{Bucket: "b-1", TargetEnvironment: "kvm"}}, "export_task.target_environment:"},
+		{"prefix", Config{Region: "us-east-1", ExportTask: ExportTaskConfig{Bucket: "b-1", Prefix: "a\nb"}}, "export_task.prefix:"},
 	} {
 		err := tc.cfg.Validate()
 		switch {
@@ -154,7 +163,42 @@ func TestDemo(t *testing.T) {
 	if err != nil || len(web.Disks) != 2 || web.CPUs != 2 {
 		t.Errorf("demo web-1: %+v, %v", web, err)
 	}
+	// The demo's S3 (gofakes3, in process) serves export tasks.
+	dir := t.TempDir()
+	res, err := pipeline.Export(context.Background(), p, "db-1", providers.ExportOptions{
+		OutputDir: dir, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw, Method: MethodExportTask, JobID: "demo-job",
+	})
+	if err != nil {
+		t.Fatalf("demo export-task export: %v", err)
+	}
+	if len(res.Files) != 3 || res.Files[0].Size != 1<<30 {
+		t.Errorf("demo export-task export wrote %+v", res.Files)
+	}
 	if strings.Contains(logs.String(), cfg.SecretAccessKey.Reveal()) {
 		t.Error("the demo's secret is logged")
+	}
+}
+
+func TestDecodeExportTask(t *testing.T) {
+	decode := func(src string) (*Config, error) {
+		var n yaml.Node
+		if err := yaml.Unmarshal([]byte(src), &n); err != nil {
+			t.Fatal(err)
+		}
+		return Decode(&config.ProviderSettings{Name: "aws1", Type: "aws", Path: "providers[0]", Node: n.Content[0]})
+	}
+	c, err := decode("region: us-east-1\nexport_task: {bucket: my-exports, container: ova, delete_object: true}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if et := c.ExportTask; et.Bucket != "my-exports" || et.prefix() != DefaultExportPrefix || et.diskFormat() != "vmdk" || et.extension() != "ova" ||
+		!et.DeleteObject || et.targetEnvironment() != "vmware" {
+		t.Errorf("decoded %s", et)
+	}
+	if _, err := decode("region: us-east-1\nexport_task: {bucket: my-exports, delete: true}\n"); err == nil || !strings.Contains(err.Error(), "export_task.delete") {
+		t.Errorf("unknown key in export_task: %v", err)
+	}
+	if _, err := decode("region: us-east-1\nexport_task: {bucket: my-exports, delete_object: sometimes}\n"); err == nil || !strings.Contains(err.Error(), "delete_object") {
+		t.Errorf("a delete_object that is no boolean: %v", err)
 	}
 }

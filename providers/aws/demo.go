@@ -5,43 +5,67 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/http/httptest"
 	"time"
+
+	"github.com/johannesboyne/gofakes3"
+	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/providers/aws/awsfake"
 )
 
-// demoRegion is the region the demo account lives in.
-const demoRegion = "us-east-1"
+// demoRegion is the region the demo account lives in; demoBucket the
+// bucket its export tasks write to.
+const (
+	demoRegion = "us-east-1"
+	demoBucket = "hypersdk-demo-exports"
+)
 
 // StartDemo is the demo backend of type aws: an in-process awsfake
 // endpoint for EC2 and the EBS direct APIs with three instances — web-1
 // running with two volumes (boot and data, laid out like real disks:
 // holes, random regions, a written zero block, data ending unaligned),
 // db-1 stopped with one, and an untagged one known by its id only — under
-// credentials made up for this run. It returns the settings that reach it
-// and the function that stops it.
+// credentials made up for this run, and an in-process S3 (gofakes3,
+// memory-backed, on a loopback port) holding the bucket its export tasks
+// write to, so that --method export-task works too (for db-1 and the
+// untagged instance; web-1's two volumes are refused, as VM Export refuses
+// them). It returns the settings that reach it and the function that
+// stops it.
 func StartDemo(ctx context.Context, log *slog.Logger) (*Config, func(), error) {
 	start := time.Now()
 	spec, err := demoSpec()
 	if err != nil {
 		return nil, nil, err
 	}
+	backend := s3mem.New()
+	if err := backend.CreateBucket(demoBucket); err != nil {
+		return nil, nil, fmt.Errorf("demo S3: %w", err)
+	}
+	s3srv := httptest.NewServer(gofakes3.New(backend).Server())
 	keyID, secret := "AKIADEMO"+randomAlnum(12), randomAlnum(40)
 	srv, err := awsfake.New(awsfake.Options{
 		AccessKeyID: keyID, SecretAccessKey: secret, Region: demoRegion, Spec: spec,
+		S3:  awsfake.S3Options{Endpoint: s3srv.URL, AccessKeyID: keyID, SecretAccessKey: secret},
 		Log: log.With("component", "awsfake"),
 	})
 	if err != nil {
+		s3srv.Close()
 		return nil, nil, err
 	}
 	srv.Start()
-	log.Info("demo AWS endpoint started", "url", srv.URL(), "region", demoRegion, "instances", len(spec.Instances),
-		"took", time.Since(start).Round(time.Millisecond).String())
+	log.Info("demo AWS endpoint started", "url", srv.URL(), "s3", s3srv.URL, "region", demoRegion, "instances", len(spec.Instances),
+		"export_bucket", demoBucket, "took", time.Since(start).Round(time.Millisecond).String())
+	stop := func() {
+		srv.Close()
+		s3srv.Close()
+	}
 	return &Config{
 		Region: demoRegion, AccessKeyID: keyID, SecretAccessKey: config.NewSecret(secret),
-		Endpoints: Endpoints{EC2: srv.URL(), EBS: srv.URL()},
-	}, srv.Close, nil
+		Endpoints:  Endpoints{EC2: srv.URL(), EBS: srv.URL(), S3: s3srv.URL},
+		ExportTask: ExportTaskConfig{Bucket: demoBucket, DeleteObject: true},
+	}, stop, nil
 }
 
 func demoSpec() (awsfake.Spec, error) {

@@ -54,14 +54,22 @@ func (p *Provider) PrepareExport(ctx context.Context, identifier string, opts pr
 	if err := p.GetExportCapabilities().Validate(opts); err != nil {
 		return nil, providers.Permanent(err)
 	}
+	method, err := providers.ResolveMethod(p, opts.Method)
+	if err != nil {
+		return nil, providers.Permanent(err)
+	}
 	jobID := opts.JobID
 	if jobID == "" {
 		// A caller without a job (a library user) still gets tagged,
-		// findable snapshots, but no resume across calls; a daemon's
-		// orphan sweep on the same account takes such a job for over.
+		// findable snapshots and tasks, but no resume across calls; a
+		// daemon's orphan sweep on the same account takes such a job for
+		// over.
 		jobID = "untracked-" + randomHex(8)
 	}
-	log := opts.Log().With("provider", p.name, "job_id", jobID)
+	log := opts.Log().With("provider", p.name, "job_id", jobID, "method", method)
+	if method == MethodExportTask {
+		return p.prepareExportTask(ctx, identifier, opts, jobID, log)
+	}
 	opts.Report(progress.Report{Phase: progress.PhaseConnecting})
 	vm, err := p.GetVM(ctx, identifier)
 	if err != nil {

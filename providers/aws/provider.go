@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ebs"
 	"github.com/aws/aws-sdk-go-v2/service/ec2"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go/logging"
 
 	"github.com/hypersdk/hypersdk/internal/backoff"
@@ -39,6 +40,9 @@ type Provider struct {
 	http   *http.Client
 	ec2    *ec2.Client
 	ebs    *ebs.Client
+	s3     *s3.Client
+	// presign signs the GET URLs of export objects.
+	presign *s3.PresignClient
 
 	types instanceTypeCache
 }
@@ -65,6 +69,14 @@ type tuning struct {
 	// pageSize is the page size of DescribeInstances and DescribeVolumes
 	// (EC2 allows 5–1000 and 5–500).
 	pageSize int32
+	// exportPoll spaces the DescribeExportTasks polls of an export task;
+	// exportTimeout bounds the wait (VM Export takes hours for large
+	// volumes).
+	exportPoll    backoff.Policy
+	exportTimeout time.Duration
+	// presignExpiry is how long a pre-signed GET of an export object
+	// stays valid: long enough for the whole download and its retries.
+	presignExpiry time.Duration
 }
 
 // connReadBuffer is each connection's read buffering (transfer's default is
@@ -89,6 +101,9 @@ func defaultTuning() tuning {
 		cleanupTimeout:  2 * time.Minute,
 		blockTimeout:    2 * time.Minute,
 		pageSize:        500,
+		exportPoll:      backoff.Policy{Base: 15 * time.Second, Max: 2 * time.Minute, Jitter: 0.2},
+		exportTimeout:   48 * time.Hour,
+		presignExpiry:   24 * time.Hour,
 	}
 }
 
@@ -190,8 +205,16 @@ func (p *Provider) Connect(ctx context.Context) error {
 			o.BaseEndpoint = aws.String(p.cfg.Endpoints.EBS)
 		}
 	})
+	s3c := s3.NewFromConfig(awsCfg, func(o *s3.Options) {
+		if p.cfg.Endpoints.S3 != "" {
+			o.BaseEndpoint = aws.String(p.cfg.Endpoints.S3)
+		}
+		// S3-compatible stores and test servers are addressed
+		// ENDPOINT/BUCKET; AWS's own endpoints BUCKET.ENDPOINT.
+		o.UsePathStyle = p.cfg.Endpoints.S3 != ""
+	})
 	p.mu.Lock()
-	p.region, p.http, p.ec2, p.ebs = awsCfg.Region, hc, ec2c, ebsc
+	p.region, p.http, p.ec2, p.ebs, p.s3, p.presign = awsCfg.Region, hc, ec2c, ebsc, s3c, s3.NewPresignClient(s3c)
 	p.mu.Unlock()
 	return p.ValidateCredentials(ctx)
 }
@@ -203,7 +226,7 @@ func (p *Provider) Disconnect() error {
 	if p.http != nil {
 		p.http.CloseIdleConnections()
 	}
-	p.http, p.ec2, p.ebs = nil, nil, nil
+	p.http, p.ec2, p.ebs, p.s3, p.presign = nil, nil, nil, nil, nil
 	return nil
 }
 

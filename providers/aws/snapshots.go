@@ -228,7 +228,11 @@ func (p *Provider) DeleteOrphanSnapshots(ctx context.Context, isLive func(jobID 
 	return deleted, errors.Join(errs...)
 }
 
-// SweepOrphans implements providers.OrphanSweeper: DeleteOrphanSnapshots.
+// SweepOrphans implements providers.OrphanSweeper: DeleteOrphanSnapshots,
+// then the export tasks of jobs that are over (cancelled while running;
+// their objects deleted when export_task.delete_object says so).
 func (p *Provider) SweepOrphans(ctx context.Context, isLive func(jobID string) bool) ([]string, error) {
-	return p.DeleteOrphanSnapshots(ctx, isLive)
+	snaps, serr := p.DeleteOrphanSnapshots(ctx, isLive)
+	tasks, terr := p.sweepExportTasks(ctx, isLive)
+	return append(snaps, tasks...), errors.Join(serr, terr)
 }

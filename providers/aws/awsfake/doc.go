@@ -47,8 +47,40 @@
 //     (SnapshotId.N, Owner.N self or the account id, filters snapshot-id,
 //     volume-id, status, owner-id, description, volume-size, progress,
 //     encrypted, tags; MaxResults 5–1000), CreateTags (instances, volumes,
-//     snapshots) and DeleteSnapshot. Filter values take EC2's * and ?
-//     wildcards.
+//     snapshots, export tasks), DeleteSnapshot, DescribeImages (ImageId.N —
+//     an unknown one is InvalidAMIID.NotFound, as a deregistered AMI —
+//     filters image-id, name, platform-details, product-code; platform,
+//     platformDetails, usageOperation and productCodes as the AMI billing
+//     fields), and VM Export: CreateInstanceExportTask, DescribeExportTasks
+//     (ExportTaskId.N, filters tag:<key> and tag-key) and CancelExportTask.
+//     Instances report their imageId, usageOperation, productCodes and
+//     network interfaces; volumes whether they are encrypted. Filter values
+//     take EC2's * and ? wildcards.
+//   - VM Export, after the VM Import/Export User Guide ("Considerations
+//     for instance export") and the EC2 API reference:
+//     CreateInstanceExportTask takes InstanceId, TargetEnvironment
+//     (citrix|vmware|microsoft), ExportToS3.DiskImageFormat (VMDK|RAW|VHD),
+//     ExportToS3.ContainerFormat (ova), S3Bucket, S3Prefix, a Description of
+//     at most 255 characters and TagSpecification.N of resource type
+//     export-instance-task applied at creation; it checks that the bucket
+//     exists and refuses with NotExportable an instance with Windows or SQL
+//     Server (platform, platform details), a Marketplace product code (the
+//     instance's or its AMI's), other than one volume, more than one network
+//     interface, an encrypted volume or one larger than 1 TiB. The task
+//     (export-i-…) is active while a goroutine of its own turns the
+//     volume, as it was at creation, into the image — a streamOptimized
+//     VMDK by the project's vmdk writer, a dynamic VHD by disk/vhd, raw, or
+//     an OVA: a tar holding the .ovf first, then the disk image — and
+//     writes it with the real S3 client (Options.S3) at the key S3Prefix,
+//     task id, ".", format (ova for an OVA); objects larger than
+//     S3Options.PartSize go up as multipart uploads with a full-object CRC64NVME checksum. It is
+//     completed once written and reported active Faults.ExportPolls times;
+//     Faults.ExportFor delays the write, Faults.ExportFail ends tasks
+//     cancelled with that status message instead (how VM Export ends a task
+//     it cannot complete). CancelExportTask cancels an active task (it is
+//     cancelling until its writer has stopped and removed any object, then
+//     cancelled) and answers IncorrectState once it is not active;
+//     InvalidExportTaskID.NotFound names unknown ids.
 //   - CreateSnapshots captures all of an instance's volumes at one instant
 //     (crash-consistent) and the snapshot keeps that content whatever is
 //     written to the volume later. Snapshots are pending until
@@ -80,8 +112,10 @@
 //     same way. A pending snapshot is refused by the EBS APIs with a
 //     ValidationException whose exact wording AWS does not document.
 //   - Instances and volumes are fixed by the Spec: no RunInstances,
-//     CreateVolume or state changes; export tasks (CreateInstanceExportTask
-//     and friends) are not served yet (InvalidAction).
+//     CreateVolume or state changes. VM Export writes with the fake's S3
+//     credentials (AWS writes as its own service principal, with the
+//     bucket's ACL grant), and does not reboot the instance; the ExportImage
+//     family is not served (InvalidAction).
 //
 // # For tests
 //
@@ -92,5 +126,6 @@
 // corrupted once with the true checksum header, per-request latency,
 // pending snapshots) are set in Options or changed with SetFaults while
 // serving. AliveSnapshots, Stats and BlockFetches report what is left and
-// what was asked.
+// what was asked; ExportTasks and LiveExportTasks list the export tasks
+// and WaitCancels waits for cancellations to settle.
 package awsfake

@@ -1,6 +1,7 @@
 package awsfake
 
 import (
+	"crypto/sha256"
 	"encoding/xml"
 	"fmt"
 	"maps"
@@ -70,6 +71,11 @@ func (s *Server) ec2Actions() map[string]ec2Action {
 		"DescribeSnapshots":     s.describeSnapshots,
 		"CreateTags":            s.createTags,
 		"DeleteSnapshot":        s.deleteSnapshot,
+		"DescribeImages":        s.describeImages,
+		// export.go
+		"CreateInstanceExportTask": s.createInstanceExportTask,
+		"DescribeExportTasks":      s.describeExportTasks,
+		"CancelExportTask":         s.cancelExportTask,
 	}
 }
 
@@ -170,6 +176,7 @@ type xmlReservation struct {
 
 type xmlInstance struct {
 	InstanceID    string `xml:"instanceId"`
+	ImageID       string `xml:"imageId,omitempty"`
 	InstanceState struct {
 		Code int    `xml:"code"`
 		Name string `xml:"name"`
@@ -191,14 +198,43 @@ type xmlInstance struct {
 	PlatformDetails    string          `xml:"platformDetails"`
 	BootMode           string          `xml:"bootMode,omitempty"`
 	CurrentBootMode    string          `xml:"currentInstanceBootMode,omitempty"`
-	ProductCodes       set[struct{}]   `xml:"productCodes"`
-	NetworkInterfaces  set[struct{}]   `xml:"networkInterfaceSet"`
+	UsageOperation     string          `xml:"usageOperation"`
+	ProductCodes       set[xmlProduct] `xml:"productCodes"`
+	NetworkInterfaces  set[xmlNIC]     `xml:"networkInterfaceSet"`
 	SecurityGroups     set[struct{}]   `xml:"groupSet"`
 	Monitoring         *xmlMonitoring  `xml:"monitoring"`
 	EbsOptimized       bool            `xml:"ebsOptimized"`
 	EnaSupport         bool            `xml:"enaSupport"`
 	SourceDestCheck    bool            `xml:"sourceDestCheck"`
 	StateReason        *xmlStateReason `xml:"stateReason,omitempty"`
+}
+
+type xmlProduct struct {
+	ProductCode string `xml:"productCode"`
+	Type        string `xml:"type"`
+}
+
+func productSet(codes []ProductCode) set[xmlProduct] {
+	var s set[xmlProduct]
+	for _, c := range codes {
+		s.Items = append(s.Items, xmlProduct{c.ID, c.Type})
+	}
+	return s
+}
+
+// xmlNIC is an attached network interface, as much of it as the
+// provider reads.
+type xmlNIC struct {
+	NetworkInterfaceID string `xml:"networkInterfaceId"`
+	SubnetID           string `xml:"subnetId"`
+	MacAddress         string `xml:"macAddress"`
+	InterfaceType      string `xml:"interfaceType"`
+	Status             string `xml:"status"`
+	Attachment         struct {
+		AttachmentID string `xml:"attachmentId"`
+		DeviceIndex  int    `xml:"deviceIndex"`
+		Status       string `xml:"status"`
+	} `xml:"attachment"`
 }
 
 type xmlMonitoring struct {
@@ -286,6 +322,8 @@ func (s *Server) instanceFilterValues(in *Instance, name string) ([]string, bool
 		return []string{in.platformDetails()}, true
 	case "availability-zone":
 		return []string{s.opts.AvailabilityZone}, true
+	case "image-id":
+		return []string{in.ImageID}, true
 	case "block-device-mapping.volume-id":
 		var out []string
 		for _, d := range in.Devices {
@@ -310,6 +348,9 @@ func (s *Server) xmlInstance(in *Instance) xmlInstance {
 		TagSet:             tagSet(s.tagsOf(in.ID)),
 		Hypervisor:         "xen",
 		PlatformDetails:    in.platformDetails(),
+		UsageOperation:     in.usageOperation(),
+		ImageID:            in.ImageID,
+		ProductCodes:       productSet(in.ProductCodes),
 		BootMode:           in.BootMode,
 		Monitoring:         &xmlMonitoring{State: "disabled"},
 		EnaSupport:         true,
@@ -324,6 +365,17 @@ func (s *Server) xmlInstance(in *Instance) xmlInstance {
 	x.Placement.Tenancy = "default"
 	if in.state() == "stopped" {
 		x.StateReason = &xmlStateReason{"Client.UserInitiatedShutdown", "Client.UserInitiatedShutdown: User initiated shutdown"}
+	}
+	for i := range in.NetworkInterfaces {
+		var n xmlNIC
+		n.NetworkInterfaceID = fmt.Sprintf("eni-%s%02d", strings.TrimPrefix(in.ID, "i-")[:15], i)
+		n.SubnetID = "subnet-0123456789abcdef0"
+		sum := sha256.Sum256([]byte(in.ID))
+		n.MacAddress = fmt.Sprintf("02:%02x:%02x:%02x:00:%02x", sum[0], sum[1], sum[2], i)
+		n.InterfaceType, n.Status = "interface", "in-use"
+		n.Attachment.AttachmentID = "eni-attach-" + n.NetworkInterfaceID[4:]
+		n.Attachment.DeviceIndex, n.Attachment.Status = i, "attached"
+		x.NetworkInterfaces.Items = append(x.NetworkInterfaces.Items, n)
 	}
 	for _, d := range in.Devices {
 		var m xmlIBDM
@@ -540,6 +592,7 @@ func (s *Server) xmlVolume(v *Volume) xmlVolume {
 		CreateTime:       launchTime(time.Time{}),
 		TagSet:           tagSet(s.tagsOf(v.ID)),
 		VolumeType:       orDefault(v.Type, "gp3"),
+		Encrypted:        v.Encrypted,
 	}
 	if x.VolumeType == "gp3" {
 		x.Iops, x.Throughput = 3000, 125
@@ -603,6 +656,11 @@ func (s *Server) resourceExists(id string) error {
 			return nil
 		}
 		return &apiError{http.StatusBadRequest, "InvalidVolume.NotFound", fmt.Sprintf("The volume '%s' does not exist.", id)}
+	case strings.HasPrefix(id, "export-"):
+		if s.exportTasks[id] != nil {
+			return nil
+		}
+		return &apiError{http.StatusBadRequest, "InvalidExportTaskID.NotFound", fmt.Sprintf("The export task ID '%s' does not exist", id)}
 	case strings.HasPrefix(id, "snap-"):
 		if sn := s.snapshots[id]; sn != nil && !sn.deleted {
 			return nil
@@ -615,4 +673,93 @@ func (s *Server) resourceExists(id string) error {
 // tagsOf returns the live tag map of a resource (callers hold s.mu).
 func (s *Server) tagsOf(id string) map[string]string {
 	return s.tags[id]
+}
+
+// --- DescribeImages ---
+
+type describeImagesResponse struct {
+	XMLName xml.Name `xml:"DescribeImagesResponse"`
+	ec2Meta
+	Images    set[xmlImage] `xml:"imagesSet"`
+	NextToken string        `xml:"nextToken,omitempty"`
+}
+
+type xmlImage struct {
+	ImageID            string          `xml:"imageId"`
+	ImageLocation      string          `xml:"imageLocation"`
+	ImageState         string          `xml:"imageState"`
+	ImageOwnerID       string          `xml:"imageOwnerId"`
+	IsPublic           bool            `xml:"isPublic"`
+	ProductCodes       set[xmlProduct] `xml:"productCodes"`
+	Architecture       string          `xml:"architecture"`
+	ImageType          string          `xml:"imageType"`
+	Platform           string          `xml:"platform,omitempty"`
+	PlatformDetails    string          `xml:"platformDetails"`
+	UsageOperation     string          `xml:"usageOperation"`
+	Name               string          `xml:"name"`
+	RootDeviceType     string          `xml:"rootDeviceType"`
+	RootDeviceName     string          `xml:"rootDeviceName"`
+	BlockDeviceMapping set[struct{}]   `xml:"blockDeviceMapping"`
+	VirtualizationType string          `xml:"virtualizationType"`
+	Hypervisor         string          `xml:"hypervisor"`
+	TagSet             set[ec2Tag]     `xml:"tagSet"`
+}
+
+// describeImages answers ImageId.N (an unknown id is
+// InvalidAMIID.NotFound, as for a deregistered AMI), Owner.N and the
+// filters image-id, name, platform-details and product-code.
+func (s *Server) describeImages(q query) (ec2Response, error) {
+	ids := q.list("ImageId")
+	if err := refuseIDsWithMaxResults(q, ids, "imageIds"); err != nil {
+		return nil, err
+	}
+	fs := q.filters()
+	for _, id := range ids {
+		if !slices.ContainsFunc(s.opts.Spec.Images, func(im Image) bool { return im.ID == id }) {
+			return nil, &apiError{http.StatusBadRequest, "InvalidAMIID.NotFound", fmt.Sprintf("The image id '[%s]' does not exist", id)}
+		}
+	}
+	var picked []Image
+	for _, im := range s.opts.Spec.Images {
+		if len(ids) > 0 && !slices.Contains(ids, im.ID) {
+			continue
+		}
+		ok, err := matchFilters(fs, func(name string) ([]string, bool) {
+			switch name {
+			case "image-id":
+				return []string{im.ID}, true
+			case "name":
+				return []string{im.Name}, true
+			case "platform-details":
+				return []string{orDefault(im.PlatformDetails, "Linux/UNIX")}, true
+			case "product-code":
+				var out []string
+				for _, c := range im.ProductCodes {
+					out = append(out, c.ID)
+				}
+				return out, true
+			}
+			return nil, false
+		})
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			picked = append(picked, im)
+		}
+	}
+	page, next, err := paginate(q, "DescribeImages", picked, 5, 1000)
+	if err != nil {
+		return nil, err
+	}
+	resp := &describeImagesResponse{NextToken: next}
+	for _, im := range page {
+		resp.Images.Items = append(resp.Images.Items, xmlImage{
+			ImageID: im.ID, ImageLocation: s.opts.AccountID + "/" + im.Name, ImageState: "available", ImageOwnerID: s.opts.AccountID,
+			ProductCodes: productSet(im.ProductCodes), Architecture: "x86_64", ImageType: "machine", Platform: im.Platform,
+			PlatformDetails: orDefault(im.PlatformDetails, "Linux/UNIX"), UsageOperation: orDefault(im.UsageOperation, "RunInstances"),
+			Name: im.Name, RootDeviceType: "ebs", RootDeviceName: "/dev/xvda", VirtualizationType: "hvm", Hypervisor: "xen",
+		})
+	}
+	return resp, nil
 }

@@ -10,9 +10,34 @@ import (
 type Spec struct {
 	Instances []Instance
 	Volumes   []*Volume
+	// Images are the AMIs DescribeImages knows; an instance's ImageID names
+	// one of them or none.
+	Images []Image
 	// InstanceTypes answers DescribeInstanceTypes; DefaultInstanceTypes
 	// when empty.
 	InstanceTypes []InstanceType
+}
+
+// An Image is an AMI as DescribeImages reports it.
+type Image struct {
+	ID   string // ami-…
+	Name string
+	// Platform is "windows" for Windows AMIs, empty otherwise.
+	Platform string
+	// PlatformDetails and UsageOperation are the AMI's billing fields
+	// ("Linux/UNIX" and "RunInstances" when empty; "Windows with SQL
+	// Server Standard" and "RunInstances:0006", …).
+	PlatformDetails string
+	UsageOperation  string
+	// ProductCodes are the AMI's product codes (a Marketplace AMI has one
+	// of type marketplace).
+	ProductCodes []ProductCode
+}
+
+// A ProductCode is an instance's or an AMI's product code.
+type ProductCode struct {
+	ID   string
+	Type string // marketplace or devpay
 }
 
 // An Instance is an EC2 instance as DescribeInstances reports it.
@@ -36,6 +61,17 @@ type Instance struct {
 	// BootMode is legacy-bios, uefi or uefi-preferred; empty leaves it out,
 	// as EC2 does for AMIs that set none.
 	BootMode string
+	// ImageID is the AMI the instance was launched from (an Image of the
+	// spec, or one since deregistered: DescribeImages then knows none).
+	ImageID string
+	// UsageOperation is the billing code ("RunInstances" when empty;
+	// "RunInstances:0002" for Windows, …).
+	UsageOperation string
+	// ProductCodes are the instance's product codes (Marketplace).
+	ProductCodes []ProductCode
+	// NetworkInterfaces is how many network interfaces are attached
+	// (eth0…); 0 reports none.
+	NetworkInterfaces int
 	// RootDeviceName is e.g. /dev/xvda; the first device's name when empty.
 	RootDeviceName string
 	// Devices are the attached EBS volumes in block-device-mapping order.
@@ -95,6 +131,13 @@ func (s *Spec) validate() error {
 		}
 		vols[v.ID] = true
 	}
+	images := map[string]bool{}
+	for _, im := range s.Images {
+		if !strings.HasPrefix(im.ID, "ami-") || images[im.ID] {
+			return fmt.Errorf("awsfake: image id %q does not start with ami- or is listed twice", im.ID)
+		}
+		images[im.ID] = true
+	}
 	attached := map[string]string{}
 	ids := map[string]bool{}
 	for _, in := range s.Instances {
@@ -122,6 +165,7 @@ func (s *Spec) validate() error {
 }
 
 func (in *Instance) state() string           { return orDefault(in.State, "running") }
+func (in *Instance) usageOperation() string  { return orDefault(in.UsageOperation, "RunInstances") }
 func (in *Instance) architecture() string    { return orDefault(in.Architecture, "x86_64") }
 func (in *Instance) platformDetails() string { return orDefault(in.PlatformDetails, "Linux/UNIX") }
 

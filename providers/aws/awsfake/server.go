@@ -41,6 +41,10 @@ type Options struct {
 	// Faults injected from the start; SetFaults changes them later.
 	Faults Faults
 
+	// S3 is where export tasks write their objects; without an endpoint
+	// CreateInstanceExportTask is refused.
+	S3 S3Options
+
 	// MaxBlocksPerPage caps the blocks one ListSnapshotBlocks page returns,
 	// below the request's maxResults — the API allows a page to hold fewer
 	// blocks than asked for, and this lets small test volumes span pages.
@@ -74,6 +78,16 @@ type Faults struct {
 	// PendingFor keeps a new snapshot pending at least this long after its
 	// creation.
 	PendingFor time.Duration
+	// ExportFor keeps a new export task active at least this long before
+	// it writes its object.
+	ExportFor time.Duration
+	// ExportPolls keeps an export task active until DescribeExportTasks
+	// has reported it this many times (besides writing its object).
+	ExportPolls int
+	// ExportFail, when set, makes export tasks fail after ExportFor: they
+	// end cancelled with this status message and write nothing, as VM
+	// Export ends a task it could not complete.
+	ExportFail string
 	// Seed drives throttling and corruption choices.
 	Seed uint64
 }
@@ -99,6 +113,10 @@ type Server struct {
 	snapOrder []string
 	tags      map[string]map[string]string // resource id → tags set by CreateTags
 	stats     stats
+
+	exportTasks map[string]*exportTask
+	exportOrder []string
+	taskWG      sync.WaitGroup // the export tasks' writers
 }
 
 type stats struct {
@@ -138,13 +156,14 @@ func New(opts Options) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		opts:      opts,
-		log:       log,
-		tokKey:    key,
-		volumes:   map[string]*Volume{},
-		snapshots: map[string]*snapshot{},
-		tags:      map[string]map[string]string{},
-		instances: append([]Instance(nil), opts.Spec.Instances...),
+		opts:        opts,
+		log:         log,
+		tokKey:      key,
+		volumes:     map[string]*Volume{},
+		snapshots:   map[string]*snapshot{},
+		tags:        map[string]map[string]string{},
+		exportTasks: map[string]*exportTask{},
+		instances:   append([]Instance(nil), opts.Spec.Instances...),
 		stats: stats{
 			requests:  map[string]int{},
 			throttled: map[string]int{},
@@ -182,11 +201,18 @@ func (s *Server) URL() string {
 	return s.srv.URL
 }
 
-// Close stops serving and waits for requests in flight.
+// Close stops serving, waits for requests in flight and stops the export
+// tasks' writers.
 func (s *Server) Close() {
 	if s.srv != nil {
 		s.srv.Close()
 	}
+	s.mu.Lock()
+	for _, t := range s.exportTasks {
+		t.cancel()
+	}
+	s.mu.Unlock()
+	s.taskWG.Wait()
 }
 
 // Region is the signing region the server checks.

@@ -34,6 +34,9 @@ type Volume struct {
 	Type string
 	// Tags are the volume's tags (DescribeVolumes tagSet, CopyTagsFromSource).
 	Tags map[string]string
+	// Encrypted reports the volume as encrypted (KMS). Its content is
+	// served as it is: the fake has no keys.
+	Encrypted bool
 
 	mu     sync.RWMutex
 	blocks map[int64]*block
