@@ -10,15 +10,16 @@ import (
 )
 
 // demoProvider is the provider instance name of the vSphere demo of
-// --demo; demoAWSProvider, demoAzureProvider, demoGCPProvider and
-// demoProxmoxProvider those of the AWS, Azure, Google Cloud and Proxmox VE
-// demos.
+// --demo; demoAWSProvider, demoAzureProvider, demoGCPProvider,
+// demoProxmoxProvider and demoHyperVProvider those of the AWS, Azure,
+// Google Cloud, Proxmox VE and Hyper-V demos.
 const (
 	demoProvider        = providers.DemoInstanceName
 	demoAWSProvider     = providers.DemoInstanceName + "-" + string(providers.TypeAWS)
 	demoAzureProvider   = providers.DemoInstanceName + "-" + string(providers.TypeAzure)
 	demoGCPProvider     = providers.DemoInstanceName + "-" + string(providers.TypeGCP)
 	demoProxmoxProvider = providers.DemoInstanceName + "-" + string(providers.TypeProxmox)
+	demoHyperVProvider  = providers.DemoInstanceName + "-" + string(providers.TypeHyperV)
 )
 
 func printDemoHelp(w io.Writer, exportDir string) {
@@ -74,6 +75,15 @@ vzdump --stdout archive; ct-1 is a container (listed, not exportable):
   %[2]s export --provider %[6]s --vm web-1 --format disks --disk-format qcow2 --wait
   %[2]s export --provider %[6]s --vm db-1 --format ova --wait
 
+A simulated Hyper-V host (WinRM, files back over SFTP) is registered as
+provider %[8]q; its running VM web-1 (Generation 2) has a dynamic disk and
+a differencing one, exported from a checkpoint that is removed after, the
+chain merged on the host; db-1 is off and exported as it is:
+
+  %[2]s vms list --provider %[8]s
+  %[2]s export --provider %[8]s --vm web-1 --format ova --wait
+  %[2]s export --provider %[8]s --vm db-1 --format disks --disk-format qcow2 --wait
+
 Exports land in %[3]s/<job id>/ with a SHA-256 manifest:
   %[2]s verify %[3]s/<job id>      (or: sha256sum -c in that directory)
 
@@ -81,5 +91,5 @@ Their disks convert locally, no daemon needed (qcow2, vmdk, vhd, vhdx, raw):
   %[2]s disk info %[3]s/<job id>/<disk file>
   %[2]s disk convert %[3]s/<job id>/<disk file> disk.vhd --to vhd --vhd-type fixed
 
-`, demoProvider, hyperctl, exportDir, demoAWSProvider, demoGCPProvider, demoProxmoxProvider, demoAzureProvider)
+`, demoProvider, hyperctl, exportDir, demoAWSProvider, demoGCPProvider, demoProxmoxProvider, demoAzureProvider, demoHyperVProvider)
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/hypersdk/hypersdk/providers/aws"
 	"github.com/hypersdk/hypersdk/providers/azure"
 	"github.com/hypersdk/hypersdk/providers/gcp"
+	"github.com/hypersdk/hypersdk/providers/hyperv"
 	"github.com/hypersdk/hypersdk/providers/proxmox"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
 )
@@ -56,6 +57,7 @@ func productionRegistry() *providers.Registry {
 	providers.Register(r, providers.TypeVSphere, vsphere.Registration())
 	providers.Register(r, providers.TypeAWS, aws.Registration())
 	providers.Register(r, providers.TypeGCP, gcp.Registration())
+	providers.Register(r, providers.TypeHyperV, hyperv.Registration())
 	providers.Register(r, providers.TypeProxmox, proxmox.Registration())
 	providers.Register(r, providers.TypeAzure, azure.Registration())
 	return r
@@ -95,7 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) 
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (config log.format)")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
-	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\", and simulated AWS, Azure, Google Cloud and Proxmox VE platforms as providers \"demo-aws\", \"demo-azure\", \"demo-gcp\" and \"demo-proxmox\"")
+	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\", and simulated AWS, Azure, Google Cloud, Hyper-V and Proxmox VE platforms as providers \"demo-aws\", \"demo-azure\", \"demo-gcp\", \"demo-hyperv\" and \"demo-proxmox\"")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: hypervisord [flags]\n\nRuns the HyperSDK daemon. Settings come from defaults, then --config, then HYPERSDK_* environment variables, then flags.\n\nFlags:\n")
 		fs.PrintDefaults()
