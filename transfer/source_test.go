@@ -290,13 +290,12 @@ func TestSourceBandwidthLimitAndProgress(t *testing.T) {
 func TestSourcePartOfFileWithDigestsAndVersion(t *testing.T) {
 	m := newMember(5_000, mib+999, 2_000, 44)
 	src := &memSource{data: m.object, version: "v1"}
-	broke := false
+	var broke atomic.Bool // chunks are fetched concurrently
 	src.fault = func(i int, off, n int64) (error, int64) {
 		if off < m.offset || n < 0 || off+n > m.offset+m.length {
 			t.Errorf("range %d+%d outside the part [%d, %d)", off, n, m.offset, m.offset+m.length)
 		}
-		if !broke && off == m.offset+chunkTestSize {
-			broke = true
+		if off == m.offset+chunkTestSize && broke.CompareAndSwap(false, true) {
 			return nil, chunkTestSize / 3
 		}
 		return nil, -1
