@@ -8,8 +8,12 @@
 //
 // Authentication is HTTP Basic, or with Options.NTLM the NTLM handshake
 // of WinRM's Negotiate scheme (NTLMv2 responses checked as MS-NLMP says),
-// over TLS; anything else is answered 401 with the schemes offered. NTLM
-// message encryption (sealing, for WinRM over plain HTTP) is not
+// over TLS; anything else is answered 401 with the schemes offered. Unlike
+// a real server, the fake does not bind the handshake to one connection:
+// an AUTHENTICATE may answer any outstanding CHALLENGE (Go's transport
+// sometimes sends it on a fresh connection, which made the test flaky —
+// whether real WinRM needs the client pinned to one connection is open).
+// NTLM message encryption (sealing, for WinRM over plain HTTP) is not
 // implemented here: the provider's HTTP transport is configured through
 // the library but not run against this server.
 //

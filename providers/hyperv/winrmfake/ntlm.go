@@ -51,12 +51,32 @@ func (s *Server) ntlmAuth(w http.ResponseWriter, r *http.Request) bool {
 		s.unauthorized(w, scheme+" "+base64.StdEncoding.EncodeToString(s.challengeMessage(challenge)))
 		return false
 	case 3:
+		// The challenge of this connection; failing that, any outstanding
+		// one: Go's transport may send the AUTHENTICATE on a new
+		// connection when the CHALLENGE's connection is not yet back in
+		// its idle pool (a real server would refuse that; see doc.go).
 		s.mu.Lock()
-		challenge, ok := s.challenges[r.RemoteAddr]
-		delete(s.challenges, r.RemoteAddr)
+		candidates := make([][8]byte, 0, len(s.challenges))
+		if c, ok := s.challenges[r.RemoteAddr]; ok {
+			candidates = append(candidates, c)
+		}
+		for addr, c := range s.challenges {
+			if addr != r.RemoteAddr {
+				candidates = append(candidates, c)
+			}
+		}
 		s.mu.Unlock()
-		if ok && s.checkAuthenticate(msg, challenge) {
-			return true
+		for _, c := range candidates {
+			if s.checkAuthenticate(msg, c) {
+				s.mu.Lock()
+				for addr, o := range s.challenges {
+					if o == c {
+						delete(s.challenges, addr)
+					}
+				}
+				s.mu.Unlock()
+				return true
+			}
 		}
 		s.log.Info("winrmfake: NTLM authentication refused")
 	}
