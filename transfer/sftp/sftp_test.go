@@ -129,8 +129,9 @@ func TestResumeAfterInterruption(t *testing.T) {
 }
 
 // TestConnectionLossIsResumed drops the SSH connection in the middle of a
-// download: the ranges in flight fail, the retries dial a new connection
-// and start a new SFTP session, and the file completes byte-exact.
+// download: ranges in flight fail and are retried, later ones dial a new
+// connection and start a new SFTP session, and the file completes
+// byte-exact.
 func TestConnectionLossIsResumed(t *testing.T) {
 	fx := start(t)
 	const size = 32 << 20
@@ -152,9 +153,10 @@ func TestConnectionLossIsResumed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res[0].Retries == 0 {
-		t.Errorf("no retry after the connection was dropped: %+v", res[0])
-	}
+	// The drop may fall between two ranges (nothing in flight, nothing to
+	// retry) or in the middle of one (retried): either way the download
+	// continued on a new connection and is byte-exact.
+	t.Logf("retries after the drop: %d", res[0].Retries)
 	if _, gen2, _ := fx.ssh.Conn(context.Background()); gen2 == gen {
 		t.Errorf("still on the dropped connection")
 	}
