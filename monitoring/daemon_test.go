@@ -168,7 +168,8 @@ func scrape(t *testing.T, u string) ([]byte, map[string]*dto.MetricFamily) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET /metrics: %v %s", err, resp.Status)
 	}
-	fams, err := expfmt.NewTextParser(model.UTF8Validation).TextToMetricFamilies(bytes.NewReader(body))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(bytes.NewReader(body))
 	if err != nil {
 		t.Fatalf("parsing the scrape: %v", err)
 	}
@@ -411,7 +412,7 @@ webhook_delivery:
 	}
 
 	var good, bad job
-	d.call(t, "POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "web-01", "format": "ova"}, &good)
+	d.call(t, "POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/production/db/db-01", "format": "ova"}, &good)
 	d.call(t, "POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "no-such-vm"}, &bad)
 	if j := d.waitJob(t, good.ID); j.State != "succeeded" {
 		t.Fatalf("demo export: %s (%s)", j.State, j.Error)
@@ -421,7 +422,7 @@ webhook_delivery:
 	}
 	d.call(t, "POST", "/api/v1/schedules", map[string]any{
 		"name": "nightly-web", "schedule": "0 3 * * *",
-		"job": map[string]any{"provider": "demo", "vm": "web-01", "format": "disks", "disk_format": "raw"},
+		"job": map[string]any{"provider": "demo", "vm": "db-01", "format": "disks", "disk_format": "raw"},
 	}, nil)
 	var run struct {
 		JobID string `json:"job_id"`
@@ -471,7 +472,7 @@ webhook_delivery:
 		for name, f := range fams {
 			for _, m := range f.Metric {
 				for _, l := range m.Label {
-					if strings.Contains(l.GetValue(), good.ID) || strings.Contains(l.GetValue(), "web-01") {
+					if strings.Contains(l.GetValue(), good.ID) || strings.Contains(l.GetValue(), "db-01") {
 						t.Errorf("%s{%s=%q}: a job id or VM name as a label", name, l.GetName(), l.GetValue())
 					}
 				}
@@ -544,13 +545,13 @@ func screenshot(t *testing.T, prom *prometheus, out string) {
 	q := url.Values{}
 	q.Set("g0.expr", `sum by (state) (hypersdk_jobs_total{provider="demo"}) or sum by (outcome) (hypersdk_webhook_deliveries_total)`)
 	q.Set("g0.tab", "0")
-	q.Set("g0.range_input", "5m")
+	q.Set("g0.range_input", "1m")
 	q.Set("g0.stacked", "0")
 	q.Set("g0.show_exemplars", "0")
 	profile := t.TempDir()
 	cmd := exec.Command(chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--hide-scrollbars", "--user-data-dir="+profile,
-		"--window-size=1100,640", "--virtual-time-budget=15000", "--screenshot="+out, prom.url+"/graph?"+q.Encode())
+		"--window-size=1100,1000", "--virtual-time-budget=15000", "--screenshot="+out, prom.url+"/graph?"+q.Encode())
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chromium: %v\n%s", err, b)
 	}

@@ -42,6 +42,7 @@ var (
 // src has its series, 0 when idle, so that dashboards and alerts see an
 // idle provider rather than none.
 func (m *Metrics) RegisterActiveJobs(list ActiveJobs, src PoolSource, now func() time.Time) {
+	m.storeQuery("active_jobs")
 	m.Registry.MustRegister(&activeCollector{list: list, src: src, now: now, storeError: m.storeError})
 }
 

@@ -121,6 +121,7 @@ func New(version, revision string, log *slog.Logger) *Metrics {
 // RegisterJobs adds hypersdk_jobs_running and hypersdk_jobs_queued, read
 // through counts (the job engine's Counts) at scrape time.
 func (m *Metrics) RegisterJobs(counts JobCounter) {
+	m.storeQuery("job_counts")
 	m.Registry.MustRegister(&jobStateCollector{counts: counts, storeError: m.storeError})
 }
 
@@ -152,6 +153,10 @@ func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
 
 // scrapeQueryTimeout bounds each store read made for a scrape.
 const scrapeQueryTimeout = 5 * time.Second
+
+// storeQuery creates the store-error series of a query at 0, so that its
+// first failure is an increase Prometheus sees.
+func (m *Metrics) storeQuery(query string) { m.storeErrors.WithLabelValues(query) }
 
 // storeError counts and logs a store read for a scrape that failed; the
 // scrape then reports the metric as invalid rather than a made-up value.

@@ -31,6 +31,7 @@ func (m *Metrics) RegisterSchedules(counts ScheduleCounter) {
 			Buckets: []float64{.1, .5, 1, 2, 5, 10, 30, 60, 300, 3600},
 		}),
 	}
+	m.storeQuery("schedule_counts")
 	m.Registry.MustRegister(m.schedules.runs, m.schedules.lag, &scheduleCollector{counts: counts, storeError: m.storeError})
 }
 
@@ -55,7 +56,7 @@ var nextRunDesc = prometheus.NewDesc("hypersdk_schedule_next_run_timestamp_secon
 // read from the store at scrape time: a due time that stays in the past
 // means the schedule is not firing.
 func (m *Metrics) RegisterScheduleNextRuns(next NextRuns) {
-	m.Registry.MustRegister(&storeCollector{desc: nextRunDesc, read: func(ctx context.Context, ch chan<- prometheus.Metric) error {
+	m.registerStoreCollector(&storeCollector{desc: nextRunDesc, read: func(ctx context.Context, ch chan<- prometheus.Metric) error {
 		runs, err := next(ctx)
 		if err != nil {
 			return err

@@ -27,11 +27,16 @@ func (c *storeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+func (m *Metrics) registerStoreCollector(c *storeCollector) {
+	m.storeQuery(c.query)
+	m.Registry.MustRegister(c)
+}
+
 var storeUpDesc = prometheus.NewDesc("hypersdk_store_up", "Whether the store answered a ping at scrape time (1) or not (0).", nil, nil)
 
 // RegisterStore adds hypersdk_store_up, a ping of the store at scrape time.
 func (m *Metrics) RegisterStore(ping func(ctx context.Context) error) {
-	m.Registry.MustRegister(&storeCollector{desc: storeUpDesc, query: "ping", storeError: m.storeError,
+	m.registerStoreCollector(&storeCollector{desc: storeUpDesc, query: "ping", storeError: m.storeError,
 		read: func(ctx context.Context, ch chan<- prometheus.Metric) error {
 			up := 1.0
 			if err := ping(ctx); err != nil {

@@ -31,6 +31,7 @@ func (m *Metrics) RegisterWebhooks(pending PendingCounter) {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"endpoint"}),
 	}
+	m.storeQuery("webhook_pending")
 	m.Registry.MustRegister(m.webhooks.deliveries, m.webhooks.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hypersdk_webhook_pending", Help: "Webhook deliveries waiting to be sent, including retries waiting for their backoff (all daemons).",
 	}, func() float64 {
@@ -57,7 +58,7 @@ var oldestPendingDesc = prometheus.NewDesc("hypersdk_webhook_oldest_pending_age_
 // read from the store at scrape time: a backlog that only grows older
 // means an endpoint that keeps failing or delivery that is stuck.
 func (m *Metrics) RegisterWebhookBacklog(oldest OldestPending, now func() time.Time) {
-	m.Registry.MustRegister(&storeCollector{desc: oldestPendingDesc, read: func(ctx context.Context, ch chan<- prometheus.Metric) error {
+	m.registerStoreCollector(&storeCollector{desc: oldestPendingDesc, read: func(ctx context.Context, ch chan<- prometheus.Metric) error {
 		at, ok, err := oldest(ctx)
 		if err != nil {
 			return err
