@@ -181,6 +181,31 @@ type Instance struct {
 	mu        sync.Mutex
 	connected bool
 	health    Health
+	observer  Observer // set by Set.Observe before the set runs
+}
+
+// Observer hears the platform calls of a Set's instances and the outcome
+// of their orphan sweeps; the daemon's metrics implement it. Calls must be
+// cheap and must not block.
+type Observer interface {
+	// ProviderCall reports one call to the platform: op is connect,
+	// validate_credentials, list_vms, get_vm, search_vms or
+	// prepare_export; err is the call's error, nil on success.
+	ProviderCall(provider, op string, d time.Duration, err error)
+	// OrphanSweep reports one sweep: how many platform objects of ended
+	// jobs it deleted, and its error (objects of ended jobs remain).
+	OrphanSweep(provider string, deleted int, err error)
+}
+
+// observe times fn and reports it to the instance's observer.
+func (i *Instance) observe(op string, fn func() error) error {
+	if i.observer == nil {
+		return fn()
+	}
+	start := time.Now()
+	err := fn()
+	i.observer.ProviderCall(i.Name(), op, time.Since(start), err)
+	return err
 }
 
 // ready connects the instance on first use if the background check has
@@ -221,7 +246,7 @@ func (i *Instance) connect(ctx context.Context) error {
 	if i.isConnected() {
 		return nil
 	}
-	if err := i.Connect(ctx); err != nil {
+	if err := i.observe("connect", func() error { return i.Connect(ctx) }); err != nil {
 		return err
 	}
 	i.mu.Lock()
@@ -235,7 +260,12 @@ func (i *Instance) ListVMs(ctx context.Context, filter VMFilter) ([]*VMInfo, err
 	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
-	return i.Provider.ListVMs(ctx, filter)
+	var out []*VMInfo
+	err := i.observe("list_vms", func() (err error) {
+		out, err = i.Provider.ListVMs(ctx, filter)
+		return err
+	})
+	return out, err
 }
 
 // GetVM is the provider's, once connected.
@@ -243,7 +273,12 @@ func (i *Instance) GetVM(ctx context.Context, identifier string) (*VMInfo, error
 	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
-	return i.Provider.GetVM(ctx, identifier)
+	var out *VMInfo
+	err := i.observe("get_vm", func() (err error) {
+		out, err = i.Provider.GetVM(ctx, identifier)
+		return err
+	})
+	return out, err
 }
 
 // SearchVMs is the provider's, once connected.
@@ -251,7 +286,12 @@ func (i *Instance) SearchVMs(ctx context.Context, query string) ([]*VMInfo, erro
 	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
-	return i.Provider.SearchVMs(ctx, query)
+	var out []*VMInfo
+	err := i.observe("search_vms", func() (err error) {
+		out, err = i.Provider.SearchVMs(ctx, query)
+		return err
+	})
+	return out, err
 }
 
 // PrepareExport is the provider's, once connected.
@@ -259,7 +299,12 @@ func (i *Instance) PrepareExport(ctx context.Context, identifier string, opts Ex
 	if err := i.ready(ctx); err != nil {
 		return nil, err
 	}
-	return i.Provider.PrepareExport(ctx, identifier, opts)
+	var out *Export
+	err := i.observe("prepare_export", func() (err error) {
+		out, err = i.Provider.PrepareExport(ctx, identifier, opts)
+		return err
+	})
+	return out, err
 }
 
 // Health returns the last health check result.
@@ -280,8 +325,9 @@ func (i *Instance) setHealth(err error) {
 
 // Set holds the daemon's provider instances by name.
 type Set struct {
-	byName map[string]*Instance
-	log    *slog.Logger
+	byName   map[string]*Instance
+	log      *slog.Logger
+	observer Observer
 }
 
 // NewSet returns a set of the given instances.
@@ -301,8 +347,18 @@ func (s *Set) Add(in *Instance) error {
 		return fmt.Errorf("provider %q is configured twice", in.Name())
 	}
 	in.health = Health{Error: ErrNotConnected.Error()}
+	in.observer = s.observer
 	s.byName[in.Name()] = in
 	return nil
+}
+
+// Observe makes o hear every instance's platform calls and sweeps. Call
+// it before the set is used (Run, SweepOrphans, jobs).
+func (s *Set) Observe(o Observer) {
+	s.observer = o
+	for _, in := range s.byName {
+		in.observer = o
+	}
 }
 
 // Get returns the named instance.
@@ -366,7 +422,7 @@ func (s *Set) check(ctx context.Context, in *Instance) error {
 	if !in.isConnected() {
 		err = in.connect(cctx)
 	} else {
-		err = in.ValidateCredentials(cctx)
+		err = in.observe("validate_credentials", func() error { return in.ValidateCredentials(cctx) })
 	}
 	in.setHealth(err)
 	return err

@@ -61,9 +61,13 @@ func (s *Set) sweep(ctx context.Context, in *Instance, sw OrphanSweeper, interva
 			}
 			return live
 		})
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
+		}
+		if s.observer != nil {
+			s.observer.OrphanSweep(in.Name(), len(deleted), err)
+		}
+		switch {
 		case err != nil:
 			log.Warn("orphan sweep failed; retrying later", "err", err, "deleted", deleted)
 		case len(deleted) > 0:

@@ -3,7 +3,8 @@
 # (the store and job tests run against it), the Debian tools some tests
 # and benchmarks call (qemu-img, zstd, gzip, lzop, mkfs.ext4; OpenSSH's sshd
 # and Samba's smbd, which the SFTP and SMB tests run as real servers, and
-# their clients, the benchmarks' anchors; node/npm for Azurite), Azurite, the
+# their clients, the benchmarks' anchors; node/npm for Azurite; Prometheus
+# and promtool for the monitoring tests), Azurite, the
 # Azure Storage emulator the Azure tests run, and versitygw, the real S3
 # server of the AWS export-task tests (built once into the per-user cache by
 # build-versitygw.sh). Installs missing packages when run as root with
@@ -28,6 +29,8 @@ have pdbedit || case "$missing" in *" samba"*) ;; *) missing="$missing samba" ;;
 have smbclient || missing="$missing smbclient"    # transfer/smb benchmark anchor
 have node || missing="$missing nodejs"            # Azurite runs on Node.js
 have npm || missing="$missing npm"
+have promtool || missing="$missing prometheus"   # monitoring: promtool check/test rules
+have prometheus || case "$missing" in *" prometheus"*) ;; *) missing="$missing prometheus" ;; esac # monitoring: alerts firing against a real daemon
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"

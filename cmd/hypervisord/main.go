@@ -286,6 +286,9 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 
 	m := metrics.New(ver, rev, log)
 	m.RegisterPools(set.List)
+	m.RegisterProviders(set.List)
+	m.RegisterStore(db.SQL.PingContext)
+	set.Observe(m)
 
 	hooks, err := webhooks.New(db, webhooks.Options{
 		NodeID: nodeID, AllowPrivateTargets: cfg.WebhookDelivery.AllowPrivateTargets, Workers: cfg.WebhookDelivery.Workers,
@@ -303,6 +306,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 		fmt.Fprintf(stdout, "Generated a signing secret for a configured webhook endpoint: %s (mode 0600).\n", f)
 	}
 	m.RegisterWebhooks(hooks.Pending)
+	m.RegisterWebhookBacklog(hooks.OldestPending, time.Now)
 
 	// Job events go to webhooks and, for scheduled jobs, to the schedule's
 	// execution history. The scheduler then submits through the engine
@@ -316,8 +320,10 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 		return err
 	}
 	m.RegisterJobs(engine.Counts)
+	m.RegisterActiveJobs(activeJobs(engine), set.List, time.Now)
 	sched := scheduler.New(db, engine, scheduler.Options{Events: hooks, Metrics: m, Logger: log.With("component", "scheduler")})
 	m.RegisterSchedules(sched.Counts)
+	m.RegisterScheduleNextRuns(sched.NextRuns)
 	if err := hooks.Start(ctx); err != nil {
 		return err
 	}
@@ -423,4 +429,17 @@ func advertised(addr string) string {
 
 func writeEndpoint(dataDir, url string) error {
 	return safepath.WriteFile(dataDir, apitypes.EndpointFile, []byte(url+"\n"), 0o600)
+}
+
+// activeJobs adapts the engine's queued and running jobs to the metrics'
+// view of them (each package keeps its own type).
+func activeJobs(engine *jobs.Manager) metrics.ActiveJobs {
+	return func(ctx context.Context) ([]metrics.ActiveJob, error) {
+		active, err := engine.Active(ctx)
+		out := make([]metrics.ActiveJob, len(active))
+		for i, j := range active {
+			out[i] = metrics.ActiveJob(j)
+		}
+		return out, err
+	}
 }

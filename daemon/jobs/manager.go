@@ -40,6 +40,9 @@ type Metrics interface {
 	JobSubmitted(provider string)
 	JobFinished(provider string, state apitypes.JobState, d time.Duration)
 	ExportBytes(provider string, n int64)
+	// JobRetried reports a failed attempt after which the job is queued
+	// for another.
+	JobRetried(provider string)
 }
 
 // Options configure a Manager.
@@ -575,3 +578,4 @@ type nopMetrics struct{}
 func (nopMetrics) JobSubmitted(string)                                  {}
 func (nopMetrics) JobFinished(string, apitypes.JobState, time.Duration) {}
 func (nopMetrics) ExportBytes(string, int64)                            {}
+func (nopMetrics) JobRetried(string)                                    {}

@@ -354,3 +354,44 @@ func insertLogs(ctx context.Context, db execer, recs []logRecord) error {
 	}
 	return nil
 }
+
+// ActiveJob is a queued or running job as the metrics see it: no id or VM
+// (unbounded), only what bounded labels and sums are made of.
+type ActiveJob struct {
+	Provider, Format string
+	State            apitypes.JobState
+	// BytesDone and BytesTotal are the running attempt's progress (0 for
+	// a queued job; BytesTotal 0 while unknown).
+	BytesDone, BytesTotal int64
+	CreatedAt             time.Time
+}
+
+// Active lists every queued and running job of the store (all daemons
+// sharing it). Their number is bounded by the queue, which the metrics
+// read at scrape time.
+func (m *Manager) Active(ctx context.Context) ([]ActiveJob, error) {
+	rows, err := m.db.SQL.QueryContext(ctx, `SELECT provider, spec, state, bytes_done, bytes_total, created_at
+		FROM jobs WHERE state IN ('queued', 'running')`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []ActiveJob
+	for rows.Next() {
+		var (
+			j       ActiveJob
+			spec    string
+			created int64
+		)
+		if err := rows.Scan(&j.Provider, &spec, &j.State, &j.BytesDone, &j.BytesTotal, &created); err != nil {
+			return nil, err
+		}
+		var s apitypes.JobSpec
+		if err := json.Unmarshal([]byte(spec), &s); err != nil {
+			return nil, fmt.Errorf("corrupt job spec: %w", err)
+		}
+		j.Format, j.CreatedAt = string(s.Options.Format), store.Time(created)
+		out = append(out, j)
+	}
+	return out, rows.Err()
+}

@@ -374,6 +374,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 		logLevel  = slog.LevelInfo
 		logAttrs  []any
 		finalized bool
+		retried   bool // failed, another attempt follows
 	)
 	base := []any{a.jobID, m.opts.NodeID, a.number, store.Micros(now)}
 	if exportErr == nil && res == nil {
@@ -432,7 +433,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 			logMsg, logLevel = "export failed", slog.LevelError
 			logAttrs = []any{"err", errText, "kind", kind, "attempt", a.number, "max_attempts", a.max}
 		} else {
-			state = apitypes.JobQueued
+			state, retried = apitypes.JobQueued, true
 			delay := m.retry.Delay(a.number)
 			next := now.Add(delay)
 			query = lease(`UPDATE jobs SET state = 'queued', node_id = NULL, error = $5, error_kind = 'transient',
@@ -469,6 +470,9 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 	if !applied {
 		m.log.Warn("job outcome not recorded: lease lost meanwhile", "job_id", a.jobID, "outcome", state)
 		return nil
+	}
+	if retried {
+		m.metrics.JobRetried(a.spec.Provider)
 	}
 	if finalized {
 		m.metrics.JobFinished(a.spec.Provider, state, elapsed)

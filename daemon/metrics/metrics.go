@@ -1,9 +1,20 @@
 // Package metrics defines the daemon's Prometheus metrics on a registry of
-// its own (no global registry), records what the job engine and the HTTP
-// server report, and serves /metrics. Every metric defined here is
-// recorded by a caller in the running daemon; the gauges of queued and
-// running jobs are read from the store at scrape time, so they are right
-// across restarts and for every daemon sharing one database.
+// its own (no global registry), records what the job engine, the
+// providers, the scheduler, webhook delivery and the HTTP server report,
+// and serves /metrics. Every metric defined here is recorded by a caller
+// in the running daemon. Counters are incremented where the event
+// happens (so they count this daemon's work); gauges of state shared by
+// every daemon of one database (queued and running jobs, export progress,
+// webhook backlog, schedules) are read from the store at scrape time, so
+// they are right across restarts and cluster-wide.
+//
+// Labels come from closed sets only: provider instance names and types
+// from the configuration, job states, formats, operations, outcomes,
+// route templates, schedule names and webhook endpoint ids. Never a job
+// id or a VM name: cardinality stays bounded however many jobs run.
+//
+// monitoring/ holds the Grafana dashboards and Prometheus alerts built on
+// these metrics; its tests prove every name they use is exported here.
 package metrics
 
 import (
@@ -31,6 +42,12 @@ type Metrics struct {
 	exportBytes   *prometheus.CounterVec
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
+	jobRetries    *prometheus.CounterVec
+	storeErrors   *prometheus.CounterVec
+	providerCalls *prometheus.HistogramVec
+	providerErrs  *prometheus.CounterVec
+	sweeps        *prometheus.CounterVec
+	orphans       *prometheus.CounterVec
 	webhooks      *webhookMetrics
 	schedules     *scheduleMetrics
 	log           *slog.Logger
@@ -67,6 +84,26 @@ func New(version, revision string, log *slog.Logger) *Metrics {
 			Name: "hypersdk_http_request_duration_seconds", Help: "HTTP request latency by route template and method.",
 			Buckets: prometheus.DefBuckets,
 		}, []string{"route", "method"}),
+		jobRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hypersdk_job_retries_total", Help: "Failed export attempts after which the job was queued for another, by provider.",
+		}, []string{"provider"}),
+		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hypersdk_store_errors_total", Help: "Store reads made for a scrape that failed, by what they read.",
+		}, []string{"query"}),
+		providerCalls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "hypersdk_provider_request_duration_seconds", Help: "Latency of calls to the platform's API, by provider and operation.",
+			// Connects and exports' preparation (snapshots, grants) take seconds to minutes.
+			Buckets: []float64{.01, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 180, 600},
+		}, []string{"provider", "operation"}),
+		providerErrs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hypersdk_provider_request_errors_total", Help: "Calls to the platform's API that failed, by provider and operation.",
+		}, []string{"provider", "operation"}),
+		sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hypersdk_orphan_sweeps_total", Help: "Sweeps for platform objects (snapshots, grants, export tasks, staging objects) that ended jobs left, by provider and outcome (ok, error).",
+		}, []string{"provider", "outcome"}),
+		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hypersdk_orphans_deleted_total", Help: "Platform objects that jobs left after they ended, found and deleted by the sweep, by provider.",
+		}, []string{"provider"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "hypersdk_build_info", Help: "Build information; the value is always 1.",
@@ -74,6 +111,7 @@ func New(version, revision string, log *slog.Logger) *Metrics {
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	m.Registry.MustRegister(
 		m.jobsTotal, m.jobsSubmitted, m.jobDuration, m.exportBytes, m.httpRequests, m.httpDuration, buildInfo,
+		m.jobRetries, m.storeErrors, m.providerCalls, m.providerErrs, m.sweeps, m.orphans,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -83,7 +121,8 @@ func New(version, revision string, log *slog.Logger) *Metrics {
 // RegisterJobs adds hypersdk_jobs_running and hypersdk_jobs_queued, read
 // through counts (the job engine's Counts) at scrape time.
 func (m *Metrics) RegisterJobs(counts JobCounter) {
-	m.Registry.MustRegister(&jobStateCollector{counts: counts, log: m.log})
+	m.storeQuery("job_counts")
+	m.Registry.MustRegister(&jobStateCollector{counts: counts, storeError: m.storeError})
 }
 
 // JobSubmitted implements jobs.Metrics.
@@ -97,6 +136,9 @@ func (m *Metrics) JobFinished(provider string, state apitypes.JobState, d time.D
 	}
 }
 
+// JobRetried implements jobs.Metrics.
+func (m *Metrics) JobRetried(provider string) { m.jobRetries.WithLabelValues(provider).Inc() }
+
 // ExportBytes implements jobs.Metrics.
 func (m *Metrics) ExportBytes(provider string, n int64) {
 	m.exportBytes.WithLabelValues(provider).Add(float64(n))
@@ -107,6 +149,20 @@ func (m *Metrics) ExportBytes(provider string, n int64) {
 func (m *Metrics) ObserveHTTP(route, method string, code int, d time.Duration) {
 	m.httpRequests.WithLabelValues(route, method, strconv.Itoa(code)).Inc()
 	m.httpDuration.WithLabelValues(route, method).Observe(d.Seconds())
+}
+
+// scrapeQueryTimeout bounds each store read made for a scrape.
+const scrapeQueryTimeout = 5 * time.Second
+
+// storeQuery creates the store-error series of a query at 0, so that its
+// first failure is an increase Prometheus sees.
+func (m *Metrics) storeQuery(query string) { m.storeErrors.WithLabelValues(query) }
+
+// storeError counts and logs a store read for a scrape that failed; the
+// scrape then reports the metric as invalid rather than a made-up value.
+func (m *Metrics) storeError(query string, err error) {
+	m.storeErrors.WithLabelValues(query).Inc()
+	m.log.Warn("metrics: reading the store failed", "query", query, "err", err)
 }
 
 // Handler serves the registry in the Prometheus exposition format.
@@ -121,8 +177,8 @@ var (
 
 // jobStateCollector reads the job-state gauges from the store at scrape time.
 type jobStateCollector struct {
-	counts JobCounter
-	log    *slog.Logger
+	counts     JobCounter
+	storeError func(query string, err error)
 }
 
 func (c *jobStateCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -131,11 +187,11 @@ func (c *jobStateCollector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c *jobStateCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeQueryTimeout)
 	defer cancel()
 	counts, err := c.counts(ctx)
 	if err != nil {
-		c.log.Warn("metrics: counting jobs failed", "err", err)
+		c.storeError("job_counts", err)
 		ch <- prometheus.NewInvalidMetric(runningDesc, err)
 		return
 	}

@@ -31,7 +31,8 @@ func (m *Metrics) RegisterSchedules(counts ScheduleCounter) {
 			Buckets: []float64{.1, .5, 1, 2, 5, 10, 30, 60, 300, 3600},
 		}),
 	}
-	m.Registry.MustRegister(m.schedules.runs, m.schedules.lag, &scheduleCollector{counts: counts})
+	m.storeQuery("schedule_counts")
+	m.Registry.MustRegister(m.schedules.runs, m.schedules.lag, &scheduleCollector{counts: counts, storeError: m.storeError})
 }
 
 // ScheduleRun implements scheduler.Metrics.
@@ -45,15 +46,41 @@ func (m *Metrics) ScheduleRun(schedule, outcome string, lag time.Duration) {
 	}
 }
 
-type scheduleCollector struct{ counts ScheduleCounter }
+// NextRuns reports the next due time of every enabled schedule by name.
+type NextRuns func(ctx context.Context) (map[string]time.Time, error)
+
+var nextRunDesc = prometheus.NewDesc("hypersdk_schedule_next_run_timestamp_seconds",
+	"When each enabled schedule is next due, as a Unix time (all daemons).", []string{"schedule"}, nil)
+
+// RegisterScheduleNextRuns adds hypersdk_schedule_next_run_timestamp_seconds,
+// read from the store at scrape time: a due time that stays in the past
+// means the schedule is not firing.
+func (m *Metrics) RegisterScheduleNextRuns(next NextRuns) {
+	m.registerStoreCollector(&storeCollector{desc: nextRunDesc, read: func(ctx context.Context, ch chan<- prometheus.Metric) error {
+		runs, err := next(ctx)
+		if err != nil {
+			return err
+		}
+		for name, at := range runs {
+			ch <- prometheus.MustNewConstMetric(nextRunDesc, prometheus.GaugeValue, float64(at.UnixMilli())/1e3, name)
+		}
+		return nil
+	}, query: "schedule_next_runs", storeError: m.storeError})
+}
+
+type scheduleCollector struct {
+	counts     ScheduleCounter
+	storeError func(query string, err error)
+}
 
 func (c *scheduleCollector) Describe(ch chan<- *prometheus.Desc) { ch <- schedulesDesc }
 
 func (c *scheduleCollector) Collect(ch chan<- prometheus.Metric) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), scrapeQueryTimeout)
 	defer cancel()
 	enabled, paused, err := c.counts(ctx)
 	if err != nil {
+		c.storeError("schedule_counts", err)
 		ch <- prometheus.NewInvalidMetric(schedulesDesc, err)
 		return
 	}

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"context"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -30,17 +31,45 @@ func (m *Metrics) RegisterWebhooks(pending PendingCounter) {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"endpoint"}),
 	}
+	m.storeQuery("webhook_pending")
 	m.Registry.MustRegister(m.webhooks.deliveries, m.webhooks.duration, prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "hypersdk_webhook_pending", Help: "Webhook deliveries waiting to be sent, including retries waiting for their backoff (all daemons).",
 	}, func() float64 {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), scrapeQueryTimeout)
 		defer cancel()
 		n, err := pending(ctx)
 		if err != nil {
-			return -1
+			// A GaugeFunc cannot fail the metric; NaN is Prometheus' "no value".
+			m.storeError("webhook_pending", err)
+			return math.NaN()
 		}
 		return float64(n)
 	}))
+}
+
+// OldestPending reports when the oldest webhook delivery still waiting
+// was created; ok is false when none waits.
+type OldestPending func(ctx context.Context) (at time.Time, ok bool, err error)
+
+var oldestPendingDesc = prometheus.NewDesc("hypersdk_webhook_oldest_pending_age_seconds",
+	"Age of the oldest webhook delivery waiting to be sent (0 when none waits; all daemons).", nil, nil)
+
+// RegisterWebhookBacklog adds hypersdk_webhook_oldest_pending_age_seconds,
+// read from the store at scrape time: a backlog that only grows older
+// means an endpoint that keeps failing or delivery that is stuck.
+func (m *Metrics) RegisterWebhookBacklog(oldest OldestPending, now func() time.Time) {
+	m.registerStoreCollector(&storeCollector{desc: oldestPendingDesc, read: func(ctx context.Context, ch chan<- prometheus.Metric) error {
+		at, ok, err := oldest(ctx)
+		if err != nil {
+			return err
+		}
+		age := 0.0
+		if ok {
+			age = max(now().Sub(at).Seconds(), 0)
+		}
+		ch <- prometheus.MustNewConstMetric(oldestPendingDesc, prometheus.GaugeValue, age)
+		return nil
+	}, query: "webhook_oldest_pending", storeError: m.storeError})
 }
 
 // WebhookDelivery implements webhooks.Metrics.

@@ -402,3 +402,25 @@ func (s *Scheduler) Counts(ctx context.Context) (enabled, paused int, err error)
 	err = s.db.SQL.QueryRowContext(ctx, "SELECT COALESCE(SUM(enabled), 0), COUNT(*) - COALESCE(SUM(enabled), 0) FROM scheduled_jobs").Scan(&enabled, &paused)
 	return enabled, paused, err
 }
+
+// NextRuns returns the next due time of every enabled schedule that has
+// one, by schedule name (all daemons).
+func (s *Scheduler) NextRuns(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.db.SQL.QueryContext(ctx, "SELECT name, next_run FROM scheduled_jobs WHERE enabled = 1 AND next_run IS NOT NULL")
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]time.Time{}
+	for rows.Next() {
+		var (
+			name string
+			next int64
+		)
+		if err := rows.Scan(&name, &next); err != nil {
+			return nil, err
+		}
+		out[name] = store.Time(next)
+	}
+	return out, rows.Err()
+}

@@ -785,3 +785,16 @@ func (s *Service) delay(retry int) time.Duration {
 	j := float64(d) * 0.2
 	return time.Duration(float64(d) - j + rand.Float64()*2*j)
 }
+
+// OldestPending returns when the oldest delivery still waiting to be sent
+// was created (all daemons); ok is false when none waits.
+func (s *Service) OldestPending(ctx context.Context) (at time.Time, ok bool, err error) {
+	var us sql.NullInt64
+	if err := s.db.SQL.QueryRowContext(ctx, "SELECT MIN(created_at) FROM webhook_deliveries WHERE state = 'pending'").Scan(&us); err != nil {
+		return time.Time{}, false, err
+	}
+	if !us.Valid {
+		return time.Time{}, false, nil
+	}
+	return store.Time(us.Int64), true, nil
+}
