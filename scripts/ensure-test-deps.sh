@@ -28,6 +28,7 @@ have pdbedit || case "$missing" in *" samba"*) ;; *) missing="$missing samba" ;;
 have smbclient || missing="$missing smbclient"    # transfer/smb benchmark anchor
 have node || missing="$missing nodejs"            # Azurite runs on Node.js
 have npm || missing="$missing npm"
+have systemd-analyze || missing="$missing systemd" # deploy: verify and rate the systemd unit
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"
