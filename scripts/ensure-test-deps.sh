@@ -21,6 +21,7 @@ have zstd || missing="$missing zstd"
 have gzip || missing="$missing gzip"
 have lzop || missing="$missing lzop" # the oracle for .vma.lzo dumps (vma, internal/lzop)
 have mkfs.ext4 || missing="$missing e2fsprogs" # the ova benchmarks' ext4 image (mkfs.ext4 -d)
+have systemd-analyze || missing="$missing systemd" # deploy: verify and rate the systemd unit
 have sshd || missing="$missing openssh-server"    # internal/sshdtest
 have sftp || missing="$missing openssh-client"    # transfer/sftp benchmark anchor (sftp, scp)
 have smbd || missing="$missing samba"             # internal/sambatest (smbd, pdbedit)
@@ -28,7 +29,6 @@ have pdbedit || case "$missing" in *" samba"*) ;; *) missing="$missing samba" ;;
 have smbclient || missing="$missing smbclient"    # transfer/smb benchmark anchor
 have node || missing="$missing nodejs"            # Azurite runs on Node.js
 have npm || missing="$missing npm"
-have systemd-analyze || missing="$missing systemd" # deploy: verify and rate the systemd unit
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"
