@@ -25,6 +25,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	k8sjson "sigs.k8s.io/json"
 	sigsyaml "sigs.k8s.io/yaml"
 
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
@@ -70,12 +71,22 @@ type manifests struct {
 	configMaps map[string]map[string]string // generated: name -> file name -> content
 }
 
-// decodeStrict decodes one YAML document into obj, failing on unknown or
-// duplicate fields.
+// decodeStrict decodes one YAML document into obj as the API server
+// decodes a request: field names case-sensitive (encoding/json alone would
+// take readOnlyRootFileSystem for readOnlyRootFilesystem), unknown and
+// duplicate fields refused.
 func decodeStrict(t testing.TB, file string, doc []byte, obj any) {
 	t.Helper()
-	if err := sigsyaml.UnmarshalStrict(doc, obj); err != nil {
+	js, err := sigsyaml.YAMLToJSONStrict(doc)
+	if err != nil {
 		t.Fatalf("%s: %v", file, err)
+	}
+	strict, err := k8sjson.UnmarshalStrict(js, obj)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	for _, e := range strict {
+		t.Errorf("%s: %v", file, e)
 	}
 }
 
@@ -173,6 +184,13 @@ func loadManifests(t testing.TB) *manifests {
 		}
 	}
 	return m
+}
+
+func replicasString(r *int32) string {
+	if r == nil {
+		return "unset"
+	}
+	return strconv.Itoa(int(*r))
 }
 
 func isNil(v any) bool {
@@ -327,7 +345,7 @@ func TestKubernetesManifests(t *testing.T) {
 
 	// Three replicas, selected by the Deployment, the Service and the PDB.
 	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 3 {
-		t.Errorf("deployment: replicas %v; want 3", dep.Spec.Replicas)
+		t.Errorf("deployment: replicas %s; want 3", replicasString(dep.Spec.Replicas))
 	}
 	podLabels := labels.Set(dep.Spec.Template.Labels)
 	sel, err := metav1.LabelSelectorAsSelector(dep.Spec.Selector)
