@@ -6,7 +6,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-deps lint bench fuzz clean
+.PHONY: all build run test test-deps lint bench fuzz clean image
 
 all: build
 
@@ -77,6 +77,12 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench SMBvsSmbclient -benchtime 1x -timeout 30m ./transfer/smb/
 	$(GO) test -run '^$$' -bench EBSDirectParallel -benchtime 1x -timeout 30m ./providers/aws/
 	$(GO) test -run '^$$' -bench DownloadVsCurl -benchtime 1x -timeout 20m ./providers/azure/
+
+# The container image (Dockerfile; README, "Deployment"). Needs Docker with
+# BuildKit (or `docker buildx build` / `podman build`).
+IMAGE ?= hypersdk/hypervisord
+image:
+	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
 
 clean:
 	rm -rf $(BIN)

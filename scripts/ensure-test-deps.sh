@@ -22,6 +22,7 @@ have zstd || missing="$missing zstd"
 have gzip || missing="$missing gzip"
 have lzop || missing="$missing lzop" # the oracle for .vma.lzo dumps (vma, internal/lzop)
 have mkfs.ext4 || missing="$missing e2fsprogs" # the ova benchmarks' ext4 image (mkfs.ext4 -d)
+have systemd-analyze || missing="$missing systemd" # deploy: verify and rate the systemd unit
 have sshd || missing="$missing openssh-server"    # internal/sshdtest
 have sftp || missing="$missing openssh-client"    # transfer/sftp benchmark anchor (sftp, scp)
 have smbd || missing="$missing samba"             # internal/sambatest (smbd, pdbedit)

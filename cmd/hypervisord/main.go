@@ -83,7 +83,7 @@ func buildVersion() (string, string) {
 
 type flags struct {
 	config, listen, dataDir, logLevel, logFormat string
-	checkConfig, showVersion, demo               bool
+	checkConfig, showVersion, demo, healthcheck  bool
 }
 
 func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) {
@@ -97,6 +97,7 @@ func parseFlags(args []string, stderr io.Writer) (*flags, *flag.FlagSet, error) 
 	fs.StringVar(&f.logFormat, "log-format", "", "text or json (config log.format)")
 	fs.BoolVar(&f.checkConfig, "check-config", false, "validate the configuration and exit")
 	fs.BoolVar(&f.showVersion, "version", false, "print the version and exit")
+	fs.BoolVar(&f.healthcheck, "healthcheck", false, "probe /healthz of the daemon this configuration describes on this host; exit 0 if it answers 200, 1 otherwise (a container HEALTHCHECK)")
 	fs.BoolVar(&f.demo, "demo", false, "also start a simulated vCenter with demo VMs, registered as provider \"demo\", and simulated AWS, Azure, Google Cloud, Hyper-V and Proxmox VE platforms as providers \"demo-aws\", \"demo-azure\", \"demo-gcp\", \"demo-hyperv\" and \"demo-proxmox\"")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: hypervisord [flags]\n\nRuns the HyperSDK daemon. Settings come from defaults, then --config, then HYPERSDK_* environment variables, then flags.\n\nFlags:\n")
@@ -166,6 +167,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, registry 
 	}
 	if f.checkConfig {
 		return checkConfig(cfg, registry, stdout, stderr)
+	}
+	if f.healthcheck {
+		return healthcheck(ctx, cfg, stdout, stderr)
 	}
 	log := newLogger(cfg.Log, stderr)
 	if err := serve(ctx, cfg, registry, log, ver, rev, f.demo, stdout); err != nil {
