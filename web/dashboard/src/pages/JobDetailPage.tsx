@@ -174,8 +174,8 @@ function Logs({ id, finished }: { id: string; finished: boolean }) {
     const load = async () => {
       try {
         const r = await api.GET("/api/v1/jobs/{id}/logs", { params: { path: { id }, query: { after: after.current } }, parseAs: "text" });
-        const text = unwrap(r) as unknown as string;
-        const got = parseNDJSON<LogLine>(text);
+        // No new lines is an empty body, which openapi-fetch gives as undefined.
+        const got = parseNDJSON<LogLine>(unwrap(r) ?? "");
         if (!stop && got.length > 0) {
           after.current = got[got.length - 1]!.id;
           setLines((old) => [...old, ...got]);
