@@ -1,1 +1,0 @@
-import{t as e}from"./Placeholder-G-aFiOHa.js";import{t}from"./index-DUEAQmqL.js";var n=t();function r(){return(0,n.jsx)(e,{title:`Schedules`})}export{r as default};
