@@ -6,7 +6,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-deps lint bench fuzz clean image
+.PHONY: all build run test test-deps lint bench fuzz clean image dashboard test-dashboard
 
 all: build
 
@@ -37,6 +37,7 @@ test: test-deps lint
 	$(GO) test -race -timeout 15m $$($(GO) list ./... | grep -v -E '$(NORACE)')
 	$(GO) test -timeout 15m $$($(GO) list ./... | grep -E '$(NORACE)')
 	$(MAKE) fuzz
+	$(MAKE) test-dashboard
 
 # A short fuzzing run of the parsers that read untrusted input, on top of the
 # checked-in corpora (which plain `go test` already replays).
@@ -83,6 +84,26 @@ bench: test-deps
 IMAGE ?= hypersdk/hypervisord
 image:
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):$(VERSION) .
+
+# The web dashboard (web/dashboard): its built bundle, dist/, is committed and
+# embedded into hypervisord. `make dashboard` rebuilds it from source; npm
+# installs exactly the lock file.
+DASHBOARD := web/dashboard
+dashboard:
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund && npm run build
+
+# Vitest unit tests, the Playwright end-to-end tests (Debian's Chromium
+# against a real hypervisord --demo), and a check that rebuilding from source
+# gives exactly the committed dist/.
+test-dashboard: test-deps
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund
+	cd $(DASHBOARD) && npm test
+	cd $(DASHBOARD) && npm run build
+	@if ! git diff --quiet -- $(DASHBOARD)/dist || [ -n "$$(git ls-files --others --exclude-standard -- $(DASHBOARD)/dist)" ]; then \
+		echo "test-dashboard: rebuilding web/dashboard from source does not give the committed dist/:"; \
+		git status --short -- $(DASHBOARD)/dist; \
+		echo "run 'make dashboard' and commit web/dashboard/dist with the source change"; exit 1; fi
+	cd $(DASHBOARD) && npm run test:e2e
 
 clean:
 	rm -rf $(BIN)

@@ -32,6 +32,7 @@ have node || missing="$missing nodejs"            # Azurite runs on Node.js
 have npm || missing="$missing npm"
 have promtool || missing="$missing prometheus"   # monitoring: promtool check/test rules
 have prometheus || case "$missing" in *" prometheus"*) ;; *) missing="$missing prometheus" ;; esac # monitoring: alerts firing against a real daemon
+[ -x /usr/bin/chromium ] || missing="$missing chromium" # the dashboard's e2e tests (playwright-core drives it)
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"

@@ -257,6 +257,15 @@ func TestSubmitWaitFails(t *testing.T) {
 		t.Fatalf("watch -o json of a failed job: %v\n%s", err, r.stdout)
 	}
 
+	// retry runs the failed job again as a new one; a job that did not
+	// fail cannot be retried, and the error says its state.
+	r = h.run("jobs", "retry", j.ID, "--wait", "-o", "json").expect(t, 0)
+	var again apitypes.Job
+	if err := json.Unmarshal([]byte(r.stdout), &again); err != nil || again.ID == j.ID || again.State != apitypes.JobSucceeded || again.VM != "vm-003" {
+		t.Fatalf("retry --wait: %v\n%s", err, r.stdout)
+	}
+	h.run("jobs", "retry", again.ID).expect(t, 1, "job "+again.ID+" is succeeded; only failed or cancelled jobs can be retried")
+
 	// A transient failure is retried by the daemon; waiting ends with the
 	// later attempt's success.
 	h.srv.Fake.FailNext("vm-000", errors.New("connection reset by vCenter"))
