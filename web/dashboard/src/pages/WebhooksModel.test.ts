@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { emptyWebhook, eventGroups, parseHeaders, toEndpointPatch, toEndpointSpec, validEventPattern, validateWebhook } from './WebhooksModel';
+import { EVENT_TYPES, emptyWebhook, eventGroups, parseHeaders, toEndpointPatch, toEndpointSpec, validEventPattern, validateWebhook } from './WebhooksModel';
 
 const known = ['job.created', 'job.started', 'job.progress', 'job.completed', 'job.failed', 'job.cancelled', 'schedule.triggered', 'schedule.failed', 'webhook.test'];
 const valid = { ...emptyWebhook(), url: 'https://hooks.example.com/x' };
@@ -47,5 +47,16 @@ describe('headers and bodies', () => {
     });
     // An empty headers box keeps the stored headers on update.
     expect(toEndpointPatch({ ...valid, description: '' })).not.toHaveProperty('headers');
+  });
+});
+
+describe('EVENT_TYPES', () => {
+  it('is the daemon list (apitypes.EventTypes)', async () => {
+    const { readFileSync } = await import('node:fs');
+    const go = readFileSync(new URL('../../../../apitypes/webhooks.go', import.meta.url), 'utf8');
+    const body = go.slice(go.indexOf('func EventTypes()'));
+    const names = [...body.slice(0, body.indexOf('\n}')).matchAll(/Event\w+/g)].map((m) => m[0]).filter((n) => n !== 'EventTypes');
+    const values = Object.fromEntries([...go.matchAll(/(Event\w+)\s+= "([^"]+)"/g)].map((m) => [m[1], m[2]]));
+    expect(names.map((n) => values[n])).toEqual([...EVENT_TYPES]);
   });
 });

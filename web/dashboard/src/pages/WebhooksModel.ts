@@ -4,6 +4,20 @@
 import { parseGoDuration } from '../lib/cron';
 import type { FieldErrors } from './SchedulesModel';
 
+/** The event types the daemon emits (apitypes.EventTypes; a test keeps
+ * the two equal, as the OpenAPI document does not enumerate them). */
+export const EVENT_TYPES = [
+  'job.created',
+  'job.started',
+  'job.progress',
+  'job.completed',
+  'job.failed',
+  'job.cancelled',
+  'schedule.triggered',
+  'schedule.failed',
+  'webhook.test',
+] as const;
+
 export interface WebhookValues {
   url: string;
   description: string;
