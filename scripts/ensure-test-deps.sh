@@ -28,6 +28,7 @@ have pdbedit || case "$missing" in *" samba"*) ;; *) missing="$missing samba" ;;
 have smbclient || missing="$missing smbclient"    # transfer/smb benchmark anchor
 have node || missing="$missing nodejs"            # Azurite runs on Node.js
 have npm || missing="$missing npm"
+[ -x /usr/bin/chromium ] || missing="$missing chromium" # the dashboard's e2e tests (playwright-core drives it)
 if [ -n "$missing" ]; then
 	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 		echo "installing Debian packages:$missing"

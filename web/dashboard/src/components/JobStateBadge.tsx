@@ -1,0 +1,3 @@
+export function JobStateBadge({ state }: { state: string }) {
+  return <span className={`badge state-${state}`}>{state}</span>;
+}
