@@ -31,19 +31,16 @@ interface Bounds {
   name: string;
   min: number;
   max: number;
-  names?: readonly string[]; // index = value - min... see lookup
 }
 
 const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'] as const;
 const DAYS = ['Sunday', 'Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday'] as const;
 
-const FIELDS: readonly Bounds[] = [
-  { name: 'minute', min: 0, max: 59 },
-  { name: 'hour', min: 0, max: 23 },
-  { name: 'day-of-month', min: 1, max: 31 },
-  { name: 'month', min: 1, max: 12 },
-  { name: 'day-of-week', min: 0, max: 6 },
-];
+const MINUTE: Bounds = { name: 'minute', min: 0, max: 59 };
+const HOUR: Bounds = { name: 'hour', min: 0, max: 23 };
+const DOM: Bounds = { name: 'day-of-month', min: 1, max: 31 };
+const MONTH: Bounds = { name: 'month', min: 1, max: 12 };
+const DOW: Bounds = { name: 'day-of-week', min: 0, max: 6 };
 
 const DESCRIPTORS = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'] as const;
 
@@ -72,9 +69,9 @@ function value(b: Bounds, s: string): number {
 }
 
 function parseItem(b: Bounds, expr: string): { item: CronItem; star: boolean } {
-  const [range, stepText, extra] = expr.split('/');
+  const [range = '', stepText, extra] = expr.split('/');
   if (extra !== undefined) throw new CronError(`${b.name} field: too many slashes in ${JSON.stringify(expr)}`);
-  const [low, high, more] = range.split('-');
+  const [low = '', high, more] = range.split('-');
   if (more !== undefined) throw new CronError(`${b.name} field: too many hyphens in ${JSON.stringify(expr)}`);
   let start: number;
   let end: number;
@@ -123,7 +120,7 @@ export function parseGoDuration(text: string): number | undefined {
   let total = 0;
   let pos = 0;
   for (let m = re.exec(s); m; m = re.exec(s)) {
-    total += Number(m[1]) * UNIT_MS[m[2]];
+    total += Number(m[1]) * (UNIT_MS[m[2] ?? ''] ?? NaN);
     pos = re.lastIndex;
   }
   return pos === s.length && pos > 0 ? total : undefined;
@@ -150,8 +147,15 @@ export function parseSchedule(text: string): ParsedSchedule {
   }
   const fields = expr.split(/\s+/);
   if (fields.length !== 5) throw new CronError(`${fields.length} fields; use ${EXPECTED_FORM}`);
-  const [minute, hour, dom, month, dow] = fields.map((f, i) => parseField(FIELDS[i], f));
-  return { kind: 'cron', minute, hour, dom, month, dow };
+  const [minute = '', hour = '', dom = '', month = '', dow = ''] = fields;
+  return {
+    kind: 'cron',
+    minute: parseField(MINUTE, minute),
+    hour: parseField(HOUR, hour),
+    dom: parseField(DOM, dom),
+    month: parseField(MONTH, month),
+    dow: parseField(DOW, dow),
+  };
 }
 
 /** The error message for an expression, or undefined when it parses. */
@@ -198,7 +202,7 @@ function itemsText(f: CronField, b: Bounds, fmt: (n: number) => string, unit: st
 }
 
 function timeText(minute: CronField, hour: CronField): string {
-  const [mb, hb] = FIELDS;
+  const [mb, hb] = [MINUTE, HOUR];
   const ms = singles(minute);
   const hs = singles(hour);
   if (ms && hs && ms.length * hs.length <= 6) {
@@ -212,7 +216,7 @@ function timeText(minute: CronField, hour: CronField): string {
   else if (ms) m = ms.length === 1 && ms[0] === 0 && hourFull ? 'Every hour, on the hour' : `At minute${ms.length === 1 ? '' : 's'} ${list(ms.map(String))}`;
   else {
     const t = itemsText(minute, mb, String, 'minute');
-    m = t.startsWith('every') ? t[0].toUpperCase() + t.slice(1) : `At minutes ${t}`;
+    m = t.startsWith('every') ? t.charAt(0).toUpperCase() + t.slice(1) : `At minutes ${t}`;
   }
   if (hourFull) return ms && !(ms.length === 1 && ms[0] === 0) ? `${m} past every hour` : m;
   const h = itemsText(hour, hb, pad2, 'hour');
@@ -220,22 +224,23 @@ function timeText(minute: CronField, hour: CronField): string {
 }
 
 function dayText(p: Extract<ParsedSchedule, { kind: 'cron' }>): string {
-  const [, , db, mob, dwb] = FIELDS;
+  const [db, mob, dwb] = [DOM, MONTH, DOW];
   const parts: string[] = [];
   const domRestricted = !isFull(p.dom, db) || !p.dom.star;
   const dowRestricted = !isFull(p.dow, dwb) || !p.dow.star;
-  const domText = `on ${p.dom.items.length === 1 && p.dom.items[0].start === p.dom.items[0].end ? 'day' : 'days'} ${itemsText(p.dom, db, String, 'day')} of the month`.replace(
+  const one = singles(p.dom)?.length === 1;
+  const domText = `on ${one ? 'day' : 'days'} ${itemsText(p.dom, db, String, 'day')} of the month`.replace(
     /^on days? every/,
     'every',
   );
-  const dowText = `on ${itemsText(p.dow, dwb, (n) => DAYS[n], 'day')}`.replace(/^on every (\d+) days?/, 'every $1 days of the week');
+  const dowText = `on ${itemsText(p.dow, dwb, (n) => DAYS[n] ?? String(n), 'day')}`.replace(/^on every (\d+) days?/, 'every $1 days of the week');
   // robfig: with either day field a bare *, both must match; otherwise either may.
   if (domRestricted && dowRestricted) {
     parts.push(p.dom.star || p.dow.star ? `${domText} and ${dowText}` : `${domText} or ${dowText}`);
   } else if (domRestricted) parts.push(domText);
   else if (dowRestricted) parts.push(dowText);
   if (!isFull(p.month, mob)) {
-    const t = itemsText(p.month, mob, (n) => MONTHS[n - 1], 'month');
+    const t = itemsText(p.month, mob, (n) => MONTHS[n - 1] ?? String(n), 'month');
     parts.push(t.startsWith('every') ? t : `in ${t}`);
   }
   return parts.join(', ');
@@ -275,7 +280,7 @@ export function describeSchedule(text: string): string {
   const p = parseSchedule(text);
   switch (p.kind) {
     case 'descriptor':
-      return DESCRIPTOR_TEXT[p.name];
+      return DESCRIPTOR_TEXT[p.name] ?? p.name;
     case 'every':
       return `Every ${durationText(p.ms)}, counted from the previous run`;
     case 'cron': {

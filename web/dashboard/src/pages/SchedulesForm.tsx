@@ -4,7 +4,7 @@
 
 import { useEffect, useId, useMemo, useState, type FormEvent, type ReactNode } from 'react';
 import { useQuery } from '@tanstack/react-query';
-import { api } from '../api/client';
+import { api, unwrap } from '../api/client';
 import { CronError, describeSchedule } from '../lib/cron';
 import { problemFieldErrors, validate, type FieldErrors, type ScheduleValues } from './SchedulesModel';
 
@@ -67,9 +67,7 @@ function NextRuns({ schedule, timezone }: { schedule: string; timezone: string }
     enabled: !localError,
     retry: false,
     queryFn: async () => {
-      const { data, error } = await api.POST('/api/v1/schedules/preview', { body: { schedule: expr, timezone: zone, count: 5 } });
-      if (error) throw error;
-      return data;
+      return unwrap(await api.POST('/api/v1/schedules/preview', { body: { schedule: expr, timezone: zone, count: 5 } }));
     },
   });
   if (localError) return null;

@@ -2,24 +2,14 @@
 // before submit (the daemon's rules, so most mistakes never reach it), and
 // the request bodies. Kept free of React so it is tested on its own.
 
+import type { Schemas } from '../api/client';
 import { validateSchedule } from '../lib/cron';
 
-export type Overlap = 'skip' | 'queue' | 'allow';
-export type CatchUp = 'none' | 'once';
-export type Format = '' | 'ovf' | 'ova' | 'disks';
-export type DiskFormat = '' | 'vmdk' | 'raw' | 'qcow2' | 'vhd' | 'vhdx';
-
-/** The job part of a schedule as the form edits it. */
-export interface ScheduleJob {
-  provider: string;
-  vm: string;
-  format?: Format | string;
-  disk_format?: DiskFormat | string;
-  output?: string;
-  snapshot?: boolean;
-  power_off?: boolean;
-  [other: string]: unknown; // options the form does not edit are kept as they are
-}
+type JobRequest = Schemas['JobRequest'];
+export type Overlap = NonNullable<Schemas['ScheduleSpec']['overlap']>;
+export type CatchUp = NonNullable<Schemas['ScheduleSpec']['catch_up']>;
+export type Format = '' | NonNullable<JobRequest['format']>;
+export type DiskFormat = '' | NonNullable<JobRequest['disk_format']>;
 
 export interface ScheduleValues {
   name: string;
@@ -41,17 +31,7 @@ export interface ScheduleValues {
 }
 
 /** A schedule as the API returns it (the fields the form uses). */
-export interface ScheduleLike {
-  name: string;
-  schedule: string;
-  timezone: string;
-  job: ScheduleJob;
-  enabled: boolean;
-  overlap: string;
-  catch_up: string;
-  end_at?: string | null;
-  max_runs?: number | null;
-}
+export type ScheduleLike = Pick<Schemas['Schedule'], 'name' | 'schedule' | 'timezone' | 'job' | 'enabled' | 'overlap' | 'catch_up' | 'end_at' | 'max_runs'>;
 
 export type FieldErrors = Partial<Record<string, string>>;
 
@@ -145,25 +125,27 @@ export function validate(v: ScheduleValues, creating: boolean): FieldErrors {
   return e;
 }
 
-function job(v: ScheduleValues, base: ScheduleJob | undefined): ScheduleJob {
-  const j: ScheduleJob = { ...base, provider: v.provider, vm: v.vm.trim() };
-  const set = (key: string, value: unknown) => {
-    if (value === '' || value === false) delete j[key];
-    else j[key] = value;
+/** The job of a schedule: the form's fields over the options it does not
+ * show, which are kept as they are. */
+function job(v: ScheduleValues, base: JobRequest | undefined): JobRequest {
+  const { format: _f, disk_format: _d, output: _o, snapshot: _s, power_off: _p, ...kept } = base ?? { provider: '', vm: '' };
+  return {
+    ...kept,
+    provider: v.provider,
+    vm: v.vm.trim(),
+    ...(v.format ? { format: v.format } : {}),
+    ...(v.diskFormat ? { disk_format: v.diskFormat } : {}),
+    ...(v.output.trim() ? { output: v.output.trim() } : {}),
+    ...(v.snapshot ? { snapshot: true } : {}),
+    ...(v.powerOff ? { power_off: true } : {}),
   };
-  set('format', v.format);
-  set('disk_format', v.diskFormat);
-  set('output', v.output.trim());
-  set('snapshot', v.snapshot);
-  set('power_off', v.powerOff);
-  return j;
 }
 
 const endAt = (v: ScheduleValues) => (v.endAt ? new Date(v.endAt).toISOString() : undefined);
 const maxRuns = (v: ScheduleValues) => (v.maxRuns.trim() ? Number(v.maxRuns) : undefined);
 
 /** The body of POST /schedules. */
-export function toSpec(v: ScheduleValues) {
+export function toSpec(v: ScheduleValues): Schemas['ScheduleSpec'] {
   return {
     name: v.name.trim(),
     schedule: v.schedule.trim(),
@@ -179,7 +161,7 @@ export function toSpec(v: ScheduleValues) {
 
 /** The body of PATCH /schedules/{id}: every edited field, the job's
  * options the form does not show kept from the schedule. */
-export function toPatch(v: ScheduleValues, current: ScheduleLike) {
+export function toPatch(v: ScheduleValues, current: ScheduleLike): Schemas['SchedulePatch'] {
   return {
     schedule: v.schedule.trim(),
     timezone: v.timezone.trim() || 'UTC',
@@ -192,11 +174,13 @@ export function toPatch(v: ScheduleValues, current: ScheduleLike) {
   };
 }
 
-/** A problem+json body's field errors ("body.job.vm" → "job.vm"); the
+/** A refused request's field errors ("body.job.vm" → "job.vm"); the
  * detail goes under "" when no field is named. */
-export function problemFieldErrors(problem: unknown): FieldErrors {
+export function problemFieldErrors(error: unknown): FieldErrors {
   const out: FieldErrors = {};
-  if (!problem || typeof problem !== 'object') return out;
+  if (!error || typeof error !== 'object') return { '': String(error) };
+  // An ApiError carries the body as .problem; a bare body is accepted too.
+  const problem = 'problem' in error && error.problem && typeof error.problem === 'object' ? error.problem : error;
   const p = problem as { detail?: string; title?: string; errors?: { location?: string; message?: string }[] | null };
   for (const err of p.errors ?? []) {
     const field = (err.location ?? '').replace(/^body\.?/, '');

@@ -5,19 +5,18 @@
 // daemon enforces the same rules.
 
 import { useState } from 'react';
-import { Link, useSearchParams } from 'react-router-dom';
+import { Link, useSearchParams } from 'react-router';
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { api } from '../api/client';
-import type { components } from '../api/schema';
-import { useCan } from '../auth/role';
+import { api, unwrap, type Schemas } from '../api/client';
+import { useCan } from '../auth/principal';
 import { describeSchedule } from '../lib/cron';
 import { ConfirmDialog } from './SchedulesConfirm';
 import { ScheduleForm, formatInZone } from './SchedulesForm';
 import { emptyValues, toPatch, toSpec, valuesOf, type ScheduleLike, type ScheduleValues } from './SchedulesModel';
 import './Schedules.css';
 
-type Schedule = components['schemas']['Schedule'];
-type Execution = components['schemas']['Execution'];
+type Schedule = Schemas['Schedule'];
+type Execution = Schemas['Execution'];
 
 function reading(expr: string): string {
   try {
@@ -39,11 +38,9 @@ function History({ schedule }: { schedule: Schedule }) {
     initialPageParam: '',
     refetchInterval: 5000,
     queryFn: async ({ pageParam }) => {
-      const { data, error } = await api.GET('/api/v1/schedules/{id}/history', {
+      return unwrap(await api.GET('/api/v1/schedules/{id}/history', {
         params: { path: { id: schedule.id }, query: { limit: 50, ...(pageParam ? { cursor: pageParam } : {}) } },
-      });
-      if (error) throw error;
-      return data;
+      }));
     },
     getNextPageParam: (last) => last.next_cursor || undefined,
   });
@@ -111,38 +108,32 @@ export default function SchedulesPage() {
     queryKey: ['schedules'],
     refetchInterval: 10_000,
     queryFn: async () => {
-      const { data, error } = await api.GET('/api/v1/schedules');
-      if (error) throw error;
+      const data = unwrap(await api.GET('/api/v1/schedules'));
       return data.items ?? [];
     },
   });
   const providers = useQuery({
     queryKey: ['providers'],
     queryFn: async () => {
-      const { data, error } = await api.GET('/api/v1/providers');
-      if (error) throw error;
-      return data;
+      return unwrap(await api.GET('/api/v1/providers'));
     },
   });
   const providerNames = (providers.data?.items ?? []).map((p: { name: string }) => p.name);
 
   const refresh = () => qc.invalidateQueries({ queryKey: ['schedules'] });
-  const failed = (what: string) => (e: unknown) => setNotice(`${what}: ${(e as { detail?: string }).detail ?? 'refused'}`);
+  const failed = (what: string) => (e: unknown) => setNotice(`${what}: ${e instanceof Error ? e.message : 'refused'}`);
 
   const toggle = useMutation({
     mutationFn: async (s: Schedule) => {
       const path = s.enabled ? '/api/v1/schedules/{id}/disable' : '/api/v1/schedules/{id}/enable';
-      const { error } = await api.POST(path, { params: { path: { id: s.id } } });
-      if (error) throw error;
+      unwrap(await api.POST(path, { params: { path: { id: s.id } } }));
     },
     onSuccess: refresh,
     onError: failed('Could not change the schedule'),
   });
   const runNow = useMutation({
     mutationFn: async (s: Schedule) => {
-      const { data, error } = await api.POST('/api/v1/schedules/{id}/run', { params: { path: { id: s.id } } });
-      if (error) throw error;
-      return data;
+      return unwrap(await api.POST('/api/v1/schedules/{id}/run', { params: { path: { id: s.id } } }));
     },
     onSuccess: (x, s) => {
       setNotice(x.job_id ? `${s.name}: job ${x.job_id} submitted.` : `${s.name}: ${x.status.replace('_', ' ')}${x.detail ? ` (${x.detail})` : ''}.`);
@@ -154,8 +145,7 @@ export default function SchedulesPage() {
   });
   const remove = useMutation({
     mutationFn: async (s: Schedule) => {
-      const { error } = await api.DELETE('/api/v1/schedules/{id}', { params: { path: { id: s.id } } });
-      if (error) throw error;
+      unwrap(await api.DELETE('/api/v1/schedules/{id}', { params: { path: { id: s.id } } }));
     },
     onSuccess: (_, s) => {
       setDeleting(null);
@@ -171,12 +161,10 @@ export default function SchedulesPage() {
 
   async function save(v: ScheduleValues) {
     if (editing === 'new') {
-      const { error } = await api.POST('/api/v1/schedules', { body: toSpec(v) });
-      if (error) throw error;
+      unwrap(await api.POST('/api/v1/schedules', { body: toSpec(v) }));
       setNotice(`${v.name} created.`);
     } else if (editing) {
-      const { error } = await api.PATCH('/api/v1/schedules/{id}', { params: { path: { id: editing.id } }, body: toPatch(v, editing as ScheduleLike) });
-      if (error) throw error;
+      unwrap(await api.PATCH('/api/v1/schedules/{id}', { params: { path: { id: editing.id } }, body: toPatch(v, editing as ScheduleLike) }));
       setNotice(`${editing.name} saved.`);
     }
     setEditing(null);

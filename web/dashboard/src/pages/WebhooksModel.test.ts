@@ -1,3 +1,4 @@
+/// <reference types="node" />
 import { describe, expect, it } from 'vitest';
 import { EVENT_TYPES, emptyWebhook, eventGroups, parseHeaders, toEndpointPatch, toEndpointSpec, validEventPattern, validateWebhook } from './WebhooksModel';
 

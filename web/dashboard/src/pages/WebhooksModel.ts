@@ -1,6 +1,7 @@
 // The webhook endpoint form's model: validation before submit with the
 // daemon's rules (daemon/webhooks) and the request bodies.
 
+import type { Schemas } from '../api/client';
 import { parseGoDuration } from '../lib/cron';
 import type { FieldErrors } from './SchedulesModel';
 
@@ -28,13 +29,7 @@ export interface WebhookValues {
   maxRetries: string;
 }
 
-export interface EndpointLike {
-  url: string;
-  description?: string;
-  events: string[];
-  timeout_seconds: number;
-  max_retries: number;
-}
+export type EndpointLike = Pick<Schemas['Endpoint'], 'url' | 'description' | 'events' | 'timeout_seconds' | 'max_retries'>;
 
 export function emptyWebhook(): WebhookValues {
   return { url: '', description: '', events: ['job.*'], headers: '', timeout: '10s', maxRetries: '' };
@@ -44,7 +39,7 @@ export function webhookValuesOf(ep: EndpointLike): WebhookValues {
   return {
     url: ep.url,
     description: ep.description ?? '',
-    events: [...ep.events],
+    events: [...(ep.events ?? [])],
     headers: '',
     timeout: `${ep.timeout_seconds}s`,
     maxRetries: String(ep.max_retries),
@@ -65,7 +60,7 @@ export function validEventPattern(pattern: string, known: readonly string[]): bo
 /** The event groups ("job", "schedule"…) of the known types, for the
  * wildcard choices. */
 export function eventGroups(known: readonly string[]): string[] {
-  return [...new Set(known.map((t) => t.split('.')[0]))];
+  return [...new Set(known.map((t) => t.split('.')[0] ?? t))];
 }
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -123,7 +118,7 @@ export function validateWebhook(v: WebhookValues, known: readonly string[]): Fie
 }
 
 /** The body of POST /webhooks. */
-export function toEndpointSpec(v: WebhookValues) {
+export function toEndpointSpec(v: WebhookValues): Schemas['EndpointSpec'] {
   const headers = parseHeaders(v.headers);
   return {
     url: v.url.trim(),
@@ -137,7 +132,7 @@ export function toEndpointSpec(v: WebhookValues) {
 
 /** The body of PATCH /webhooks/{id}: headers only when new ones are typed
  * (their stored values are never shown, so empty keeps them). */
-export function toEndpointPatch(v: WebhookValues) {
+export function toEndpointPatch(v: WebhookValues): Schemas['EndpointPatch'] {
   const headers = parseHeaders(v.headers);
   return {
     url: v.url.trim(),

@@ -5,18 +5,17 @@
 // until dismissed — never in the query cache, a URL or storage.
 
 import { Fragment, useState } from 'react';
-import { useSearchParams } from 'react-router-dom';
+import { useSearchParams } from 'react-router';
 import { useInfiniteQuery, useMutation, useQuery, useQueryClient } from '@tanstack/react-query';
-import { api } from '../api/client';
-import type { components } from '../api/schema';
-import { useCan } from '../auth/role';
+import { api, unwrap, type Schemas } from '../api/client';
+import { useCan } from '../auth/principal';
 import { ConfirmDialog } from './SchedulesConfirm';
 import { WebhookForm } from './WebhooksForm';
 import { EVENT_TYPES, emptyWebhook, toEndpointPatch, toEndpointSpec, webhookValuesOf, type WebhookValues } from './WebhooksModel';
 import './Webhooks.css';
 
-type Endpoint = components['schemas']['Endpoint'];
-type Delivery = components['schemas']['Delivery'];
+type Endpoint = Schemas['Endpoint'];
+type Delivery = Schemas['Delivery'];
 
 const when = (iso?: string | null) => (iso ? new Date(iso).toLocaleString() : '—');
 
@@ -51,9 +50,7 @@ function DeliveryAttempts({ id }: { id: string }) {
   const d = useQuery({
     queryKey: ['webhook-delivery', id],
     queryFn: async () => {
-      const { data, error } = await api.GET('/api/v1/webhook-deliveries/{id}', { params: { path: { id } } });
-      if (error) throw error;
-      return data;
+      return unwrap(await api.GET('/api/v1/webhook-deliveries/{id}', { params: { path: { id } } }));
     },
   });
   if (d.isPending) return <p className="muted">Loading attempts…</p>;
@@ -86,25 +83,22 @@ function Deliveries({ endpoint }: { endpoint: Endpoint }) {
     // Deliveries are not on the event stream; poll while the log is open.
     refetchInterval: 3000,
     queryFn: async ({ pageParam }) => {
-      const { data, error } = await api.GET('/api/v1/webhooks/{id}/deliveries', {
+      return unwrap(await api.GET('/api/v1/webhooks/{id}/deliveries', {
         params: { path: { id: endpoint.id }, query: { limit: 50, ...(state ? { state } : {}), ...(pageParam ? { cursor: pageParam } : {}) } },
-      });
-      if (error) throw error;
-      return data;
+      }));
     },
     getNextPageParam: (last) => last.next_cursor || undefined,
   });
   const redeliver = useMutation({
     mutationFn: async (d: Delivery) => {
-      const { error } = await api.POST('/api/v1/webhook-deliveries/{id}/redeliver', { params: { path: { id: d.id } } });
-      if (error) throw error;
+      unwrap(await api.POST('/api/v1/webhook-deliveries/{id}/redeliver', { params: { path: { id: d.id } } }));
     },
     onSuccess: (_, d) => {
       setNotice(`${d.event_type} queued for redelivery.`);
       qc.invalidateQueries({ queryKey: ['webhook-deliveries', endpoint.id] });
       qc.invalidateQueries({ queryKey: ['webhook-delivery', d.id] });
     },
-    onError: (e) => setNotice(`Redeliver refused: ${(e as { detail?: string }).detail ?? 'error'}`),
+    onError: (e) => setNotice(`Redeliver refused: ${e instanceof Error ? e.message : 'error'}`),
   });
   const items: Delivery[] = list.data?.pages.flatMap((p) => p.items ?? []) ?? [];
   const stateId = `deliveries-state-${endpoint.id}`;
@@ -213,26 +207,23 @@ export default function WebhooksPage() {
     queryKey: ['webhooks'],
     refetchInterval: 10_000,
     queryFn: async () => {
-      const { data, error } = await api.GET('/api/v1/webhooks');
-      if (error) throw error;
+      const data = unwrap(await api.GET('/api/v1/webhooks'));
       return data.items ?? [];
     },
   });
   const refresh = () => qc.invalidateQueries({ queryKey: ['webhooks'] });
-  const refused = (what: string) => (e: unknown) => setNotice(`${what}: ${(e as { detail?: string }).detail ?? 'refused'}`);
+  const refused = (what: string) => (e: unknown) => setNotice(`${what}: ${e instanceof Error ? e.message : 'refused'}`);
 
   const toggle = useMutation({
     mutationFn: async (ep: Endpoint) => {
-      const { error } = await api.PATCH('/api/v1/webhooks/{id}', { params: { path: { id: ep.id } }, body: { enabled: !ep.enabled } });
-      if (error) throw error;
+      unwrap(await api.PATCH('/api/v1/webhooks/{id}', { params: { path: { id: ep.id } }, body: { enabled: !ep.enabled } }));
     },
     onSuccess: refresh,
     onError: refused('Could not change the endpoint'),
   });
   const test = useMutation({
     mutationFn: async (ep: Endpoint) => {
-      const { error } = await api.POST('/api/v1/webhooks/{id}/test', { params: { path: { id: ep.id } } });
-      if (error) throw error;
+      unwrap(await api.POST('/api/v1/webhooks/{id}/test', { params: { path: { id: ep.id } } }));
     },
     onSuccess: (_, ep) => {
       setNotice(`Test event sent to ${ep.url}.`);
@@ -244,13 +235,10 @@ export default function WebhooksPage() {
   const act = useMutation({
     mutationFn: async ({ kind, ep }: { kind: 'delete' | 'rotate'; ep: Endpoint }) => {
       if (kind === 'delete') {
-        const { error } = await api.DELETE('/api/v1/webhooks/{id}', { params: { path: { id: ep.id } } });
-        if (error) throw error;
+        unwrap(await api.DELETE('/api/v1/webhooks/{id}', { params: { path: { id: ep.id } } }));
         return null;
       }
-      const { data, error } = await api.POST('/api/v1/webhooks/{id}/rotate-secret', { params: { path: { id: ep.id } }, body: {} });
-      if (error) throw error;
-      return data;
+      return unwrap(await api.POST('/api/v1/webhooks/{id}/rotate-secret', { params: { path: { id: ep.id } }, body: {} }));
     },
     onSuccess: (created, { kind, ep }) => {
       setConfirm(null);
@@ -270,12 +258,10 @@ export default function WebhooksPage() {
 
   async function save(v: WebhookValues) {
     if (editing === 'new') {
-      const { data, error } = await api.POST('/api/v1/webhooks', { body: toEndpointSpec(v) });
-      if (error) throw error;
+      const data = unwrap(await api.POST('/api/v1/webhooks', { body: toEndpointSpec(v) }));
       setSecret({ secret: data.secret, endpoint: data.endpoint });
     } else if (editing) {
-      const { error } = await api.PATCH('/api/v1/webhooks/{id}', { params: { path: { id: editing.id } }, body: toEndpointPatch(v) });
-      if (error) throw error;
+      unwrap(await api.PATCH('/api/v1/webhooks/{id}', { params: { path: { id: editing.id } }, body: toEndpointPatch(v) }));
       setNotice(`${v.url} saved.`);
     }
     setEditing(null);
@@ -350,7 +336,7 @@ export default function WebhooksPage() {
                     </th>
                     <td data-label="Events">
                       <ul className="chips" aria-label="Events">
-                        {ep.events.map((e) => (
+                        {(ep.events ?? []).map((e) => (
                           <li key={e} className="chip mono">
                             {e}
                           </li>

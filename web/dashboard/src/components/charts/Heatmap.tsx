@@ -19,19 +19,22 @@ export function Heatmap({ grid, label, formatTime, onOpen }: HeatmapProps) {
   const cols = grid.times.length;
   const [focus, setFocus] = useState<[number, number]>([Math.max(0, cols - 1), 0]);
   const [fc, fr] = [Math.min(focus[0], cols - 1), Math.min(focus[1], rows - 1)];
+  const count = (c: number, r: number) => grid.counts[c]?.[r] ?? 0;
+  const time = (c: number) => grid.times[c] ?? 0;
   const cellName = (c: number, r: number) => {
-    const n = grid.counts[c][r];
-    return `${formatTime(grid.times[c])}, ${rowLabel(grid.bounds, r)}: ${n} export${n === 1 ? '' : 's'}`;
+    const n = count(c, r);
+    return `${formatTime(time(c))}, ${rowLabel(grid.bounds, r)}: ${n} export${n === 1 ? '' : 's'}`;
   };
   const move = (e: KeyboardEvent) => {
-    const d: Record<string, [number, number]> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
+    const d: Partial<Record<string, [number, number]>> = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, 1], ArrowDown: [0, -1] };
+    const delta = d[e.key];
     let next: [number, number] | undefined;
-    if (d[e.key]) next = [fc + d[e.key][0], fr + d[e.key][1]];
+    if (delta) next = [fc + delta[0], fr + delta[1]];
     else if (e.key === 'Home') next = [0, fr];
     else if (e.key === 'End') next = [cols - 1, fr];
     else if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault();
-      onOpen(grid.times[fc], grid.times[fc] + grid.step);
+      onOpen(time(fc), time(fc) + grid.step);
       return;
     }
     if (!next) return;
@@ -55,7 +58,7 @@ export function Heatmap({ grid, label, formatTime, onOpen }: HeatmapProps) {
               {rowLabel(grid.bounds, r)}
             </div>
             {grid.times.map((t, c) => {
-              const n = grid.counts[c][r];
+              const n = count(c, r);
               return (
                 <div
                   key={t}
@@ -100,10 +103,10 @@ export function Heatmap({ grid, label, formatTime, onOpen }: HeatmapProps) {
             </thead>
             <tbody>
               {grid.times.map((t, c) =>
-                grid.counts[c].some((n) => n > 0) ? (
+                grid.counts[c]?.some((n) => n > 0) ? (
                   <tr key={t}>
                     <th scope="row">{formatTime(t)}</th>
-                    {grid.counts[c].map((n, r) => (
+                    {grid.bounds.map((_, r) => count(c, r)).map((n, r) => (
                       <td key={r}>{n || ''}</td>
                     ))}
                   </tr>

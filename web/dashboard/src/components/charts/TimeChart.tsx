@@ -4,15 +4,18 @@
 // (the keyboard and screen-reader way to drill down).
 
 import { useState } from 'react';
-import { Link } from 'react-router-dom';
+import { Link } from 'react-router';
 import { Area, CartesianGrid, ComposedChart, Legend, Line, ReferenceArea, ResponsiveContainer, Tooltip, XAxis, YAxis } from 'recharts';
 import type { MouseHandlerDataParam } from 'recharts';
 import { jobsLink, type DrillDown } from './drilldown';
 import { visiblePoints } from './timeAxis';
 import { ZoomFrame, type AxisState } from './ZoomFrame';
 
-export interface SeriesDef<P> {
-  key: keyof P & string;
+/** One time bucket: its start and a value per series key. */
+export type ChartPoint = { t: number } & Record<string, number | null>;
+
+export interface SeriesDef {
+  key: string;
   label: string;
   /** A CSS colour, normally a theme variable: var(--chart-1). */
   color: string;
@@ -23,10 +26,10 @@ export interface SeriesDef<P> {
   drill?: Omit<DrillDown, 'from' | 'to'>;
 }
 
-export interface TimeChartProps<P extends { t: number }> {
+export interface TimeChartProps {
   title: string;
-  points: readonly P[];
-  series: SeriesDef<P>[];
+  points: readonly ChartPoint[];
+  series: SeriesDef[];
   axis: AxisState;
   step: number;
   formatValue: (v: number) => string;
@@ -39,7 +42,7 @@ export interface TimeChartProps<P extends { t: number }> {
   unit?: string;
 }
 
-export function TimeChart<P extends { t: number }>(props: TimeChartProps<P>) {
+export function TimeChart(props: TimeChartProps) {
   const { title, points, series, axis, step, formatValue, formatTime, onDrill, drillable = true, height = 220 } = props;
   const [drag, setDrag] = useState<{ a: number; b: number } | null>(null);
   const shown = visiblePoints(points, axis.window);
@@ -55,7 +58,7 @@ export function TimeChart<P extends { t: number }>(props: TimeChartProps<P>) {
       <ZoomFrame axis={axis} title={title}>
         <ResponsiveContainer width="100%" height={height}>
           <ComposedChart
-            data={shown as P[]}
+            data={shown}
             margin={{ top: 8, right: 16, bottom: 0, left: 0 }}
             accessibilityLayer={false}
             onMouseDown={(s) => {
@@ -139,7 +142,7 @@ export function TimeChart<P extends { t: number }>(props: TimeChartProps<P>) {
                 <tr key={p.t}>
                   <th scope="row">{drillable ? <Link to={drillUrl(p.t)}>{formatTime(p.t)}</Link> : formatTime(p.t)}</th>
                   {series.map((s) => {
-                    const v = p[s.key] as unknown;
+                    const v = p[s.key];
                     const text = typeof v === 'number' ? formatValue(v) : '—';
                     return <td key={s.key}>{drillable && s.drill && typeof v === 'number' && v > 0 ? <Link to={drillUrl(p.t, s.key)}>{text}</Link> : text}</td>;
                   })}

@@ -24,7 +24,7 @@ describe('buildGrid', () => {
   it('filters by provider', () => {
     const g = buildGrid(cells, { start: 0, end: 2 * H }, H, 'demo-aws', [10, 30, 60]);
     expect(g.total).toBe(3);
-    expect(g.counts[0][0]).toBe(3);
+    expect(g.counts[0]?.[0]).toBe(3);
   });
   it('aligns columns to the step', () => {
     const g = buildGrid([], { start: H / 2, end: 3 * H }, H, undefined, [10]);

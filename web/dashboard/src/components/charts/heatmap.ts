@@ -53,10 +53,10 @@ export function buildGrid(
   for (const c of cells) {
     if (c.count <= 0 || c.t < start || c.t >= start + columns * step) continue;
     if (provider && c.provider !== provider) continue;
-    const col = Math.floor((c.t - start) / step);
+    const column = counts[Math.floor((c.t - start) / step)]!; // in range: checked above
     const row = rowOf(c.le, bounds);
-    counts[col][row] += c.count;
-    max = Math.max(max, counts[col][row]);
+    column[row] = (column[row] ?? 0) + c.count;
+    max = Math.max(max, column[row]);
     total += c.count;
   }
   return { times, step, bounds, counts, max, total };
@@ -77,8 +77,8 @@ export function formatSeconds(s: number): string {
 
 /** The label of a duration row: "≤ 10s", "10s–30s", "> 2h". */
 export function rowLabel(bounds: readonly number[], row: number): string {
-  const hi = bounds[row];
-  const lo = row > 0 ? bounds[row - 1] : 0;
+  const hi = bounds[row] ?? Infinity;
+  const lo = bounds[row - 1] ?? 0;
   if (hi === Infinity) return `> ${formatSeconds(lo)}`;
   return row === 0 ? `≤ ${formatSeconds(hi)}` : `${formatSeconds(lo)}–${formatSeconds(hi)}`;
 }
@@ -86,7 +86,7 @@ export function rowLabel(bounds: readonly number[], row: number): string {
 /** One-sentence summary for screen readers: total and the busiest row. */
 export function summary(grid: HeatGrid): string {
   if (grid.total === 0) return 'No exports finished in this period.';
-  const perRow = grid.bounds.map((_, r) => grid.counts.reduce((n, col) => n + col[r], 0));
+  const perRow = grid.bounds.map((_, r) => grid.counts.reduce((n, col) => n + (col[r] ?? 0), 0));
   const top = perRow.indexOf(Math.max(...perRow));
   return `${grid.total} export${grid.total === 1 ? '' : 's'}; most took ${rowLabel(grid.bounds, top)} (${perRow[top]}).`;
 }

@@ -93,7 +93,7 @@ export function visiblePoints<T extends { t: number }>(points: readonly T[], w: 
     let hi = points.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (past(points[mid].t)) hi = mid;
+      if (past(points[mid]!.t)) hi = mid; // mid < length
       else lo = mid + 1;
     }
     return lo;
