@@ -148,6 +148,10 @@ type JobFilter struct {
 	VM            string
 	CreatedAfter  time.Time
 	CreatedBefore time.Time
+	// FinishedAfter and FinishedBefore select jobs that ended in
+	// [after, before) (a chart bucket); unfinished jobs never match.
+	FinishedAfter  time.Time
+	FinishedBefore time.Time
 	// Cursor continues a previous listing (the NextCursor it returned).
 	Cursor string
 	// Limit caps the page size (default 50, at most 1000).

@@ -49,3 +49,11 @@ type Status struct {
 	Jobs          map[JobState]int `json:"jobs"`
 	Providers     []ProviderStatus `json:"providers"`
 }
+
+// WhoAmI is the caller as the daemon knows it: its token's name and role,
+// so a client can offer only what the role allows (the API enforces it
+// regardless).
+type WhoAmI struct {
+	Name string `json:"name" doc:"The token's configured name"`
+	Role string `json:"role" enum:"viewer,operator,admin" doc:"viewer reads; operator also submits, cancels and retries jobs; admin may do everything"`
+}

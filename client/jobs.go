@@ -99,6 +99,12 @@ func (c *Client) ListJobs(ctx context.Context, f apitypes.JobFilter) (*apitypes.
 	if !f.CreatedBefore.IsZero() {
 		q.Set("created_before", f.CreatedBefore.UTC().Format(time.RFC3339Nano))
 	}
+	if !f.FinishedAfter.IsZero() {
+		q.Set("finished_after", f.FinishedAfter.UTC().Format(time.RFC3339Nano))
+	}
+	if !f.FinishedBefore.IsZero() {
+		q.Set("finished_before", f.FinishedBefore.UTC().Format(time.RFC3339Nano))
+	}
 	setIf(q, "cursor", f.Cursor)
 	if f.Limit > 0 {
 		q.Set("limit", strconv.Itoa(f.Limit))
@@ -143,6 +149,16 @@ func (c *Client) AllJobs(ctx context.Context, f apitypes.JobFilter) iter.Seq2[*a
 func (c *Client) CancelJob(ctx context.Context, id string) (*apitypes.Job, error) {
 	var j apitypes.Job
 	if _, err := c.call(ctx, request{method: http.MethodPost, path: apiPath("jobs", id, "cancel")}, &j); err != nil {
+		return nil, err
+	}
+	return &j, nil
+}
+
+// RetryJob submits a new job with the spec of a failed or cancelled job
+// and returns the new job.
+func (c *Client) RetryJob(ctx context.Context, id string) (*apitypes.Job, error) {
+	var j apitypes.Job
+	if _, err := c.call(ctx, request{method: http.MethodPost, path: apiPath("jobs", id, "retry")}, &j); err != nil {
 		return nil, err
 	}
 	return &j, nil

@@ -206,7 +206,7 @@ func Default() *Config {
 			IdleTimeout:         5 * time.Minute,
 			HealthCheckInterval: 30 * time.Second,
 		},
-		WebhookDelivery: WebhookDelivery{Workers: 4, ProgressInterval: 30 * time.Second, Retention: 30 * 24 * time.Hour},
+		WebhookDelivery: WebhookDelivery{Workers: 4, ProgressInterval: 2 * time.Second, Retention: 30 * 24 * time.Hour},
 	}
 }
 

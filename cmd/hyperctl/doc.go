@@ -3,7 +3,7 @@
 // providers and VMs through the REST API (package client), and works on
 // OVA files and exports from a vCenter without any daemon.
 //
-//	hyperctl jobs submit|list|get|watch|cancel|logs|delete
+//	hyperctl jobs submit|list|get|watch|cancel|retry|logs|delete
 //	hyperctl export --provider P --vm V [--output DIR] [--wait]
 //	hyperctl export --local --url https://user@vc/sdk --vm PATH --output DIR
 //	hyperctl schedules create|list|get|update|enable|disable|delete|run|history|next

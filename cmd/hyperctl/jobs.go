@@ -25,7 +25,7 @@ func (a *app) jobsCommand() *cobra.Command {
 		RunE:  groupRunE,
 	}
 	cmd.AddCommand(a.jobsSubmitCommand(), a.jobsListCommand(), a.jobsGetCommand(), a.jobsWatchCommand(),
-		a.jobsCancelCommand(), a.jobsLogsCommand(), a.jobsDeleteCommand())
+		a.jobsCancelCommand(), a.jobsRetryCommand(), a.jobsLogsCommand(), a.jobsDeleteCommand())
 	return cmd
 }
 
@@ -472,6 +472,47 @@ until the job has ended and exits 0 only if it ended cancelled.`,
 		}),
 	}
 	cmd.Flags().BoolVar(&wait, "wait", false, "wait until the job has stopped")
+	return cmd
+}
+
+func (a *app) jobsRetryCommand() *cobra.Command {
+	var wait bool
+	cmd := &cobra.Command{
+		Use:   "retry ID",
+		Short: "Run a failed or cancelled job again, as a new job",
+		Long: `Submit a new job with the same options as a failed or cancelled job and print
+it. A job that wrote to its default output directory gets a new one. With
+--wait, hyperctl follows the new job and exits 0 only if it succeeded.`,
+		Args:              exactArgs("ID"),
+		ValidArgsFunction: a.completeJobs,
+		RunE: action(func(cmd *cobra.Command, args []string) error {
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			j, err := c.RetryJob(ctx, args[0])
+			if err != nil {
+				return fmt.Errorf("retry job %s: %w", args[0], err)
+			}
+			if wait {
+				if j, err = c.WatchJob(ctx, j.ID, a.env.pollInterval, nil); err != nil {
+					return fmt.Errorf("waiting for job %s: %w", j.ID, err)
+				}
+			}
+			if err := a.show(j, func(w io.Writer) error {
+				fmt.Fprintf(w, "job %s (retry of %s): %s\n", j.ID, args[0], j.State)
+				return nil
+			}); err != nil {
+				return err
+			}
+			if wait && j.State != apitypes.JobSucceeded {
+				return fmt.Errorf("job %s %s: %s", j.ID, j.State, j.Error)
+			}
+			return nil
+		}),
+	}
+	cmd.Flags().BoolVar(&wait, "wait", false, "follow the new job until it ends")
 	return cmd
 }
 

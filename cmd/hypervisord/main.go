@@ -23,9 +23,11 @@ import (
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/daemon/events"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/metrics"
 	"github.com/hypersdk/hypersdk/daemon/scheduler"
+	"github.com/hypersdk/hypersdk/daemon/stats"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/internal/safepath"
@@ -357,8 +359,13 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	}
 	defer stopEngine()
 
+	sampler := stats.New(db, engine, stats.Options{NodeID: nodeID, Logger: log.With("component", "stats")})
+	sampler.Start(bg)
+	defer sampler.Stop()
+
 	srv := api.New(api.Options{
 		Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
+		Events: events.New(db, events.Options{}), Stats: sampler,
 		MaxBodyBytes: cfg.API.MaxBodyBytes, Version: ver, NodeID: nodeID, Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) },
 	})

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -25,9 +26,11 @@ import (
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/daemon/events"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/metrics"
 	"github.com/hypersdk/hypersdk/daemon/scheduler"
+	"github.com/hypersdk/hypersdk/daemon/stats"
 	"github.com/hypersdk/hypersdk/daemon/store"
 	"github.com/hypersdk/hypersdk/daemon/store/storetest"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
@@ -45,10 +48,12 @@ const (
 
 type testServer struct {
 	*httptest.Server
-	srv    *api.Server
-	fake   *providertest.Fake
-	engine *jobs.Manager
-	logs   *syncBuffer
+	srv     *api.Server
+	fake    *providertest.Fake
+	engine  *jobs.Manager
+	logs    *syncBuffer
+	sampler *stats.Sampler
+	db      *store.DB
 }
 
 type syncBuffer struct {
@@ -68,8 +73,17 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func newTestServer(t testing.TB, db *store.DB) *testServer {
+// serverOption changes how newTestServer builds the server.
+type serverOption struct {
+	dashboard fs.FS
+}
+
+func newTestServer(t testing.TB, db *store.DB, opts ...func(*serverOption)) *testServer {
 	t.Helper()
+	var opt serverOption
+	for _, o := range opts {
+		o(&opt)
+	}
 	logs := &syncBuffer{}
 	log := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	fake := providertest.NewFake("lab")
@@ -103,7 +117,7 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 	t.Cleanup(func() { _ = hooks.Stop(context.Background()) })
 	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: "api-test", Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}}, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: t.TempDir(),
-		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, Logger: log, Metrics: m,
+		HeartbeatInterval: 100 * time.Millisecond, PollInterval: 50 * time.Millisecond, ProgressEvents: 100 * time.Millisecond, Logger: log, Metrics: m,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +128,10 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 	}
 	sched := scheduler.New(db, engine, scheduler.Options{Events: hooks, Logger: log, Metrics: m})
 	m.RegisterSchedules(sched.Counts)
+	sampler := stats.New(db, engine, stats.Options{NodeID: "api-test", Interval: 50 * time.Millisecond, Logger: log})
 	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Metrics: m, Logger: log,
+		Events: events.New(db, events.Options{}), Stats: sampler, Stream: api.StreamOptions{MaxStreams: 4, Poll: 200 * time.Millisecond},
+		Dashboard:    opt.dashboard,
 		MaxBodyBytes: 4096, Version: "test", NodeID: "api-test", Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) }})
 	hs := httptest.NewServer(srv.Handler())
@@ -124,7 +141,7 @@ func newTestServer(t testing.TB, db *store.DB) *testServer {
 		defer cancel()
 		_ = engine.Stop(ctx)
 	})
-	return &testServer{Server: hs, srv: srv, fake: fake, engine: engine, logs: logs}
+	return &testServer{Server: hs, srv: srv, fake: fake, engine: engine, logs: logs, sampler: sampler, db: db}
 }
 
 type response struct {

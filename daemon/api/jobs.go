@@ -29,13 +29,15 @@ type jobIDInput struct {
 }
 
 type listJobsInput struct {
-	State         []string  `query:"state" explode:"false" doc:"Only jobs in these states (comma-separated)" enum:"queued,running,succeeded,failed,cancelled"`
-	Provider      string    `query:"provider" doc:"Only jobs for this provider instance"`
-	VM            string    `query:"vm" doc:"Only jobs for this VM identifier (as submitted)"`
-	CreatedAfter  time.Time `query:"created_after" doc:"Only jobs created at or after this time (RFC 3339)"`
-	CreatedBefore time.Time `query:"created_before" doc:"Only jobs created before this time (RFC 3339)"`
-	Cursor        string    `query:"cursor" doc:"next_cursor of the previous page"`
-	Limit         int       `query:"limit" minimum:"1" maximum:"1000" default:"50"`
+	State          []string  `query:"state" explode:"false" doc:"Only jobs in these states (comma-separated)" enum:"queued,running,succeeded,failed,cancelled"`
+	Provider       string    `query:"provider" doc:"Only jobs for this provider instance"`
+	VM             string    `query:"vm" doc:"Only jobs for this VM identifier (as submitted)"`
+	CreatedAfter   time.Time `query:"created_after" doc:"Only jobs created at or after this time (RFC 3339)"`
+	CreatedBefore  time.Time `query:"created_before" doc:"Only jobs created before this time (RFC 3339)"`
+	FinishedAfter  time.Time `query:"finished_after" doc:"Only jobs that finished at or after this time (RFC 3339)"`
+	FinishedBefore time.Time `query:"finished_before" doc:"Only jobs that finished before this time (RFC 3339)"`
+	Cursor         string    `query:"cursor" doc:"next_cursor of the previous page"`
+	Limit          int       `query:"limit" minimum:"1" maximum:"1000" default:"50"`
 }
 
 type listJobsOutput struct {
@@ -67,7 +69,8 @@ func (s *Server) registerJobs() {
 
 	huma.Register(s.api, op("listJobs", http.MethodGet, apitypes.APIPrefix+"/jobs", "viewer", "List jobs, newest first", "jobs"),
 		func(ctx context.Context, in *listJobsInput) (*listJobsOutput, error) {
-			f := apitypes.JobFilter{Provider: in.Provider, VM: in.VM, CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore, Cursor: in.Cursor, Limit: in.Limit}
+			f := apitypes.JobFilter{Provider: in.Provider, VM: in.VM, CreatedAfter: in.CreatedAfter, CreatedBefore: in.CreatedBefore,
+				FinishedAfter: in.FinishedAfter, FinishedBefore: in.FinishedBefore, Cursor: in.Cursor, Limit: in.Limit}
 			for _, st := range in.State {
 				for part := range strings.SplitSeq(st, ",") {
 					if part = strings.TrimSpace(part); part != "" {
@@ -105,6 +108,18 @@ func (s *Server) registerJobs() {
 			status = http.StatusAccepted
 		}
 		return &jobOutput{Status: status, Body: j}, nil
+	})
+
+	retry := op("retryJob", http.MethodPost, apitypes.APIPrefix+"/jobs/{id}/retry", "operator",
+		"Submit a new job with the same spec as a failed or cancelled job; returns the new job", "jobs")
+	retry.DefaultStatus = http.StatusCreated
+	retry.Errors = append(retry.Errors, http.StatusNotFound, http.StatusConflict)
+	huma.Register(s.api, retry, func(ctx context.Context, in *jobIDInput) (*jobOutput, error) {
+		j, err := s.opts.Jobs.Retry(ctx, in.ID, PrincipalFrom(ctx).Name)
+		if err != nil {
+			return nil, toProblem(ctx, s.log, err)
+		}
+		return &jobOutput{Status: http.StatusCreated, Location: apitypes.APIPrefix + "/jobs/" + j.ID, Body: j}, nil
 	})
 
 	del := op("deleteJob", http.MethodDelete, apitypes.APIPrefix+"/jobs/{id}", "admin", "Delete a finished job and its logs (exported files are kept)", "jobs")

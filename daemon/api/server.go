@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -14,8 +15,10 @@ import (
 	"github.com/go-chi/chi/v5/middleware"
 
 	"github.com/hypersdk/hypersdk/apitypes"
+	"github.com/hypersdk/hypersdk/daemon/events"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/scheduler"
+	"github.com/hypersdk/hypersdk/daemon/stats"
 	"github.com/hypersdk/hypersdk/daemon/webhooks"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -34,9 +37,14 @@ type Options struct {
 	Webhooks *webhooks.Service
 	// Scheduler, when set, adds the /schedules routes.
 	Scheduler *scheduler.Scheduler
-	Tokens    *Tokens
-	Metrics   HTTPMetrics
-	Logger    *slog.Logger
+	// Events, when set, adds the /events stream.
+	Events *events.Log
+	// Stats, when set, adds /stats/history and the stream's stats event.
+	Stats   *stats.Sampler
+	Stream  StreamOptions
+	Tokens  *Tokens
+	Metrics HTTPMetrics
+	Logger  *slog.Logger
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 	Version      string
@@ -44,6 +52,9 @@ type Options struct {
 	Database     string
 	// Ready reports whether the daemon can serve (store reachable…).
 	Ready func(ctx context.Context) error
+	// Dashboard, when set, is the built web dashboard served at / (see
+	// daemon/webui); nil serves a short pointer to the API there.
+	Dashboard fs.FS
 }
 
 // Server is the HTTP handler of the daemon.
@@ -53,12 +64,15 @@ type Server struct {
 	router  chi.Router
 	api     huma.API
 	started time.Time
+	// streams holds a token per open event stream.
+	streams chan struct{}
 }
 
 // Role metadata key on operations; operations without it are public.
 const metaRole = "role"
 
-// New builds the server and registers every operation.
+// New builds the server and registers every operation. It panics when
+// opts.Dashboard holds no index.html, a build mistake.
 func New(opts Options) *Server {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -88,6 +102,9 @@ func New(opts Options) *Server {
 	s.registerProviders()
 	s.registerWebhooks()
 	s.registerSchedules()
+	s.registerEvents()
+	s.registerStats()
+	s.mountFallback()
 	return s
 }
 

@@ -24,6 +24,10 @@ type statusOutput struct {
 	Body apitypes.Status
 }
 
+type whoamiOutput struct {
+	Body apitypes.WhoAmI
+}
+
 func (s *Server) registerSystem() {
 	huma.Register(s.api, op("healthz", http.MethodGet, "/healthz", "", "Liveness: the process serves HTTP", "system"),
 		func(ctx context.Context, _ *struct{}) (*healthOutput, error) {
@@ -74,6 +78,12 @@ func (s *Server) registerSystem() {
 			_, _ = hctx.BodyWriter().Write(b)
 		}}, nil
 	})
+
+	huma.Register(s.api, op("whoami", http.MethodGet, apitypes.APIPrefix+"/whoami", "viewer", "The caller: its token's name and role", "system"),
+		func(ctx context.Context, _ *struct{}) (*whoamiOutput, error) {
+			p := PrincipalFrom(ctx)
+			return &whoamiOutput{Body: apitypes.WhoAmI{Name: p.Name, Role: p.Role}}, nil
+		})
 
 	huma.Register(s.api, op("getStatus", http.MethodGet, apitypes.APIPrefix+"/status", "viewer", "Daemon status: version, node, job counts, provider health", "system"),
 		func(ctx context.Context, _ *struct{}) (*statusOutput, error) {

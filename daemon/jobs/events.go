@@ -28,9 +28,12 @@ type EventData struct {
 	Format      string                `json:"format"`
 	OutputDir   string                `json:"output_dir"`
 	Progress    *apitypes.JobProgress `json:"progress,omitempty"`
-	Bytes       int64                 `json:"bytes,omitempty"`
-	Files       []FileData            `json:"files,omitempty"`
-	Manifest    string                `json:"manifest,omitempty"`
+	// Items is per-file progress (each disk of a download, a conversion),
+	// in job.progress events only.
+	Items    []ItemProgress `json:"items,omitempty"`
+	Bytes    int64          `json:"bytes,omitempty"`
+	Files    []FileData     `json:"files,omitempty"`
+	Manifest string         `json:"manifest,omitempty"`
 	// DurationSeconds is the successful attempt's export time.
 	DurationSeconds float64    `json:"duration_seconds,omitempty"`
 	Error           string     `json:"error,omitempty"`
@@ -38,6 +41,17 @@ type EventData struct {
 	CreatedAt       time.Time  `json:"created_at"`
 	StartedAt       *time.Time `json:"started_at,omitempty"`
 	FinishedAt      *time.Time `json:"finished_at,omitempty"`
+}
+
+// ItemProgress is the progress of one file of a phase, e.g. one disk
+// being downloaded.
+type ItemProgress struct {
+	Name       string  `json:"name" doc:"What is worked on, e.g. a disk file name"`
+	Phase      string  `json:"phase"`
+	BytesDone  int64   `json:"bytes_done"`
+	BytesTotal int64   `json:"bytes_total" doc:"0 while unknown"`
+	RateBps    float64 `json:"rate_bytes_per_second" doc:"Smoothed over the last seconds; 0 once done"`
+	Done       bool    `json:"done,omitempty" doc:"The item is complete (or failed)"`
 }
 
 // FileData is one exported file in a job.completed event.
@@ -76,6 +90,20 @@ func (m *Manager) emit(ctx context.Context, tx *sql.Tx, eventType, id string) er
 		return err
 	}
 	return m.opts.Events.Emit(ctx, tx, eventType, eventData(j, eventType == apitypes.EventJobProgress))
+}
+
+// emitProgress records a job.progress event with per-item progress.
+func (m *Manager) emitProgress(ctx context.Context, tx *sql.Tx, id string, items []ItemProgress) error {
+	if m.opts.Events == nil {
+		return nil
+	}
+	j, err := scanJob(tx.QueryRowContext(ctx, "SELECT "+jobColumns+" FROM jobs WHERE id = $1", id))
+	if err != nil {
+		return err
+	}
+	d := eventData(j, true)
+	d.Items = items
+	return m.opts.Events.Emit(ctx, tx, apitypes.EventJobProgress, d)
 }
 
 // finalEvent maps a final state to its event type.

@@ -32,13 +32,18 @@ func (h *hub) subscribe(id string) (<-chan struct{}, func()) {
 	}
 }
 
+// anyJob is the subscription key of watchers of every job.
+const anyJob = ""
+
 func (h *hub) publish(id string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	for ch := range h.subs[id] {
-		select {
-		case ch <- struct{}{}:
-		default: // a wake-up is already pending
+	for _, key := range []string{id, anyJob} {
+		for ch := range h.subs[key] {
+			select {
+			case ch <- struct{}{}:
+			default: // a wake-up is already pending
+			}
 		}
 	}
 }

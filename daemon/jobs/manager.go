@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -81,6 +82,8 @@ type Manager struct {
 	metrics   Metrics
 	retry     backoff.Policy
 	hub       *hub
+	// moved is the running total of bytes this daemon exported (stats).
+	moved atomic.Int64
 
 	mu       sync.Mutex
 	running  map[string]context.CancelCauseFunc // jobs this daemon is running
@@ -137,7 +140,7 @@ func New(db *store.DB, provs Providers, opts Options) (*Manager, error) {
 		opts.Metrics = nopMetrics{}
 	}
 	if opts.ProgressEvents <= 0 {
-		opts.ProgressEvents = 30 * time.Second
+		opts.ProgressEvents = 2 * time.Second
 	}
 	m := &Manager{
 		db:        db,

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/hypersdk/hypersdk/apitypes"
@@ -102,6 +104,12 @@ func (m *Manager) List(ctx context.Context, f apitypes.JobFilter) ([]*apitypes.J
 	if !f.CreatedBefore.IsZero() {
 		where = append(where, "created_at < "+arg(store.Micros(f.CreatedBefore)))
 	}
+	if !f.FinishedAfter.IsZero() {
+		where = append(where, "finished_at >= "+arg(store.Micros(f.FinishedAfter)))
+	}
+	if !f.FinishedBefore.IsZero() {
+		where = append(where, "finished_at < "+arg(store.Micros(f.FinishedBefore)))
+	}
 	if f.Cursor != "" {
 		where = append(where, "id < "+arg(f.Cursor))
 	}
@@ -137,6 +145,43 @@ func (m *Manager) List(ctx context.Context, f apitypes.JobFilter) ([]*apitypes.J
 		next = out[limit-1].ID
 	}
 	return out, next, nil
+}
+
+// Retry submits a new job with the spec of a failed or cancelled job (the
+// options in force when that job was accepted). A job whose output
+// directory was the default one gets its own default; an explicit output
+// directory is reused. Other states are ErrConflict.
+func (m *Manager) Retry(ctx context.Context, id, by string) (*apitypes.Job, error) {
+	if m.isStopping() {
+		return nil, ErrStopping
+	}
+	old, err := m.Get(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if old.State != apitypes.JobFailed && old.State != apitypes.JobCancelled {
+		return nil, fmt.Errorf("%w: job %s is %s; only failed or cancelled jobs can be retried", ErrConflict, id, old.State)
+	}
+	spec := old.Spec
+	if spec.Options.OutputDir == filepath.Join(m.opts.ExportDir, id) {
+		spec.Options.OutputDir = ""
+	}
+	u, err := uuid.NewV7()
+	if err != nil {
+		return nil, err
+	}
+	newID := u.String()
+	err = m.db.Tx(ctx, func(tx *sql.Tx) error {
+		if err := m.insertTx(ctx, tx, newID, spec, by, nil, nil); err != nil {
+			return err
+		}
+		return insertLogs(ctx, tx, []logRecord{{jobID: newID, at: m.opts.Now(), level: slog.LevelInfo, msg: "retry of job " + id}})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("jobs: retry: %w", err)
+	}
+	m.accepted(newID, spec.Provider)
+	return m.Get(ctx, newID)
 }
 
 // Cancel cancels a job: a queued job is cancelled at once; a running job's
@@ -301,6 +346,17 @@ func (m *Manager) Wait(ctx context.Context, id string, d time.Duration) {
 	case <-t.C:
 	case <-ch:
 	}
+}
+
+// BytesMoved is the running total of bytes this daemon has exported since
+// it started (the export-bytes metric, all providers).
+func (m *Manager) BytesMoved() int64 { return m.moved.Load() }
+
+// Changes returns a channel that receives a value after any job changes in
+// this daemon (after the change committed), and a function to stop. Like
+// Wait it carries no data: watchers re-read the store.
+func (m *Manager) Changes() (<-chan struct{}, func()) {
+	return m.hub.subscribe(anyJob)
 }
 
 // appendLog writes one log line for a job outside a running attempt

@@ -307,6 +307,7 @@ func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.Canc
 		}
 		now := m.opts.Now()
 		p := a.progress.get()
+		items := a.progress.itemProgress(now)
 		meter.Observe(now, p.BytesDone)
 		rate := meter.Rate()
 		var eta *float64
@@ -314,7 +315,7 @@ func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.Canc
 			s := d.Seconds()
 			eta = &s
 		}
-		a.countBytes(m.metrics, p.BytesDone)
+		a.countBytes(m, p.BytesDone)
 		var cancelAt sql.NullInt64
 		found := true
 		err := m.db.Tx(hctx, func(tx *sql.Tx) error {
@@ -330,7 +331,7 @@ func (m *Manager) heartbeat(ctx context.Context, a *attempt, cancel context.Canc
 				return err
 			}
 			if now.Sub(lastProgressEvent) >= m.opts.ProgressEvents {
-				if err := m.emit(hctx, tx, apitypes.EventJobProgress, a.jobID); err != nil {
+				if err := m.emitProgress(hctx, tx, a.jobID, items); err != nil {
 					return err
 				}
 				lastProgressEvent = now
@@ -473,7 +474,7 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 	if finalized {
 		m.metrics.JobFinished(a.spec.Provider, state, elapsed)
 		if state == apitypes.JobSucceeded {
-			a.countBytes(m.metrics, res.Bytes)
+			a.countBytes(m, res.Bytes)
 		}
 	}
 	return riverErr
@@ -484,20 +485,36 @@ func (m *Manager) flushLogs(ctx context.Context, a *attempt) error {
 }
 
 // countBytes adds the bytes moved since the last call to the export-bytes
-// metric; done only grows the count (a restarted file does not subtract).
-func (a *attempt) countBytes(metrics Metrics, done int64) {
+// metric and the daemon's total; done only grows the count (a restarted
+// file does not subtract).
+func (a *attempt) countBytes(m *Manager, done int64) {
 	a.countMu.Lock()
 	defer a.countMu.Unlock()
 	if d := done - a.counted; d > 0 {
-		metrics.ExportBytes(a.spec.Provider, d)
+		m.metrics.ExportBytes(a.spec.Provider, d)
+		m.moved.Add(d)
 		a.counted = done
 	}
 }
 
-// progressState is the latest progress an export reported.
+// maxTrackedItems bounds the per-item progress kept for one attempt.
+const maxTrackedItems = 256
+
+// progressState is the latest progress an export reported, overall and
+// per item (disk file).
 type progressState struct {
-	mu sync.Mutex
-	p  progress.Report
+	mu    sync.Mutex
+	p     progress.Report
+	items []*itemState // in order of first report
+	byKey map[string]*itemState
+}
+
+type itemState struct {
+	name       string
+	phase      string
+	done, size int64
+	final      bool
+	meter      *transfer.Meter
 }
 
 // update keeps the latest report. A total a provider cannot know yet is 0
@@ -508,8 +525,46 @@ func (s *progressState) update(p progress.Report) {
 		p.BytesTotal = 0
 	}
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	s.p = p
-	s.mu.Unlock()
+	if p.Item == "" {
+		return
+	}
+	// Items are per phase: a disk downloaded, then converted, is two.
+	key := p.Phase + "\x00" + p.Item
+	it := s.byKey[key]
+	if it == nil {
+		if len(s.items) >= maxTrackedItems {
+			return
+		}
+		if s.byKey == nil {
+			s.byKey = map[string]*itemState{}
+		}
+		it = &itemState{name: p.Item, phase: p.Phase, meter: transfer.NewMeter(10 * time.Second)}
+		s.byKey[key] = it
+		s.items = append(s.items, it)
+	}
+	it.done, it.size, it.final = p.ItemBytes, p.ItemSize, p.Final
+	if it.size > 0 && it.done > it.size {
+		it.size = 0
+	}
+}
+
+// itemProgress measures every item's rate at now and returns their
+// progress, oldest first.
+func (s *progressState) itemProgress(now time.Time) []ItemProgress {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ItemProgress, 0, len(s.items))
+	for _, it := range s.items {
+		it.meter.Observe(now, it.done)
+		ip := ItemProgress{Name: it.name, Phase: it.phase, BytesDone: it.done, BytesTotal: it.size, Done: it.final}
+		if !it.final {
+			ip.RateBps = it.meter.Rate()
+		}
+		out = append(out, ip)
+	}
+	return out
 }
 
 func (s *progressState) get() progress.Report {

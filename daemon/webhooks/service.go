@@ -147,10 +147,11 @@ type payload struct {
 
 // Emit records an event inside the caller's transaction, with one delivery
 // per enabled endpoint subscribed to its type. Nothing is sent unless tx
-// commits; nothing is stored when no endpoint wants the event.
+// commits. The event is stored even when no endpoint wants it: the outbox
+// is also the event log that live subscribers read (daemon/events).
 func (s *Service) Emit(ctx context.Context, tx *sql.Tx, eventType string, data any) error {
 	ids, err := s.subscribers(ctx, tx, eventType)
-	if err != nil || len(ids) == 0 {
+	if err != nil {
 		return err
 	}
 	_, err = s.insertEvent(ctx, tx, eventType, data, ids)
@@ -203,7 +204,9 @@ func (s *Service) insertEvent(ctx context.Context, tx *sql.Tx, eventType string,
 			return nil, err
 		}
 	}
-	s.wake()
+	if len(endpoints) > 0 {
+		s.wake()
+	}
 	return deliveries, nil
 }
 
@@ -758,12 +761,21 @@ func (s *Service) Redeliver(ctx context.Context, id string) (*apitypes.Delivery,
 	return s.Delivery(ctx, id)
 }
 
-// Prune deletes events older than the retention whose deliveries have all
-// ended (their deliveries and attempts go with them); it returns how many.
+// progressRetention bounds how long job.progress events are kept: they are
+// a live signal, frequent, and superseded by the job's final event.
+const progressRetention = time.Hour
+
+// Prune deletes events older than the retention (job.progress events older
+// than an hour) whose deliveries have all ended (their deliveries and
+// attempts go with them); it returns how many.
 func (s *Service) Prune(ctx context.Context) (int64, error) {
-	cutoff := store.Micros(s.opts.Now().Add(-s.opts.Retention))
-	res, err := s.db.SQL.ExecContext(ctx, `DELETE FROM webhook_events WHERE created_at < $1 AND NOT EXISTS
-		(SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id AND d.state = 'pending')`, cutoff)
+	now := s.opts.Now()
+	cutoff := store.Micros(now.Add(-s.opts.Retention))
+	progressCutoff := store.Micros(now.Add(-min(s.opts.Retention, progressRetention)))
+	res, err := s.db.SQL.ExecContext(ctx, `DELETE FROM webhook_events
+		WHERE (created_at < $1 OR (type = $2 AND created_at < $3)) AND NOT EXISTS
+		(SELECT 1 FROM webhook_deliveries d WHERE d.event_id = webhook_events.id AND d.state = 'pending')`,
+		cutoff, apitypes.EventJobProgress, progressCutoff)
 	if err != nil {
 		return 0, err
 	}

@@ -23,5 +23,7 @@ export default defineConfig({
   test: {
     environment: "jsdom",
     include: ["src/**/*.test.{ts,tsx}"],
+    // Generous: CI is a loaded 2-core machine.
+    testTimeout: 30_000,
   },
 });

@@ -59,15 +59,15 @@ describe("an admin", () => {
     await page.getByRole("heading", { name: "Export a VM" }).waitFor();
     expect(await page.getByLabel("Provider").inputValue()).toBe("demo");
     // A mistake is caught before anything is sent, on its field.
-    await page.getByLabel("Format").selectOption("ova");
+    await page.getByLabel("Format", { exact: true }).selectOption("ova");
     await page.getByLabel("Disk format").selectOption("qcow2");
     await page.getByRole("button", { name: "Start export" }).click();
     await expect.poll(() => page.locator('[data-field="disk_format"] .error').textContent()).toMatch(/only as plain disks/);
     await page.getByLabel("Disk format").selectOption("vmdk");
     // Slow the export down so the live progress is seen moving.
-    await page.getByLabel("Bandwidth limit").fill("8MiB");
+    await page.getByLabel("Bandwidth limit").fill("2MiB");
     expect(await page.getByTestId("hyperctl-command").textContent()).toBe(
-      `hyperctl export --provider demo --vm /DC0/vm/production/db/db-01 --format ova --disk-format vmdk --bandwidth-limit 8MiB --wait`,
+      `hyperctl export --provider demo --vm /DC0/vm/production/db/db-01 --format ova --disk-format vmdk --bandwidth-limit 2MiB --wait`,
     );
     await b.shot(page, "export");
     await page.getByRole("button", { name: "Start export" }).click();

@@ -111,7 +111,7 @@ export async function openBrowser(): Promise<E2EBrowser> {
         });
       });
       page.on("console", (m) => {
-        if (m.type() === "error") t.problems.push(`console error: ${m.text()}`);
+        if (m.type() === "error") t.problems.push(`console error: ${m.text()} (${m.location().url})`);
       });
       page.on("pageerror", (e) => t.problems.push(`page error: ${e.message}`));
       await page.goto("/");

@@ -32,12 +32,15 @@ export const authMiddleware: Middleware = {
 };
 
 export function newClient(baseUrl = "", fetchImpl?: typeof fetch) {
-  const c = createClient<paths>({ baseUrl, ...(fetchImpl ? { fetch: fetchImpl } : {}) });
+  // globalThis.fetch is looked up per request, not captured once, so that
+  // whatever replaces it later (a test's stub) is used.
+  const c = createClient<paths>({ baseUrl, fetch: fetchImpl ?? ((r: Request) => globalThis.fetch(r)) });
   c.use(authMiddleware);
   return c;
 }
 
-export const api = newClient();
+// Absolute URLs: the daemon serves the app and the API from one origin.
+export const api = newClient(globalThis.location?.origin ?? "");
 
 /** A problem+json body as the daemon sends it (RFC 9457 with huma's errors). */
 export interface Problem {

@@ -64,8 +64,7 @@ export function LiveProvider({ token, children }: { token: string; children: Rea
       onEvent: (e) => {
         if (e.event.startsWith("job.") && e.event !== "job.progress") {
           refresh();
-          const d = parseData<{ job_id?: string; id?: string; job?: { id?: string } }>(e);
-          const id = d?.job_id ?? d?.job?.id ?? d?.id;
+          const id = parseData<JobEventMessage>(e)?.data?.job_id;
           if (id) void qc.invalidateQueries({ queryKey: ["job", id] });
         }
         hub.dispatch(e);
@@ -109,9 +108,9 @@ export function useLiveStats(): LiveStats {
   const [s, setS] = useState<{ throughput: number | null; running: number }>({ throughput: null, running: 0 });
   useLiveEvents((e) => {
     if (e.event !== "stats") return;
-    const d = parseData<{ throughput_bytes_per_second?: number; jobs?: Record<string, number>; running?: number }>(e);
+    const d = parseData<{ throughput_bytes_per_second?: number; running?: number }>(e);
     if (!d) return;
-    setS({ throughput: d.throughput_bytes_per_second ?? null, running: d.running ?? d.jobs?.running ?? 0 });
+    setS({ throughput: d.throughput_bytes_per_second ?? null, running: d.running ?? 0 });
   });
   return { ...s, connected };
 }
@@ -138,41 +137,60 @@ export interface JobLive {
   seen: boolean;
 }
 
-/** Wire shape of a job.progress event (see the daemon's OpenAPI document). */
-export interface ProgressEventData {
-  job_id: string;
-  phase?: string;
-  bytes_done?: number;
-  bytes_total?: number;
-  disks?: { name?: string; label?: string; path?: string; bytes_done: number; bytes_total: number }[];
-  at?: string;
+/**
+ * A job event's message: the webhook payload, its data carrying the job's
+ * progress and, in job.progress, per-item (per-disk) progress.
+ */
+export interface JobEventMessage {
+  type: string;
+  timestamp?: string;
+  data: {
+    job_id: string;
+    state?: string;
+    progress?: { phase: string; bytes_done: number; bytes_total: number; rate_bytes_per_second: number };
+    items?: { name: string; phase?: string; bytes_done: number; bytes_total: number; rate_bytes_per_second?: number; done?: boolean }[] | null;
+  };
 }
 
 /**
  * ProgressTracker folds job.progress events of one job into per-disk and
- * overall progress with rates and ETAs measured over a sliding window.
+ * overall progress. The daemon sends a smoothed rate per item; where it
+ * has none yet the rate is measured here over a sliding window.
  */
 export class ProgressTracker {
   private overall = new RateMeter();
   private meters = new Map<string, RateMeter>();
+  private items = new Map<string, DiskProgress>();
   state: JobLive = { phase: "", done: 0, total: 0, percent: 0, rate: null, eta: null, disks: [], seen: false };
 
-  add(d: ProgressEventData, nowMs: number): JobLive {
-    const at = d.at ? Date.parse(d.at) : nowMs;
+  add(m: JobEventMessage, nowMs: number): JobLive {
+    const at = m.timestamp ? Date.parse(m.timestamp) : NaN;
     const t = Number.isFinite(at) ? at : nowMs;
-    const done = d.bytes_done ?? (d.disks ?? []).reduce((n, x) => n + x.bytes_done, 0);
-    const total = d.bytes_total ?? (d.disks ?? []).reduce((n, x) => n + x.bytes_total, 0);
+    const p = m.data.progress;
+    for (const x of m.data.items ?? []) {
+      let meter = this.meters.get(x.name);
+      if (!meter) this.meters.set(x.name, (meter = new RateMeter()));
+      meter.add({ at: t, bytes: x.bytes_done });
+      const rate = x.done ? null : x.rate_bytes_per_second && x.rate_bytes_per_second > 0 ? x.rate_bytes_per_second : meter.rate();
+      const total = x.bytes_total;
+      // An item the daemon reports done is complete whatever its counters say.
+      const done = x.done && total > 0 ? total : x.bytes_done;
+      this.items.set(x.name, { name: x.name, done, total, percent: x.done ? 100 : percent(done, total), rate, eta: x.done ? 0 : etaSeconds(done, total, rate) });
+    }
+    const done = p?.bytes_done ?? 0;
+    const total = p?.bytes_total ?? 0;
     this.overall.add({ at: t, bytes: done });
-    const disks = (d.disks ?? []).map((x, i) => {
-      const name = x.name ?? x.label ?? x.path ?? `disk ${i + 1}`;
-      let m = this.meters.get(name);
-      if (!m) this.meters.set(name, (m = new RateMeter()));
-      m.add({ at: t, bytes: x.bytes_done });
-      const rate = m.rate();
-      return { name, done: x.bytes_done, total: x.bytes_total, percent: percent(x.bytes_done, x.bytes_total), rate, eta: etaSeconds(x.bytes_done, x.bytes_total, rate) };
-    });
-    const rate = this.overall.rate();
-    this.state = { phase: d.phase ?? this.state.phase, done, total, percent: percent(done, total), rate, eta: etaSeconds(done, total, rate), disks, seen: true };
+    const rate = p && p.rate_bytes_per_second > 0 ? p.rate_bytes_per_second : this.overall.rate();
+    this.state = {
+      phase: p?.phase ?? this.state.phase,
+      done,
+      total,
+      percent: percent(done, total),
+      rate,
+      eta: etaSeconds(done, total, rate),
+      disks: [...this.items.values()],
+      seen: true,
+    };
     return this.state;
   }
 }
@@ -184,9 +202,9 @@ export function useJobProgress(jobId: string | undefined): JobLive | null {
   useEffect(() => setLive(null), [jobId]);
   useLiveEvents((e) => {
     if (e.event !== "job.progress" || !jobId) return;
-    const d = parseData<ProgressEventData>(e);
-    if (!d || d.job_id !== jobId) return;
-    setLive({ ...tracker.add(d, Date.now()) });
+    const m = parseData<JobEventMessage>(e);
+    if (!m?.data || m.data.job_id !== jobId) return;
+    setLive({ ...tracker.add(m, Date.now()) });
   });
   return live;
 }
@@ -197,12 +215,13 @@ export function useAllJobProgress(): Map<string, JobLive> {
   const [snap, setSnap] = useState(() => new Map<string, JobLive>());
   useLiveEvents((e) => {
     if (e.event !== "job.progress") return;
-    const d = parseData<ProgressEventData>(e);
-    if (!d?.job_id) return;
-    let t = trackers.current.get(d.job_id);
-    if (!t) trackers.current.set(d.job_id, (t = new ProgressTracker()));
-    const s = t.add(d, Date.now());
-    setSnap((prev) => new Map(prev).set(d.job_id, { ...s }));
+    const m = parseData<JobEventMessage>(e);
+    const id = m?.data?.job_id;
+    if (!id) return;
+    let t = trackers.current.get(id);
+    if (!t) trackers.current.set(id, (t = new ProgressTracker()));
+    const s = t.add(m, Date.now());
+    setSnap((prev) => new Map(prev).set(id, { ...s }));
   });
   return snap;
 }

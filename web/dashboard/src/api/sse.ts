@@ -19,7 +19,6 @@ export class SSEParser {
   private buf = "";
   private data: string[] = [];
   private event = "";
-  private id: string | null = null;
   private sawCR = false;
   /** The last event ID seen, kept across events as the standard says. */
   lastEventId: string | null = null;
@@ -72,7 +71,6 @@ export class SSEParser {
         break;
       case "id":
         if (!value.includes("\0")) {
-          this.id = value;
           this.lastEventId = value;
         }
         break;

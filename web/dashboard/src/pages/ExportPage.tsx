@@ -1,8 +1,9 @@
 import { useEffect, useId, useMemo, useState, type ReactNode } from "react";
-import { useMutation, useQuery } from "@tanstack/react-query";
+import { useMutation } from "@tanstack/react-query";
 import { Link, useNavigate, useSearchParams } from "react-router";
 import { api, ApiError, fieldErrors, unwrap, type Schemas } from "../api/client";
 import { useCan } from "../auth/principal";
+import { useProviders } from "../api/queries";
 import { ErrorNote, Loading } from "../components/States";
 import {
   emptyExportForm,
@@ -32,10 +33,7 @@ export default function ExportPage() {
   const canSubmit = useCan("operator");
   const [params] = useSearchParams();
   const navigate = useNavigate();
-  const providers = useQuery({
-    queryKey: ["providers"],
-    queryFn: async () => unwrap(await api.GET("/api/v1/providers")).items,
-  });
+  const providers = useProviders();
   const [v, setV] = useState<ExportFormValues>(() => ({
     ...emptyExportForm,
     provider: params.get("provider") ?? "",

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { Link, useNavigate, useParams } from "react-router";
+import { Link, useParams } from "react-router";
 import { api, unwrap, type Schemas } from "../api/client";
 import { useJobProgress } from "../api/live";
 import { useCan } from "../auth/principal";
@@ -18,7 +18,6 @@ const terminal = new Set(["succeeded", "failed", "cancelled"]);
 export default function JobDetailPage() {
   const { id = "" } = useParams();
   const qc = useQueryClient();
-  const navigate = useNavigate();
   const canOperate = useCan("operator");
   const job = useQuery({
     queryKey: ["job", id],
@@ -29,10 +28,6 @@ export default function JobDetailPage() {
   const cancel = useMutation({
     mutationFn: async () => unwrap(await api.POST("/api/v1/jobs/{id}/cancel", { params: { path: { id } } })),
     onSuccess: (j) => qc.setQueryData(["job", id], j),
-  });
-  const retry = useMutation({
-    mutationFn: async () => unwrap(await api.POST("/api/v1/jobs/{id}/retry", { params: { path: { id } } })),
-    onSuccess: (j) => navigate(`/jobs/${j.id}`),
   });
 
   if (job.isPending) return <Loading what="the job" />;
@@ -59,13 +54,8 @@ export default function JobDetailPage() {
             {j.cancel_requested ? "Cancelling…" : "Cancel"}
           </button>
         )}
-        {canOperate && (j.state === "failed" || j.state === "cancelled") && (
-          <button type="button" className="btn" disabled={retry.isPending} onClick={() => retry.mutate()}>
-            Retry
-          </button>
-        )}
       </div>
-      <ErrorNote error={cancel.error ?? retry.error} />
+      <ErrorNote error={cancel.error} />
       {j.error && (
         <div className="alert" role="alert">
           {j.error_kind && <strong>{j.error_kind}: </strong>}
@@ -184,8 +174,8 @@ function Logs({ id, finished }: { id: string; finished: boolean }) {
     const load = async () => {
       try {
         const r = await api.GET("/api/v1/jobs/{id}/logs", { params: { path: { id }, query: { after: after.current } }, parseAs: "text" });
-        const text = unwrap(r) as unknown as string;
-        const got = parseNDJSON<LogLine>(text);
+        // No new lines is an empty body, which openapi-fetch gives as undefined.
+        const got = parseNDJSON<LogLine>(unwrap(r) ?? "");
         if (!stop && got.length > 0) {
           after.current = got[got.length - 1]!.id;
           setLines((old) => [...old, ...got]);

@@ -3,6 +3,7 @@ import { useQuery } from "@tanstack/react-query";
 import { Link, useSearchParams } from "react-router";
 import { api, unwrap } from "../api/client";
 import { useAllJobProgress, useLiveConnected } from "../api/live";
+import { useProviders } from "../api/queries";
 import { ErrorNote, Loading } from "../components/States";
 import { JobStateBadge } from "../components/JobStateBadge";
 import { ProgressBar } from "../components/ProgressView";
@@ -21,10 +22,7 @@ export default function JobsPage() {
   const live = useAllJobProgress();
   const connected = useLiveConnected();
 
-  const providers = useQuery({
-    queryKey: ["providers"],
-    queryFn: async () => unwrap(await api.GET("/api/v1/providers")).items,
-  });
+  const providers = useProviders();
   const jobs = useQuery({
     queryKey: ["jobs", { state, provider, vm }],
     queryFn: async () => {
@@ -32,7 +30,7 @@ export default function JobsPage() {
       if (state) query.state = state.split(",") as State[];
       if (provider) query.provider = provider;
       if (vm) query.vm = vm;
-      return unwrap(await api.GET("/api/v1/jobs", { params: { query } })).items;
+      return unwrap(await api.GET("/api/v1/jobs", { params: { query } })).items ?? [];
     },
     // The event stream refreshes the list on job events; the interval
     // only covers a stream that is down.

@@ -2,6 +2,7 @@ import { useQuery } from "@tanstack/react-query";
 import { Link } from "react-router";
 import { api, unwrap } from "../api/client";
 import { useLiveStats } from "../api/live";
+import { useProviders } from "../api/queries";
 import { ErrorNote, Loading } from "../components/States";
 import { JobStateBadge } from "../components/JobStateBadge";
 import { formatRate, formatTime } from "../lib/format";
@@ -14,19 +15,15 @@ export default function OverviewPage() {
     queryFn: async () => unwrap(await api.GET("/api/v1/status")),
     refetchInterval: 10_000,
   });
-  const providers = useQuery({
-    queryKey: ["providers"],
-    queryFn: async () => unwrap(await api.GET("/api/v1/providers")).items,
-    refetchInterval: 30_000,
-  });
+  const providers = useProviders();
   const failures = useQuery({
     queryKey: ["jobs", { state: "failed", limit: 5 }],
-    queryFn: async () => unwrap(await api.GET("/api/v1/jobs", { params: { query: { state: ["failed"], limit: 5 } } })).items,
+    queryFn: async () => unwrap(await api.GET("/api/v1/jobs", { params: { query: { state: ["failed"], limit: 5 } } })).items ?? [],
     refetchInterval: 15_000,
   });
   const schedules = useQuery({
     queryKey: ["schedules"],
-    queryFn: async () => unwrap(await api.GET("/api/v1/schedules")).items,
+    queryFn: async () => unwrap(await api.GET("/api/v1/schedules")).items ?? [],
     refetchInterval: 60_000,
   });
   const live = useLiveStats();

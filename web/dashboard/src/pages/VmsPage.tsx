@@ -3,6 +3,7 @@ import { useQuery } from "@tanstack/react-query";
 import { Link, useNavigate, useParams, useSearchParams } from "react-router";
 import { api, unwrap, type Schemas } from "../api/client";
 import { useCan } from "../auth/principal";
+import { useProviders } from "../api/queries";
 import { ErrorNote, Loading } from "../components/States";
 import { formatBytes } from "../lib/format";
 
@@ -23,10 +24,7 @@ type PowerFilter = (typeof powerStates)[number]["value"];
 
 export default function VmsPage() {
   const { provider, vm } = useParams();
-  const providers = useQuery({
-    queryKey: ["providers"],
-    queryFn: async () => unwrap(await api.GET("/api/v1/providers")).items,
-  });
+  const providers = useProviders();
   const navigate = useNavigate();
   const id = useId();
   const current = provider ?? providers.data?.[0]?.name;
@@ -38,7 +36,7 @@ export default function VmsPage() {
       {providers.isPending ? (
         <Loading what="providers" />
       ) : (
-        <div className="field">
+        <div className="field narrow">
           <label htmlFor={`${id}-prov`}>Provider</label>
           <select
             id={`${id}-prov`}
@@ -71,7 +69,7 @@ function VmList({ provider }: { provider: string }) {
         await api.GET("/api/v1/providers/{name}/vms", {
           params: { path: { name: provider }, query: q ? { q } : {} },
         }),
-      ).items,
+      ).items ?? [],
   });
   const shown = useMemo(() => (vms.data ?? []).filter((v) => !power || v.power_state === power), [vms.data, power]);
 
