@@ -3,6 +3,7 @@
 // browser does it all, no focus-trap code of our own.
 
 import { useEffect, useRef, type ReactNode } from 'react';
+import css from './Schedules.module.css';
 
 export interface ConfirmProps {
   open: boolean;
@@ -24,15 +25,15 @@ export function ConfirmDialog({ open, title, children, confirmLabel, danger, bus
     if (!open && d.open) d.close();
   }, [open]);
   return (
-    <dialog ref={ref} className="confirm" aria-labelledby="confirm-title" onClose={onClose} onCancel={onClose}>
+    <dialog ref={ref} className={css.dialog} aria-labelledby="confirm-title" onClose={onClose} onCancel={onClose}>
       <h2 id="confirm-title">{title}</h2>
       <div>{children}</div>
-      <div className="form-actions">
+      <div className="row">
         {/* Cancel first: the dialog's initial focus lands on the safe choice. */}
-        <button type="button" onClick={onClose} autoFocus>
+        <button type="button" className="btn" onClick={onClose} autoFocus>
           Cancel
         </button>
-        <button type="button" className={danger ? 'danger' : 'primary'} onClick={onConfirm} disabled={busy}>
+        <button type="button" className={danger ? 'btn btn-danger' : 'btn btn-primary'} onClick={onConfirm} disabled={busy}>
           {confirmLabel}
         </button>
       </div>

@@ -7,6 +7,7 @@ import { useQuery } from '@tanstack/react-query';
 import { api, unwrap } from '../api/client';
 import { CronError, describeSchedule } from '../lib/cron';
 import { problemFieldErrors, validate, type FieldErrors, type ScheduleValues } from './SchedulesModel';
+import css from './Schedules.module.css';
 
 const ZONES: string[] = (() => {
   const intl = Intl as unknown as { supportedValuesOf?: (k: string) => string[] };
@@ -33,12 +34,12 @@ export function Field(props: { id: string; label: string; error?: string; hint?:
       <label htmlFor={props.id}>{props.label}</label>
       {props.children}
       {props.hint && (
-        <div className="field-hint" id={`${props.id}-hint`}>
+        <div className="hint" id={`${props.id}-hint`}>
           {props.hint}
         </div>
       )}
       {props.error && (
-        <div className="field-error" id={`${props.id}-error`} role="alert">
+        <div className="error" id={`${props.id}-error`} role="alert">
           {props.error}
         </div>
       )}
@@ -75,7 +76,7 @@ function NextRuns({ schedule, timezone }: { schedule: string; timezone: string }
   if (preview.isError) {
     const errs = problemFieldErrors(preview.error);
     return (
-      <p className="field-error" role="alert">
+      <p className="error" role="alert">
         {errs.schedule ?? errs.timezone ?? errs[''] ?? 'The daemon refused the expression.'}
       </p>
     );
@@ -83,7 +84,7 @@ function NextRuns({ schedule, timezone }: { schedule: string; timezone: string }
   return (
     <div>
       <span className="muted">Next runs ({zone}):</span>
-      <ol className="next-runs" aria-label="Next runs">
+      <ol className={css.nextRuns} aria-label="Next runs">
         {(preview.data?.next ?? []).map((t) => (
           <li key={t}>
             <time dateTime={t}>{formatInZone(t, zone)}</time>
@@ -150,9 +151,9 @@ export function ScheduleForm({ initial, creating, providers, onSubmit, onCancel 
 
   const zoneList = `${uid}-zones`;
   return (
-    <form className="form-grid" data-form={uid} onSubmit={submit} noValidate aria-label={creating ? 'New schedule' : `Edit schedule ${v.name}`}>
+    <form className={css.form} data-form={uid} onSubmit={submit} noValidate aria-label={creating ? 'New schedule' : `Edit schedule ${v.name}`}>
       {errors[''] && (
-        <p className="form-error" role="alert">
+        <p className="alert" role="alert">
           {errors['']}
         </p>
       )}
@@ -169,7 +170,7 @@ export function ScheduleForm({ initial, creating, providers, onSubmit, onCancel 
           error={errors.schedule}
           hint={
             <>
-              <span className="cron-reading" data-testid="cron-reading">
+              <span className={css.reading} data-testid="cron-reading">
                 {reading ?? 'minute hour day-of-month month day-of-week, @daily, @every 30m…'}
               </span>
               <NextRuns schedule={v.schedule} timezone={v.timezone} />
@@ -230,7 +231,7 @@ export function ScheduleForm({ initial, creating, providers, onSubmit, onCancel 
         <Field id={id('output')} label="Output directory" error={errors['job.output']} hint="Relative to the daemon's export directory; empty: one per job">
           <input {...described(id('output'), errors['job.output'], true)} value={v.output} onChange={(e) => set('output', e.target.value)} autoComplete="off" />
         </Field>
-        <div className="checks">
+        <div className="check">
           <label>
             <input type="checkbox" checked={v.snapshot} onChange={(e) => set('snapshot', e.target.checked)} /> Export a running VM from a snapshot
           </label>
@@ -238,7 +239,7 @@ export function ScheduleForm({ initial, creating, providers, onSubmit, onCancel 
             <input type="checkbox" checked={v.powerOff} onChange={(e) => set('powerOff', e.target.checked)} aria-describedby={errors['job.power_off'] ? id('poweroff-error') : undefined} /> Power the VM off first
           </label>
           {errors['job.power_off'] && (
-            <div className="field-error" id={id('poweroff-error')} role="alert">
+            <div className="error" id={id('poweroff-error')} role="alert">
               {errors['job.power_off']}
             </div>
           )}
@@ -266,16 +267,16 @@ export function ScheduleForm({ initial, creating, providers, onSubmit, onCancel 
         <Field id={id('maxruns')} label="Stop after runs" error={errors.max_runs} hint="Optional">
           <input type="number" min={1} inputMode="numeric" {...described(id('maxruns'), errors.max_runs, true)} value={v.maxRuns} onChange={(e) => set('maxRuns', e.target.value)} />
         </Field>
-        <label className="checks">
+        <label className="check">
           <input type="checkbox" checked={v.enabled} onChange={(e) => set('enabled', e.target.checked)} /> Enabled
         </label>
       </fieldset>
 
-      <div className="form-actions">
-        <button type="submit" className="primary" disabled={busy}>
+      <div className="row">
+        <button type="submit" className="btn btn-primary" disabled={busy}>
           {busy ? 'Saving…' : creating ? 'Create schedule' : 'Save changes'}
         </button>
-        <button type="button" onClick={onCancel} disabled={busy}>
+        <button type="button" className="btn" onClick={onCancel} disabled={busy}>
           Cancel
         </button>
       </div>

@@ -13,7 +13,7 @@ import { describeSchedule } from '../lib/cron';
 import { ConfirmDialog } from './SchedulesConfirm';
 import { ScheduleForm, formatInZone } from './SchedulesForm';
 import { emptyValues, toPatch, toSpec, valuesOf, type ScheduleLike, type ScheduleValues } from './SchedulesModel';
-import './Schedules.css';
+import css from './Schedules.module.css';
 
 type Schedule = Schemas['Schedule'];
 type Execution = Schemas['Execution'];
@@ -46,14 +46,14 @@ function History({ schedule }: { schedule: Schedule }) {
   });
   const items: Execution[] = history.data?.pages.flatMap((p) => p.items ?? []) ?? [];
   return (
-    <section className="panel" aria-labelledby="history-title">
+    <section className="card" aria-labelledby="history-title">
       <h2 id="history-title">Runs of {schedule.name}</h2>
       {history.isPending && <p className="muted">Loading…</p>}
-      {history.isError && <p className="form-error">Could not load the history.</p>}
+      {history.isError && <p className="alert">Could not load the history.</p>}
       {history.isSuccess && items.length === 0 && <p className="muted">No runs yet.</p>}
       {items.length > 0 && (
-        <div className="table-scroll">
-          <table className="data-table stack-on-phone">
+        <div className="card table-wrap">
+          <table className={css.stack}>
             <thead>
               <tr>
                 <th scope="col">Started</th>
@@ -86,7 +86,7 @@ function History({ schedule }: { schedule: Schedule }) {
         </div>
       )}
       {history.hasNextPage && (
-        <button type="button" onClick={() => history.fetchNextPage()} disabled={history.isFetchingNextPage}>
+        <button type="button" className="btn" onClick={() => history.fetchNextPage()} disabled={history.isFetchingNextPage}>
           Load older runs
         </button>
       )}
@@ -176,25 +176,26 @@ export default function SchedulesPage() {
 
   return (
     <div className="page schedules-page">
-      <header className="page-header">
+      <header className="row">
         <h1>Schedules</h1>
+        <span className="spacer" />
         {canOperate && editing === null && (
-          <button type="button" className="primary" onClick={() => setEditing('new')}>
+          <button type="button" className="btn btn-primary" onClick={() => setEditing('new')}>
             New schedule
           </button>
         )}
       </header>
-      <p className="sr-only" role="status" aria-live="polite">
+      <p className={css.srOnly} role="status" aria-live="polite">
         {notice}
       </p>
       {notice && (
-        <p className="notice" aria-hidden="true">
+        <p className="alert alert-info" aria-hidden="true">
           {notice}
         </p>
       )}
 
       {editing !== null && (
-        <section className="panel" aria-label={editing === 'new' ? 'New schedule' : `Edit ${editing.name}`}>
+        <section className="card" aria-label={editing === 'new' ? 'New schedule' : `Edit ${editing.name}`}>
           <h2>{editing === 'new' ? 'New schedule' : `Edit ${editing.name}`}</h2>
           <ScheduleForm
             key={editing === 'new' ? 'new' : editing.id}
@@ -208,11 +209,11 @@ export default function SchedulesPage() {
       )}
 
       {list.isPending && <p className="muted">Loading…</p>}
-      {list.isError && <p className="form-error">Could not load the schedules.</p>}
+      {list.isError && <p className="alert">Could not load the schedules.</p>}
       {list.isSuccess && schedules.length === 0 && <p className="muted">No schedules yet.{canOperate ? ' Create one to export a VM on a timetable.' : ''}</p>}
       {schedules.length > 0 && (
-        <div className="table-scroll">
-          <table className="data-table stack-on-phone" aria-label="Schedules">
+        <div className="card table-wrap">
+          <table className={css.stack} aria-label="Schedules">
             <thead>
               <tr>
                 <th scope="col">Name</th>
@@ -222,7 +223,7 @@ export default function SchedulesPage() {
                 <th scope="col">Last run</th>
                 <th scope="col">Status</th>
                 <th scope="col">
-                  <span className="sr-only">Actions</span>
+                  <span className={css.srOnly}>Actions</span>
                 </th>
               </tr>
             </thead>
@@ -234,7 +235,7 @@ export default function SchedulesPage() {
                   </th>
                   <td data-label="When">
                     <code>{s.schedule}</code>
-                    <div className="muted cron-reading">
+                    <div className={`muted ${css.reading}`}>
                       {reading(s.schedule)}
                       {s.timezone !== 'UTC' ? ` (${s.timezone})` : ' (UTC)'}
                     </div>
@@ -251,27 +252,27 @@ export default function SchedulesPage() {
                   <td data-label="Status">
                     <span className={`badge ${s.enabled ? 'state-enabled' : 'state-paused'}`}>{s.enabled ? 'enabled' : 'paused'}</span>
                   </td>
-                  <td className="row-actions" data-label="Actions">
-                    <button type="button" onClick={() => setParams(s.id === selected ? {} : { schedule: s.id })} aria-pressed={s.id === selected}>
-                      History<span className="sr-only"> of {s.name}</span>
+                  <td className={css.actions} data-label="Actions">
+                    <button type="button" className="btn" onClick={() => setParams(s.id === selected ? {} : { schedule: s.id })} aria-pressed={s.id === selected}>
+                      History<span className={css.srOnly}> of {s.name}</span>
                     </button>
                     {canOperate && (
                       <>
-                        <button type="button" onClick={() => runNow.mutate(s)} disabled={runNow.isPending}>
-                          Run now<span className="sr-only"> {s.name}</span>
+                        <button type="button" className="btn" onClick={() => runNow.mutate(s)} disabled={runNow.isPending}>
+                          Run now<span className={css.srOnly}> {s.name}</span>
                         </button>
-                        <button type="button" onClick={() => toggle.mutate(s)} disabled={toggle.isPending}>
+                        <button type="button" className="btn" onClick={() => toggle.mutate(s)} disabled={toggle.isPending}>
                           {s.enabled ? 'Disable' : 'Enable'}
-                          <span className="sr-only"> {s.name}</span>
+                          <span className={css.srOnly}> {s.name}</span>
                         </button>
-                        <button type="button" onClick={() => setEditing(s)}>
-                          Edit<span className="sr-only"> {s.name}</span>
+                        <button type="button" className="btn" onClick={() => setEditing(s)}>
+                          Edit<span className={css.srOnly}> {s.name}</span>
                         </button>
                       </>
                     )}
                     {canAdmin && (
-                      <button type="button" className="danger" onClick={() => setDeleting(s)}>
-                        Delete<span className="sr-only"> {s.name}</span>
+                      <button type="button" className="btn btn-danger" onClick={() => setDeleting(s)}>
+                        Delete<span className={css.srOnly}> {s.name}</span>
                       </button>
                     )}
                   </td>

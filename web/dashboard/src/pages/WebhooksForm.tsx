@@ -5,6 +5,7 @@ import { useId, useState, type FormEvent } from 'react';
 import { Field, described } from './SchedulesForm';
 import { problemFieldErrors, type FieldErrors } from './SchedulesModel';
 import { eventGroups, validateWebhook, type WebhookValues } from './WebhooksModel';
+import css from './Schedules.module.css';
 
 export interface WebhookFormProps {
   initial: WebhookValues;
@@ -57,9 +58,9 @@ export function WebhookForm({ initial, creating, eventTypes, headerNames, onSubm
   const custom = v.events.filter((e) => !choices.some((c) => c.value === e));
 
   return (
-    <form className="form-grid" data-form={uid} onSubmit={submit} noValidate aria-label={creating ? 'New webhook endpoint' : 'Edit webhook endpoint'}>
+    <form className={css.form} data-form={uid} onSubmit={submit} noValidate aria-label={creating ? 'New webhook endpoint' : 'Edit webhook endpoint'}>
       {errors[''] && (
-        <p className="form-error" role="alert">
+        <p className="alert" role="alert">
           {errors['']}
         </p>
       )}
@@ -86,7 +87,7 @@ export function WebhookForm({ initial, creating, eventTypes, headerNames, onSubm
       </fieldset>
       <fieldset aria-describedby={errors.events ? id('events-error') : undefined}>
         <legend>Events</legend>
-        <div className="event-choices">
+        <div className={css.events}>
           {[...choices, ...custom.map((c) => ({ value: c, label: c, hint: '' }))].map((c) => (
             <label key={c.value}>
               <input type="checkbox" checked={v.events.includes(c.value)} onChange={(e) => toggleEvent(c.value, e.target.checked)} /> <span className="mono">{c.label}</span>
@@ -95,7 +96,7 @@ export function WebhookForm({ initial, creating, eventTypes, headerNames, onSubm
           ))}
         </div>
         {errors.events && (
-          <div className="field-error" id={id('events-error')} role="alert">
+          <div className="error" id={id('events-error')} role="alert">
             {errors.events}
           </div>
         )}
@@ -109,11 +110,11 @@ export function WebhookForm({ initial, creating, eventTypes, headerNames, onSubm
           <input type="number" min={0} max={50} inputMode="numeric" {...described(id('retries'), errors.max_retries, true)} value={v.maxRetries} onChange={(e) => set('maxRetries', e.target.value)} />
         </Field>
       </fieldset>
-      <div className="form-actions">
-        <button type="submit" className="primary" disabled={busy}>
+      <div className="row">
+        <button type="submit" className="btn btn-primary" disabled={busy}>
           {busy ? 'Saving…' : creating ? 'Add endpoint' : 'Save changes'}
         </button>
-        <button type="button" onClick={onCancel} disabled={busy}>
+        <button type="button" className="btn" onClick={onCancel} disabled={busy}>
           Cancel
         </button>
       </div>

@@ -54,7 +54,8 @@ describe('headers and bodies', () => {
 describe('EVENT_TYPES', () => {
   it('is the daemon list (apitypes.EventTypes)', async () => {
     const { readFileSync } = await import('node:fs');
-    const go = readFileSync(new URL('../../../../apitypes/webhooks.go', import.meta.url), 'utf8');
+    const { resolve } = await import('node:path');
+    const go = readFileSync(resolve(import.meta.dirname, '../../../../apitypes/webhooks.go'), 'utf8');
     const body = go.slice(go.indexOf('func EventTypes()'));
     const names = [...body.slice(0, body.indexOf('\n}')).matchAll(/Event\w+/g)].map((m) => m[0]).filter((n) => n !== 'EventTypes');
     const values = Object.fromEntries([...go.matchAll(/(Event\w+)\s+= "([^"]+)"/g)].map((m) => [m[1], m[2]]));

@@ -12,7 +12,7 @@ import { useCan } from '../auth/principal';
 import { ConfirmDialog } from './SchedulesConfirm';
 import { WebhookForm } from './WebhooksForm';
 import { EVENT_TYPES, emptyWebhook, toEndpointPatch, toEndpointSpec, webhookValuesOf, type WebhookValues } from './WebhooksModel';
-import './Webhooks.css';
+import css from './Schedules.module.css';
 
 type Endpoint = Schemas['Endpoint'];
 type Delivery = Schemas['Delivery'];
@@ -22,15 +22,14 @@ const when = (iso?: string | null) => (iso ? new Date(iso).toLocaleString() : '�
 function SecretOnce({ secret, endpoint, onDone }: { secret: string; endpoint: Endpoint; onDone: () => void }) {
   const [copied, setCopied] = useState(false);
   return (
-    <section className="panel secret-once" aria-labelledby="secret-title" role="region">
+    <section className={`card ${css.secret}`} aria-labelledby="secret-title" role="region">
       <h2 id="secret-title">Signing secret of {endpoint.url}</h2>
       <p>Store it now: it is shown this once. Receivers verify the webhook-signature header with it.</p>
-      <div className="secret-row">
+      <div className="row">
         <code data-testid="webhook-secret" className="mono">
           {secret}
         </code>
-        <button
-          type="button"
+        <button type="button" className="btn"
           onClick={async () => {
             await navigator.clipboard?.writeText(secret);
             setCopied(true);
@@ -39,7 +38,7 @@ function SecretOnce({ secret, endpoint, onDone }: { secret: string; endpoint: En
           {copied ? 'Copied' : 'Copy'}
         </button>
       </div>
-      <button type="button" className="primary" onClick={onDone}>
+      <button type="button" className="btn btn-primary" onClick={onDone}>
         I have stored it
       </button>
     </section>
@@ -54,16 +53,16 @@ function DeliveryAttempts({ id }: { id: string }) {
     },
   });
   if (d.isPending) return <p className="muted">Loading attempts…</p>;
-  if (d.isError) return <p className="form-error">Could not load the attempts.</p>;
+  if (d.isError) return <p className="alert">Could not load the attempts.</p>;
   const attempts = d.data.history ?? [];
   if (!attempts.length) return <p className="muted">Not attempted yet.</p>;
   return (
-    <ol className="attempts">
+    <ol className={css.attempts}>
       {attempts.map((a) => (
         <li key={a.attempt}>
           Attempt {a.attempt} at <time dateTime={a.at}>{when(a.at)}</time>: {a.status ? `HTTP ${a.status}` : 'no response'} in {a.latency_ms} ms
-          {a.error && <span className="field-error"> — {a.error}</span>}
-          {a.response && <pre className="mono response">{a.response}</pre>}
+          {a.error && <span className="error"> — {a.error}</span>}
+          {a.response && <pre className="codeblock">{a.response}</pre>}
         </li>
       ))}
     </ol>
@@ -103,10 +102,10 @@ function Deliveries({ endpoint }: { endpoint: Endpoint }) {
   const items: Delivery[] = list.data?.pages.flatMap((p) => p.items ?? []) ?? [];
   const stateId = `deliveries-state-${endpoint.id}`;
   return (
-    <section className="panel" aria-labelledby="deliveries-title">
-      <div className="page-header">
+    <section className="card" aria-labelledby="deliveries-title">
+      <div className="row">
         <h2 id="deliveries-title">Deliveries to {endpoint.url}</h2>
-        <div className="field inline">
+        <div className="field">
           <label htmlFor={stateId}>State</label>
           <select id={stateId} value={state} onChange={(e) => setState(e.target.value as typeof state)}>
             <option value="">All</option>
@@ -116,15 +115,15 @@ function Deliveries({ endpoint }: { endpoint: Endpoint }) {
           </select>
         </div>
       </div>
-      <p className="sr-only" role="status" aria-live="polite">
+      <p className={css.srOnly} role="status" aria-live="polite">
         {notice}
       </p>
       {list.isPending && <p className="muted">Loading…</p>}
-      {list.isError && <p className="form-error">Could not load the deliveries.</p>}
+      {list.isError && <p className="alert">Could not load the deliveries.</p>}
       {list.isSuccess && items.length === 0 && <p className="muted">No deliveries{state ? ` ${state}` : ''} yet.</p>}
       {items.length > 0 && (
-        <div className="table-scroll">
-          <table className="data-table stack-on-phone" aria-label="Deliveries">
+        <div className="card table-wrap">
+          <table className={css.stack} aria-label="Deliveries">
             <thead>
               <tr>
                 <th scope="col">Event</th>
@@ -134,7 +133,7 @@ function Deliveries({ endpoint }: { endpoint: Endpoint }) {
                 <th scope="col">Created</th>
                 <th scope="col">Next attempt</th>
                 <th scope="col">
-                  <span className="sr-only">Actions</span>
+                  <span className={css.srOnly}>Actions</span>
                 </th>
               </tr>
             </thead>
@@ -155,23 +154,23 @@ function Deliveries({ endpoint }: { endpoint: Endpoint }) {
                     <td data-label="Last response">
                       {d.last_status ? `HTTP ${d.last_status}` : d.last_error ? 'error' : '—'}
                       {d.last_latency_ms ? ` · ${d.last_latency_ms} ms` : ''}
-                      {d.last_error && <div className="field-error">{d.last_error}</div>}
+                      {d.last_error && <div className="error">{d.last_error}</div>}
                     </td>
                     <td data-label="Created">{when(d.created_at)}</td>
                     <td data-label="Next attempt">{d.state === 'pending' ? when(d.next_attempt_at) : '—'}</td>
-                    <td className="row-actions" data-label="Actions">
-                      <button type="button" aria-expanded={open === d.id} onClick={() => setOpen(open === d.id ? null : d.id)}>
+                    <td className={css.actions} data-label="Actions">
+                      <button type="button" className="btn" aria-expanded={open === d.id} onClick={() => setOpen(open === d.id ? null : d.id)}>
                         Attempts
                       </button>
                       {canAdmin && d.state !== 'pending' && (
-                        <button type="button" onClick={() => redeliver.mutate(d)} disabled={redeliver.isPending}>
+                        <button type="button" className="btn" onClick={() => redeliver.mutate(d)} disabled={redeliver.isPending}>
                           Redeliver
                         </button>
                       )}
                     </td>
                   </tr>
                   {open === d.id && (
-                    <tr className="detail-row">
+                    <tr >
                       <td colSpan={7}>
                         <DeliveryAttempts id={d.id} />
                       </td>
@@ -184,7 +183,7 @@ function Deliveries({ endpoint }: { endpoint: Endpoint }) {
         </div>
       )}
       {list.hasNextPage && (
-        <button type="button" onClick={() => list.fetchNextPage()} disabled={list.isFetchingNextPage}>
+        <button type="button" className="btn" onClick={() => list.fetchNextPage()} disabled={list.isFetchingNextPage}>
           Load older deliveries
         </button>
       )}
@@ -273,26 +272,27 @@ export default function WebhooksPage() {
 
   return (
     <div className="page webhooks-page">
-      <header className="page-header">
+      <header className="row">
         <h1>Webhooks</h1>
+        <span className="spacer" />
         {canAdmin && editing === null && (
-          <button type="button" className="primary" onClick={() => setEditing('new')}>
+          <button type="button" className="btn btn-primary" onClick={() => setEditing('new')}>
             Add endpoint
           </button>
         )}
       </header>
-      <p className="sr-only" role="status" aria-live="polite">
+      <p className={css.srOnly} role="status" aria-live="polite">
         {notice}
       </p>
       {notice && (
-        <p className="notice" aria-hidden="true">
+        <p className="alert alert-info" aria-hidden="true">
           {notice}
         </p>
       )}
       {secret && <SecretOnce secret={secret.secret} endpoint={secret.endpoint} onDone={() => setSecret(null)} />}
 
       {editing !== null && (
-        <section className="panel" aria-label={editing === 'new' ? 'New endpoint' : `Edit ${editing.url}`}>
+        <section className="card" aria-label={editing === 'new' ? 'New endpoint' : `Edit ${editing.url}`}>
           <h2>{editing === 'new' ? 'New endpoint' : `Edit ${editing.url}`}</h2>
           <WebhookForm
             key={editing === 'new' ? 'new' : editing.id}
@@ -307,11 +307,11 @@ export default function WebhooksPage() {
       )}
 
       {list.isPending && <p className="muted">Loading…</p>}
-      {list.isError && <p className="form-error">Could not load the endpoints.</p>}
+      {list.isError && <p className="alert">Could not load the endpoints.</p>}
       {list.isSuccess && endpoints.length === 0 && <p className="muted">No webhook endpoints yet.</p>}
       {endpoints.length > 0 && (
-        <div className="table-scroll">
-          <table className="data-table stack-on-phone" aria-label="Webhook endpoints">
+        <div className="card table-wrap">
+          <table className={css.stack} aria-label="Webhook endpoints">
             <thead>
               <tr>
                 <th scope="col">URL</th>
@@ -320,7 +320,7 @@ export default function WebhooksPage() {
                 <th scope="col">Pending</th>
                 <th scope="col">Status</th>
                 <th scope="col">
-                  <span className="sr-only">Actions</span>
+                  <span className={css.srOnly}>Actions</span>
                 </th>
               </tr>
             </thead>
@@ -330,14 +330,14 @@ export default function WebhooksPage() {
                 return (
                   <tr key={ep.id} aria-current={ep.id === selected ? 'true' : undefined} data-endpoint={ep.url}>
                     <th scope="row" data-label="URL">
-                      <span className="mono url">{ep.url}</span>
+                      <span className="mono">{ep.url}</span>
                       {ep.description && <div className="muted">{ep.description}</div>}
                       {fromConfig && <div className="muted">from the configuration file</div>}
                     </th>
                     <td data-label="Events">
-                      <ul className="chips" aria-label="Events">
+                      <ul className={css.chips} aria-label="Events">
                         {(ep.events ?? []).map((e) => (
-                          <li key={e} className="chip mono">
+                          <li key={e} className={`mono ${css.chip}`}>
                             {e}
                           </li>
                         ))}
@@ -352,29 +352,29 @@ export default function WebhooksPage() {
                       <span className={`badge ${ep.enabled ? 'state-enabled' : 'state-paused'}`}>{ep.enabled ? 'enabled' : 'disabled'}</span>
                       {ep.disabled_reason && <div className="muted">{ep.disabled_reason}</div>}
                     </td>
-                    <td className="row-actions" data-label="Actions">
-                      <button type="button" onClick={() => setParams(ep.id === selected ? {} : { endpoint: ep.id })} aria-pressed={ep.id === selected}>
+                    <td className={css.actions} data-label="Actions">
+                      <button type="button" className="btn" onClick={() => setParams(ep.id === selected ? {} : { endpoint: ep.id })} aria-pressed={ep.id === selected}>
                         Deliveries
                       </button>
                       {canOperate && (
-                        <button type="button" onClick={() => test.mutate(ep)} disabled={test.isPending || !ep.enabled}>
+                        <button type="button" className="btn" onClick={() => test.mutate(ep)} disabled={test.isPending || !ep.enabled}>
                           Send test
                         </button>
                       )}
                       {canAdmin && (
                         <>
-                          <button type="button" onClick={() => toggle.mutate(ep)} disabled={toggle.isPending}>
+                          <button type="button" className="btn" onClick={() => toggle.mutate(ep)} disabled={toggle.isPending}>
                             {ep.enabled ? 'Disable' : 'Enable'}
                           </button>
                           {!fromConfig && (
                             <>
-                              <button type="button" onClick={() => setEditing(ep)}>
+                              <button type="button" className="btn" onClick={() => setEditing(ep)}>
                                 Edit
                               </button>
-                              <button type="button" onClick={() => setConfirm({ kind: 'rotate', ep })}>
+                              <button type="button" className="btn" onClick={() => setConfirm({ kind: 'rotate', ep })}>
                                 Rotate secret
                               </button>
-                              <button type="button" className="danger" onClick={() => setConfirm({ kind: 'delete', ep })}>
+                              <button type="button" className="btn btn-danger" onClick={() => setConfirm({ kind: 'delete', ep })}>
                                 Delete
                               </button>
                             </>

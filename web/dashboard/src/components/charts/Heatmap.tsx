@@ -88,8 +88,8 @@ export function Heatmap({ grid, label, formatTime, onOpen }: HeatmapProps) {
       </div>
       <details className="chart-table">
         <summary>Show as a table</summary>
-        <div className="table-scroll">
-          <table className="data-table">
+        <div className="card table-wrap">
+          <table>
             <caption className="sr-only">{label}</caption>
             <thead>
               <tr>

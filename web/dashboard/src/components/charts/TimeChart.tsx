@@ -124,8 +124,8 @@ export function TimeChart(props: TimeChartProps) {
       </ZoomFrame>
       <details className="chart-table">
         <summary>Show as a table</summary>
-        <div className="table-scroll">
-          <table className="data-table">
+        <div className="card table-wrap">
+          <table>
             <caption className="sr-only">{title}</caption>
             <thead>
               <tr>

@@ -19,19 +19,19 @@ export function ZoomToolbar({ axis }: { axis: AxisState }) {
   const full = isFullWindow(axis.window, axis.bounds);
   return (
     <div className="zoom-toolbar" role="toolbar" aria-label="Time axis">
-      <button type="button" onClick={() => act({ kind: 'zoom', factor: 0.5 })} aria-label="Zoom in">
+      <button type="button" className="btn" onClick={() => act({ kind: 'zoom', factor: 0.5 })} aria-label="Zoom in">
         +
       </button>
-      <button type="button" onClick={() => act({ kind: 'zoom', factor: 2 })} disabled={full} aria-label="Zoom out">
+      <button type="button" className="btn" onClick={() => act({ kind: 'zoom', factor: 2 })} disabled={full} aria-label="Zoom out">
         −
       </button>
-      <button type="button" onClick={() => act({ kind: 'pan', fraction: -0.25 })} disabled={axis.window.start <= axis.bounds.start} aria-label="Earlier">
+      <button type="button" className="btn" onClick={() => act({ kind: 'pan', fraction: -0.25 })} disabled={axis.window.start <= axis.bounds.start} aria-label="Earlier">
         ◀
       </button>
-      <button type="button" onClick={() => act({ kind: 'pan', fraction: 0.25 })} disabled={axis.window.end >= axis.bounds.end} aria-label="Later">
+      <button type="button" className="btn" onClick={() => act({ kind: 'pan', fraction: 0.25 })} disabled={axis.window.end >= axis.bounds.end} aria-label="Later">
         ▶
       </button>
-      <button type="button" onClick={() => act({ kind: 'reset' })} disabled={full}>
+      <button type="button" className="btn" onClick={() => act({ kind: 'reset' })} disabled={full}>
         Reset zoom
       </button>
     </div>
