@@ -4,6 +4,26 @@
  */
 
 export interface paths {
+    "/api/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Live events as Server-Sent Events: every job, schedule and webhook event as webhooks receive it, and a periodic stats event
+         * @description Each message is `id: <sequence>`, `event: <type>` and `data: <JSON>`: for job and schedule events the webhook payload, for `stats` an apitypes StatsSample (sent about every sampling interval, without an id). Reconnect with `Last-Event-ID` (or `after`) to resume without gaps while the events are retained; a comment line is sent every 15 s. Authenticate with the Authorization header (a browser reads the stream with fetch; EventSource cannot send the header).
+         */
+        get: operations["streamEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/jobs": {
         parameters: {
             query?: never;
@@ -77,6 +97,26 @@ export interface paths {
         get: operations["getJobLogs"];
         put?: never;
         post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/jobs/{id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Submit a new job with the same spec as a failed or cancelled job; returns the new job
+         * @description Requires the operator role.
+         */
+        post: operations["retryJob"];
         delete?: never;
         options?: never;
         head?: never;
@@ -291,6 +331,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/stats/history": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Recent history in time buckets: bytes moved, jobs finished by state, export durations by provider, queue length, running jobs */
+        get: operations["getStatsHistory"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/status": {
         parameters: {
             query?: never;
@@ -459,6 +516,23 @@ export interface paths {
          * @description Requires the operator role.
          */
         post: operations["testWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/whoami": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The caller: its token's name and role */
+        get: operations["whoami"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -678,6 +752,35 @@ export interface components {
              */
             type: string;
         };
+        EventData: {
+            /** Format: int64 */
+            attempt: number;
+            /** Format: int64 */
+            bytes?: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: double */
+            duration_seconds?: number;
+            error?: string;
+            error_kind?: string;
+            files?: components["schemas"]["FileData"][] | null;
+            /** Format: date-time */
+            finished_at?: string;
+            format: string;
+            items?: components["schemas"]["ItemProgress"][] | null;
+            job_id: string;
+            manifest?: string;
+            /** Format: int64 */
+            max_attempts: number;
+            output_dir: string;
+            progress?: components["schemas"]["JobProgress"];
+            provider: string;
+            /** Format: date-time */
+            started_at?: string;
+            state: string;
+            submitted_by?: string;
+            vm: string;
+        };
         Execution: {
             detail?: string;
             /** Format: date-time */
@@ -757,6 +860,12 @@ export interface components {
             /** Format: int64 */
             size: number;
         };
+        FileData: {
+            path: string;
+            sha256: string;
+            /** Format: int64 */
+            size: number;
+        };
         Health: {
             /** Format: date-time */
             checked_at: string;
@@ -767,6 +876,25 @@ export interface components {
             detail?: string;
             /** @example ok */
             status: string;
+        };
+        ItemProgress: {
+            /** Format: int64 */
+            bytes_done: number;
+            /**
+             * Format: int64
+             * @description 0 while unknown
+             */
+            bytes_total: number;
+            /** @description The item is complete (or failed) */
+            done?: boolean;
+            /** @description What is worked on, e.g. a disk file name */
+            name: string;
+            phase: string;
+            /**
+             * Format: double
+             * @description Smoothed over the last seconds; 0 once done
+             */
+            rate_bytes_per_second: number;
         };
         Job: {
             /** Format: int64 */
@@ -796,6 +924,12 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
             vm: string;
+        };
+        JobEventMessage: {
+            data: components["schemas"]["EventData"];
+            /** Format: date-time */
+            timestamp: string;
+            type: string;
         };
         JobList: {
             items: components["schemas"]["Job"][] | null;
@@ -927,6 +1061,11 @@ export interface components {
             schedule: string;
             timezone?: string;
         };
+        ProviderDurations: {
+            /** @description Successful jobs per duration bin (duration_bounds_seconds, then longer) */
+            counts: number[] | null;
+            provider: string;
+        };
         ProviderInfo: {
             capabilities: components["schemas"]["ExportCapabilities"];
             health: components["schemas"]["Health"];
@@ -979,6 +1118,12 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        ScheduleEventMessage: {
+            data: components["schemas"]["TriggerData"];
+            /** Format: date-time */
+            timestamp: string;
+            type: string;
+        };
         ScheduleListOutputBody: {
             items: components["schemas"]["Schedule"][] | null;
         };
@@ -1028,6 +1173,74 @@ export interface components {
             /** @description IANA time zone the expression is read in (default UTC) */
             timezone?: string;
         };
+        StatsBucket: {
+            /**
+             * Format: int64
+             * @description Bytes exported during the bucket (all daemons)
+             */
+            bytes_moved: number;
+            durations: components["schemas"]["ProviderDurations"][] | null;
+            /** @description Jobs that finished in the bucket, by final state */
+            finished: {
+                [key: string]: number;
+            };
+            /**
+             * Format: double
+             * @description Average queue length; absent without samples
+             */
+            queued?: number;
+            /**
+             * Format: double
+             * @description Average running jobs; absent without samples
+             */
+            running?: number;
+            /** Format: date-time */
+            start: string;
+            /**
+             * Format: double
+             * @description bytes_moved over the bucket's sampled time
+             */
+            throughput_bytes_per_second: number;
+        };
+        StatsHistory: {
+            buckets: components["schemas"]["StatsBucket"][] | null;
+            /** @description Upper bounds of the duration bins; one bin more than bounds holds everything longer */
+            duration_bounds_seconds: number[] | null;
+            /**
+             * Format: date-time
+             * @description Start of the first bucket
+             */
+            since: string;
+            /**
+             * Format: int64
+             * @description Length of each bucket
+             */
+            step_seconds: number;
+            /**
+             * Format: date-time
+             * @description End of the last bucket
+             */
+            until: string;
+        };
+        StatsSample: {
+            /** Format: date-time */
+            at: string;
+            /**
+             * Format: int64
+             * @description Jobs waiting to run (all daemons)
+             */
+            queued: number;
+            /**
+             * Format: int64
+             * @description Jobs running (all daemons)
+             */
+            running: number;
+            /**
+             * Format: double
+             * @description Bytes exported per second over the last sampling intervals (all daemons)
+             */
+            throughput_bytes_per_second: number;
+        };
         Status: {
             database: string;
             jobs: {
@@ -1040,6 +1253,17 @@ export interface components {
             /** Format: double */
             uptime_seconds: number;
             version: string;
+        };
+        TriggerData: {
+            /** Format: date-time */
+            due_at: string;
+            error?: string;
+            job_id?: string;
+            kind: string;
+            name: string;
+            provider: string;
+            schedule_id: string;
+            vm: string;
         };
         VMInfo: {
             /** Format: int64 */
@@ -1065,6 +1289,15 @@ export interface components {
         VmListOutputBody: {
             items: components["schemas"]["VMInfo"][] | null;
         };
+        WhoAmI: {
+            /** @description The token's configured name */
+            name: string;
+            /**
+             * @description viewer reads; operator also submits, cancels and retries jobs; admin may do everything
+             * @enum {string}
+             */
+            role: "viewer" | "operator" | "admin";
+        };
     };
     responses: never;
     parameters: never;
@@ -1074,6 +1307,169 @@ export interface components {
 }
 export type $defs = Record<string, never>;
 export interface operations {
+    streamEvents: {
+        parameters: {
+            query?: {
+                /** @description Resume after this event id, for clients that cannot set Last-Event-ID; 0 replays every stored event */
+                after?: string;
+                /** @description Only these event types (comma-separated; job.* selects a group; stats is the periodic state event); default all */
+                types?: string[] | null;
+            };
+            header?: {
+                /** @description Resume after this event id (sent by EventSource clients on reconnect) */
+                "Last-Event-ID"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An endless text/event-stream */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": ({
+                        data: components["schemas"]["JobEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "job.created";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["JobEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "job.started";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["JobEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "job.progress";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["JobEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "job.completed";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["JobEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "job.failed";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["JobEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "job.cancelled";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["ScheduleEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "schedule.triggered";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["ScheduleEventMessage"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "schedule.failed";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: {
+                            [key: string]: unknown;
+                        };
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "webhook.test";
+                        /** @description Sequence number; send as Last-Event-ID to resume */
+                        id?: number;
+                    } | {
+                        data: components["schemas"]["StatsSample"];
+                        /**
+                         * @description The event type
+                         * @constant
+                         */
+                        event: "stats";
+                    })[];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Too Many Requests */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+        };
+    };
     listJobs: {
         parameters: {
             query?: {
@@ -1087,6 +1483,10 @@ export interface operations {
                 created_after?: string;
                 /** @description Only jobs created before this time (RFC 3339) */
                 created_before?: string;
+                /** @description Only jobs that finished at or after this time (RFC 3339) */
+                finished_after?: string;
+                /** @description Only jobs that finished before this time (RFC 3339) */
+                finished_before?: string;
                 /** @description next_cursor of the previous page */
                 cursor?: string;
                 limit?: number;
@@ -1487,6 +1887,85 @@ export interface operations {
             };
             /** @description Not Found */
             404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+        };
+    };
+    retryJob: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Job ID */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    "Idempotent-Replayed"?: string;
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Job"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Not Found */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Conflict */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -2461,6 +2940,69 @@ export interface operations {
             };
         };
     };
+    getStatsHistory: {
+        parameters: {
+            query?: {
+                /** @description Start (RFC 3339); default a day before until */
+                since?: string;
+                /** @description End (RFC 3339); default now */
+                until?: string;
+                /** @description Bucket length, e.g. 1m or 1h; default about 1/240 of the window. At most 1000 buckets. */
+                step?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StatsHistory"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Unprocessable Entity */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+        };
+    };
     getStatus: {
         parameters: {
             query?: never;
@@ -3234,6 +3776,53 @@ export interface operations {
             };
             /** @description Unprocessable Entity */
             422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Internal Server Error */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+        };
+    };
+    whoami: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description OK */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WhoAmI"];
+                };
+            };
+            /** @description Unauthorized */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["ErrorModel"];
+                };
+            };
+            /** @description Forbidden */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
