@@ -38,6 +38,7 @@ import (
 	"github.com/hypersdk/hypersdk/providers/hyperv"
 	"github.com/hypersdk/hypersdk/providers/proxmox"
 	"github.com/hypersdk/hypersdk/providers/vsphere"
+	"github.com/hypersdk/hypersdk/web/dashboard"
 )
 
 // version is set at build time with -ldflags "-X main.version=v1.2.3".
@@ -365,7 +366,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 
 	srv := api.New(api.Options{
 		Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
-		Events: events.New(db, events.Options{}), Stats: sampler,
+		Events: events.New(db, events.Options{}), Stats: sampler, Dashboard: dashboard.FS(),
 		MaxBodyBytes: cfg.API.MaxBodyBytes, Version: ver, NodeID: nodeID, Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) },
 	})

@@ -1,6 +1,6 @@
 import { createContext, useContext, useEffect, useMemo, useRef, useState, type ReactNode } from "react";
 import { useQueryClient } from "@tanstack/react-query";
-import { bearer, sessionExpired } from "./client";
+import { bearer, sessionExpired, type Schemas } from "./client";
 import { streamEvents, type SSEEvent } from "./sse";
 import { signOut } from "../auth/session";
 import { etaSeconds, percent, RateMeter } from "../lib/progress";
@@ -108,9 +108,9 @@ export function useLiveStats(): LiveStats {
   const [s, setS] = useState<{ throughput: number | null; running: number }>({ throughput: null, running: 0 });
   useLiveEvents((e) => {
     if (e.event !== "stats") return;
-    const d = parseData<{ throughput_bytes_per_second?: number; running?: number }>(e);
+    const d = parseData<StatsSample>(e);
     if (!d) return;
-    setS({ throughput: d.throughput_bytes_per_second ?? null, running: d.running ?? 0 });
+    setS({ throughput: d.throughput_bytes_per_second, running: d.running });
   });
   return { ...s, connected };
 }
@@ -137,20 +137,9 @@ export interface JobLive {
   seen: boolean;
 }
 
-/**
- * A job event's message: the webhook payload, its data carrying the job's
- * progress and, in job.progress, per-item (per-disk) progress.
- */
-export interface JobEventMessage {
-  type: string;
-  timestamp?: string;
-  data: {
-    job_id: string;
-    state?: string;
-    progress?: { phase: string; bytes_done: number; bytes_total: number; rate_bytes_per_second: number };
-    items?: { name: string; phase?: string; bytes_done: number; bytes_total: number; rate_bytes_per_second?: number; done?: boolean }[] | null;
-  };
-}
+/** A job event's message: the webhook payload (generated from the OpenAPI document). */
+export type JobEventMessage = Schemas["JobEventMessage"];
+type StatsSample = Schemas["StatsSample"];
 
 /**
  * ProgressTracker folds job.progress events of one job into per-disk and

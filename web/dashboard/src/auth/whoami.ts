@@ -9,10 +9,9 @@ export const badToken = "The daemon refused this token (401). Check that you pas
  */
 export async function fetchPrincipal(token: string): Promise<Principal> {
   try {
-    const me = unwrap(await api.GET("/api/v1/status", { headers: { Authorization: bearer(token) } }));
-    void me;
-    const role = "admin";
-    return { name: "token", role: isRole(role) ? role : "viewer" };
+    const me = unwrap(await api.GET("/api/v1/whoami", { headers: { Authorization: bearer(token) } }));
+    // An unknown role gets the least rights; the API decides anyway.
+    return { name: me.name, role: isRole(me.role) ? me.role : "viewer" };
   } catch (e) {
     if (e instanceof ApiError && e.status === 401) throw new Error(badToken);
     throw e;

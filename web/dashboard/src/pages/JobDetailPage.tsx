@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import { useMutation, useQuery, useQueryClient } from "@tanstack/react-query";
-import { Link, useParams } from "react-router";
+import { Link, useNavigate, useParams } from "react-router";
 import { api, unwrap, type Schemas } from "../api/client";
 import { useJobProgress } from "../api/live";
 import { useCan } from "../auth/principal";
@@ -19,12 +19,17 @@ export default function JobDetailPage() {
   const { id = "" } = useParams();
   const qc = useQueryClient();
   const canOperate = useCan("operator");
+  const navigate = useNavigate();
   const job = useQuery({
     queryKey: ["job", id],
     queryFn: async () => unwrap(await api.GET("/api/v1/jobs/{id}", { params: { path: { id } } })),
     refetchInterval: (q) => (q.state.data && terminal.has(q.state.data.state) ? false : 3000),
   });
   const live = useJobProgress(id);
+  const retry = useMutation({
+    mutationFn: async () => unwrap(await api.POST("/api/v1/jobs/{id}/retry", { params: { path: { id } } })),
+    onSuccess: (j) => navigate(`/jobs/${j.id}`),
+  });
   const cancel = useMutation({
     mutationFn: async () => unwrap(await api.POST("/api/v1/jobs/{id}/cancel", { params: { path: { id } } })),
     onSuccess: (j) => qc.setQueryData(["job", id], j),
@@ -54,8 +59,13 @@ export default function JobDetailPage() {
             {j.cancel_requested ? "Cancelling…" : "Cancel"}
           </button>
         )}
+        {canOperate && (j.state === "failed" || j.state === "cancelled") && (
+          <button type="button" className="btn" disabled={retry.isPending} onClick={() => retry.mutate()}>
+            Retry
+          </button>
+        )}
       </div>
-      <ErrorNote error={cancel.error} />
+      <ErrorNote error={cancel.error ?? retry.error} />
       {j.error && (
         <div className="alert" role="alert">
           {j.error_kind && <strong>{j.error_kind}: </strong>}

@@ -1,1 +1,0 @@
-import{t as e}from"./Placeholder-BYpQeriR.js";import{t}from"./index-BTVnTL87.js";var n=t();function r(){return(0,n.jsx)(e,{title:`Schedules`})}export{r as default};
