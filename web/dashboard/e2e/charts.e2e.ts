@@ -21,7 +21,7 @@ async function call(path: string, init: RequestInit = {}): Promise<any> {
 describe("charts", () => {
   it("renders history and drills down from the heatmap to the jobs behind a cell", async () => {
     // A finished export for the history to show.
-    const job = await call("/api/v1/jobs", { method: "POST", body: JSON.stringify({ provider: "demo-aws", vm: "web-1" }) });
+    const job = await call("/api/v1/jobs", { method: "POST", body: JSON.stringify({ provider: "demo", vm: "db-01" }) });
     await expect
       .poll(async () => (await call(`/api/v1/jobs/${job.id}`)).state, { timeout: 180_000, interval: 500 })
       .toBe("succeeded");

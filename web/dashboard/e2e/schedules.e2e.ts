@@ -36,7 +36,7 @@ describe("schedules", () => {
       expect([1, 2, 3, 4, 5]).toContain(d.getUTCDay());
     }
     await form.getByLabel("Provider").selectOption("demo");
-    await form.getByLabel("VM").fill("web-01");
+    await form.getByLabel("VM").fill("db-01");
     await b.shot(page, "schedules-form");
     await form.getByRole("button", { name: "Create schedule" }).click();
 

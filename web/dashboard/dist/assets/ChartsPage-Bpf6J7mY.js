@@ -1,1 +1,0 @@
-import{t as e}from"./Placeholder-B__ZawNf.js";import{t}from"./index-C2zAfmKg.js";var n=t();function r(){return(0,n.jsx)(e,{title:`Charts`})}export{r as default};
