@@ -19,7 +19,7 @@ describe("schedules", () => {
     const form = page.getByRole("form", { name: "New schedule" });
 
     // A mistake is named on its field before anything is sent.
-    await form.getByLabel("Name").fill("e2e-weekdays");
+    await form.getByLabel("Name", { exact: true }).fill("e2e-weekdays");
     await form.getByLabel("Cron expression").fill("61 2 * * 1-5");
     await form.getByRole("button", { name: "Create schedule" }).click();
     await expect.poll(() => form.getByRole("alert").first().textContent()).toContain("minute field: 61 is above the maximum 59");
@@ -35,8 +35,8 @@ describe("schedules", () => {
       expect([d.getUTCHours(), d.getUTCMinutes()]).toEqual([2, 30]);
       expect([1, 2, 3, 4, 5]).toContain(d.getUTCDay());
     }
-    await form.getByLabel("Provider").selectOption("demo");
-    await form.getByLabel("VM").fill("db-01");
+    await form.getByLabel("Provider", { exact: true }).selectOption("demo");
+    await form.getByLabel("VM", { exact: true }).fill("db-01");
     await b.shot(page, "schedules-form");
     await form.getByRole("button", { name: "Create schedule" }).click();
 
