@@ -46,6 +46,8 @@ export function TimeChart(props: TimeChartProps) {
   const { title, points, series, axis, step, formatValue, formatTime, onDrill, drillable = true, height = 220 } = props;
   const [drag, setDrag] = useState<{ a: number; b: number } | null>(null);
   const shown = visiblePoints(points, axis.window);
+  // A lone point has no line to show it: dots until there are few gaps.
+  const sparse = shown.filter((p) => series.some((s) => typeof p[s.key] === 'number')).length < 40;
   const label = (s: MouseHandlerDataParam) => (typeof s.activeLabel === 'number' ? s.activeLabel : Number(s.activeLabel));
   const drillUrl = (t: number, key?: string) => {
     const d = series.find((s) => s.key === key)?.drill ?? {};
@@ -93,7 +95,7 @@ export function TimeChart(props: TimeChartProps) {
               stroke="var(--chart-axis)"
               minTickGap={40}
             />
-            <YAxis width={60} tickFormatter={formatValue} stroke="var(--chart-axis)" allowDecimals={false} />
+            <YAxis width={76} tickFormatter={formatValue} stroke="var(--chart-axis)" allowDecimals={false} />
             <Tooltip
               labelFormatter={(t) => formatTime(Number(t))}
               formatter={(v) => formatValue(Number(v))}
@@ -115,7 +117,7 @@ export function TimeChart(props: TimeChartProps) {
                   connectNulls
                 />
               ) : (
-                <Line key={s.key} dataKey={s.key} name={s.label} type="monotone" stroke={s.color} strokeWidth={2} dot={false} isAnimationActive={false} connectNulls />
+                <Line key={s.key} dataKey={s.key} name={s.label} type="monotone" stroke={s.color} strokeWidth={2} dot={sparse ? { r: 3 } : false} isAnimationActive={false} connectNulls />
               ),
             )}
             {drag && drag.a !== drag.b && <ReferenceArea x1={drag.a} x2={drag.b} fill="var(--accent)" fillOpacity={0.15} />}

@@ -47,7 +47,7 @@ export interface ZoomFrameProps {
 }
 
 /** Wraps one chart: focusable, with the keyboard and wheel bindings. */
-export function ZoomFrame({ axis, title, plotInset = { left: 60, right: 16 }, children }: ZoomFrameProps) {
+export function ZoomFrame({ axis, title, plotInset = { left: 76, right: 16 }, children }: ZoomFrameProps) {
   const ref = useRef<HTMLDivElement>(null);
   // The latest axis for the native listener, which is added once.
   const latest = useRef(axis);
