@@ -6,7 +6,7 @@ BIN     := bin
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test test-deps lint bench fuzz clean
+.PHONY: all build run test test-deps lint bench fuzz clean dashboard test-dashboard
 
 all: build
 
@@ -37,6 +37,7 @@ test: test-deps lint
 	$(GO) test -race -timeout 15m $$($(GO) list ./... | grep -v -E '$(NORACE)')
 	$(GO) test -timeout 15m $$($(GO) list ./... | grep -E '$(NORACE)')
 	$(MAKE) fuzz
+	$(MAKE) test-dashboard
 
 # A short fuzzing run of the parsers that read untrusted input, on top of the
 # checked-in corpora (which plain `go test` already replays).
@@ -77,6 +78,26 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench SMBvsSmbclient -benchtime 1x -timeout 30m ./transfer/smb/
 	$(GO) test -run '^$$' -bench EBSDirectParallel -benchtime 1x -timeout 30m ./providers/aws/
 	$(GO) test -run '^$$' -bench DownloadVsCurl -benchtime 1x -timeout 20m ./providers/azure/
+
+# The web dashboard (web/dashboard): its built bundle, dist/, is committed and
+# embedded into hypervisord. `make dashboard` rebuilds it from source; npm
+# installs exactly the lock file.
+DASHBOARD := web/dashboard
+dashboard:
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund && npm run build
+
+# Vitest unit tests, the Playwright end-to-end tests (Debian's Chromium
+# against a real hypervisord --demo), and a check that rebuilding from source
+# gives exactly the committed dist/.
+test-dashboard: test-deps
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund
+	cd $(DASHBOARD) && npm test
+	cd $(DASHBOARD) && npm run build
+	@if ! git diff --quiet -- $(DASHBOARD)/dist || [ -n "$$(git ls-files --others --exclude-standard -- $(DASHBOARD)/dist)" ]; then \
+		echo "test-dashboard: rebuilding web/dashboard from source does not give the committed dist/:"; \
+		git status --short -- $(DASHBOARD)/dist; \
+		echo "run 'make dashboard' and commit web/dashboard/dist with the source change"; exit 1; fi
+	cd $(DASHBOARD) && npm run test:e2e
 
 clean:
 	rm -rf $(BIN)

@@ -1,6 +1,6 @@
 // End-to-end: the core screens against a real hypervisord --demo.
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { openBrowser, type E2EBrowser } from "./harness";
+import { daemon, openBrowser, tokenFor, type E2EBrowser } from "./harness";
 
 let b: E2EBrowser;
 beforeAll(async () => {
@@ -43,21 +43,29 @@ describe("an admin", () => {
   it("browses a provider's VMs, exports one and watches it to 100% with files and checksums", async () => {
     const page = await b.page({ role: "admin" });
     await page.getByRole("link", { name: "VMs", exact: true }).click();
-    await page.getByLabel("Provider").selectOption("demo");
-    const table = page.getByRole("table", { name: "VMs of demo" });
+    // The simulated AWS account: its EBS volumes' sizes are known up front,
+    // so the export has a percentage all along (vSphere learns a streamed
+    // disk's size only at its end).
+    await page.getByLabel("Provider", { exact: true }).selectOption("demo-aws");
+    const table = page.getByRole("table", { name: "VMs of demo-aws" });
     await expect.poll(() => table.locator("tbody tr").count()).toBeGreaterThanOrEqual(3);
+    await page.getByLabel("Power state").selectOption("poweredOn");
+    await expect.poll(() => table.locator("tbody tr").count()).toBe(1);
+    await page.getByLabel("Power state").selectOption("");
     // Search narrows the list.
-    await page.getByLabel("Search").fill("db-01");
+    await page.getByLabel("Search").fill("db-1");
     await page.getByRole("button", { name: "Search" }).click();
     await expect.poll(() => table.locator("tbody tr").count()).toBe(1);
     await b.shot(page, "vms");
-    await table.getByRole("link", { name: "db-01" }).click();
-    await page.getByRole("heading", { name: "db-01" }).waitFor();
+    await table.getByRole("link", { name: "db-1" }).click();
+    await page.getByRole("heading", { name: "db-1" }).waitFor();
     await b.shot(page, "vm-detail");
     await page.getByRole("link", { name: "Export this VM" }).click();
 
     await page.getByRole("heading", { name: "Export a VM" }).waitFor();
-    expect(await page.getByLabel("Provider").inputValue()).toBe("demo");
+    expect(await page.getByLabel("Provider", { exact: true }).inputValue()).toBe("demo-aws");
+    const vm = await page.getByLabel("VM", { exact: true }).inputValue();
+    expect(vm).not.toBe("");
     // A mistake is caught before anything is sent, on its field.
     await page.getByLabel("Format", { exact: true }).selectOption("ova");
     await page.getByLabel("Disk format").selectOption("qcow2");
@@ -65,28 +73,31 @@ describe("an admin", () => {
     await expect.poll(() => page.locator('[data-field="disk_format"] .error').textContent()).toMatch(/only as plain disks/);
     await page.getByLabel("Disk format").selectOption("vmdk");
     // Slow the export down so the live progress is seen moving.
-    await page.getByLabel("Bandwidth limit").fill("2MiB");
+    await page.getByLabel("Bandwidth limit").fill("1MiB");
     expect(await page.getByTestId("hyperctl-command").textContent()).toBe(
-      `hyperctl export --provider demo --vm /DC0/vm/production/db/db-01 --format ova --disk-format vmdk --bandwidth-limit 2MiB --wait`,
+      `hyperctl export --provider demo-aws --vm ${vm} --format ova --disk-format vmdk --bandwidth-limit 1MiB --wait`,
     );
     await b.shot(page, "export");
     await page.getByRole("button", { name: "Start export" }).click();
 
     // The job page: live progress to 100%, then the files with their SHA-256.
     await page.waitForURL(/\/jobs\/[^/]+$/);
-    await page.getByRole("heading", { name: /db-01/ }).waitFor();
+    await page.getByRole("heading", { name: "Progress" }).waitFor();
     const percents = new Set<string>();
+    let sawDisks = false;
     await expect
       .poll(
         async () => {
           percents.add((await page.getByTestId("job-percent").textContent()) ?? "");
+          sawDisks ||= (await page.getByTestId("disk-progress").count()) > 0;
           return page.locator(".badge.state-succeeded").count();
         },
         { timeout: 180_000, interval: 200 },
       )
       .toBe(1);
     expect(await page.getByTestId("job-percent").textContent()).toBe("100%");
-    expect([...percents].some((p) => p !== "0%" && p !== "100%"), `saw ${[...percents].join(", ")}`).toBe(true);
+    expect([...percents].some((p) => p !== "0%" && p !== "100%" && p !== "—"), `saw ${[...percents].join(", ")}`).toBe(true);
+    expect(sawDisks, "the per-disk progress table").toBe(true);
     const files = page.getByRole("table", { name: "Exported files" });
     await files.waitFor();
     const sums = await files.locator("td.checksum").allTextContents();
@@ -104,6 +115,14 @@ describe("an admin", () => {
 
 describe("a viewer", () => {
   it("sees no mutating controls", async () => {
+    // A job of its own to look at, submitted through the API as an operator.
+    const res = await fetch(`${daemon().baseURL}/api/v1/jobs`, {
+      method: "POST",
+      headers: { Authorization: `Bearer ${tokenFor("operator")}`, "Content-Type": "application/json" },
+      body: JSON.stringify({ provider: "demo-hyperv", vm: "db-1", format: "disks", disk_format: "qcow2" }),
+    });
+    expect(res.status).toBe(201);
+    const job = (await res.json()) as { id: string };
     const page = await b.page({ role: "viewer" });
     await page.getByRole("link", { name: "Export", exact: true }).click();
     await page.getByRole("heading", { name: "Export a VM" }).waitFor();
@@ -112,9 +131,7 @@ describe("a viewer", () => {
     await page.getByRole("table", { name: "VMs of demo" }).getByRole("link").first().click();
     await page.getByRole("heading", { level: 2 }).first().waitFor();
     expect(await page.getByRole("link", { name: "Export this VM" }).count()).toBe(0);
-    await page.goto("/jobs");
-    const first = page.getByRole("table", { name: "Jobs" }).getByRole("link").first();
-    await first.click();
+    await page.goto(`/jobs/${job.id}`);
     await page.getByRole("heading", { name: "Progress" }).waitFor();
     for (const name of ["Cancel", "Retry"]) expect(await page.getByRole("button", { name }).count()).toBe(0);
     await b.done(page);

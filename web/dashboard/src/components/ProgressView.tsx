@@ -1,9 +1,12 @@
 import type { JobLive } from "../api/live";
 import { formatBytes, formatDuration, formatPercent, formatRate } from "../lib/format";
 
-/** ProgressBar: a native progress element with its numbers beside it. */
-export function ProgressBar({ percent, label }: { percent: number; label: string }) {
-  return <progress max={100} value={Math.round(percent * 10) / 10} aria-label={label} />;
+/**
+ * ProgressBar: a native progress element; indeterminate while the total
+ * is unknown (a vSphere disk's size is known only once it has streamed).
+ */
+export function ProgressBar({ percent, label, known = true }: { percent: number; label: string; known?: boolean }) {
+  return known ? <progress max={100} value={Math.round(percent * 10) / 10} aria-label={label} /> : <progress aria-label={label} />;
 }
 
 /** DiskProgressTable: bytes, rate and ETA per disk of a running export. */
@@ -26,8 +29,8 @@ export function DiskProgressTable({ live }: { live: JobLive }) {
             <tr key={d.name}>
               <td className="mono small">{d.name}</td>
               <td>
-                <ProgressBar percent={d.percent} label={`${d.name} ${formatPercent(d.percent)}`} />
-                <span className="small">{formatPercent(d.percent)}</span>
+                <ProgressBar percent={d.percent} known={d.total > 0} label={`${d.name} ${d.total > 0 ? formatPercent(d.percent) : "size not known yet"}`} />
+                <span className="small">{d.total > 0 ? formatPercent(d.percent) : "—"}</span>
               </td>
               <td className="num small">
                 {formatBytes(d.done)} / {d.total > 0 ? formatBytes(d.total) : "?"}

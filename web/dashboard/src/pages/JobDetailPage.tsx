@@ -42,6 +42,8 @@ export default function JobDetailPage() {
   const pct = running && live ? live.percent : j.progress.percent;
   const rate = running && live ? live.rate : j.progress.rate_bytes_per_second;
   const eta = running && live ? live.eta : (j.progress.eta_seconds ?? null);
+  const total = running && live ? live.total : j.progress.bytes_total;
+  const known = total > 0 || j.state === "succeeded";
 
   return (
     <section>
@@ -75,12 +77,12 @@ export default function JobDetailPage() {
 
       <div className="card" aria-labelledby="progress-title">
         <h2 id="progress-title">Progress</h2>
-        <ProgressBar percent={pct} label={`Job progress ${formatPercent(pct)}`} />
+        <ProgressBar percent={pct} known={known || !running} label={`Job progress ${known ? formatPercent(pct) : "size not known yet"}`} />
         <p className="row small" data-testid="job-progress">
-          <span data-testid="job-percent">{formatPercent(pct)}</span>
+          <span data-testid="job-percent">{known || !running ? formatPercent(pct) : "—"}</span>
           <span>{(running && live?.phase) || j.progress.phase}</span>
           <span>
-            {formatBytes(running && live ? live.done : j.progress.bytes_done)} of {formatBytes(running && live ? live.total : j.progress.bytes_total)}
+            {formatBytes(running && live ? live.done : j.progress.bytes_done)} of {total > 0 ? formatBytes(total) : "?"}
           </span>
           {running && <span>{formatRate(rate)}</span>}
           {running && <span>ETA {formatDuration(eta)}</span>}
