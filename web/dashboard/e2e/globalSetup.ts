@@ -71,6 +71,9 @@ export default async function setup(project: TestProject) {
       `    - { name: e2e-admin, role: admin, token: ${JSON.stringify(d.adminToken)} }`,
       `    - { name: e2e-operator, role: operator, token: ${JSON.stringify(d.operatorToken)} }`,
       `    - { name: e2e-viewer, role: viewer, token: ${JSON.stringify(d.viewerToken)} }`,
+      // The webhooks test's receiver listens on loopback, which the SSRF guard refuses by default.
+      "webhook_delivery:",
+      "  allow_private_targets: true",
       "",
     ].join("\n"),
     { mode: 0o600 },

@@ -17,6 +17,9 @@ export default function JobsPage() {
   const state = params.get("state") ?? "";
   const provider = params.get("provider") ?? "";
   const vm = params.get("vm") ?? "";
+  // A chart's drill-down: the jobs that finished in one time bucket.
+  const finishedAfter = params.get("finished_after") ?? "";
+  const finishedBefore = params.get("finished_before") ?? "";
   const [vmText, setVmText] = useState(vm);
   const id = useId();
   const live = useAllJobProgress();
@@ -24,12 +27,14 @@ export default function JobsPage() {
 
   const providers = useProviders();
   const jobs = useQuery({
-    queryKey: ["jobs", { state, provider, vm }],
+    queryKey: ["jobs", { state, provider, vm, finishedAfter, finishedBefore }],
     queryFn: async () => {
-      const query: { state?: State[]; provider?: string; vm?: string; limit: number } = { limit: 100 };
+      const query: { state?: State[]; provider?: string; vm?: string; finished_after?: string; finished_before?: string; limit: number } = { limit: 100 };
       if (state) query.state = state.split(",") as State[];
       if (provider) query.provider = provider;
       if (vm) query.vm = vm;
+      if (finishedAfter) query.finished_after = finishedAfter;
+      if (finishedBefore) query.finished_before = finishedBefore;
       return unwrap(await api.GET("/api/v1/jobs", { params: { query } })).items ?? [];
     },
     // The event stream refreshes the list on job events; the interval
@@ -92,6 +97,25 @@ export default function JobsPage() {
           Apply
         </button>
       </form>
+      {(finishedAfter || finishedBefore) && (
+        <p className="row small" data-testid="finished-filter">
+          <span>
+            Finished {finishedAfter ? `from ${formatTime(finishedAfter)}` : ""} {finishedBefore ? `until ${formatTime(finishedBefore)}` : ""}
+          </span>
+          <button
+            type="button"
+            className="btn"
+            onClick={() => {
+              const next = new URLSearchParams(params);
+              next.delete("finished_after");
+              next.delete("finished_before");
+              setParams(next, { replace: true });
+            }}
+          >
+            Any time
+          </button>
+        </p>
+      )}
       {jobs.isPending ? (
         <Loading what="jobs" />
       ) : jobs.isError ? (

@@ -1,1 +1,0 @@
-import{t as e}from"./index-Bh2Md-84.js";var t=e();function n({title:e}){return(0,t.jsxs)(`section`,{children:[(0,t.jsx)(`h1`,{children:e}),(0,t.jsx)(`p`,{className:`muted`,children:`This screen is being built.`})]})}export{n as t};

@@ -1,1 +1,0 @@
-import{t as e}from"./Placeholder-BG3qJCxM.js";import{t}from"./index-Bh2Md-84.js";var n=t();function r(){return(0,n.jsx)(e,{title:`Schedules`})}export{r as default};
