@@ -34,9 +34,11 @@ type Options struct {
 	Webhooks *webhooks.Service
 	// Scheduler, when set, adds the /schedules routes.
 	Scheduler *scheduler.Scheduler
-	Tokens    *Tokens
-	Metrics   HTTPMetrics
-	Logger    *slog.Logger
+	// Cluster, when set, adds the /cluster route.
+	Cluster Cluster
+	Tokens  *Tokens
+	Metrics HTTPMetrics
+	Logger  *slog.Logger
 	// MaxBodyBytes caps request bodies.
 	MaxBodyBytes int64
 	Version      string
@@ -88,6 +90,7 @@ func New(opts Options) *Server {
 	s.registerProviders()
 	s.registerWebhooks()
 	s.registerSchedules()
+	s.registerCluster()
 	return s
 }
 
