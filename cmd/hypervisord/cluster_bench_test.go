@@ -86,7 +86,7 @@ jobs:
 	}
 	base := results[0]
 	for _, r := range results {
-		b.Logf("%d node(s): %.2f jobs/s, %.1f MiB/s written; %.2f× the jobs/s and %.2f× the bytes/s of one node",
+		fmt.Printf("cluster scaling: %d node(s): %.2f jobs/s, %.1f MiB/s written; %.2f× the jobs/s and %.2f× the bytes/s of one node\n",
 			r.nodes, r.jobsPS, r.bytes/(1<<20), r.jobsPS/base.jobsPS, r.bytes/base.bytes)
 	}
 }
