@@ -78,6 +78,7 @@ bench: test-deps
 	$(GO) test -run '^$$' -bench SMBvsSmbclient -benchtime 1x -timeout 30m ./transfer/smb/
 	$(GO) test -run '^$$' -bench EBSDirectParallel -benchtime 1x -timeout 30m ./providers/aws/
 	$(GO) test -run '^$$' -bench DownloadVsCurl -benchtime 1x -timeout 20m ./providers/azure/
+	$(GO) test -run '^$$' -bench ClusterScaling -benchtime 1x -timeout 60m ./cmd/hypervisord/
 
 # The container image (Dockerfile; README, "Deployment"). Needs Docker with
 # BuildKit (or `docker buildx build` / `podman build`).

@@ -33,6 +33,8 @@ type Config struct {
 	Webhooks        []Webhook       `yaml:"webhooks"`
 	WebhookDelivery WebhookDelivery `yaml:"webhook_delivery"`
 
+	Cluster Cluster `yaml:"cluster"`
+
 	// path is the file this configuration was read from, if any.
 	path string
 }
@@ -175,6 +177,25 @@ type WebhookDelivery struct {
 	Retention time.Duration `yaml:"retention"`
 }
 
+// Cluster configures how daemons sharing one database see each other. A
+// single daemon is a cluster of one: the same settings apply.
+type Cluster struct {
+	// Advertise is the API base URL other members and clients use to reach
+	// this daemon (https://node-a.example:8080). Default: derived from the
+	// listen address.
+	Advertise string `yaml:"advertise"`
+	// HeartbeatInterval is how often the daemon renews its registration and,
+	// when it leads, its leader lease.
+	HeartbeatInterval time.Duration `yaml:"heartbeat_interval"`
+	// DeadAfter is how long a member may go without a heartbeat before it is
+	// shown dead; it is also the leader lease, so a dead leader is replaced
+	// within it.
+	DeadAfter time.Duration `yaml:"dead_after"`
+	// MaxConcurrent caps the exports running across all daemons sharing the
+	// database (0: only each daemon's jobs.max_concurrent applies).
+	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
 // Default returns the configuration used when nothing is configured.
 func Default() *Config {
 	return &Config{
@@ -207,6 +228,7 @@ func Default() *Config {
 			HealthCheckInterval: 30 * time.Second,
 		},
 		WebhookDelivery: WebhookDelivery{Workers: 4, ProgressInterval: 2 * time.Second, Retention: 30 * 24 * time.Hour},
+		Cluster:         Cluster{HeartbeatInterval: 2 * time.Second, DeadAfter: 15 * time.Second},
 	}
 }
 

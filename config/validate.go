@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -108,6 +109,15 @@ func (c *Config) Validate() error {
 			bad(fmt.Sprintf("export.allowed_roots[%d]", i), "must be an absolute path, got %q", r)
 		}
 	}
+
+	if a := c.Cluster.Advertise; a != "" {
+		if u, err := url.Parse(a); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || (u.Path != "" && u.Path != "/") {
+			bad("cluster.advertise", "must be the API's base URL such as https://node-a.example:8080, got %q", a)
+		}
+	}
+	durRange("cluster.heartbeat_interval", c.Cluster.HeartbeatInterval, 100*time.Millisecond, time.Minute)
+	durRange("cluster.dead_after", c.Cluster.DeadAfter, 3*c.Cluster.HeartbeatInterval, 10*time.Minute)
+	intRange("cluster.max_concurrent", c.Cluster.MaxConcurrent, 0, 100000)
 
 	intRange("connection_pool.max_connections", c.ConnectionPool.MaxConnections, 1, 100)
 	durRange("connection_pool.idle_timeout", c.ConnectionPool.IdleTimeout, time.Second, 24*time.Hour)

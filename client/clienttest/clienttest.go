@@ -11,6 +11,7 @@ import (
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/daemon/cluster"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/scheduler"
 	"github.com/hypersdk/hypersdk/daemon/store"
@@ -136,7 +137,17 @@ func NewServer(t testing.TB, o Options) *Server {
 		_ = hooks.Stop(context.Background())
 		t.Fatal(err)
 	}
-	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Logger: log,
+	member, err := cluster.New(db, cluster.Options{NodeID: "clienttest", Advertise: "http://clienttest.invalid", Version: "clienttest",
+		Capacity: cfg.Jobs.MaxConcurrent, Running: engine.Running, Logger: log})
+	if err == nil {
+		err = member.Start(context.Background())
+	}
+	if err != nil {
+		_ = engine.Stop(context.Background())
+		_ = hooks.Stop(context.Background())
+		t.Fatal(err)
+	}
+	srv := api.New(api.Options{Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Cluster: member, Tokens: tokens, Logger: log,
 		Version: "clienttest", NodeID: "clienttest", Database: db.String(),
 		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) }})
 	hs := httptest.NewUnstartedServer(srv.Handler())
@@ -153,6 +164,7 @@ func NewServer(t testing.TB, o Options) *Server {
 		hs.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
+		_ = member.Stop(ctx)
 		_ = engine.Stop(ctx)
 		_ = hooks.Stop(ctx)
 	})

@@ -92,6 +92,7 @@ job that failed or was cancelled); 2 the command line is wrong.`,
 	root.AddCommand(a.jobsCommand(), a.exportCommand(), a.ovaCommand(), a.providersCommand(), a.vmsCommand(), a.statusCommand(), a.versionCommand(), a.verifyCommand(), a.diskCommand(), a.vmaCommand())
 	root.AddCommand(a.webhooksCommand())
 	root.AddCommand(a.schedulesCommand())
+	root.AddCommand(a.clusterCommand())
 	return root, a
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/api"
+	"github.com/hypersdk/hypersdk/daemon/cluster"
 	"github.com/hypersdk/hypersdk/daemon/events"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
 	"github.com/hypersdk/hypersdk/daemon/metrics"
@@ -318,10 +319,12 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	// Job events go to webhooks and, for scheduled jobs, to the schedule's
 	// execution history. The scheduler then submits through the engine
 	// (scheduler.Jobs): each side knows the other by an interface only.
+	var member *cluster.Node
 	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
 		Logger: log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}},
 		ProgressEvents: cfg.WebhookDelivery.ProgressInterval,
+		ClusterLimit:   cfg.Cluster.MaxConcurrent, IsLeader: func() bool { return member.IsLeader() },
 	})
 	if err != nil {
 		return err
@@ -331,6 +334,18 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	sched := scheduler.New(db, engine, scheduler.Options{Events: hooks, Metrics: m, Logger: log.With("component", "scheduler")})
 	m.RegisterSchedules(sched.Counts)
 	m.RegisterScheduleNextRuns(sched.NextRuns)
+	advertise := cfg.Cluster.Advertise
+	if advertise == "" {
+		advertise = endpoint
+	}
+	member, err = cluster.New(db, cluster.Options{
+		NodeID: nodeID, Advertise: advertise, Version: ver, Capacity: cfg.Jobs.MaxConcurrent, Running: engine.Running,
+		HeartbeatInterval: cfg.Cluster.HeartbeatInterval, DeadAfter: cfg.Cluster.DeadAfter,
+		Lead: leaderDuties(sched, set, engine, log), Logger: log.With("component", "cluster"),
+	})
+	if err != nil {
+		return err
+	}
 	if err := hooks.Start(ctx); err != nil {
 		return err
 	}
@@ -346,16 +361,28 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	defer stopBG()
 	provDone := make(chan struct{})
 	go func() { defer close(provDone); set.Run(bg, cfg.ConnectionPool.HealthCheckInterval) }()
-	sweepDone := make(chan struct{})
-	go func() { defer close(sweepDone); set.SweepOrphans(bg, orphanSweepInterval, jobMayRun(engine)) }()
 
 	if err := engine.Start(ctx); err != nil {
 		return err
 	}
-	if err := sched.Start(ctx); err != nil {
+	// Registered once the engine runs: a member takes exports, and may
+	// lead (run the schedules and sweeps) from here on.
+	if err := member.Start(ctx); err != nil {
 		return err
 	}
-	defer sched.Stop()
+	memberStopped := false
+	stopMember := func() {
+		if memberStopped {
+			return
+		}
+		memberStopped = true
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		if err := member.Stop(sctx); err != nil {
+			log.Warn("leaving the cluster did not complete", "err", err)
+		}
+	}
+	defer stopMember()
 	engineStopped := false
 	stopEngine := func() {
 		if engineStopped {
@@ -375,10 +402,15 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	defer sampler.Stop()
 
 	srv := api.New(api.Options{
-		Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
+		Jobs: engine, Providers: set, Webhooks: hooks, Scheduler: sched, Cluster: member, Tokens: tokens, Metrics: m, Logger: log.With("component", "api"),
 		Events: events.New(db, events.Options{}), Stats: sampler, Dashboard: dashboard.FS(),
 		MaxBodyBytes: cfg.API.MaxBodyBytes, Version: ver, NodeID: nodeID, Database: db.String(),
-		Ready: func(ctx context.Context) error { return db.SQL.PingContext(ctx) },
+		Ready: func(ctx context.Context) error {
+			if err := db.SQL.PingContext(ctx); err != nil {
+				return err
+			}
+			return member.Ready()
+		},
 	})
 	httpSrv := &http.Server{
 		Handler:           srv.Handler(),
@@ -419,10 +451,11 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	if err := httpSrv.Shutdown(sctx); err != nil {
 		log.Warn("API shutdown", "err", err)
 	}
-	sched.Stop()
+	// Leadership first, so another node takes the schedules over within a
+	// heartbeat while this one hands its exports back.
+	stopMember()
 	stopEngine()
 	<-provDone
-	<-sweepDone
 	log.Info("hypervisord stopped")
 	return nil
 }

@@ -80,7 +80,7 @@ func testRegistry() *providers.Registry {
 
 // daemon is a hypervisord child process.
 type daemon struct {
-	t       *testing.T
+	t       testing.TB
 	dataDir string
 	config  string
 	env     []string
@@ -92,7 +92,7 @@ type daemon struct {
 	client  *http.Client
 }
 
-func newDaemon(t *testing.T, configYAML string, env ...string) *daemon {
+func newDaemon(t testing.TB, configYAML string, env ...string) *daemon {
 	t.Helper()
 	dir := t.TempDir()
 	cfgPath := filepath.Join(dir, "hypervisord.yaml")
@@ -282,7 +282,7 @@ func (c *callLog) quietFor(d time.Duration) bool {
 
 // waitUntil polls cond; the bound turns a hang into a failure that says
 // what was awaited.
-func waitUntil(t *testing.T, what string, bound time.Duration, cond func() bool) {
+func waitUntil(t testing.TB, what string, bound time.Duration, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(bound)
 	for !cond() {

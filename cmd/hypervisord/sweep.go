@@ -3,10 +3,14 @@ package main
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/daemon/scheduler"
+	"github.com/hypersdk/hypersdk/internal/backoff"
+	"github.com/hypersdk/hypersdk/providers"
 )
 
 // orphanSweepInterval is how often providers that tag what exports create
@@ -36,5 +40,25 @@ func jobMayRun(engine *jobs.Manager) func(ctx context.Context, jobID string) (bo
 			return false, err
 		}
 		return !j.State.Terminal(), nil
+	}
+}
+
+// leaderDuties is what the cluster's leader runs, once per cluster: the
+// schedules and the orphan sweeps. It returns when leadership ends.
+func leaderDuties(sched *scheduler.Scheduler, set *providers.Set, engine *jobs.Manager, log *slog.Logger) func(ctx context.Context) {
+	return func(ctx context.Context) {
+		for {
+			err := sched.Start(ctx)
+			if err == nil {
+				break
+			}
+			log.Warn("starting the scheduler failed; retrying", "err", err)
+			if backoff.Wait(ctx, 5*time.Second) != nil {
+				return
+			}
+		}
+		defer sched.Stop()
+		set.SweepOrphans(ctx, orphanSweepInterval, jobMayRun(engine))
+		<-ctx.Done()
 	}
 }

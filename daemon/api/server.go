@@ -40,8 +40,10 @@ type Options struct {
 	// Events, when set, adds the /events stream.
 	Events *events.Log
 	// Stats, when set, adds /stats/history and the stream's stats event.
-	Stats   *stats.Sampler
-	Stream  StreamOptions
+	Stats  *stats.Sampler
+	Stream StreamOptions
+	// Cluster, when set, adds the /cluster route.
+	Cluster Cluster
 	Tokens  *Tokens
 	Metrics HTTPMetrics
 	Logger  *slog.Logger
@@ -104,6 +106,7 @@ func New(opts Options) *Server {
 	s.registerSchedules()
 	s.registerEvents()
 	s.registerStats()
+	s.registerCluster()
 	s.mountFallback()
 	return s
 }

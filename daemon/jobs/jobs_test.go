@@ -279,18 +279,19 @@ func TestCancelSeenThroughHeartbeat(t *testing.T) {
 
 func TestConcurrencyLimits(t *testing.T) {
 	for _, tc := range []struct {
-		name                   string
-		maxConcurrent, perInst int
-		want                   int
+		name                                 string
+		maxConcurrent, perInst, clusterLimit int
+		want                                 int
 	}{
-		{"max_concurrent", 2, 0, 2},
-		{"per_provider", 4, 1, 1},
+		{"max_concurrent", 2, 0, 0, 2},
+		{"per_provider", 4, 1, 0, 1},
+		{"cluster", 4, 0, 2, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			storetest.ForEach(t, func(t *testing.T, db *store.DB) {
 				e := newEnv(t, db, tc.perInst)
 				e.fake.ChunkDelay = 5 * time.Millisecond
-				m := e.start(func(o *jobs.Options) { o.Jobs.MaxConcurrent = tc.maxConcurrent })
+				m := e.start(func(o *jobs.Options) { o.Jobs.MaxConcurrent, o.ClusterLimit = tc.maxConcurrent, tc.clusterLimit })
 				var ids []string
 				for i := range 6 {
 					ids = append(ids, submit(t, m, fmt.Sprintf("vm-%03d", i)).ID)

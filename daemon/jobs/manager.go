@@ -71,6 +71,13 @@ type Options struct {
 	// ProgressEvents is the least time between two job.progress events of
 	// one job (default 30s).
 	ProgressEvents time.Duration
+	// ClusterLimit caps the exports running across every daemon sharing
+	// the database (cluster.max_concurrent; 0: no cap beyond each
+	// daemon's Jobs.MaxConcurrent).
+	ClusterLimit int
+	// IsLeader tells whether this daemon runs the cluster's clean-up
+	// (deleting jobs past retention); nil means it always does.
+	IsLeader func() bool
 	// Now replaces the clock in tests; nil means time.Now.
 	Now func() time.Time
 }
@@ -214,6 +221,13 @@ func (m *Manager) Stop(ctx context.Context) error {
 	}
 	m.bg.Wait()
 	return err
+}
+
+// Running is how many exports this daemon runs now.
+func (m *Manager) Running() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.running)
 }
 
 func (m *Manager) isStopping() bool {

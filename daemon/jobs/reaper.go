@@ -190,9 +190,10 @@ func (m *Manager) sweepQueued(ctx context.Context) (int, error) {
 	return n, nil
 }
 
-// deleteExpired removes finished jobs older than jobs.retention.
+// deleteExpired removes finished jobs older than jobs.retention; in a
+// cluster, only the leader does.
 func (m *Manager) deleteExpired(ctx context.Context) (int64, error) {
-	if m.opts.Jobs.Retention <= 0 {
+	if m.opts.Jobs.Retention <= 0 || (m.opts.IsLeader != nil && !m.opts.IsLeader()) {
 		return 0, nil
 	}
 	cutoff := store.Micros(m.opts.Now().Add(-m.opts.Jobs.Retention))

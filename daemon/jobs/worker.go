@@ -181,6 +181,24 @@ func (m *Manager) claim(ctx context.Context, riverID int64, jobID string) (*atte
 				return nil
 			}
 		}
+		if limit := m.opts.ClusterLimit; limit > 0 {
+			if m.db.Dialect == store.Postgres {
+				// Serialise claims across daemons so two cannot both see
+				// the cluster's last free slot (taken after the VM and
+				// provider locks, always in that order).
+				if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", clusterLockKey); err != nil {
+					return err
+				}
+			}
+			var running int
+			if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM jobs WHERE state = 'running' AND heartbeat_at >= $1", stale).Scan(&running); err != nil {
+				return err
+			}
+			if running >= limit {
+				snooze = 500*time.Millisecond + rand.N(time.Second)
+				return nil
+			}
+		}
 		var specJSON string
 		var number, maxAttempts int
 		err = tx.QueryRowContext(ctx, `UPDATE jobs SET state = 'running', attempt = attempt + 1, node_id = $3,
@@ -230,6 +248,10 @@ func (m *Manager) providerLimit(name string) int {
 	}
 	return limit
 }
+
+// clusterLockKey names the advisory lock that serialises claims against
+// cluster.max_concurrent ("hsdkclus" in ASCII).
+const clusterLockKey = 0x6873646b636c7573
 
 func providerLockKey(provider string) int64 {
 	h := fnv.New64a()
