@@ -237,4 +237,3 @@ func (s *gcsStore) remove(ctx context.Context, key string) error {
 	}
 	return nil
 }
-
