@@ -102,6 +102,8 @@ type Target struct {
 	S3 S3Config
 	// GCS reaches a gs:// target.
 	GCS GCSConfig
+	// Azure reaches an azblob:// target.
+	Azure AzureConfig
 }
 
 // Targets are the configured destinations.
@@ -114,16 +116,31 @@ func (ts Targets) Match(u URL) (Target, bool) {
 	found := false
 	s := u.String()
 	for _, t := range ts {
-		p, err := ParseURL("url", t.URL)
+		p, err := TargetPrefix("url", t.URL)
 		if err != nil {
 			continue
 		}
-		if strings.HasPrefix(s, p.String()) && (!found || len(p.String()) > len(best.URL)) {
+		if strings.HasPrefix(s, p) && (!found || len(p) > len(best.URL)) {
 			best, found = t, true
-			best.URL = p.String()
+			best.URL = p
 		}
 	}
 	return best, found
+}
+
+// TargetPrefix checks a target's URL and returns it as the prefix of the
+// output URLs it serves: an output URL, or for azblob a whole account
+// ("azblob://account/").
+func TargetPrefix(field, raw string) (string, error) {
+	if u, err := url.Parse(raw); err == nil && u.Scheme == "azblob" && u.Host != "" && strings.Trim(u.Path, "/") == "" &&
+		u.User == nil && u.RawQuery == "" && u.Fragment == "" {
+		return "azblob://" + u.Host + "/", nil
+	}
+	u, err := ParseURL(field, raw)
+	if err != nil {
+		return "", err
+	}
+	return u.String(), nil
 }
 
 // Open returns the sink of the output URL raw (field names its request
@@ -144,6 +161,13 @@ func (ts Targets) Open(ctx context.Context, field, raw string, state *os.Root, l
 		return newSink(newS3(t.S3, u.Bucket), u.Prefix, state, log), nil
 	case "gs":
 		st, err := newGCS(ctx, t.GCS, u.Bucket)
+		if err != nil {
+			return nil, fmt.Errorf("output target %s: %w", t.Name, err)
+		}
+		return newSink(st, u.Prefix, state, log), nil
+	case "azblob":
+		account, containerName, _ := strings.Cut(u.Bucket, "/")
+		st, err := newAzure(t.Azure, account, containerName)
 		if err != nil {
 			return nil, fmt.Errorf("output target %s: %w", t.Name, err)
 		}
