@@ -165,6 +165,9 @@ type ExportOptions struct {
 	// never by path. When nil the provider opens OutputDir itself,
 	// trusting the path as given (hyperctl export --local).
 	OutputRoot *os.Root `json:"-"`
+	// OutputURL names the object-storage output (s3://bucket/prefix/…)
+	// of a job; the job engine opens it as Output.
+	OutputURL string `json:"output_url,omitempty"`
 	// Output, when set, receives the export's files (object storage);
 	// OutputDir then keeps only the resume state of its uploads and the
 	// sources the pipeline stages.

@@ -307,9 +307,14 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	// Job events go to webhooks and, for scheduled jobs, to the schedule's
 	// execution history. The scheduler then submits through the engine
 	// (scheduler.Jobs): each side knows the other by an interface only.
+	targets, err := outputTargets(cfg.OutputTargets)
+	if err != nil {
+		return err
+	}
 	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
-		Logger: log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}},
+		OutputTargets: targets,
+		Logger:        log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}},
 		ProgressEvents: cfg.WebhookDelivery.ProgressInterval,
 	})
 	if err != nil {
