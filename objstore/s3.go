@@ -128,6 +128,9 @@ func (s *s3Store) openUploads(ctx context.Context, key string) ([]string, error)
 	in := &s3.ListMultipartUploadsInput{Bucket: &s.bucket, Prefix: &key}
 	for {
 		out, err := s.c.ListMultipartUploads(ctx, in)
+		if isCode(err, "NoSuchUpload") {
+			return ids, nil // gofakes3's answer when there is none
+		}
 		if err != nil {
 			return nil, err
 		}

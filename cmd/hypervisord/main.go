@@ -311,6 +311,14 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	if err != nil {
 		return err
 	}
+	if demo {
+		t, stop, err := startDemoOutput()
+		if err != nil {
+			return fmt.Errorf("demo output target: %w", err)
+		}
+		defer stop()
+		targets = append(targets, t)
+	}
 	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
 		OutputTargets: targets,

@@ -103,3 +103,32 @@ func TestDemoExportToS3ThroughTheDaemon(t *testing.T) {
 		}
 	}
 }
+
+// TestDemoOutputTarget: --demo serves s3://demo-exports/ in process, and
+// an OVA export to it succeeds.
+func TestDemoOutputTarget(t *testing.T) {
+	dmn := newDaemon(t, "", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	if !strings.Contains(dmn.out.String(), "--output s3://demo-exports/") {
+		t.Errorf("the demo help does not show the object-storage output:\n%s", dmn.out.String())
+	}
+	var j apitypes.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/production/db/db-01",
+		"format": "ova", "output": "s3://demo-exports/db-01/"}, &j); code != 201 {
+		t.Fatalf("submit: %d", code)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for !j.State.Terminal() {
+		if time.Now().After(deadline) {
+			t.Fatalf("export still %s", j.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+	}
+	if j.State != apitypes.JobSucceeded {
+		t.Fatalf("export %s: %s\n%s", j.State, j.Error, dmn.out.String())
+	}
+	if j.Result.OutputDir != "s3://demo-exports/db-01/" || j.Result.OVAPath != "db-01.ova" {
+		t.Errorf("result output %q, OVA %q", j.Result.OutputDir, j.Result.OVAPath)
+	}
+}
