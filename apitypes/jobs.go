@@ -55,7 +55,7 @@ type JobRequest struct {
 	VM       string `json:"vm" doc:"VM identifier: inventory path, name, ID or UUID" minLength:"1" maxLength:"1024"`
 	// Output is the export directory: relative to the daemon's export
 	// directory, or absolute under one of export.allowed_roots.
-	Output            string `json:"output,omitempty" doc:"Output directory (relative to the daemon's export directory, or absolute under export.allowed_roots); default <export_dir>/<job id>" maxLength:"4096"`
+	Output            string `json:"output,omitempty" doc:"Output directory (relative to the daemon's export directory, or absolute under export.allowed_roots); default <export_dir>/<job id>. Or object storage: s3://bucket/prefix/, gs://bucket/prefix/, azblob://account/container/prefix/, served by a target in the daemon's output_targets" maxLength:"4096"`
 	Format            string `json:"format,omitempty" enum:"ovf,ova,disks" doc:"Packaging: an OVF folder, an OVA, or plain disks with a manifest and JSON metadata"`
 	DiskFormat        string `json:"disk_format,omitempty" enum:"vmdk,raw,qcow2,vhd,vhdx" doc:"Disk file format: streamOptimized vmdk, or (with format disks) sparse raw, qcow2 v3, vhd or dynamic vhdx"`
 	VHDType           string `json:"vhd_type,omitempty" enum:"dynamic,fixed" doc:"VHD variant for disk_format vhd: dynamic (default) or fixed (size rounded up to a whole MiB, as Azure requires)"`

@@ -35,6 +35,10 @@ type Config struct {
 
 	Cluster Cluster `yaml:"cluster"`
 
+	// OutputTargets are the object stores exports may be written to
+	// (output s3://…, gs://…, azblob://…).
+	OutputTargets []OutputTarget `yaml:"output_targets"`
+
 	// path is the file this configuration was read from, if any.
 	path string
 }
@@ -133,6 +137,34 @@ type Export struct {
 	ParallelDownloads int      `yaml:"parallel_downloads"`
 	// BandwidthLimit caps each export, in bytes per second (0: unlimited).
 	BandwidthLimit int64 `yaml:"bandwidth_limit"`
+}
+
+// OutputTarget is an object store exports may be written to: an output
+// URL under URL (the longest matching target wins) uses its endpoint and
+// credentials.
+type OutputTarget struct {
+	Name string `yaml:"name"`
+	// URL is the prefix of the outputs it serves: s3://bucket/,
+	// s3://bucket/prefix/, gs://bucket/, azblob://account/ or
+	// azblob://account/container/.
+	URL string `yaml:"url"`
+	// Endpoint replaces the service's URL (MinIO, an emulator); it passes
+	// the SSRF guard unless AllowPrivate.
+	Endpoint string `yaml:"endpoint"`
+	// AllowPrivate lets Endpoint be a loopback or private address.
+	AllowPrivate bool `yaml:"allow_private"`
+	// S3: region, static keys (empty: the SDK's default chain), path-style
+	// addressing.
+	Region          string `yaml:"region"`
+	AccessKeyID     string `yaml:"access_key_id"`
+	SecretAccessKey Secret `yaml:"secret_access_key"`
+	PathStyle       bool   `yaml:"path_style"`
+	// GCS: a service account key file (empty: application default
+	// credentials); Anonymous for an emulator.
+	CredentialsFile string `yaml:"credentials_file"`
+	Anonymous       bool   `yaml:"anonymous"`
+	// Azure: the storage account's shared key.
+	AccountKey Secret `yaml:"account_key"`
 }
 
 // Pool configures pooled vSphere sessions (seed 1.1).

@@ -176,6 +176,28 @@ func (c *Config) Validate() error {
 			intRange(key+".retry", *w.Retry, 0, 50)
 		}
 	}
+	for i, t := range c.OutputTargets {
+		key := fmt.Sprintf("output_targets[%d]", i)
+		scheme, rest, ok := strings.Cut(t.URL, "://")
+		switch {
+		case !ok || (scheme != "s3" && scheme != "gs" && scheme != "azblob"):
+			bad(key+".url", "must start with s3://, gs:// or azblob://, got %q", t.URL)
+		case rest == "" || strings.HasPrefix(rest, "/") || strings.ContainsAny(rest, "@?#"):
+			bad(key+".url", "must name a bucket (azblob: an account) and carry no credentials, query or fragment")
+		}
+		if t.Endpoint != "" {
+			g := netguard.Guard{AllowPrivate: t.AllowPrivate, Setting: key + ".allow_private"}
+			if _, err := g.CheckURL(t.Endpoint); err != nil {
+				bad(key+".endpoint", "%v", err)
+			}
+		}
+		if scheme == "azblob" && !t.AccountKey.IsSet() {
+			bad(key+".account_key", "required for azblob targets")
+		}
+		if t.AccessKeyID != "" && !t.SecretAccessKey.IsSet() {
+			bad(key+".secret_access_key", "required with access_key_id")
+		}
+	}
 	intRange("webhook_delivery.workers", c.WebhookDelivery.Workers, 1, 64)
 	for i, d := range c.WebhookDelivery.RetrySchedule {
 		durRange(fmt.Sprintf("webhook_delivery.retry_schedule[%d]", i), d, 10*time.Millisecond, 24*time.Hour)

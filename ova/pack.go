@@ -51,6 +51,22 @@ func Pack(ctx context.Context, dir, descriptorName, out string, opts Options) (*
 // the archive created as outName in dst (see CreateIn), so no link in
 // either can redirect a read or a write.
 func PackIn(ctx context.Context, root *os.Root, descriptorName string, dst *os.Root, outName string, opts Options) (*Result, error) {
+	return pack(ctx, root, descriptorName, opts, func(descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+		return CreateIn(dst, outName, descriptorName, descriptor, opts)
+	})
+}
+
+// PackTo is PackIn writing the archive to dst (an object-storage upload)
+// instead of a file: what dst does with a failed archive is the caller's.
+// Result.Path is empty.
+func PackTo(ctx context.Context, root *os.Root, descriptorName string, dst io.Writer, opts Options) (*Result, error) {
+	return pack(ctx, root, descriptorName, opts, func(descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+		return NewWriter(dst, descriptorName, descriptor, opts)
+	})
+}
+
+func pack(ctx context.Context, root *os.Root, descriptorName string, opts Options,
+	create func(descriptorName string, descriptor []byte, opts Options) (*Writer, error)) (*Result, error) {
 	dir := root.Name()
 	var err error
 	if descriptorName == "" {
@@ -113,7 +129,7 @@ func PackIn(ctx context.Context, root *os.Root, descriptorName string, dst *os.R
 	if opts.ModTime.IsZero() {
 		opts.ModTime = descInfo.ModTime()
 	}
-	w, err := CreateIn(dst, outName, descriptorName, descBytes, opts)
+	w, err := create(descriptorName, descBytes, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -214,6 +214,18 @@ func CreateIn(dir *os.Root, name, descriptorName string, descriptor []byte, opts
 	return w, nil
 }
 
+// NewWriter starts an OVA written to dst, as CreateIn does to a file.
+// Close flushes every byte to dst; dst is the caller's to finish or
+// discard.
+func NewWriter(dst io.Writer, descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
+	w := &Writer{opts: opts, start: time.Now(), descName: descriptorName}
+	if err := w.init(dst, descriptor); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	return w, nil
+}
+
 func (w *Writer) init(dst io.Writer, descriptor []byte) error {
 	if err := ovf.CheckPath(w.descName); err != nil || strings.Contains(w.descName, "/") ||
 		!strings.EqualFold(filepath.Ext(w.descName), ".ovf") {

@@ -149,9 +149,7 @@ func (r *run) fetchBlocks(ctx context.Context, it *item, report func(done, total
 		return err
 	}
 	if r.opts.DiskFormat == providers.DiskRaw {
-		h := sha256.New()
-		err = hashSparse(ctx, h, part, partName, d.Capacity)
-		if err = r.commit(it, part, partName, h, d.Capacity, err); err != nil {
+		if err := r.keepRaw(ctx, it, part, partName, d.Capacity); err != nil {
 			return err
 		}
 	} else {

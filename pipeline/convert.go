@@ -89,7 +89,7 @@ func (r *run) encode(ctx context.Context, it *item, data io.Reader, src disk.Sou
 	case providers.DiskRaw:
 		return r.writeRaw(ctx, it, data, src.Size())
 	case providers.DiskVMDK:
-		return r.produce(it, func(w io.Writer) error {
+		return r.produce(ctx, it, src.Size(), func(w io.Writer) error {
 			_, err := vmdk.WriteStreamOptimized(w, data, src.Size(), vmdk.WriteOptions{FileName: it.name})
 			return err
 		})
@@ -105,8 +105,13 @@ func (r *run) encode(ctx context.Context, it *item, data io.Reader, src disk.Sou
 // writeImage writes src in a format whose tables precede its data (qcow2,
 // VHD, VHDX): the writer appends the data, then writes its tables back at
 // the front, so the file is hashed once complete, by reading it back
-// (from the page cache it was just written through).
+// (from the page cache it was just written through). Such a file cannot
+// be streamed: for an object-storage output it is written here (beside
+// the resume state) and then uploaded.
 func (r *run) writeImage(ctx context.Context, it *item, spec formats.Spec, src disk.Source) error {
+	if r.sink != nil {
+		return r.stageImage(ctx, it, spec, src)
+	}
 	f, tmp, err := r.create(it.name)
 	if err != nil {
 		return err
@@ -180,9 +185,32 @@ func (e *exactReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// writeCopy writes src as it is.
-func (r *run) writeCopy(_ context.Context, it *item, src io.Reader) error {
-	return r.produce(it, func(w io.Writer) error {
+// stageImage writes an image that cannot be streamed (see writeImage)
+// to a local file, uploads it and removes it.
+func (r *run) stageImage(ctx context.Context, it *item, spec formats.Spec, src disk.Source) error {
+	tmp := it.name + ".stage"
+	f, err := safepath.OpenFile(r.root, tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return providers.Permanent(fmt.Errorf("output %w", err))
+	}
+	defer func() {
+		f.Close()
+		_ = r.root.Remove(tmp)
+	}()
+	if err := spec.Write(ctx, f, src, disk.WriteOptions{Name: it.name, Subformat: r.opts.VHDType}); err != nil {
+		return fmt.Errorf("write %s: %w", it.name, err)
+	}
+	n, err := f.Seek(0, io.SeekEnd)
+	if err != nil {
+		return err
+	}
+	return r.writeCopy(ctx, it, io.NewSectionReader(f, 0, n), n)
+}
+
+// writeCopy writes src as it is; size is its size (an upper bound), or 0
+// when unknown.
+func (r *run) writeCopy(ctx context.Context, it *item, src io.Reader, size int64) error {
+	return r.produce(ctx, it, size, func(w io.Writer) error {
 		buf := make([]byte, blockSize)
 		_, err := io.CopyBuffer(w, struct{ io.Reader }{src}, buf)
 		return err
@@ -190,8 +218,13 @@ func (r *run) writeCopy(_ context.Context, it *item, src io.Reader) error {
 }
 
 // produce creates it.name through "<name>.part" (never through a planted
-// link), lets write fill it through a hash, then syncs and renames it.
-func (r *run) produce(it *item, write func(io.Writer) error) error {
+// link), lets write fill it through a hash, then syncs and renames it; or,
+// for an object-storage output, streams it into the object it.name.
+// sizeHint bounds the size (0: small or unknown), to size upload parts.
+func (r *run) produce(ctx context.Context, it *item, sizeHint int64, write func(io.Writer) error) error {
+	if r.sink != nil {
+		return r.upload(ctx, it, sizeHint, write)
+	}
 	f, tmp, err := r.create(it.name)
 	if err != nil {
 		return err
@@ -213,6 +246,10 @@ func (r *run) produce(it *item, write func(io.Writer) error) error {
 // blocks are seeked over (holes), the file is capacity bytes long, and
 // every byte — holes included — is hashed as it passes.
 func (r *run) writeRaw(ctx context.Context, it *item, src io.Reader, capacity int64) error {
+	if r.sink != nil {
+		// Objects have no holes: every byte is sent.
+		return r.writeCopy(ctx, it, &exactReader{r: src, size: capacity, left: capacity, name: it.name}, capacity)
+	}
 	f, tmp, err := r.create(it.name)
 	if err != nil {
 		return err
@@ -281,4 +318,58 @@ func (r *run) commit(it *item, f *os.File, tmp string, h hash.Hash, size int64, 
 	r.track(it.name)
 	it.size, it.sha256 = size, hex.EncodeToString(h.Sum(nil))
 	return nil
+}
+
+// upload streams it into the object it.name through a hash.
+func (r *run) upload(ctx context.Context, it *item, sizeHint int64, write func(io.Writer) error) error {
+	w, err := r.sink.Create(ctx, it.name, sizeHint)
+	if err != nil {
+		return fmt.Errorf("write %s: %w", it.name, err)
+	}
+	r.noteObject(it.name)
+	defer w.Close()
+	h := sha256.New()
+	cw := &countWriter{w: io.MultiWriter(w, h)}
+	bw := bufio.NewWriterSize(cw, blockSize)
+	err = write(bw)
+	if err == nil {
+		err = bw.Flush()
+	}
+	if err == nil {
+		err = w.Commit(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("write %s: %w", it.name, err)
+	}
+	it.size, it.sha256 = cw.n, hex.EncodeToString(h.Sum(nil))
+	return nil
+}
+
+// countWriter counts the bytes written through it.
+type countWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// keepRaw makes the complete sparse raw file f (named name in the output
+// root) the raw disk of it: renamed into place, its data hashed, or, for
+// an object-storage output, uploaded and removed. f is closed.
+func (r *run) keepRaw(ctx context.Context, it *item, f *os.File, name string, capacity int64) error {
+	if r.sink == nil {
+		h := sha256.New()
+		err := hashSparse(ctx, h, f, name, capacity)
+		return r.commit(it, f, name, h, capacity, err)
+	}
+	err := r.writeCopy(ctx, it, io.NewSectionReader(f, 0, capacity), capacity)
+	f.Close()
+	if err != nil {
+		return err
+	}
+	return r.root.Remove(name)
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -239,8 +240,10 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		it := items[i]
 		h, _, size := it.source()
 		path := it.name
-		if !it.passthrough {
-			path = it.name + ".src" // decoded into it.name once complete
+		if !it.passthrough || r.sink != nil {
+			// Decoded into it.name once complete, or uploaded as it is:
+			// the parallel ranged download writes out of order.
+			path = it.name + ".src"
 		}
 		byPath[path] = i
 		f := transfer.File{URL: h.URL, Root: r.root, Path: path, Header: h.Header, Size: max(size, 0), Client: h.Client,
@@ -277,7 +280,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 			it := items[byPath[tf[k].Path]]
 			r.track(tf[k].Path)
 			r.dropPartial(tf[k].Path+".part", tf[k].Path+".part.version")
-			if it.passthrough {
+			if it.passthrough && r.sink == nil {
 				it.size, it.sha256 = res.Size, res.SHA256
 			}
 		}
@@ -287,7 +290,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 	}
 	for _, i := range idx {
 		it := items[i]
-		if it.passthrough {
+		if it.passthrough && r.sink == nil {
 			continue
 		}
 		src := it.name + ".src"
@@ -295,7 +298,12 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		if err != nil {
 			return err
 		}
-		if it.disk.Format == providers.SourceImage {
+		if it.passthrough {
+			var st os.FileInfo
+			if st, err = f.Stat(); err == nil {
+				err = r.writeCopy(ctx, it, io.NewSectionReader(f, 0, st.Size()), st.Size())
+			}
+		} else if it.disk.Format == providers.SourceImage {
 			err = r.convertImage(ctx, it, f)
 		} else {
 			err = r.convert(ctx, it, f)
@@ -322,7 +330,8 @@ func (r *run) stream(ctx context.Context, it *item, count func(int64)) error {
 	defer rc.Close()
 	src := &countingReader{ctx: ctx, r: rc, count: count}
 	if it.passthrough {
-		return r.writeCopy(ctx, it, src)
+		_, _, size := it.source()
+		return r.writeCopy(ctx, it, src, max(size, 0))
 	}
 	return r.convert(ctx, it, src)
 }

@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
 	"fmt"
 	"io"
 	"os"
@@ -104,9 +103,7 @@ func (r *run) finishFilled(ctx context.Context, it *item, f *os.File) error {
 	name := r.fillFile(it)
 	capacity := it.disk.Capacity
 	if r.opts.DiskFormat == providers.DiskRaw {
-		h := sha256.New()
-		err := hashSparse(ctx, h, f, name, capacity)
-		if err = r.commit(it, f, name, h, capacity, err); err != nil {
+		if err := r.keepRaw(ctx, it, f, name, capacity); err != nil {
 			return err
 		}
 		r.untrack(name)

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/ovf"
 	"github.com/hypersdk/hypersdk/progress"
@@ -17,9 +19,9 @@ import (
 
 // writeSmall writes a small generated file (descriptor, manifest,
 // metadata) through the same temp + sync + rename as the disks.
-func (r *run) writeSmall(name, kind string, data []byte) (providers.ExportedFile, error) {
+func (r *run) writeSmall(ctx context.Context, name, kind string, data []byte) (providers.ExportedFile, error) {
 	it := &item{name: name, kind: kind}
-	if err := r.produce(it, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
+	if err := r.produce(ctx, it, 0, func(w io.Writer) error { _, err := w.Write(data); return err }); err != nil {
 		return providers.ExportedFile{}, err
 	}
 	return providers.ExportedFile{Path: name, Size: it.size, SHA256: it.sha256, Kind: kind}, nil
@@ -36,6 +38,9 @@ func (r *run) exported(items []*item) []providers.ExportedFile {
 func (r *run) result(files []providers.ExportedFile, manifest string) *providers.ExportResult {
 	res := &providers.ExportResult{VM: r.exp.VM, OutputDir: r.opts.OutputDir, Format: r.opts.Format, DiskFormat: r.opts.DiskFormat,
 		Files: files, Manifest: manifest}
+	if r.opts.Output != nil {
+		res.OutputDir = r.opts.Output.Location()
+	}
 	for _, f := range files {
 		res.Bytes += f.Size
 	}
@@ -44,14 +49,14 @@ func (r *run) result(files []providers.ExportedFile, manifest string) *providers
 
 // manifest writes the SHA-256 manifest of files as name: the OVF .mf
 // syntax, "SHA256(file)= hex", which `sha256sum -c` also reads.
-func (r *run) manifest(name string, files []providers.ExportedFile) (providers.ExportedFile, error) {
+func (r *run) manifest(ctx context.Context, name string, files []providers.ExportedFile) (providers.ExportedFile, error) {
 	mf := &ovf.Manifest{}
 	for _, f := range files {
 		if err := mf.Add(ovf.SHA256, f.Path, f.SHA256); err != nil {
 			return providers.ExportedFile{}, err
 		}
 	}
-	return r.writeSmall(name, "manifest", mf.Marshal())
+	return r.writeSmall(ctx, name, "manifest", mf.Marshal())
 }
 
 // spec is the descriptor's view of the VM.
@@ -133,12 +138,12 @@ func (r *run) layoutOVF(ctx context.Context, items []*item) (*providers.ExportRe
 		return nil, providers.Permanent(fmt.Errorf("descriptor for %s: %w", r.exp.VM.Name, err))
 	}
 	ovfName := r.base + ".ovf"
-	df, err := r.writeSmall(ovfName, "ovf", desc.Marshal())
+	df, err := r.writeSmall(ctx, ovfName, "ovf", desc.Marshal())
 	if err != nil {
 		return nil, err
 	}
 	files := append([]providers.ExportedFile{df}, r.exported(items)...)
-	mf, err := r.manifest(ovf.ManifestName(ovfName), files)
+	mf, err := r.manifest(ctx, ovf.ManifestName(ovfName), files)
 	if err != nil {
 		return nil, err
 	}
@@ -163,21 +168,30 @@ func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportRes
 	}
 	name := r.base + comp.Extension()
 	r.opts.Report(progress.Report{Phase: progress.PhasePackaging, BytesDone: 0, BytesTotal: res.Bytes})
-	pr, err := ova.PackIn(ctx, r.root, ovfName, r.root, name, ova.Options{
+	po := ova.Options{
 		Compression: comp, Level: r.opts.CompressionLevel, CleanupOVF: r.opts.CleanupOVF,
 		Progress: func(p progress.Report) {
 			// The packer counts archive bytes without knowing their total:
 			// the export's bytes are it (headers aside), so done is capped.
 			r.opts.Report(progress.Report{Phase: progress.PhasePackaging, BytesDone: min(p.BytesDone, res.Bytes), BytesTotal: res.Bytes, Item: p.Item})
 		},
-	})
+	}
+	var pr *ova.Result
+	var err error
+	if out := r.opts.Output; out != nil {
+		pr, err = r.packTo(ctx, out, ovfName, name, res, po)
+	} else {
+		pr, err = ova.PackIn(ctx, r.root, ovfName, r.root, name, po)
+	}
 	if err != nil {
 		return fmt.Errorf("pack %s: %w", name, err)
 	}
-	r.track(name)
+	if r.opts.Output == nil {
+		r.track(name)
+	}
 	r.log.Info("packed OVA", "file", name, "bytes", pr.Size, "compression", string(pr.Compression), "ratio", fmt.Sprintf("%.2f", pr.Ratio),
 		"throughput_mib_s", fmt.Sprintf("%.1f", pr.Throughput/(1<<20)))
-	if r.opts.CleanupOVF {
+	if r.opts.CleanupOVF || r.opts.Output != nil {
 		res.Files = nil
 		res.Bytes = 0
 	}
@@ -191,6 +205,54 @@ func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportRes
 	res.Files = append(res.Files, providers.ExportedFile{Path: name, Size: pr.Size, SHA256: pr.SHA256, Kind: "ova"})
 	res.Bytes += pr.Size
 	return nil
+}
+
+// packTo packs the OVF folder in the output root into the object name
+// of out: the OVA streams into its upload (an OVA member's tar header
+// holds its size, so the members are complete before packing starts; the
+// folder is the staging and is removed). The archive's time is the
+// descriptor's, recorded by the first attempt, so that a resumed attempt
+// produces the same bytes and skips the parts already sent.
+func (r *run) packTo(ctx context.Context, out providers.Sink, ovfName, name string, res *providers.ExportResult, po ova.Options) (*ova.Result, error) {
+	po.ModTime = r.archiveTime(name)
+	po.CleanupOVF = true
+	w, err := out.Create(ctx, name, res.Bytes+int64(len(res.Files)+2)*3*512)
+	if err != nil {
+		return nil, err
+	}
+	r.noteObject(name)
+	defer w.Close()
+	pr, err := ova.PackTo(ctx, r.root, ovfName, w, po)
+	if err == nil {
+		err = w.Commit(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
+	_ = r.root.Remove(name + ".time")
+	return pr, nil
+}
+
+// archiveTime returns the time recorded for the archive name by the
+// first attempt (now, recorded, when none is).
+func (r *run) archiveTime(name string) time.Time {
+	rec := name + ".time"
+	if b, err := r.root.ReadFile(rec); err == nil {
+		if t, err := time.Parse(time.RFC3339, strings.TrimSpace(string(b))); err == nil {
+			return t
+		}
+	}
+	now := time.Now().UTC().Truncate(time.Second)
+	if f, err := safepath.OpenFile(r.root, rec, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640); err == nil {
+		_, err = f.WriteString(now.Format(time.RFC3339))
+		if err == nil {
+			err = f.Sync()
+		}
+		if f.Close() == nil && err == nil {
+			r.notePartial(rec)
+		}
+	}
+	return now
 }
 
 // Metadata is the JSON description of a VM written by FormatDisks
@@ -231,7 +293,7 @@ type MetadataFile struct {
 }
 
 // layoutDisks writes the JSON metadata and the manifest of the disks.
-func (r *run) layoutDisks(items []*item) (*providers.ExportResult, error) {
+func (r *run) layoutDisks(ctx context.Context, items []*item) (*providers.ExportResult, error) {
 	vm := r.exp.VM
 	md := Metadata{Name: vm.Name, Provider: vm.Provider, ID: vm.ID, Path: vm.Path, UUID: vm.UUID, GuestOS: vm.GuestOS, Firmware: vm.Firmware,
 		CPUs: vm.CPUs, MemoryMiB: vm.MemoryMiB, NICs: vm.NICs, Disks: []MetadataDisk{}, ExportedAt: time.Now().UTC()}
@@ -254,12 +316,12 @@ func (r *run) layoutDisks(items []*item) (*providers.ExportResult, error) {
 	if err := enc.Encode(md); err != nil {
 		return nil, err
 	}
-	jf, err := r.writeSmall(r.base+".json", "metadata", b.Bytes())
+	jf, err := r.writeSmall(ctx, r.base+".json", "metadata", b.Bytes())
 	if err != nil {
 		return nil, err
 	}
 	files := append(r.exported(items), jf)
-	mf, err := r.manifest(r.base+".sha256", files)
+	mf, err := r.manifest(ctx, r.base+".sha256", files)
 	if err != nil {
 		return nil, err
 	}

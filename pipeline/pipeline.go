@@ -102,10 +102,17 @@ func Export(ctx context.Context, p providers.Exporter, identifier string, opts p
 		defer exp.Cleanup()
 	}
 	r := &run{exp: exp, opts: opts, root: root, log: opts.Log(), base: fileBase(exp.VM.Name)}
+	if opts.Output != nil && opts.Format != providers.FormatOVA {
+		// An OVA's members are written to the output root and packed
+		// into the sink (see pack); other files stream into it.
+		r.sink = opts.Output
+	}
 	r.log = r.log.With("vm", exp.VM.Name)
 	defer func() {
 		if err != nil {
-			r.removeWritten(r.final(ctx, err))
+			r.removeWritten(ctx, r.final(ctx, err))
+		} else {
+			r.releaseObjects()
 		}
 	}()
 	res, err = r.run(ctx)
@@ -139,8 +146,17 @@ type run struct {
 	log  *slog.Logger
 	base string // file name prefix derived from the VM name
 
+	// sink, when set, receives the export's files (object storage);
+	// root then holds only resume state and staged sources.
+	sink providers.Sink
+
 	mu      sync.Mutex
 	written []string // names in root, removed if the export fails
+	// objects are the objects started in the sink: kept, with their
+	// uploads' state, when the export fails in a way that may heal (the
+	// next attempt sends only the parts they miss), removed when no
+	// attempt will follow.
+	objects []string
 	// partials are the part files and journals of block downloads: kept
 	// when the export fails in a way that may heal, so that the next
 	// attempt into the same directory resumes them; removed when no
@@ -158,6 +174,26 @@ func (r *run) dropPartial(names ...string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.partials = slices.DeleteFunc(r.partials, func(n string) bool { return slices.Contains(names, n) })
+}
+
+func (r *run) noteObject(name string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !slices.Contains(r.objects, name) {
+		r.objects = append(r.objects, name)
+	}
+}
+
+// releaseObjects forgets the uploads' state of a successful export.
+func (r *run) releaseObjects() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range r.objects {
+		if err := r.opts.Output.Release(n); err != nil {
+			r.log.Warn("upload state not removed", "file", n, "error", err)
+		}
+	}
+	r.objects = nil
 }
 
 func (r *run) track(name string) {
@@ -193,9 +229,20 @@ func (r *run) final(ctx context.Context, failure error) bool {
 
 // removeWritten removes what a failed export wrote, block download
 // partials too when no attempt will follow.
-func (r *run) removeWritten(final bool) {
+func (r *run) removeWritten(ctx context.Context, final bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if final && len(r.objects) > 0 {
+		// The store is told even when ctx is cancelled (a user's cancel).
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+		for _, n := range r.objects {
+			if err := r.opts.Output.Remove(rctx, n); err != nil {
+				r.log.Warn("object of a failed export not removed", "error", err)
+			}
+		}
+		cancel()
+		r.objects = nil
+	}
 	for _, n := range r.written {
 		_ = r.root.Remove(n)
 	}
@@ -218,7 +265,7 @@ func (r *run) run(ctx context.Context) (*providers.ExportResult, error) {
 	}
 	switch r.opts.Format {
 	case providers.FormatDisks:
-		return r.layoutDisks(got)
+		return r.layoutDisks(ctx, got)
 	default:
 		return r.layoutOVF(ctx, got)
 	}

@@ -165,7 +165,14 @@ type ExportOptions struct {
 	// never by path. When nil the provider opens OutputDir itself,
 	// trusting the path as given (hyperctl export --local).
 	OutputRoot *os.Root `json:"-"`
-	Format     Format   `json:"format"`
+	// OutputURL names the object-storage output (s3://bucket/prefix/…)
+	// of a job; the job engine opens it as Output.
+	OutputURL string `json:"output_url,omitempty"`
+	// Output, when set, receives the export's files (object storage);
+	// OutputDir then keeps only the resume state of its uploads and the
+	// sources the pipeline stages.
+	Output Sink   `json:"-"`
+	Format Format `json:"format"`
 	// DiskFormat is the format of the disk files; "" means vmdk.
 	DiskFormat DiskFormat `json:"disk_format,omitempty"`
 	// VHDType is "dynamic" (default) or "fixed", for VHD disks only.
@@ -235,9 +242,11 @@ type ExportedFile struct {
 
 // ExportResult records what an export produced.
 type ExportResult struct {
-	VM        *VMInfo `json:"vm,omitempty"`
-	OutputDir string  `json:"output_dir"`
-	Format    Format  `json:"format"`
+	VM *VMInfo `json:"vm,omitempty"`
+	// OutputDir is the directory the files are in, or the object-storage
+	// location (s3://bucket/prefix/) of an export to ExportOptions.Output.
+	OutputDir string `json:"output_dir"`
+	Format    Format `json:"format"`
 	// DiskFormat is the format of the disk files.
 	DiskFormat DiskFormat     `json:"disk_format,omitempty"`
 	Files      []ExportedFile `json:"files"`

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -40,7 +41,7 @@ func (a *app) addSubmitFlags(cmd *cobra.Command, f *submitFlags) {
 	fl := cmd.Flags()
 	fl.StringVar(&f.provider, "provider", "", "provider instance (see 'hyperctl providers list')")
 	fl.StringVar(&f.vm, "vm", "", "VM to export: inventory path, name, ID or UUID")
-	fl.StringVar(&f.output, "output", "", "output directory on the daemon's host: relative to its export directory, or absolute under export.allowed_roots (default <export_dir>/<job id>)")
+	fl.StringVar(&f.output, "output", "", "output directory on the daemon's host: relative to its export directory, or absolute under export.allowed_roots (default <export_dir>/<job id>); or object storage: s3://bucket/prefix/, gs://bucket/prefix/, azblob://account/container/prefix/ (a target in the daemon's output_targets)")
 	fl.StringVar(&f.format, "format", "", "packaging: ovf, ova or disks (disk files + SHA-256 manifest + JSON metadata; default: the daemon's export.format)")
 	fl.StringVar(&f.method, "method", "", "how the provider gets the VM out, for providers with several ways ('hyperctl providers list' shows them; AWS: ebs-direct, the default, or export-task); default: the provider's")
 	fl.StringVar(&f.diskFormat, "disk-format", "", "disk files: vmdk (streamOptimized), or with --format disks raw (sparse), qcow2, vhd or vhdx (default: the daemon's export.disk_format)")
@@ -142,12 +143,12 @@ func (a *app) submit(ctx context.Context, req apitypes.JobRequest, f *submitFlag
 	}
 	if !f.wait {
 		return a.show(j, func(w io.Writer) error {
-			fmt.Fprintf(w, "job %s %s: %s %s -> %s (%s)\n", j.ID, j.State, j.Provider, j.VM, j.Spec.Options.OutputDir, j.Spec.Options.Format)
+			fmt.Fprintf(w, "job %s %s: %s %s -> %s (%s)\n", j.ID, j.State, j.Provider, j.VM, cmp.Or(j.Spec.Options.OutputURL, j.Spec.Options.OutputDir), j.Spec.Options.Format)
 			fmt.Fprintf(w, "follow it with: hyperctl jobs watch %s\n", j.ID)
 			return nil
 		})
 	}
-	fmt.Fprintf(a.env.stderr, "job %s submitted: %s %s -> %s\n", j.ID, j.Provider, j.VM, j.Spec.Options.OutputDir)
+	fmt.Fprintf(a.env.stderr, "job %s submitted: %s %s -> %s\n", j.ID, j.Provider, j.VM, cmp.Or(j.Spec.Options.OutputURL, j.Spec.Options.OutputDir))
 	return a.watch(ctx, c, j.ID)
 }
 
@@ -320,7 +321,7 @@ func (a *app) describeJob(w io.Writer, j *apitypes.Job) error {
 	if o.Compress {
 		format += ", " + o.Compression + " compressed"
 	}
-	row("Output", fmt.Sprintf("%s (%s)", o.OutputDir, format))
+	row("Output", fmt.Sprintf("%s (%s)", cmp.Or(o.OutputURL, o.OutputDir), format))
 	var opts []string
 	if o.Snapshot {
 		opts = append(opts, "snapshot")

@@ -23,6 +23,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/config"
 	"github.com/hypersdk/hypersdk/daemon/jobs"
+	"github.com/hypersdk/hypersdk/objstore"
 	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
@@ -218,6 +219,9 @@ func (f *exportFlags) localOptions(cmd *cobra.Command) (providers.ExportOptions,
 	}
 	if len(problems) > 0 {
 		return o, usageErrorf("invalid export options:\n  %s", namedProblems(cmd, problems))
+	}
+	if objstore.IsURL(f.output) {
+		return o, usageErrorf("--output: object-storage outputs are written by the daemon, which holds the targets' credentials (output_targets); export without --local")
 	}
 	o.OutputDir = f.output
 	// What the platform side tags with the job id must name this run.

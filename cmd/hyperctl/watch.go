@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/client"
+	"github.com/hypersdk/hypersdk/objstore"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
@@ -203,13 +205,26 @@ func (v *lineView) close(*apitypes.Job) {}
 // manifest, and how to verify either.
 func printArchive(w io.Writer, r *providers.ExportResult) {
 	if r.OVAPath != "" {
-		path := filepath.Join(r.OutputDir, r.OVAPath)
+		path := outputPath(r.OutputDir, r.OVAPath)
 		fmt.Fprintf(w, "  archive: %s\n", path)
 		fmt.Fprintf(w, "  verify with: hyperctl ova verify %s\n", path)
 		return
 	}
 	if r.Manifest != "" {
-		fmt.Fprintf(w, "  manifest: %s\n", filepath.Join(r.OutputDir, r.Manifest))
+		fmt.Fprintf(w, "  manifest: %s\n", outputPath(r.OutputDir, r.Manifest))
+		if objstore.IsURL(r.OutputDir) {
+			fmt.Fprintf(w, "  verify with: download the objects, then sha256sum -c %s\n", r.Manifest)
+			return
+		}
 		fmt.Fprintf(w, "  verify with: hyperctl verify %s   (or: cd %s && sha256sum -c %s)\n", r.OutputDir, r.OutputDir, r.Manifest)
 	}
+}
+
+// outputPath names the file name of an export in dir: a path, or the
+// object under an object-storage location.
+func outputPath(dir, name string) string {
+	if objstore.IsURL(dir) {
+		return strings.TrimSuffix(dir, "/") + "/" + name
+	}
+	return filepath.Join(dir, name)
 }

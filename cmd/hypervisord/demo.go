@@ -37,6 +37,11 @@ In another terminal (same user, so hyperctl finds this daemon and its token):
   %[2]s export --provider demo --vm db-01 --format disks --disk-format raw --wait
   %[2]s export --provider demo --vm db-01 --format disks --disk-format qcow2 --wait
 
+Exports can go to object storage: an in-process S3 serves the bucket
+demo-exports (output_targets in the configuration name real ones):
+
+  %[2]s export --provider demo --vm db-01 --format ova --output s3://demo-exports/db-01/ --wait
+
 A simulated AWS account (EC2, the EBS direct APIs, and an in-process S3
 for VM Export) is registered as provider %[4]q; its instance web-1 has two
 EBS volumes, read from a crash-consistent snapshot set that is deleted when

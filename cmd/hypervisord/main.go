@@ -320,9 +320,22 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	// execution history. The scheduler then submits through the engine
 	// (scheduler.Jobs): each side knows the other by an interface only.
 	var member *cluster.Node
+	targets, err := outputTargets(cfg.OutputTargets)
+	if err != nil {
+		return err
+	}
+	if demo {
+		t, stop, err := startDemoOutput()
+		if err != nil {
+			return fmt.Errorf("demo output target: %w", err)
+		}
+		defer stop()
+		targets = append(targets, t)
+	}
 	engine, err := jobs.New(db, set, jobs.Options{
 		NodeID: nodeID, Jobs: cfg.Jobs, Export: cfg.Export, ExportDir: cfg.ExportDir(), AllowedRoots: cfg.Export.AllowedRoots,
-		Logger: log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}},
+		OutputTargets: targets,
+		Logger:        log.With("component", "jobs"), Metrics: m, Events: jobs.EventSinks{hooks, scheduler.ExecutionRecorder{}},
 		ProgressEvents: cfg.WebhookDelivery.ProgressInterval,
 		ClusterLimit:   cfg.Cluster.MaxConcurrent, IsLeader: func() bool { return member.IsLeader() },
 	})

@@ -1,6 +1,7 @@
 package jobs
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"time"
@@ -64,7 +65,7 @@ type FileData struct {
 func eventData(j *apitypes.Job, withProgress bool) EventData {
 	d := EventData{
 		JobID: j.ID, Provider: j.Provider, VM: j.VM, State: j.State, Attempt: j.Attempt, MaxAttempts: j.MaxAttempts,
-		SubmittedBy: j.SubmittedBy, Format: string(j.Spec.Options.Format), OutputDir: j.Spec.Options.OutputDir,
+		SubmittedBy: j.SubmittedBy, Format: string(j.Spec.Options.Format), OutputDir: cmp.Or(j.Spec.Options.OutputURL, j.Spec.Options.OutputDir),
 		Error: j.Error, ErrorKind: j.ErrorKind, CreatedAt: j.CreatedAt, StartedAt: j.StartedAt, FinishedAt: j.FinishedAt,
 	}
 	if withProgress {

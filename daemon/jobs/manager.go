@@ -27,6 +27,7 @@ import (
 	"github.com/hypersdk/hypersdk/internal/backoff"
 	"github.com/hypersdk/hypersdk/internal/fielderr"
 	"github.com/hypersdk/hypersdk/internal/safepath"
+	"github.com/hypersdk/hypersdk/objstore"
 	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -58,6 +59,9 @@ type Options struct {
 	ExportDir string
 	// AllowedRoots bound absolute output paths; empty means ExportDir only.
 	AllowedRoots []string
+	// OutputTargets are the object stores a job's output may name
+	// (s3://…); its export directory then keeps the uploads' resume state.
+	OutputTargets objstore.Targets
 	// HeartbeatInterval is how often a running job persists progress and
 	// renews its lease (default 1s).
 	HeartbeatInterval time.Duration
@@ -437,11 +441,20 @@ func (m *Manager) resolve(req apitypes.JobRequest) (apitypes.JobSpec, error) {
 	if maxAttempts < 1 || maxAttempts > 100 {
 		problems.Addf("max_attempts", "must be between 1 and 100, got %d", maxAttempts)
 	}
-	out, err := m.outputDir(req.Output)
-	if err != nil {
-		problems.Addf("output", "%v", err)
+	if objstore.IsURL(req.Output) {
+		if err := m.opts.OutputTargets.Check("output", req.Output); err != nil {
+			l, _ := fielderr.Of(err)
+			problems = append(problems, l...)
+		}
+		// The export directory (<export_dir>/<job id>) keeps the state.
+		o.OutputURL = req.Output
+	} else {
+		out, err := m.outputDir(req.Output)
+		if err != nil {
+			problems.Addf("output", "%v", err)
+		}
+		o.OutputDir = out
 	}
-	o.OutputDir = out
 	if inst != nil {
 		// The method is the provider's to name: checked against the
 		// instance the job is for.

@@ -304,6 +304,13 @@ func (m *Manager) export(ctx context.Context, a *attempt) (res *providers.Export
 	}
 	defer out.Close()
 	opts.OutputRoot = out
+	if opts.OutputURL != "" {
+		sink, err := m.opts.OutputTargets.Open(ctx, "output", opts.OutputURL, out, a.log)
+		if err != nil {
+			return nil, providers.Permanent(err)
+		}
+		opts.Output = sink
+	}
 	opts.JobID = a.jobID
 	opts.FinalAttempt = a.number >= a.max
 	opts.Logger = a.log
