@@ -91,13 +91,18 @@ image:
 # installs exactly the lock file.
 DASHBOARD := web/dashboard
 dashboard:
-	cd $(DASHBOARD) && npm ci --no-audit --no-fund && npm run build
+	cd $(DASHBOARD) && npm ci --no-audit --no-fund && npm run gen:api && npm run build
 
 # Vitest unit tests, the Playwright end-to-end tests (Debian's Chromium
 # against a real hypervisord --demo), and a check that rebuilding from source
 # gives exactly the committed dist/.
 test-dashboard: test-deps
 	cd $(DASHBOARD) && npm ci --no-audit --no-fund
+	cd $(DASHBOARD) && npm run gen:api
+	@if ! git diff --quiet -- $(DASHBOARD)/src/api/schema.d.ts; then \
+		echo "test-dashboard: src/api/schema.d.ts is not what apitypes/openapi.json generates:"; \
+		git diff --stat -- $(DASHBOARD)/src/api/schema.d.ts; \
+		echo "run 'make dashboard' and commit web/dashboard/src/api/schema.d.ts and dist/"; exit 1; fi
 	cd $(DASHBOARD) && npm test
 	cd $(DASHBOARD) && npm run build
 	@if ! git diff --quiet -- $(DASHBOARD)/dist || [ -n "$$(git ls-files --others --exclude-standard -- $(DASHBOARD)/dist)" ]; then \

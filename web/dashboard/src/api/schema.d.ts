@@ -828,6 +828,7 @@ export interface components {
             format: string;
             method?: string;
             output_dir: string;
+            output_url?: string;
             /** Format: int64 */
             parallel_downloads?: number;
             power_off?: boolean;
@@ -989,7 +990,7 @@ export interface components {
             max_attempts?: number;
             /** @description How the provider gets the VM out, for providers that offer several ways (its methods are listed with the provider; AWS: ebs-direct, the default, or export-task); empty takes the provider's default */
             method?: string;
-            /** @description Output directory (relative to the daemon's export directory, or absolute under export.allowed_roots); default <export_dir>/<job id> */
+            /** @description Output directory (relative to the daemon's export directory, or absolute under export.allowed_roots); default <export_dir>/<job id>. Or object storage: s3://bucket/prefix/, gs://bucket/prefix/, azblob://account/container/prefix/, served by a target in the daemon's output_targets */
             output?: string;
             /**
              * Format: int64
