@@ -120,6 +120,8 @@ var dashboards = []dashboard{
 				q(`max(hypersdk_jobs_oldest_queued_age_seconds)`, "age")).w(8),
 			ts("Retries per hour", "short", "Failed attempts followed by another attempt, by provider.",
 				q(`sum by (provider) (increase(hypersdk_job_retries_total{`+prov+`}[1h]))`, "{{provider}}")),
+			ts("Resumed bytes per hour", "bytes", "Source bytes that successful exports did not fetch again because an earlier attempt had stored them, by provider.",
+				q(`sum by (provider) (increase(hypersdk_export_resumed_bytes_total{`+prov+`}[1h]))`, "{{provider}}")),
 			ts("Jobs failed per hour", "short", "Jobs that failed after their retries, by provider.",
 				q(`sum by (provider) (increase(hypersdk_jobs_total{state="failed",`+prov+`}[1h]))`, "{{provider}}")).th(green(0), red(1)),
 		},

@@ -139,6 +139,7 @@ func (r *run) fetchBlocks(ctx context.Context, it *item, report func(done, total
 	}
 	start := time.Now()
 	err = e.run(ctx)
+	r.resumed.Add(e.resumedBytes.Load())
 	limit, peak := e.limiter.state()
 	r.log.Info("disk blocks fetched", "disk", d.Name, "resumed_blocks", e.skipped.Load(), "fetched_blocks", e.fetched.Load(),
 		"bytes", e.doneBytes.Load(), "throttled", e.throttled.Load(), "checksum_mismatches", e.mismatches.Load(),
@@ -234,7 +235,7 @@ type blockEngine struct {
 	refreshMu  sync.Mutex
 	refreshGen atomic.Uint64
 
-	doneBytes, listedBytes                           atomic.Int64
+	doneBytes, listedBytes, resumedBytes             atomic.Int64
 	skipped, fetched, throttled, mismatches, retries atomic.Int64
 	syncs                                            int
 	syncTime                                         time.Duration
@@ -338,6 +339,7 @@ func (e *blockEngine) list(ctx context.Context, work chan<- providers.Block) err
 		if e.done.has(cell) {
 			e.skipped.Add(1)
 			e.doneBytes.Add(b.Length)
+			e.resumedBytes.Add(b.Length)
 			continue
 		}
 		select {

@@ -398,11 +398,21 @@ func TestBlockSourceResumesAfterCancel(t *testing.T) {
 			first := p.delivered()
 			p.onDeliver = nil
 
-			_, _, err = exportBlocks(context.Background(), dir, df, nil, p.disk("disk-0"))
+			res, _, err := exportBlocks(context.Background(), dir, df, nil, p.disk("disk-0"))
 			if err != nil {
 				t.Fatal(err)
 			}
 			second := p.delivered()
+			// The result counts exactly the listed bytes not fetched again.
+			var resumed int64
+			for _, b := range listed {
+				if second[b.Offset/blockSize] == 0 {
+					resumed += b.Length
+				}
+			}
+			if res.ResumedBytes != resumed || resumed == 0 {
+				t.Errorf("result reports %d resumed bytes, the platform served all but %d", res.ResumedBytes, resumed)
+			}
 			again := 0
 			for c := range second {
 				if first[c] > 0 {

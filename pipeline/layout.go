@@ -44,6 +44,7 @@ func (r *run) result(files []providers.ExportedFile, manifest string) *providers
 	for _, f := range files {
 		res.Bytes += f.Size
 	}
+	res.ResumedBytes = r.resumed.Load()
 	return res
 }
 

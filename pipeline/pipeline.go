@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hypersdk/hypersdk/internal/fielderr"
@@ -162,6 +163,10 @@ type run struct {
 	// attempt into the same directory resumes them; removed when no
 	// attempt will follow (see final).
 	partials []string
+
+	// resumed counts the source bytes an earlier attempt had already
+	// fetched, reported in the result (and by the daemon as a metric).
+	resumed atomic.Int64
 }
 
 func (r *run) notePartial(names ...string) {

@@ -263,6 +263,9 @@ type ExportResult struct {
 	Bytes      int64         `json:"bytes"`
 	Duration   time.Duration `json:"duration_ns"`
 	Throughput float64       `json:"throughput_bytes_per_second"`
+	// ResumedBytes are the source bytes this attempt did not fetch again
+	// because an earlier attempt had already stored them (block journals).
+	ResumedBytes int64 `json:"resumed_bytes,omitempty"`
 }
 
 // Packaging records how an OVA was written.

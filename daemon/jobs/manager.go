@@ -45,6 +45,9 @@ type Metrics interface {
 	// JobRetried reports a failed attempt after which the job is queued
 	// for another.
 	JobRetried(provider string)
+	// ResumedBytes reports source bytes a successful attempt did not
+	// fetch again because an earlier attempt had stored them.
+	ResumedBytes(provider string, n int64)
 }
 
 // Options configure a Manager.
@@ -609,3 +612,4 @@ func (nopMetrics) JobSubmitted(string)                                  {}
 func (nopMetrics) JobFinished(string, apitypes.JobState, time.Duration) {}
 func (nopMetrics) ExportBytes(string, int64)                            {}
 func (nopMetrics) JobRetried(string)                                    {}
+func (nopMetrics) ResumedBytes(string, int64)                           {}

@@ -508,6 +508,9 @@ func (m *Manager) finish(ctx context.Context, a *attempt, res *providers.ExportR
 		m.metrics.JobFinished(a.spec.Provider, state, elapsed)
 		if state == apitypes.JobSucceeded {
 			a.countBytes(m, res.Bytes)
+			if res.ResumedBytes > 0 {
+				m.metrics.ResumedBytes(a.spec.Provider, res.ResumedBytes)
+			}
 		}
 	}
 	return riverErr

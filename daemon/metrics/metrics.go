@@ -43,6 +43,7 @@ type Metrics struct {
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
 	jobRetries    *prometheus.CounterVec
+	resumedBytes  *prometheus.CounterVec
 	storeErrors   *prometheus.CounterVec
 	providerCalls *prometheus.HistogramVec
 	providerErrs  *prometheus.CounterVec
@@ -87,6 +88,9 @@ func New(version, revision string, log *slog.Logger) *Metrics {
 		jobRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hypersdk_job_retries_total", Help: "Failed export attempts after which the job was queued for another, by provider.",
 		}, []string{"provider"}),
+		resumedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "hypersdk_export_resumed_bytes_total", Help: "Source bytes successful exports did not fetch again because an earlier attempt had stored them, by provider.",
+		}, []string{"provider"}),
 		storeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "hypersdk_store_errors_total", Help: "Store reads made for a scrape that failed, by what they read.",
 		}, []string{"query"}),
@@ -111,7 +115,7 @@ func New(version, revision string, log *slog.Logger) *Metrics {
 	buildInfo.WithLabelValues(version, revision, runtime.Version()).Set(1)
 	m.Registry.MustRegister(
 		m.jobsTotal, m.jobsSubmitted, m.jobDuration, m.exportBytes, m.httpRequests, m.httpDuration, buildInfo,
-		m.jobRetries, m.storeErrors, m.providerCalls, m.providerErrs, m.sweeps, m.orphans,
+		m.jobRetries, m.resumedBytes, m.storeErrors, m.providerCalls, m.providerErrs, m.sweeps, m.orphans,
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
@@ -138,6 +142,11 @@ func (m *Metrics) JobFinished(provider string, state apitypes.JobState, d time.D
 
 // JobRetried implements jobs.Metrics.
 func (m *Metrics) JobRetried(provider string) { m.jobRetries.WithLabelValues(provider).Inc() }
+
+// ResumedBytes implements jobs.Metrics.
+func (m *Metrics) ResumedBytes(provider string, n int64) {
+	m.resumedBytes.WithLabelValues(provider).Add(float64(n))
+}
 
 // ExportBytes implements jobs.Metrics.
 func (m *Metrics) ExportBytes(provider string, n int64) {

@@ -50,11 +50,16 @@ hypersdk_provider_up{provider="lab",type="vsphere"} 0
 # TYPE hypersdk_orphans_deleted_total counter
 hypersdk_orphans_deleted_total{provider="dc2"} 0
 hypersdk_orphans_deleted_total{provider="lab"} 3
+# HELP hypersdk_export_resumed_bytes_total Source bytes successful exports did not fetch again because an earlier attempt had stored them, by provider.
+# TYPE hypersdk_export_resumed_bytes_total counter
+hypersdk_export_resumed_bytes_total{provider="dc2"} 0
+hypersdk_export_resumed_bytes_total{provider="lab"} 4096
 `
 	m.JobFinished("lab", apitypes.JobFailed, time.Second)
 	m.OrphanSweep("lab", 3, nil)
+	m.ResumedBytes("lab", 4096)
 	if err := testutil.GatherAndCompare(m.Registry, strings.NewReader(want),
-		"hypersdk_jobs_total", "hypersdk_provider_up", "hypersdk_orphans_deleted_total"); err != nil {
+		"hypersdk_jobs_total", "hypersdk_provider_up", "hypersdk_orphans_deleted_total", "hypersdk_export_resumed_bytes_total"); err != nil {
 		t.Error(err)
 	}
 }

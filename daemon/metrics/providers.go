@@ -30,6 +30,7 @@ func (m *Metrics) RegisterProviders(src PoolSource) {
 		m.jobsSubmitted.WithLabelValues(p)
 		m.exportBytes.WithLabelValues(p)
 		m.jobRetries.WithLabelValues(p)
+		m.resumedBytes.WithLabelValues(p)
 		m.orphans.WithLabelValues(p)
 		for _, st := range apitypes.JobStates() {
 			if st.Terminal() {

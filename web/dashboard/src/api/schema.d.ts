@@ -850,6 +850,8 @@ export interface components {
             output_dir: string;
             ova_path?: string;
             packaging?: components["schemas"]["Packaging"];
+            /** Format: int64 */
+            resumed_bytes?: number;
             /** Format: double */
             throughput_bytes_per_second: number;
             vm?: components["schemas"]["VMInfo"];
