@@ -156,7 +156,7 @@ func (r *fsRoot) snapshot() map[string]string {
 		if err != nil {
 			return err
 		}
-		rel := "/" + filepath.ToSlash(strings.TrimPrefix(p, r.dir))
+		rel := "/" + strings.TrimPrefix(filepath.ToSlash(strings.TrimPrefix(p, r.dir)), "/")
 		if slicesContains(r.writable, rel) {
 			return fs.SkipDir // a mount point: a volume, not the image
 		}
