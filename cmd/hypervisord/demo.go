@@ -22,11 +22,16 @@ const (
 	demoHyperVProvider  = providers.DemoInstanceName + "-" + string(providers.TypeHyperV)
 )
 
-func printDemoHelp(w io.Writer, exportDir string) {
+func printDemoHelp(w io.Writer, endpoint, exportDir string) {
 	hyperctl := "go run ./cmd/hyperctl"
 	if _, err := os.Stat(filepath.Join("cmd", "hyperctl")); err != nil {
 		hyperctl = "hyperctl"
 	}
+	fmt.Fprintf(w, `
+The web dashboard is at %s/ (sign in with an API token: the generated admin
+token's file, or a token from the configuration). It shows all six simulated
+platforms below, the jobs live, charts, schedules and webhooks.
+`, endpoint)
 	fmt.Fprintf(w, `
 Demo mode: a simulated vCenter with five VMs is registered as provider %q.
 In another terminal (same user, so hyperctl finds this daemon and its token):

@@ -445,7 +445,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	log.Info("API listening", "url", endpoint)
 	fmt.Fprintf(stdout, "hypervisord %s listening on %s (data dir %s)\n", ver, endpoint, cfg.DataDir)
 	if demo {
-		printDemoHelp(stdout, cfg.ExportDir())
+		printDemoHelp(stdout, endpoint, cfg.ExportDir())
 	}
 	// Written last: its appearance tells hyperctl (and tests) the daemon is up.
 	if err := writeEndpoint(cfg.DataDir, endpoint); err != nil {
