@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/hypersdk/hypersdk/providers"
@@ -156,6 +157,26 @@ func (s *Sink) Remove(ctx context.Context, name string) error {
 
 // Release forgets the state of a committed object.
 func (s *Sink) Release(name string) error { return removeState(s.state, name) }
+
+// Started lists the objects that have a state file in the state root.
+func (s *Sink) Started() ([]string, error) {
+	dir, err := s.state.Open(".")
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	entries, err := dir.ReadDir(-1)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, e := range entries {
+		if name, ok := strings.CutSuffix(e.Name(), stateName("")); ok && name != "" && e.Type().IsRegular() {
+			names = append(names, name)
+		}
+	}
+	return names, nil
+}
 
 // writer streams one object into parts.
 type writer struct {

@@ -237,7 +237,18 @@ func (r *run) final(ctx context.Context, failure error) bool {
 func (r *run) removeWritten(ctx context.Context, final bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if final && len(r.objects) > 0 {
+	if final && r.opts.Output != nil {
+		// Objects an earlier attempt started count too: this attempt may
+		// have failed before it reached them.
+		if started, err := r.opts.Output.Started(); err != nil {
+			r.log.Warn("the uploads' state could not be listed", "error", err)
+		} else {
+			for _, n := range started {
+				if !slices.Contains(r.objects, n) {
+					r.objects = append(r.objects, n)
+				}
+			}
+		}
 		// The store is told even when ctx is cancelled (a user's cancel).
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
 		for _, n := range r.objects {

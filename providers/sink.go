@@ -27,6 +27,10 @@ type Sink interface {
 	// Release forgets the resume state of the committed object name, once
 	// the export that wrote it succeeded.
 	Release(name string) error
+	// Started lists the objects whose resume state is kept (by this
+	// attempt or an earlier one): a failed export that no attempt will
+	// follow removes them all, also those this attempt never reached.
+	Started() ([]string, error)
 }
 
 // SinkWriter writes one object of a Sink.
