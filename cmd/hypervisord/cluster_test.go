@@ -120,7 +120,10 @@ func testClusterKill(t *testing.T, killLeader bool) {
 
 	submitted := map[string]bool{}
 	for i := range clusterJobs {
-		req := map[string]any{"provider": "demo", "max_attempts": 5}
+		// Capped so that every export runs for seconds whatever the
+		// machine: on a quiet one the demo's small disks would otherwise
+		// finish between two progress records, leaving nothing to kill.
+		req := map[string]any{"provider": "demo", "max_attempts": 5, "bandwidth_limit": 6 << 20}
 		for k, v := range clusterVMs[i%len(clusterVMs)] {
 			req[k] = v
 		}
