@@ -2,6 +2,12 @@ package objstore_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +24,7 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/hypersdk/hypersdk/disk/disktest"
+	"github.com/hypersdk/hypersdk/internal/netguard"
 	"github.com/hypersdk/hypersdk/objstore"
 	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
@@ -26,9 +33,10 @@ import (
 // gcsServer is fake-gcs-server in process behind a proxy counting the
 // object uploads it is sent.
 type gcsServer struct {
-	fake    *fakestorage.Server
-	url     string
-	uploads atomic.Int64
+	fake     *fakestorage.Server
+	url      string
+	uploads  atomic.Int64
+	requests atomic.Int64 // every request
 }
 
 func startGCS(t *testing.T, bucket string) *gcsServer {
@@ -43,6 +51,7 @@ func startGCS(t *testing.T, bucket string) *gcsServer {
 	target, _ := url.Parse(fake.URL())
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
 		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/upload/") {
 			s.uploads.Add(1)
 		}
@@ -193,5 +202,64 @@ func TestGCSResume(t *testing.T) {
 	}
 	if left := srv.objects(t, "resume", "y/"); len(left) > 0 {
 		t.Errorf("objects left by a failed last attempt: %v", left)
+	}
+}
+
+// serviceAccountKey writes a service account key file whose token
+// endpoint is tokenURL.
+func serviceAccountKey(t *testing.T, tokenURL string) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "guard-test", "private_key_id": "k1",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "exporter@guard-test.iam.gserviceaccount.com", "client_id": "1", "token_uri": tokenURL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "key.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestGCSCredentialsKeepTheGuard: a target with credentials is reached
+// through the guarded client too, so that a guard that refuses private
+// and link-local addresses refuses a store there (here fake-gcs-server on
+// loopback, and the metadata server's address), and nothing reaches it.
+func TestGCSCredentialsKeepTheGuard(t *testing.T) {
+	srv := startGCS(t, "guarded")
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"guard-test-token","token_type":"Bearer","expires_in":3600}`))
+	}))
+	t.Cleanup(tokens.Close)
+	keyFile := serviceAccountKey(t, tokens.URL+"/token")
+	client, err := objstore.GuardedClient(netguard.Guard{Setting: "output_targets[0].allow_private"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, endpoint := range []string{srv.url + "/storage/v1/", "http://169.254.169.254/storage/v1/"} {
+		srv.requests.Store(0)
+		ts := objstore.Targets{{Name: "gcs", URL: "gs://guarded/", GCS: objstore.GCSConfig{
+			Endpoint: endpoint, CredentialsFile: keyFile, HTTPClient: client}}}
+		e := newExporter(readerDisk("disk-0", diskBytes(6, 1<<20)))
+		_, err := exportGCS(t, ts, "gs://guarded/x/", t.TempDir(), e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw})
+		var refused *netguard.Error
+		if !errors.As(err, &refused) {
+			t.Errorf("%s: the export was not refused by the guard: %v", endpoint, err)
+		}
+		if n := srv.requests.Load(); n > 0 {
+			t.Errorf("%s: %d requests reached the store", endpoint, n)
+		}
 	}
 }
