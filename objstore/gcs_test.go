@@ -26,16 +26,14 @@ import (
 	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/internal/netguard"
 	"github.com/hypersdk/hypersdk/objstore"
-	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
 // gcsServer is fake-gcs-server in process behind a proxy counting the
-// object uploads it is sent.
+// requests it is sent.
 type gcsServer struct {
 	fake     *fakestorage.Server
 	url      string
-	uploads  atomic.Int64
 	requests atomic.Int64 // every request
 }
 
@@ -52,9 +50,6 @@ func startGCS(t *testing.T, bucket string) *gcsServer {
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/upload/") {
-			s.uploads.Add(1)
-		}
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(front.Close)
@@ -103,21 +98,6 @@ func (s *gcsServer) download(t *testing.T, bucket, prefix string) string {
 	return dir
 }
 
-func exportGCS(t *testing.T, ts objstore.Targets, out, state string, e providers.Exporter, opts providers.ExportOptions) (*providers.ExportResult, error) {
-	t.Helper()
-	root, err := os.OpenRoot(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	sink, err := ts.Open(context.Background(), "output", out, root, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.OutputRoot, opts.Output = root, sink
-	return pipeline.Export(context.Background(), e, "vm-1", opts)
-}
-
 // TestGCSExport exports to fake-gcs-server as plain disks (parts composed
 // into the object) and as an OVF folder, downloads the objects and checks
 // them against the manifest and the source.
@@ -144,7 +124,7 @@ func TestGCSExport(t *testing.T) {
 			state := t.TempDir()
 			prefix := "vms/" + tc.name + "/"
 			e := newExporter(readerDisk("disk-0", big), readerDisk("disk-1", small))
-			if _, err := exportGCS(t, ts, "gs://exports/"+prefix, state, e, providers.ExportOptions{Format: tc.format, DiskFormat: tc.disk}); err != nil {
+			if _, err := exportTo(t, ts, "gs://exports/"+prefix, state, e, providers.ExportOptions{Format: tc.format, DiskFormat: tc.disk}); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range srv.objects(t, "exports", prefix) {
@@ -162,46 +142,6 @@ func TestGCSExport(t *testing.T) {
 				t.Errorf("state left behind: %v", left)
 			}
 		})
-	}
-}
-
-// TestGCSResume: an attempt that fails after two parts of a disk keeps
-// them; the next sends only the rest (counted at the server), and the
-// last attempt's failure removes everything.
-func TestGCSResume(t *testing.T) {
-	srv := startGCS(t, "resume")
-	ts := srv.targets("resume")
-	state := t.TempDir()
-	data := diskBytes(3, 64<<20) // four 16 MiB parts
-	e := newExporter(failingDisk("disk-0", data, 40<<20))
-	if _, err := exportGCS(t, ts, "gs://resume/x/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err == nil {
-		t.Fatal("the first attempt succeeded")
-	}
-	if got := len(recordedParts(t, state, "web01-disk-0.raw")); got != 2 {
-		t.Fatalf("%d parts recorded by the failed attempt, want 2", got)
-	}
-	srv.uploads.Store(0)
-	e = newExporter(readerDisk("disk-0", data))
-	if _, err := exportGCS(t, ts, "gs://resume/x/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err != nil {
-		t.Fatal(err)
-	}
-	// Parts 3 and 4, the metadata and the manifest.
-	if got := srv.uploads.Load(); got != 4 {
-		t.Errorf("the resumed attempt uploaded %d objects, want 4 (parts 3 and 4, metadata, manifest)", got)
-	}
-	dir := srv.download(t, "resume", "x/")
-	checkManifest(t, dir, "web01.sha256")
-	if sumOf(data) != fileSum(t, filepath.Join(dir, "web01-disk-0.raw")) {
-		t.Error("the object is not the disk")
-	}
-
-	// A last attempt that fails leaves nothing.
-	e = newExporter(failingDisk("disk-0", diskBytes(4, 64<<20), 40<<20))
-	if _, err := exportGCS(t, ts, "gs://resume/y/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw, FinalAttempt: true}); err == nil {
-		t.Fatal("the failing attempt succeeded")
-	}
-	if left := srv.objects(t, "resume", "y/"); len(left) > 0 {
-		t.Errorf("objects left by a failed last attempt: %v", left)
 	}
 }
 
@@ -253,7 +193,7 @@ func TestGCSCredentialsKeepTheGuard(t *testing.T) {
 		ts := objstore.Targets{{Name: "gcs", URL: "gs://guarded/", GCS: objstore.GCSConfig{
 			Endpoint: endpoint, CredentialsFile: keyFile, HTTPClient: client}}}
 		e := newExporter(readerDisk("disk-0", diskBytes(6, 1<<20)))
-		_, err := exportGCS(t, ts, "gs://guarded/x/", t.TempDir(), e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw})
+		_, err := exportTo(t, ts, "gs://guarded/x/", t.TempDir(), e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw})
 		var refused *netguard.Error
 		if !errors.As(err, &refused) {
 			t.Errorf("%s: the export was not refused by the guard: %v", endpoint, err)
