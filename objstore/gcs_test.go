@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -200,6 +201,60 @@ func TestGCSCredentialsKeepTheGuard(t *testing.T) {
 		}
 		if n := srv.requests.Load(); n > 0 {
 			t.Errorf("%s: %d requests reached the store", endpoint, n)
+		}
+	}
+}
+
+// TestGCSRetriesTransientErrors: the library does not retry an upload in
+// one request, so the store does: a part refused once with 503 is sent
+// again and the export succeeds; a part refused every time fails the
+// attempt after a bounded number of tries.
+func TestGCSRetriesTransientErrors(t *testing.T) {
+	srv := startGCS(t, "flaky")
+	var (
+		mu    sync.Mutex
+		tries = map[string]int{}
+	)
+	const always = "always/web01-disk-0.raw.parts/"
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("name")
+		if r.Method == http.MethodPost && strings.Contains(name, ".parts/") {
+			mu.Lock()
+			tries[name]++
+			n := tries[name]
+			mu.Unlock()
+			if n == 1 || strings.HasPrefix(name, always) {
+				http.Error(w, "try again", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		u, _ := url.Parse(srv.url)
+		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	ts := objstore.Targets{{Name: "gcs", URL: "gs://flaky/", GCS: objstore.GCSConfig{Endpoint: front.URL + "/storage/v1/", Anonymous: true}}}
+	data := diskBytes(8, 40<<20) // three parts
+	opts := providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}
+	if _, err := exportTo(t, ts, "gs://flaky/once/", t.TempDir(), newExporter(readerDisk("disk-0", data)), opts); err != nil {
+		t.Fatalf("an export whose parts were each refused once: %v", err)
+	}
+	dir := srv.download(t, "flaky", "once/")
+	checkManifest(t, dir, "web01.sha256")
+	if fileSum(t, filepath.Join(dir, "web01-disk-0.raw")) != sumOf(data) {
+		t.Error("the object is not the disk")
+	}
+	if _, err := exportTo(t, ts, "gs://flaky/always/", t.TempDir(), newExporter(readerDisk("disk-0", data)), opts); err == nil {
+		t.Fatal("an export whose parts are always refused succeeded")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for name, n := range tries {
+		want := 2
+		if strings.HasPrefix(name, always) {
+			want = 4 // gcsTries
+		}
+		if n != want {
+			t.Errorf("%s tried %d times, want %d", name, n, want)
 		}
 	}
 }
