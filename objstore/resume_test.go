@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -290,15 +291,7 @@ func (g *gate) release() map[string]int {
 func (g *gate) snapshot() (map[string]int, int) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return maps(g.parts), g.held
-}
-
-func maps(m map[string]int) map[string]int {
-	c := make(map[string]int, len(m))
-	for k, v := range m {
-		c[k] = v
-	}
-	return c
+	return maps.Clone(g.parts), g.held
 }
 
 // recordedParts reads the part numbers the upload state of name lists.
