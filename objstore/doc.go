@@ -1,6 +1,6 @@
 // Package objstore writes exports into object storage: s3:// (any S3
-// API: AWS, MinIO, versitygw), with gs:// and azblob:// to follow on the
-// same store interface. A Sink implements providers.Sink, so the
+// API: AWS, MinIO, versitygw), gs:// (Google Cloud Storage) and azblob://
+// (Azure block blobs), behind one store interface. A Sink implements providers.Sink, so the
 // pipeline's one export path streams every file straight into the store
 // with no local copy of the data.
 //
@@ -17,5 +17,21 @@
 // output is deterministic) and sends only the parts that the state lists,
 // the store confirms (ListParts) and whose checksum matches: after kill
 // -9, finished parts are not sent again. An upload that no attempt will
-// finish is aborted by Sink.Remove.
+// finish is aborted by Sink.Remove; when the process that ran the last
+// attempt died first, the daemon's sweep does it from the kept state
+// (Targets.RemoveStarted).
+//
+// A request that fails transiently (5xx, 429, a timeout, a broken
+// connection) is tried again a bounded number of times, with its body
+// rewound: parts are in memory. The S3 SDK's standard retryer does it (3
+// tries), as does azcore's retry policy (4 tries, 408/429/5xx and
+// transport errors). The GCS library retries neither an upload in one
+// request (ChunkSize 0) nor a compose or delete without a generation
+// precondition, so gcsStore tries those itself with internal/backoff (4
+// tries, storage.ShouldRetry's idea of transient). Beyond that, the
+// attempt fails and the job's next attempt resumes.
+//
+// Requests go through the target's HTTP client (GuardedClient: the SSRF
+// guard on every connection), with credentials too: GCS credentials wrap
+// its transport rather than replace the client.
 package objstore

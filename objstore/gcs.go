@@ -1,6 +1,7 @@
 package objstore
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,10 +13,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"cloud.google.com/go/storage"
 	"google.golang.org/api/iterator"
 	"google.golang.org/api/option"
+	htransport "google.golang.org/api/transport/http"
+
+	"github.com/hypersdk/hypersdk/internal/backoff"
 )
 
 // GCSConfig reaches Google Cloud Storage.
@@ -28,9 +33,12 @@ type GCSConfig struct {
 	CredentialsFile string
 	// Anonymous sends no credentials (an emulator).
 	Anonymous bool
-	// HTTPClient carries the requests (the daemon's, with the SSRF guard);
-	// nil means the library's. With credentials it must authorise them
-	// itself, so it is used only for Anonymous targets.
+	// HTTPClient carries the requests (the daemon's, with the SSRF guard
+	// on every dial); nil means the library's. With credentials, their
+	// OAuth 2 transport wraps its transport: every request to the store
+	// passes the guard, the tokens are fetched as the library fetches them
+	// (Google's token endpoint, or the metadata server for the application
+	// default credentials on Google Cloud, which the guard would refuse).
 	HTTPClient *http.Client
 }
 
@@ -42,6 +50,9 @@ type GCSConfig struct {
 type gcsStore struct {
 	c      *storage.Client
 	bucket string
+	// retry paces the tries of the requests the library does not retry
+	// itself (see retry).
+	retry backoff.Policy
 }
 
 func newGCS(ctx context.Context, cfg GCSConfig, bucket string) (*gcsStore, error) {
@@ -49,20 +60,58 @@ func newGCS(ctx context.Context, cfg GCSConfig, bucket string) (*gcsStore, error
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
 	}
+	var auth []option.ClientOption
+	if cfg.CredentialsFile != "" {
+		auth = append(auth, option.WithCredentialsFile(cfg.CredentialsFile)) //nolint:staticcheck // a key file the operator configured
+	}
 	switch {
 	case cfg.Anonymous:
 		opts = append(opts, option.WithoutAuthentication())
 		if cfg.HTTPClient != nil {
 			opts = append(opts, option.WithHTTPClient(cfg.HTTPClient))
 		}
-	case cfg.CredentialsFile != "":
-		opts = append(opts, option.WithCredentialsFile(cfg.CredentialsFile)) //nolint:staticcheck // a key file the operator configured
+	case cfg.HTTPClient != nil:
+		// The library takes a client as is (it adds no credentials to
+		// one): the credentials' transport is put on top of the guarded
+		// one, with the scopes the library would ask for.
+		base := cmp.Or[http.RoundTripper](cfg.HTTPClient.Transport, http.DefaultTransport)
+		rt, err := htransport.NewTransport(ctx, base, append(auth, option.WithScopes(storage.ScopeFullControl, "https://www.googleapis.com/auth/cloud-platform"))...)
+		if err != nil {
+			return nil, fmt.Errorf("GCS credentials: %w", err)
+		}
+		opts = append(opts, option.WithHTTPClient(&http.Client{Transport: rt, CheckRedirect: cfg.HTTPClient.CheckRedirect, Timeout: cfg.HTTPClient.Timeout}))
+	default:
+		opts = append(opts, auth...)
 	}
 	c, err := storage.NewClient(ctx, opts...)
 	if err != nil {
 		return nil, err
 	}
-	return &gcsStore{c: c, bucket: bucket}, nil
+	return &gcsStore{c: c, bucket: bucket, retry: backoff.Policy{Base: time.Second, Max: 8 * time.Second, Jitter: 0.5}}, nil
+}
+
+// gcsTries bounds the tries of one request that the library does not
+// retry: an upload in one request (ChunkSize 0: the part is already in
+// memory, and the library retries only uploads it buffered itself), a
+// compose and a delete (not idempotent to the library without a
+// generation precondition; here they are: a part is the same bytes under
+// the same name, a compose of the same parts the same object, and a
+// delete of what is gone succeeds).
+const gcsTries = 4
+
+// try runs fn until it succeeds, fails with an error the library deems
+// permanent (storage.ShouldRetry: 408, 429, 5xx, timeouts and broken
+// connections are transient), or gcsTries tries have failed.
+func (s *gcsStore) try(ctx context.Context, fn func() error) error {
+	for n := 1; ; n++ {
+		err := fn()
+		if err == nil || n == gcsTries || !storage.ShouldRetry(err) || ctx.Err() != nil {
+			return err
+		}
+		if s.retry.Sleep(ctx, n) != nil {
+			return err
+		}
+	}
 }
 
 // composeMax is how many sources one GCS compose takes.
@@ -75,6 +124,10 @@ func (s *gcsStore) location(key string) string { return "gs://" + s.bucket + "/"
 func (s *gcsStore) obj(key string) *storage.ObjectHandle { return s.c.Bucket(s.bucket).Object(key) }
 
 func (s *gcsStore) write(ctx context.Context, key string, data []byte, meta map[string]string) error {
+	return s.try(ctx, func() error { return s.writeOnce(ctx, key, data, meta) })
+}
+
+func (s *gcsStore) writeOnce(ctx context.Context, key string, data []byte, meta map[string]string) error {
 	w := s.obj(key).NewWriter(ctx)
 	w.ChunkSize = 0 // one request: the part is in memory
 	w.CRC32C, w.SendCRC32C = crc32.Checksum(data, crc32c), true
@@ -171,8 +224,20 @@ func (s *gcsStore) compose(ctx context.Context, dst string, srcs []string) error
 	for i, n := range srcs {
 		hs[i] = s.obj(n)
 	}
-	_, err := s.obj(dst).ComposerFrom(hs...).Run(ctx)
-	return err
+	return s.try(ctx, func() error {
+		_, err := s.obj(dst).ComposerFrom(hs...).Run(ctx)
+		return err
+	})
+}
+
+// delete deletes key; a key that is gone is deleted.
+func (s *gcsStore) delete(ctx context.Context, key string) error {
+	return s.try(ctx, func() error {
+		if err := s.obj(key).Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+			return err
+		}
+		return nil
+	})
 }
 
 func (s *gcsStore) deletePrefix(ctx context.Context, prefix string) error {
@@ -190,7 +255,7 @@ func (s *gcsStore) deletePrefix(ctx context.Context, prefix string) error {
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			if err := s.obj(a.Name).Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
+			if err := s.delete(ctx, a.Name); err != nil {
 				mu.Lock()
 				errs = append(errs, err)
 				mu.Unlock()
@@ -231,9 +296,4 @@ func (s *gcsStore) size(ctx context.Context, key string) (int64, bool, error) {
 	return a.Size, true, nil
 }
 
-func (s *gcsStore) remove(ctx context.Context, key string) error {
-	if err := s.obj(key).Delete(ctx); err != nil && !errors.Is(err, storage.ErrObjectNotExist) {
-		return err
-	}
-	return nil
-}
+func (s *gcsStore) remove(ctx context.Context, key string) error { return s.delete(ctx, key) }

@@ -2,6 +2,12 @@ package objstore_test
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -18,17 +25,17 @@ import (
 	"google.golang.org/api/iterator"
 
 	"github.com/hypersdk/hypersdk/disk/disktest"
+	"github.com/hypersdk/hypersdk/internal/netguard"
 	"github.com/hypersdk/hypersdk/objstore"
-	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
 
 // gcsServer is fake-gcs-server in process behind a proxy counting the
-// object uploads it is sent.
+// requests it is sent.
 type gcsServer struct {
-	fake    *fakestorage.Server
-	url     string
-	uploads atomic.Int64
+	fake     *fakestorage.Server
+	url      string
+	requests atomic.Int64 // every request
 }
 
 func startGCS(t *testing.T, bucket string) *gcsServer {
@@ -43,9 +50,7 @@ func startGCS(t *testing.T, bucket string) *gcsServer {
 	target, _ := url.Parse(fake.URL())
 	proxy := httputil.NewSingleHostReverseProxy(target)
 	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/upload/") {
-			s.uploads.Add(1)
-		}
+		s.requests.Add(1)
 		proxy.ServeHTTP(w, r)
 	}))
 	t.Cleanup(front.Close)
@@ -94,21 +99,6 @@ func (s *gcsServer) download(t *testing.T, bucket, prefix string) string {
 	return dir
 }
 
-func exportGCS(t *testing.T, ts objstore.Targets, out, state string, e providers.Exporter, opts providers.ExportOptions) (*providers.ExportResult, error) {
-	t.Helper()
-	root, err := os.OpenRoot(state)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer root.Close()
-	sink, err := ts.Open(context.Background(), "output", out, root, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts.OutputRoot, opts.Output = root, sink
-	return pipeline.Export(context.Background(), e, "vm-1", opts)
-}
-
 // TestGCSExport exports to fake-gcs-server as plain disks (parts composed
 // into the object) and as an OVF folder, downloads the objects and checks
 // them against the manifest and the source.
@@ -135,7 +125,7 @@ func TestGCSExport(t *testing.T) {
 			state := t.TempDir()
 			prefix := "vms/" + tc.name + "/"
 			e := newExporter(readerDisk("disk-0", big), readerDisk("disk-1", small))
-			if _, err := exportGCS(t, ts, "gs://exports/"+prefix, state, e, providers.ExportOptions{Format: tc.format, DiskFormat: tc.disk}); err != nil {
+			if _, err := exportTo(t, ts, "gs://exports/"+prefix, state, e, providers.ExportOptions{Format: tc.format, DiskFormat: tc.disk}); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range srv.objects(t, "exports", prefix) {
@@ -156,42 +146,115 @@ func TestGCSExport(t *testing.T) {
 	}
 }
 
-// TestGCSResume: an attempt that fails after two parts of a disk keeps
-// them; the next sends only the rest (counted at the server), and the
-// last attempt's failure removes everything.
-func TestGCSResume(t *testing.T) {
-	srv := startGCS(t, "resume")
-	ts := srv.targets("resume")
-	state := t.TempDir()
-	data := diskBytes(3, 64<<20) // four 16 MiB parts
-	e := newExporter(failingDisk("disk-0", data, 40<<20))
-	if _, err := exportGCS(t, ts, "gs://resume/x/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err == nil {
-		t.Fatal("the first attempt succeeded")
-	}
-	if got := len(recordedParts(t, state, "web01-disk-0.raw")); got != 2 {
-		t.Fatalf("%d parts recorded by the failed attempt, want 2", got)
-	}
-	srv.uploads.Store(0)
-	e = newExporter(readerDisk("disk-0", data))
-	if _, err := exportGCS(t, ts, "gs://resume/x/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err != nil {
+// serviceAccountKey writes a service account key file whose token
+// endpoint is tokenURL.
+func serviceAccountKey(t *testing.T, tokenURL string) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Parts 3 and 4, the metadata and the manifest.
-	if got := srv.uploads.Load(); got != 4 {
-		t.Errorf("the resumed attempt uploaded %d objects, want 4 (parts 3 and 4, metadata, manifest)", got)
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
 	}
-	dir := srv.download(t, "resume", "x/")
+	b, err := json.Marshal(map[string]string{
+		"type": "service_account", "project_id": "guard-test", "private_key_id": "k1",
+		"private_key":  string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})),
+		"client_email": "exporter@guard-test.iam.gserviceaccount.com", "client_id": "1", "token_uri": tokenURL,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "key.json")
+	if err := os.WriteFile(path, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// TestGCSCredentialsKeepTheGuard: a target with credentials is reached
+// through the guarded client too, so that a guard that refuses private
+// and link-local addresses refuses a store there (here fake-gcs-server on
+// loopback, and the metadata server's address), and nothing reaches it.
+func TestGCSCredentialsKeepTheGuard(t *testing.T) {
+	srv := startGCS(t, "guarded")
+	tokens := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"access_token":"guard-test-token","token_type":"Bearer","expires_in":3600}`))
+	}))
+	t.Cleanup(tokens.Close)
+	keyFile := serviceAccountKey(t, tokens.URL+"/token")
+	client, err := objstore.GuardedClient(netguard.Guard{Setting: "output_targets[0].allow_private"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, endpoint := range []string{srv.url + "/storage/v1/", "http://169.254.169.254/storage/v1/"} {
+		srv.requests.Store(0)
+		ts := objstore.Targets{{Name: "gcs", URL: "gs://guarded/", GCS: objstore.GCSConfig{
+			Endpoint: endpoint, CredentialsFile: keyFile, HTTPClient: client}}}
+		e := newExporter(readerDisk("disk-0", diskBytes(6, 1<<20)))
+		_, err := exportTo(t, ts, "gs://guarded/x/", t.TempDir(), e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw})
+		var refused *netguard.Error
+		if !errors.As(err, &refused) {
+			t.Errorf("%s: the export was not refused by the guard: %v", endpoint, err)
+		}
+		if n := srv.requests.Load(); n > 0 {
+			t.Errorf("%s: %d requests reached the store", endpoint, n)
+		}
+	}
+}
+
+// TestGCSRetriesTransientErrors: the library does not retry an upload in
+// one request, so the store does: a part refused once with 503 is sent
+// again and the export succeeds; a part refused every time fails the
+// attempt after a bounded number of tries.
+func TestGCSRetriesTransientErrors(t *testing.T) {
+	srv := startGCS(t, "flaky")
+	var (
+		mu    sync.Mutex
+		tries = map[string]int{}
+	)
+	const always = "always/web01-disk-0.raw.parts/"
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.URL.Query().Get("name")
+		if r.Method == http.MethodPost && strings.Contains(name, ".parts/") {
+			mu.Lock()
+			tries[name]++
+			n := tries[name]
+			mu.Unlock()
+			if n == 1 || strings.HasPrefix(name, always) {
+				http.Error(w, "try again", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		u, _ := url.Parse(srv.url)
+		httputil.NewSingleHostReverseProxy(u).ServeHTTP(w, r)
+	}))
+	t.Cleanup(front.Close)
+	ts := objstore.Targets{{Name: "gcs", URL: "gs://flaky/", GCS: objstore.GCSConfig{Endpoint: front.URL + "/storage/v1/", Anonymous: true}}}
+	data := diskBytes(8, 40<<20) // three parts
+	opts := providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}
+	if _, err := exportTo(t, ts, "gs://flaky/once/", t.TempDir(), newExporter(readerDisk("disk-0", data)), opts); err != nil {
+		t.Fatalf("an export whose parts were each refused once: %v", err)
+	}
+	dir := srv.download(t, "flaky", "once/")
 	checkManifest(t, dir, "web01.sha256")
-	if sumOf(data) != fileSum(t, filepath.Join(dir, "web01-disk-0.raw")) {
+	if fileSum(t, filepath.Join(dir, "web01-disk-0.raw")) != sumOf(data) {
 		t.Error("the object is not the disk")
 	}
-
-	// A last attempt that fails leaves nothing.
-	e = newExporter(failingDisk("disk-0", diskBytes(4, 64<<20), 40<<20))
-	if _, err := exportGCS(t, ts, "gs://resume/y/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw, FinalAttempt: true}); err == nil {
-		t.Fatal("the failing attempt succeeded")
+	if _, err := exportTo(t, ts, "gs://flaky/always/", t.TempDir(), newExporter(readerDisk("disk-0", data)), opts); err == nil {
+		t.Fatal("an export whose parts are always refused succeeded")
 	}
-	if left := srv.objects(t, "resume", "y/"); len(left) > 0 {
-		t.Errorf("objects left by a failed last attempt: %v", left)
+	mu.Lock()
+	defer mu.Unlock()
+	for name, n := range tries {
+		want := 2
+		if strings.HasPrefix(name, always) {
+			want = 4 // gcsTries
+		}
+		if n != want {
+			t.Errorf("%s tried %d times, want %d", name, n, want)
+		}
 	}
 }

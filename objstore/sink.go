@@ -10,7 +10,6 @@ import (
 	"log/slog"
 	"os"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/hypersdk/hypersdk/providers"
@@ -159,24 +158,7 @@ func (s *Sink) Remove(ctx context.Context, name string) error {
 func (s *Sink) Release(name string) error { return removeState(s.state, name) }
 
 // Started lists the objects that have a state file in the state root.
-func (s *Sink) Started() ([]string, error) {
-	dir, err := s.state.Open(".")
-	if err != nil {
-		return nil, err
-	}
-	defer dir.Close()
-	entries, err := dir.ReadDir(-1)
-	if err != nil {
-		return nil, err
-	}
-	var names []string
-	for _, e := range entries {
-		if name, ok := strings.CutSuffix(e.Name(), stateName("")); ok && name != "" && e.Type().IsRegular() {
-			names = append(names, name)
-		}
-	}
-	return names, nil
-}
+func (s *Sink) Started() ([]string, error) { return StartedUploads(s.state) }
 
 // writer streams one object into parts.
 type writer struct {

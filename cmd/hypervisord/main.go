@@ -354,7 +354,7 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 	member, err = cluster.New(db, cluster.Options{
 		NodeID: nodeID, Advertise: advertise, Version: ver, Capacity: cfg.Jobs.MaxConcurrent, Running: engine.Running,
 		HeartbeatInterval: cfg.Cluster.HeartbeatInterval, DeadAfter: cfg.Cluster.DeadAfter,
-		Lead: leaderDuties(sched, set, engine, log), Logger: log.With("component", "cluster"),
+		Lead: leaderDuties(sched, set, engine, m, log), Logger: log.With("component", "cluster"),
 	})
 	if err != nil {
 		return err

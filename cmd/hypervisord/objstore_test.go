@@ -3,16 +3,25 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"cloud.google.com/go/storage"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/fsouza/fake-gcs-server/fakestorage"
+	"google.golang.org/api/iterator"
 
 	"github.com/hypersdk/hypersdk/apitypes"
 	"github.com/hypersdk/hypersdk/internal/s3test"
@@ -131,4 +140,250 @@ func TestDemoOutputTarget(t *testing.T) {
 	if j.Result.OutputDir != "s3://demo-exports/db-01/" || j.Result.OVAPath != "db-01.ova" {
 		t.Errorf("result output %q, OVA %q", j.Result.OutputDir, j.Result.OVAPath)
 	}
+}
+
+// partGate is a proxy in front of an object store that forwards the
+// first limit part uploads (isPart) and holds every later one until
+// released (a held request belongs to the attempt that is killed while it
+// waits).
+type partGate struct {
+	url  string
+	mu   sync.Mutex
+	sent int
+	held int
+	open chan struct{}
+}
+
+func newPartGate(t *testing.T, target string, limit int, isPart func(*http.Request) bool) *partGate {
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &partGate{open: make(chan struct{})}
+	proxy := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if isPart(r) {
+			g.mu.Lock()
+			closed := g.sent >= limit
+			if closed {
+				g.held++
+			} else {
+				g.sent++
+			}
+			g.mu.Unlock()
+			if closed {
+				select {
+				case <-g.open:
+				case <-r.Context().Done():
+				}
+				http.Error(w, "held at the gate", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	g.url = srv.URL
+	return g
+}
+
+func (g *partGate) waiting() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.held
+}
+
+// sweepStore is an object store the sweep test exports to, through a
+// gate: the output target's configuration, and what is left under a
+// prefix (objects, and uploads left open, which are objects too on GCS).
+type sweepStore struct {
+	config string
+	env    []string
+	left   func(t *testing.T, prefix string) []string
+}
+
+func startSweepStore(t *testing.T, scheme string) (*sweepStore, *partGate) {
+	switch scheme {
+	case "s3":
+		srv := s3test.Start(t, s3test.Options{})
+		srv.CreateBucket(t, "exports")
+		gate := newPartGate(t, srv.URL, 2, func(r *http.Request) bool {
+			q := r.URL.Query()
+			return r.Method == http.MethodPut && q.Get("partNumber") != "" && q.Get("uploadId") != ""
+		})
+		return &sweepStore{
+			config: `output_targets:
+  - name: versitygw
+    url: s3://exports/
+    endpoint: ` + gate.url + `
+    allow_private: true
+    region: ` + srv.Region + `
+    access_key_id: ` + srv.AccessKeyID + `
+    secret_access_key: {env: TEST_S3_SECRET}
+    path_style: true
+`,
+			env: []string{"TEST_S3_SECRET=" + srv.SecretAccessKey},
+			left: func(t *testing.T, prefix string) []string {
+				left := openUploadKeys(t, srv.Client(), "exports")
+				for _, k := range srv.Keys(t, "exports") {
+					if strings.HasPrefix(k, prefix) {
+						left = append(left, k)
+					}
+				}
+				return left
+			},
+		}, gate
+	case "gs":
+		fake, err := fakestorage.NewServerWithOptions(fakestorage.Options{Scheme: "http", Host: "127.0.0.1", Writer: io.Discard})
+		if err != nil {
+			t.Fatalf("fake-gcs-server: %v", err)
+		}
+		t.Cleanup(fake.Stop)
+		fake.CreateBucketWithOpts(fakestorage.CreateBucketOpts{Name: "exports"})
+		gate := newPartGate(t, fake.URL(), 2, func(r *http.Request) bool {
+			return r.Method == http.MethodPost && strings.HasPrefix(r.URL.Path, "/upload/") && strings.Contains(r.URL.Query().Get("name"), ".parts/")
+		})
+		return &sweepStore{
+			config: `output_targets:
+  - name: fake-gcs
+    url: gs://exports/
+    endpoint: ` + gate.url + `/storage/v1/
+    allow_private: true
+    anonymous: true
+`,
+			left: func(t *testing.T, prefix string) []string {
+				var names []string
+				it := fake.Client().Bucket("exports").Objects(context.Background(), &storage.Query{Prefix: prefix})
+				for {
+					a, err := it.Next()
+					if errors.Is(err, iterator.Done) {
+						return names
+					}
+					if err != nil {
+						t.Fatal(err)
+					}
+					names = append(names, a.Name)
+				}
+			},
+		}, gate
+	}
+	t.Fatalf("no store %s", scheme)
+	return nil, nil
+}
+
+// TestObjectStorageUploadsSweptAfterKill: a daemon killed with SIGKILL in
+// the middle of an export's upload (S3 multipart upload to versitygw; GCS
+// part objects to fake-gcs-server) leaves the upload open and its state in
+// the job's directory; the restarted daemon fails the job (no attempt
+// left: no export runs to abort anything), and the leader's sweep aborts
+// the upload, deletes what the export wrote and forgets the state,
+// counted in the orphan metrics and told in the job's log.
+func TestObjectStorageUploadsSweptAfterKill(t *testing.T) {
+	for _, scheme := range []string{"s3", "gs"} {
+		t.Run(scheme, func(t *testing.T) { testUploadsSweptAfterKill(t, scheme) })
+	}
+}
+
+func testUploadsSweptAfterKill(t *testing.T, scheme string) {
+	st, gate := startSweepStore(t, scheme)
+	dmn := newDaemon(t, st.config, append([]string{"HYPERVISORD_TEST_REAL_PROVIDERS=1"}, st.env...)...)
+	dmn.start("--demo")
+	var j apitypes.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/dev/dev-ubuntu-01",
+		"format": "disks", "disk_format": "raw", "output": scheme + "://exports/dev/", "max_attempts": 1}, &j); code != 201 {
+		t.Fatalf("submit: %d\n%s", code, dmn.out.String())
+	}
+	stateDir := filepath.Join(dmn.dataDir, "exports", j.ID)
+	// Killed once two parts of the 128 MiB disk are recorded and the
+	// third waits at the gate.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if gate.waiting() > 0 && len(recordedPartsIn(t, stateDir)) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			var now apitypes.Job
+			dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &now)
+			t.Fatalf("the export (%s) did not reach its third part within 3 minutes\n%s", now.State, dmn.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	dmn.kill()
+	close(gate.open)
+	if left := st.left(t, "dev/"); len(left) == 0 {
+		t.Fatal("nothing left after the kill: the test proves nothing")
+	}
+
+	dmn.start("--demo")
+	deadline = time.Now().Add(2 * time.Minute)
+	for {
+		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+		left := st.left(t, "dev/")
+		states, _ := filepath.Glob(filepath.Join(stateDir, "*.upload.json"))
+		if j.State.Terminal() && len(left) == 0 && len(states) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s; left in the store %v, state files %v: not swept\n%s", j.State, left, states, dmn.out.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if j.State != apitypes.JobFailed {
+		t.Errorf("job %s after the restart, want failed (no attempt left)", j.State)
+	}
+	if _, _, b := dmn.rawCall("GET", "/api/v1/jobs/"+j.ID+"/logs", nil); !strings.Contains(string(b), "removed what the export's uploads left in object storage") ||
+		!strings.Contains(string(b), scheme+"://exports/dev/dev-ubuntu-01-disk-0.raw") {
+		t.Errorf("the job's log does not tell the sweep: %s", b)
+	}
+	req, _ := http.NewRequestWithContext(context.Background(), "GET", dmn.url+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer "+dmn.token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`hypersdk_orphans_deleted_total{provider="output_targets"} 1`,
+		`hypersdk_orphan_sweeps_total{outcome="ok",provider="output_targets"}`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+}
+
+// recordedPartsIn lists the parts the upload state files in dir record.
+func recordedPartsIn(t *testing.T, dir string) []int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.upload.json"))
+	var ns []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // being replaced
+		}
+		var st struct {
+			Parts []struct {
+				N int `json:"n"`
+			} `json:"parts"`
+		}
+		if json.Unmarshal(b, &st) == nil {
+			for _, p := range st.Parts {
+				ns = append(ns, p.N)
+			}
+		}
+	}
+	return ns
+}
+
+func openUploadKeys(t *testing.T, c *s3.Client, bucket string) []string {
+	t.Helper()
+	out, err := c.ListMultipartUploads(context.Background(), &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket)})
+	if err != nil {
+		t.Fatalf("list multipart uploads: %v", err)
+	}
+	var keys []string
+	for _, u := range out.Uploads {
+		keys = append(keys, aws.ToString(u.Key))
+	}
+	return keys
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hypersdk/hypersdk/daemon/jobs"
@@ -43,9 +44,38 @@ func jobMayRun(engine *jobs.Manager) func(ctx context.Context, jobID string) (bo
 	}
 }
 
+// uploadSweepLabel is the provider label under which the orphan metrics
+// count the sweep of object-storage uploads that ended jobs left.
+const uploadSweepLabel = "output_targets"
+
+// sweepUploads runs the job engine's sweep of uploads that ended jobs left
+// in object storage at once (so a restarted daemon removes what the
+// killed one left) and then every interval, until ctx ends; obs counts
+// each sweep in the orphan metrics.
+func sweepUploads(ctx context.Context, engine *jobs.Manager, obs providers.Observer, interval time.Duration, log *slog.Logger) {
+	log = log.With("sweep", uploadSweepLabel)
+	for {
+		removed, err := engine.SweepUploads(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		obs.OrphanSweep(uploadSweepLabel, len(removed), err)
+		switch {
+		case err != nil:
+			log.Warn("sweep of object-storage uploads failed; retrying later", "err", err, "removed", removed)
+		case len(removed) > 0:
+			log.Info("sweep removed what ended jobs' uploads left in object storage", "removed", removed)
+		}
+		if backoff.Wait(ctx, interval) != nil {
+			return
+		}
+	}
+}
+
 // leaderDuties is what the cluster's leader runs, once per cluster: the
-// schedules and the orphan sweeps. It returns when leadership ends.
-func leaderDuties(sched *scheduler.Scheduler, set *providers.Set, engine *jobs.Manager, log *slog.Logger) func(ctx context.Context) {
+// schedules and the orphan sweeps (platforms' and object storage's). It
+// returns when leadership ends.
+func leaderDuties(sched *scheduler.Scheduler, set *providers.Set, engine *jobs.Manager, obs providers.Observer, log *slog.Logger) func(ctx context.Context) {
 	return func(ctx context.Context) {
 		for {
 			err := sched.Start(ctx)
@@ -58,7 +88,9 @@ func leaderDuties(sched *scheduler.Scheduler, set *providers.Set, engine *jobs.M
 			}
 		}
 		defer sched.Stop()
+		var wg sync.WaitGroup
+		wg.Go(func() { sweepUploads(ctx, engine, obs, orphanSweepInterval, log) })
 		set.SweepOrphans(ctx, orphanSweepInterval, jobMayRun(engine))
-		<-ctx.Done()
+		wg.Wait()
 	}
 }

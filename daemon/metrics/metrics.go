@@ -103,10 +103,10 @@ func New(version, revision string, log *slog.Logger) *Metrics {
 			Name: "hypersdk_provider_request_errors_total", Help: "Calls to the platform's API that failed, by provider and operation.",
 		}, []string{"provider", "operation"}),
 		sweeps: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hypersdk_orphan_sweeps_total", Help: "Sweeps for platform objects (snapshots, grants, export tasks, staging objects) that ended jobs left, by provider and outcome (ok, error).",
+			Name: "hypersdk_orphan_sweeps_total", Help: "Sweeps for platform objects (snapshots, grants, export tasks, staging objects) that ended jobs left, by provider (output_targets: uploads left in object storage) and outcome (ok, error).",
 		}, []string{"provider", "outcome"}),
 		orphans: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "hypersdk_orphans_deleted_total", Help: "Platform objects that jobs left after they ended, found and deleted by the sweep, by provider.",
+			Name: "hypersdk_orphans_deleted_total", Help: "Platform objects that jobs left after they ended, found and deleted by the sweep, by provider (output_targets: objects and open uploads left in object storage).",
 		}, []string{"provider"}),
 	}
 	buildInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -46,7 +46,7 @@ hypersdk_jobs_total{provider="lab",state="succeeded"} 0
 # TYPE hypersdk_provider_up gauge
 hypersdk_provider_up{provider="dc2",type="vsphere"} 0
 hypersdk_provider_up{provider="lab",type="vsphere"} 0
-# HELP hypersdk_orphans_deleted_total Platform objects that jobs left after they ended, found and deleted by the sweep, by provider.
+# HELP hypersdk_orphans_deleted_total Platform objects that jobs left after they ended, found and deleted by the sweep, by provider (output_targets: objects and open uploads left in object storage).
 # TYPE hypersdk_orphans_deleted_total counter
 hypersdk_orphans_deleted_total{provider="dc2"} 0
 hypersdk_orphans_deleted_total{provider="lab"} 3
