@@ -32,15 +32,14 @@ func StartedUploads(state *os.Root) ([]string, error) {
 }
 
 // RemoveStarted removes what an export to outputURL that no attempt will
-// continue left in the store, as its last attempt would have: for every
-// object whose state is kept in state, its open uploads are aborted, the
+// continue left in the store, as its last attempt would have: for each
+// of names (objects whose state is kept in state; see StartedUploads), its open uploads are aborted, the
 // object (partial or published) deleted and the state forgotten. It
 // returns the locations removed; an object it could not remove keeps its
 // state, for a later sweep.
-func (ts Targets) RemoveStarted(ctx context.Context, outputURL string, state *os.Root, log *slog.Logger) ([]string, error) {
-	names, err := StartedUploads(state)
-	if err != nil || len(names) == 0 {
-		return nil, err
+func (ts Targets) RemoveStarted(ctx context.Context, outputURL string, state *os.Root, names []string, log *slog.Logger) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
 	}
 	sink, err := ts.Open(ctx, "output", outputURL, state, log)
 	if err != nil {
@@ -60,14 +59,10 @@ func (ts Targets) RemoveStarted(ctx context.Context, outputURL string, state *os
 	return removed, errors.Join(errs...)
 }
 
-// ForgetStarted forgets the upload state kept in state without touching
-// the store: for an export whose objects a later export of the same
-// output now owns. It returns the objects forgotten.
-func ForgetStarted(state *os.Root) ([]string, error) {
-	names, err := StartedUploads(state)
-	if err != nil {
-		return nil, err
-	}
+// ForgetStarted forgets the upload state of names kept in state without
+// touching the store: objects a later export of the same output now
+// owns. It returns the objects forgotten.
+func ForgetStarted(state *os.Root, names []string) ([]string, error) {
 	var errs []error
 	for _, name := range names {
 		if err := removeState(state, name); err != nil {

@@ -51,22 +51,29 @@ func TestSweepUploadsOwnership(t *testing.T) {
 			}
 			return j
 		}
-		// Three failed jobs (each to an output of its own), a later job of
-		// the second's output that succeeded.
+		// Three failed jobs (each to an output of its own); later, to the
+		// second's output, a job of another VM that succeeded.
 		failed := map[string]*apitypes.Job{}
 		for _, out := range []string{"removed", "superseded", "busy"} {
 			failed[out] = waitState(t, m, submitTo(m, "no-such-vm", "s3://b/"+out+"/").ID, apitypes.JobFailed)
 		}
-		waitState(t, m, submitTo(m, "vm-001", "s3://b/superseded/").ID, apitypes.JobSucceeded)
+		later := waitState(t, m, submitTo(m, "vm-001", "s3://b/superseded/").ID, apitypes.JobSucceeded)
+		if later.Result == nil || len(later.Result.Files) == 0 {
+			t.Fatalf("the succeeded job has no files: %+v", later.Result)
+		}
+		published := later.Result.Files[0].Path
 		// What a killed attempt leaves: an open upload with a part, its
-		// state in the job's directory.
-		for out, j := range failed {
+		// state in the job's directory. The superseded job also left one
+		// of the key the later job published.
+		plant := func(j *apitypes.Job, out, name string) {
+			t.Helper()
 			root := mkRoot(t, j.Spec.Options.OutputDir)
+			defer root.Close()
 			sink, err := targets.Open(ctx, "output", "s3://b/"+out+"/", root, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w, err := sink.Create(ctx, "left.raw", 64<<20)
+			w, err := sink.Create(ctx, name, 64<<20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -76,28 +83,39 @@ func TestSweepUploadsOwnership(t *testing.T) {
 			if err := w.Close(); err != nil {
 				t.Fatal(err)
 			}
-			root.Close()
 		}
-		if open := openKeys(t, c); len(open) != 3 {
+		for out, j := range failed {
+			plant(j, out, "left.raw")
+		}
+		plant(failed["superseded"], "superseded", published)
+		if open := openKeys(t, c); len(open) != 4 {
 			t.Fatalf("open uploads planted: %v", open)
 		}
 		ctxStop, cancel := context.WithCancel(ctx)
 		cancel()
 		_ = m.Stop(ctxStop)
-		idle := e.manager(withTargets) // not started: its job stays queued
-		submitTo(idle, "vm-002", "s3://b/busy/")
+		idle := e.manager(withTargets) // not started: its jobs stay queued
+		// Queued: an export of the busy job's VM to its output, and one of
+		// another VM to the removed job's output (which does not hold the
+		// sweep back).
+		submitTo(idle, "no-such-vm", "s3://b/busy/")
+		submitTo(idle, "vm-002", "s3://b/removed/")
 
 		removed, err := idle.SweepUploads(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !slices.Equal(removed, []string{"s3://b/removed/left.raw"}) {
-			t.Errorf("removed %v, want the failed job's object only", removed)
+		slices.Sort(removed)
+		if !slices.Equal(removed, []string{"s3://b/removed/left.raw", "s3://b/superseded/left.raw"}) {
+			t.Errorf("removed %v, want the failed jobs' objects no live or later job owns", removed)
 		}
 		open := openKeys(t, c)
 		slices.Sort(open)
-		if !slices.Equal(open, []string{"busy/left.raw", "superseded/left.raw"}) {
-			t.Errorf("open uploads after the sweep: %v, want those of the superseded and the busy output", open)
+		if want := []string{"busy/left.raw", "superseded/" + published}; !slices.Equal(open, want) {
+			t.Errorf("open uploads after the sweep: %v, want %v (the busy job's, and the key the later job published, left alone)", open, want)
+		}
+		if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String("b"), Key: aws.String("superseded/" + published)}); err != nil {
+			t.Errorf("the later job's object is gone: %v", err)
 		}
 		for out, wantState := range map[string]bool{"removed": false, "superseded": false, "busy": true} {
 			states, _ := filepath.Glob(filepath.Join(failed[out].Spec.Options.OutputDir, "*.upload.json"))
