@@ -21,8 +21,17 @@ import (
 )
 
 // leaseFor bounds how long a claimed delivery is this daemon's: the
-// longest attempt timeout plus a margin. Another daemon takes over a lease
-// this old; a restarted daemon releases its own at once.
+// longest attempt timeout plus a margin. It is taken when the delivery is
+// claimed and renewed when its attempt starts (load). Another daemon takes
+// over a lease this old; a restarted daemon releases its own at once.
+//
+// What holds across daemons: one attempt of a delivery is in flight at a
+// time, because an attempt starts only under a live lease that outlasts
+// it, and its outcome is recorded only while the lease is still its own.
+// A delivery is sent again, with the same webhook-id, only after a crash
+// window: a daemon killed (or stopped, or cut off from the database)
+// between the receiver's answer and recording it; the lease then lapses
+// and another daemon repeats the attempt. Receivers dedupe on webhook-id.
 const leaseFor = 5*time.Minute + 30*time.Second
 
 // maxRetryAfter caps how long a receiver's Retry-After may postpone a
@@ -183,7 +192,27 @@ func (s *Service) load(ctx context.Context, id string) (*target, error) {
 		prevUntil sql.NullInt64
 		timeoutMS int64
 	)
-	err := s.db.SQL.QueryRowContext(ctx, `SELECT d.event_id, ev.type, ev.payload, e.id, e.url, e.headers, e.secret, e.previous_secret,
+	// Renew the lease for this attempt, only while it is still ours. A
+	// claimed delivery can wait for an idle worker as long as the attempts
+	// ahead of it take (each up to its endpoint's timeout), so the lease
+	// taken at claim time may have lapsed, and another daemon may claim it
+	// any moment: sending it then would deliver it twice with no crash
+	// involved. Renewed here, the lease outlasts the attempt (timeouts are
+	// at most 5 minutes), and a lapsed one is left to whoever claims it.
+	now := s.opts.Now()
+	res, err := s.db.SQL.ExecContext(ctx, `UPDATE webhook_deliveries SET lease_until = $3
+		WHERE id = $1 AND lease_node = $2 AND state = 'pending' AND lease_until > $4`,
+		id, s.opts.NodeID, store.Micros(now.Add(leaseFor)), store.Micros(now))
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		if err == nil {
+			err = sql.ErrNoRows
+		}
+		return nil, err
+	}
+	err = s.db.SQL.QueryRowContext(ctx, `SELECT d.event_id, ev.type, ev.payload, e.id, e.url, e.headers, e.secret, e.previous_secret,
 			e.previous_secret_until, e.timeout_ms, e.max_retries, d.attempts,
 			(SELECT COUNT(*) FROM webhook_attempts a WHERE a.delivery_id = d.id)
 		FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id JOIN webhook_endpoints e ON e.id = d.endpoint_id

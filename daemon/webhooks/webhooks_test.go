@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -672,5 +673,78 @@ func TestPrune(t *testing.T) {
 	}
 	if p, _ := s.Pending(context.Background()); p != 1 {
 		t.Fatalf("pending %d after pruning", p)
+	}
+}
+
+// Nodes of a cluster start at one instant on one PostgreSQL database, each
+// syncing the same configured webhooks: every start succeeds, each
+// endpoint is stored once, and a generated secret is written to exactly
+// one node's data directory, the one whose insert won, holding the stored
+// secret.
+func TestSyncConfigConcurrentNodes(t *testing.T) {
+	const nodes, rounds = 8, 5
+	url := storetest.PostgresURL(t)
+	hooks := []config.Webhook{
+		{URL: "http://receiver.example/generated", Events: []string{"job.*"}},
+		{URL: "http://receiver.example/given", Events: []string{"*"}, Secret: config.NewSecret(webhooks.NewSecret())},
+	}
+	for round := range rounds {
+		dbs := make([]*store.DB, nodes)
+		svcs := make([]*webhooks.Service, nodes)
+		dirs := make([]string, nodes)
+		for i := range nodes {
+			opts := storetest.Options(t, store.Postgres)
+			opts.URL = url
+			db, err := store.Open(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("round %d: open node %d: %v", round, i, err)
+			}
+			t.Cleanup(func() { db.Close() })
+			dbs[i], dirs[i] = db, t.TempDir()
+			svcs[i] = newService(t, db, func(o *webhooks.Options) { o.NodeID, o.DataDir = fmt.Sprintf("node-%d", i), dirs[i] })
+		}
+		if round > 0 {
+			// Each round starts from an empty table, as a new cluster does.
+			if _, err := dbs[0].SQL.Exec("DELETE FROM webhook_endpoints"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		ready := make(chan struct{})
+		errs := make([]error, nodes)
+		files := make([][]string, nodes)
+		for i := range nodes {
+			wg.Go(func() {
+				<-ready
+				files[i], errs[i] = svcs[i].SyncConfig(context.Background(), hooks)
+			})
+		}
+		close(ready)
+		wg.Wait()
+		var written []string
+		for i := range nodes {
+			if errs[i] != nil {
+				t.Fatalf("round %d: node %d: SyncConfig: %v", round, i, errs[i])
+			}
+			written = append(written, files[i]...)
+		}
+		var stored int
+		if err := dbs[0].SQL.QueryRow("SELECT count(*) FROM webhook_endpoints").Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored != len(hooks) {
+			t.Fatalf("round %d: %d endpoints stored, want %d", round, stored, len(hooks))
+		}
+		if len(written) != 1 {
+			t.Fatalf("round %d: secret files %v, want exactly one", round, written)
+		}
+		var secret string
+		if err := dbs[0].SQL.QueryRow("SELECT secret FROM webhook_endpoints WHERE id = $1",
+			webhooks.ConfigEndpointID(hooks[0].URL)).Scan(&secret); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(written[0]); err != nil || strings.TrimSpace(string(b)) != secret {
+			t.Fatalf("round %d: secret file %s does not hold the stored secret (%v)", round, written[0], err)
+		}
 	}
 }
