@@ -17,20 +17,38 @@ const clusterJobs = 60
 
 // clusterVMs are the demo vCenter's VMs the cluster tests export, each
 // with the request options it needs (web-01 runs and legacy-centos-01 is
-// suspended: snapshot exports).
+// suspended: snapshot exports), and the small VMs clusterExtraVMs adds,
+// so that more exports run at once than the five demo VMs allow (one
+// export of a VM runs at a time).
 var clusterVMs = []map[string]any{
 	{"vm": "dev-ubuntu-01"},
+	{"vm": "bench-001"},
 	{"vm": "legacy-centos-01", "snapshot": true},
+	{"vm": "bench-002"},
 	{"vm": "app-win-01"},
+	{"vm": "bench-003"},
 	{"vm": "db-01"},
+	{"vm": "bench-004"},
 	{"vm": "web-01", "snapshot": true},
+	{"vm": "bench-005"},
+	{"vm": "bench-006"},
+	{"vm": "bench-007"},
 }
+
+// clusterCapped is how many of the first exports are bandwidth-capped so
+// that each runs for seconds whatever the machine: on a quiet one the
+// demo's disks would otherwise finish between two progress records,
+// leaving nothing to kill. They are submitted first, so every node starts
+// with some; the others run at full speed, keeping the test short.
+const clusterCapped = 12
 
 // clusterConfig is the configuration every member shares: one PostgreSQL
 // database, one export directory (so a job's output directory, and what
 // an interrupted attempt left there, is reachable by whichever node
-// rescues it), short leases so rescue and hand-over fit a test, and a
-// webhook to the receiver.
+// rescues it), short leases so rescue and hand-over fit a test, a
+// webhook to the receiver, and a demo inventory with seven more VMs and
+// no cluster-wide cap on its exports (each node's max_concurrent is the
+// limit), so that up to twelve exports run at once.
 func clusterConfig(pgURL, exportDir, hookURL, secret string) string {
 	return fmt.Sprintf(`
 database:
@@ -46,6 +64,9 @@ jobs:
 cluster:
   heartbeat_interval: 500ms
   dead_after: 5s
+demo:
+  extra_vms: 7
+  max_concurrent: 0
 webhooks:
   - url: %s/hooks
     events: ["job.completed", "job.failed", "schedule.triggered"]
@@ -120,10 +141,10 @@ func testClusterKill(t *testing.T, killLeader bool) {
 
 	submitted := map[string]bool{}
 	for i := range clusterJobs {
-		// Capped so that every export runs for seconds whatever the
-		// machine: on a quiet one the demo's small disks would otherwise
-		// finish between two progress records, leaving nothing to kill.
-		req := map[string]any{"provider": "demo", "max_attempts": 5, "bandwidth_limit": 6 << 20}
+		req := map[string]any{"provider": "demo", "max_attempts": 5}
+		if i < clusterCapped {
+			req["bandwidth_limit"] = 2 << 20
+		}
 		for k, v := range clusterVMs[i%len(clusterVMs)] {
 			req[k] = v
 		}
