@@ -748,3 +748,95 @@ func TestSyncConfigConcurrentNodes(t *testing.T) {
 		}
 	}
 }
+
+// A claimed delivery can wait for a busy worker past its lease; its
+// attempt must not start on the lapsed lease, or a second daemon claiming
+// it sends it too: twice, with no crash involved. Daemon A (one worker)
+// claims e2 while its worker is stuck on e1; the clock passes e2's lease;
+// A's dispatcher holds e3 (due earlier) when the worker turns to e2, so
+// nothing renews e2's lease; then daemon B starts. e2 reaches the
+// receiver once.
+func TestLapsedLeaseIsNotSentTwice(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	var clockMu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time {
+		clockMu.Lock()
+		defer clockMu.Unlock()
+		return clock
+	}
+	setClock := func(d time.Duration) {
+		clockMu.Lock()
+		defer clockMu.Unlock()
+		clock = clock.Add(d)
+	}
+	gate1, gate2 := make(chan struct{}), make(chan struct{})
+	rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+		switch n {
+		case 1:
+			<-gate1
+		case 2:
+			<-gate2
+		}
+	})
+	var once1, once2 sync.Once
+	open1 := func() { once1.Do(func() { close(gate1) }) }
+	open2 := func() { once2.Do(func() { close(gate2) }) }
+	t.Cleanup(open1)
+	t.Cleanup(open2)
+	node := func(id string) *webhooks.Service {
+		return newService(t, db, func(o *webhooks.Options) { o.NodeID, o.Workers, o.Now = id, 1, now })
+	}
+	events := func() []string {
+		ids, err := db.Strings(context.Background(), "SELECT id FROM webhook_events ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	leasedBy := func(node string) int {
+		var n int
+		_ = db.SQL.QueryRow("SELECT count(*) FROM webhook_deliveries WHERE lease_node = $1", node).Scan(&n)
+		return n
+	}
+
+	a := node("node-a")
+	if _, _, err := a.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, a)
+	emit(t, db, a, apitypes.EventJobCompleted, map[string]any{"n": 1})
+	waitFor(t, "e1 in flight", func() bool { return len(rcv.requests()) == 1 })
+	emit(t, db, a, apitypes.EventJobCompleted, map[string]any{"n": 2})
+	e2 := events()[1]
+	waitFor(t, "e2 claimed by A, waiting for its worker", func() bool { return leasedBy("node-a") == 2 })
+	// e3 is due before e2, so A's dispatcher claims it, not e2 again,
+	// once the worker takes e2.
+	setClock(-time.Hour)
+	emit(t, db, a, apitypes.EventJobCompleted, map[string]any{"n": 3})
+	setClock(time.Hour + 6*time.Minute) // past e2's lease
+	open1()
+	waitFor(t, "A's worker past e1, its dispatcher holding e3", func() bool {
+		return len(rcv.requests()) == 2 && leasedBy("node-a") >= 1
+	})
+
+	start(t, node("node-b"))
+	// B polls every 20 ms: a second is fifty chances to claim e2 while
+	// A's attempt of it (if any) is in flight.
+	time.Sleep(time.Second)
+	open2()
+	waitFor(t, "e2 delivered", func() bool {
+		var state string
+		_ = db.SQL.QueryRow("SELECT state FROM webhook_deliveries WHERE event_id = $1", e2).Scan(&state)
+		return state == string(apitypes.DeliveryDelivered)
+	})
+	sent := 0
+	for _, r := range rcv.requests() {
+		if r.id == e2 {
+			sent++
+		}
+	}
+	if sent != 1 {
+		t.Fatalf("event %s sent %d times", e2, sent)
+	}
+}
