@@ -15,40 +15,43 @@ import (
 // clusterJobs is how many demo exports the cluster tests share out.
 const clusterJobs = 60
 
-// clusterVMs are the demo vCenter's VMs the cluster tests export, each
-// with the request options it needs (web-01 runs and legacy-centos-01 is
-// suspended: snapshot exports), and the small VMs clusterExtraVMs adds,
-// so that more exports run at once than the five demo VMs allow (one
-// export of a VM runs at a time).
-var clusterVMs = []map[string]any{
-	{"vm": "dev-ubuntu-01"},
-	{"vm": "bench-001"},
-	{"vm": "legacy-centos-01", "snapshot": true},
-	{"vm": "bench-002"},
-	{"vm": "app-win-01"},
-	{"vm": "bench-003"},
-	{"vm": "db-01"},
-	{"vm": "bench-004"},
-	{"vm": "web-01", "snapshot": true},
-	{"vm": "bench-005"},
-	{"vm": "bench-006"},
-	{"vm": "bench-007"},
-}
+// clusterCapped is how many exports run capped at clusterCapRate, one
+// per small VM the cluster config adds (bench-001…): the first ones
+// submitted, so that every node starts with capped exports that run for
+// seconds whatever the machine (on a quiet one the demo's disks would
+// otherwise finish between two progress records, leaving nothing to
+// kill). The others run at full speed, keeping the test short.
+const (
+	clusterCapped  = 12
+	clusterCapRate = 256 << 10
+)
 
-// clusterCapped is how many of the first exports are bandwidth-capped so
-// that each runs for seconds whatever the machine: on a quiet one the
-// demo's disks would otherwise finish between two progress records,
-// leaving nothing to kill. They are submitted first, so every node starts
-// with some; the others run at full speed, keeping the test short.
-const clusterCapped = 12
+// clusterVMs are the VMs the cluster tests export, round-robin: the small
+// VMs first, then the demo vCenter's five, each with the request options
+// it needs (web-01 runs and legacy-centos-01 is suspended: snapshot
+// exports). More VMs let more exports run at once (one export of a VM
+// runs at a time).
+var clusterVMs = func() []map[string]any {
+	var vms []map[string]any
+	for i := 1; i <= clusterCapped; i++ {
+		vms = append(vms, map[string]any{"vm": fmt.Sprintf("bench-%03d", i)})
+	}
+	return append(vms,
+		map[string]any{"vm": "dev-ubuntu-01"},
+		map[string]any{"vm": "legacy-centos-01", "snapshot": true},
+		map[string]any{"vm": "app-win-01"},
+		map[string]any{"vm": "db-01"},
+		map[string]any{"vm": "web-01", "snapshot": true},
+	)
+}()
 
 // clusterConfig is the configuration every member shares: one PostgreSQL
 // database, one export directory (so a job's output directory, and what
 // an interrupted attempt left there, is reachable by whichever node
 // rescues it), short leases so rescue and hand-over fit a test, a
-// webhook to the receiver, and a demo inventory with seven more VMs and
-// no cluster-wide cap on its exports (each node's max_concurrent is the
-// limit), so that up to twelve exports run at once.
+// webhook to the receiver, and a demo inventory with clusterCapped more
+// VMs and no cluster-wide cap on its exports (each node's max_concurrent
+// is the limit), so that up to twelve exports run at once.
 func clusterConfig(pgURL, exportDir, hookURL, secret string) string {
 	return fmt.Sprintf(`
 database:
@@ -65,7 +68,7 @@ cluster:
   heartbeat_interval: 500ms
   dead_after: 5s
 demo:
-  extra_vms: 7
+  extra_vms: %d
   max_concurrent: 0
 webhooks:
   - url: %s/hooks
@@ -73,7 +76,7 @@ webhooks:
     secret: %s
 webhook_delivery:
   allow_private_targets: true
-`, pgURL, exportDir, hookURL, secret)
+`, pgURL, exportDir, clusterCapped, hookURL, secret)
 }
 
 // startCluster starts n `hypervisord --demo` processes on one fresh
@@ -143,7 +146,7 @@ func testClusterKill(t *testing.T, killLeader bool) {
 	for i := range clusterJobs {
 		req := map[string]any{"provider": "demo", "max_attempts": 5}
 		if i < clusterCapped {
-			req["bandwidth_limit"] = 2 << 20
+			req["bandwidth_limit"] = clusterCapRate
 		}
 		for k, v := range clusterVMs[i%len(clusterVMs)] {
 			req[k] = v
