@@ -35,6 +35,10 @@ type Config struct {
 
 	Cluster Cluster `yaml:"cluster"`
 
+	// Demo tunes the simulated platforms of --demo; without --demo it is
+	// ignored.
+	Demo Demo `yaml:"demo"`
+
 	// OutputTargets are the object stores exports may be written to
 	// (output s3://…, gs://…, azblob://…).
 	OutputTargets []OutputTarget `yaml:"output_targets"`
@@ -226,6 +230,26 @@ type Cluster struct {
 	// MaxConcurrent caps the exports running across all daemons sharing the
 	// database (0: only each daemon's jobs.max_concurrent applies).
 	MaxConcurrent int `yaml:"max_concurrent"`
+}
+
+// Demo tunes the simulated platforms of --demo.
+type Demo struct {
+	// ExtraVMs adds small VMs bench-001… to the demo vCenter's five (one
+	// export of a VM runs at a time, so more VMs allow more exports at
+	// once, e.g. for a benchmark).
+	ExtraVMs int `yaml:"extra_vms"`
+	// MaxConcurrent is each demo provider instance's max_concurrent, a cap
+	// across all daemons sharing the database (default 2; 0: only the jobs
+	// limits apply).
+	MaxConcurrent *int `yaml:"max_concurrent"`
+}
+
+// DemoMaxConcurrent is Demo.MaxConcurrent with its default.
+func (d Demo) DemoMaxConcurrent() int {
+	if d.MaxConcurrent == nil {
+		return 2
+	}
+	return *d.MaxConcurrent
 }
 
 // Default returns the configuration used when nothing is configured.

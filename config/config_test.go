@@ -280,3 +280,28 @@ func parse(data []byte) (*Config, error) {
 	}
 	return cfg, nil
 }
+
+// The demo section: max_concurrent defaults to 2, 0 is no cap, and both
+// keys are range-checked by name.
+func TestDemoSection(t *testing.T) {
+	cfg, err := parse([]byte("demo:\n  extra_vms: 3\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Demo.ExtraVMs != 3 || cfg.Demo.DemoMaxConcurrent() != 2 {
+		t.Errorf("demo %+v: max_concurrent %d, want the default 2", cfg.Demo, cfg.Demo.DemoMaxConcurrent())
+	}
+	if cfg, err = parse([]byte("demo:\n  max_concurrent: 0\n")); err != nil || cfg.Demo.DemoMaxConcurrent() != 0 {
+		t.Errorf("max_concurrent 0: %v, %+v", err, cfg)
+	}
+	cfg, err = parse([]byte("demo:\n  extra_vms: -1\n  max_concurrent: 300\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	for _, want := range []string{"demo.extra_vms: must be between 0 and 1000, got -1", "demo.max_concurrent: must be between 0 and 256, got 300"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v does not contain %q", err, want)
+		}
+	}
+}

@@ -118,6 +118,8 @@ func (c *Config) Validate() error {
 	durRange("cluster.heartbeat_interval", c.Cluster.HeartbeatInterval, 100*time.Millisecond, time.Minute)
 	durRange("cluster.dead_after", c.Cluster.DeadAfter, 3*c.Cluster.HeartbeatInterval, 10*time.Minute)
 	intRange("cluster.max_concurrent", c.Cluster.MaxConcurrent, 0, 100000)
+	intRange("demo.extra_vms", c.Demo.ExtraVMs, 0, 1000)
+	intRange("demo.max_concurrent", c.Demo.DemoMaxConcurrent(), 0, 256)
 
 	intRange("connection_pool.max_connections", c.ConnectionPool.MaxConnections, 1, 100)
 	durRange("connection_pool.idle_timeout", c.ConnectionPool.IdleTimeout, time.Second, 24*time.Hour)

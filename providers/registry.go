@@ -34,7 +34,23 @@ type Registration[S any] struct {
 	New func(name string, settings *S, deps Deps) (Provider, error)
 	// Demo, when set, starts a simulated platform with demo VMs (for
 	// --demo) and returns the settings that reach it and its stop function.
-	Demo func(ctx context.Context, log *slog.Logger) (*S, func(), error)
+	Demo func(ctx context.Context, log *slog.Logger, opts DemoOptions) (*S, func(), error)
+}
+
+// DemoOptions tune the demo backends of --demo (configuration key demo).
+type DemoOptions struct {
+	// ExtraVMs adds this many small VMs to the demo inventory of the types
+	// that can grow theirs (vSphere), e.g. for a benchmark that needs more
+	// VMs than concurrent exports.
+	ExtraVMs int
+	// MaxConcurrent is every demo instance's max_concurrent (0: only the
+	// jobs limits apply).
+	MaxConcurrent int
+}
+
+// DemoWithoutOptions adapts a demo backend that takes no DemoOptions.
+func DemoWithoutOptions[S any](start func(ctx context.Context, log *slog.Logger) (*S, func(), error)) func(context.Context, *slog.Logger, DemoOptions) (*S, func(), error) {
+	return func(ctx context.Context, log *slog.Logger, _ DemoOptions) (*S, func(), error) { return start(ctx, log) }
 }
 
 // entry is a Registration with its settings type erased; the type
@@ -42,7 +58,7 @@ type Registration[S any] struct {
 type entry struct {
 	decode config.ProviderDecoder
 	create func(name string, settings any, deps Deps) (Provider, error)
-	demo   func(ctx context.Context, log *slog.Logger) (any, func(), error)
+	demo   func(ctx context.Context, log *slog.Logger, opts DemoOptions) (any, func(), error)
 }
 
 // Registry maps provider types to their registrations. The composition
@@ -78,8 +94,8 @@ func Register[S any](r *Registry, t Type, reg Registration[S]) {
 		},
 	}
 	if reg.Demo != nil {
-		e.demo = func(ctx context.Context, log *slog.Logger) (any, func(), error) {
-			return reg.Demo(ctx, log)
+		e.demo = func(ctx context.Context, log *slog.Logger, opts DemoOptions) (any, func(), error) {
+			return reg.Demo(ctx, log, opts)
 		}
 	}
 	if _, ok := r.types[t]; !ok {
@@ -130,7 +146,7 @@ const DemoInstanceName = "demo"
 // StartDemos starts the demo backend of every registered type that has one,
 // in registration order, and returns their provider instances and a
 // function that stops them all.
-func (r *Registry) StartDemos(ctx context.Context, log *slog.Logger) ([]config.ProviderInstance, func(), error) {
+func (r *Registry) StartDemos(ctx context.Context, log *slog.Logger, opts DemoOptions) ([]config.ProviderInstance, func(), error) {
 	var withDemo []Type
 	for _, t := range r.order {
 		if r.types[t].demo != nil {
@@ -149,13 +165,13 @@ func (r *Registry) StartDemos(ctx context.Context, log *slog.Logger) ([]config.P
 		if t != withDemo[0] {
 			name += "-" + string(t)
 		}
-		settings, stop, err := r.types[t].demo(ctx, log.With("provider", name))
+		settings, stop, err := r.types[t].demo(ctx, log.With("provider", name), opts)
 		if err != nil {
 			stopAll()
 			return nil, nil, fmt.Errorf("demo %s: %w", t, err)
 		}
 		stops = append(stops, stop)
-		out = append(out, config.ProviderInstance{Name: name, Type: string(t), MaxConcurrent: 2, Settings: settings})
+		out = append(out, config.ProviderInstance{Name: name, Type: string(t), MaxConcurrent: opts.MaxConcurrent, Settings: settings})
 	}
 	if len(out) == 0 {
 		return nil, nil, fmt.Errorf("no provider type of this build has a demo backend (registered: %v)", r.Types())

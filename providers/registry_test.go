@@ -39,7 +39,7 @@ func testRegistry(created *[]string) *providers.Registry {
 			*created = append(*created, name+" "+c.Region+" "+c.Key.Reveal())
 			return providertest.NewFake(name), nil
 		},
-		Demo: func(context.Context, *slog.Logger) (*cloudConfig, func(), error) {
+		Demo: func(context.Context, *slog.Logger, providers.DemoOptions) (*cloudConfig, func(), error) {
 			return &cloudConfig{Region: "demo-region"}, func() {}, nil
 		},
 	})
@@ -131,7 +131,7 @@ func TestUnknownTypeNamesTheRegisteredOnes(t *testing.T) {
 func TestStartDemosUsesTheRegisteredBackends(t *testing.T) {
 	var created []string
 	r := testRegistry(&created)
-	demos, stop, err := r.StartDemos(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	demos, stop, err := r.StartDemos(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), providers.DemoOptions{MaxConcurrent: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestStartDemosUsesTheRegisteredBackends(t *testing.T) {
 	if _, err := r.Create(demos[0], providers.Deps{}); err != nil || created[0] != "demo demo-region " {
 		t.Errorf("demo instance: %v %q", err, created)
 	}
-	if _, _, err := providers.NewRegistry().StartDemos(context.Background(), slog.Default()); err == nil {
+	if _, _, err := providers.NewRegistry().StartDemos(context.Background(), slog.Default(), providers.DemoOptions{}); err == nil {
 		t.Error("StartDemos without any demo backend succeeded")
 	}
 }
@@ -155,11 +155,11 @@ func TestStartDemosNamesAfterTheFirst(t *testing.T) {
 	providers.Register(r, "acloud", providers.Registration[cloudConfig]{
 		Decode: decodeCloud,
 		New:    func(string, *cloudConfig, providers.Deps) (providers.Provider, error) { return nil, nil },
-		Demo: func(context.Context, *slog.Logger) (*cloudConfig, func(), error) {
+		Demo: func(context.Context, *slog.Logger, providers.DemoOptions) (*cloudConfig, func(), error) {
 			return &cloudConfig{Region: "a-region"}, func() {}, nil
 		},
 	})
-	demos, stop, err := r.StartDemos(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	demos, stop, err := r.StartDemos(context.Background(), slog.New(slog.NewTextHandler(io.Discard, nil)), providers.DemoOptions{MaxConcurrent: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

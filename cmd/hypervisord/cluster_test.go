@@ -15,22 +15,43 @@ import (
 // clusterJobs is how many demo exports the cluster tests share out.
 const clusterJobs = 60
 
-// clusterVMs are the demo vCenter's VMs the cluster tests export, each
-// with the request options it needs (web-01 runs and legacy-centos-01 is
-// suspended: snapshot exports).
-var clusterVMs = []map[string]any{
-	{"vm": "dev-ubuntu-01"},
-	{"vm": "legacy-centos-01", "snapshot": true},
-	{"vm": "app-win-01"},
-	{"vm": "db-01"},
-	{"vm": "web-01", "snapshot": true},
-}
+// clusterCapped is how many exports run capped at clusterCapRate, one
+// per small VM the cluster config adds (bench-001…): the first ones
+// submitted, so that every node starts with capped exports that run for
+// seconds whatever the machine (on a quiet one the demo's disks would
+// otherwise finish between two progress records, leaving nothing to
+// kill). The others run at full speed, keeping the test short.
+const (
+	clusterCapped  = 12
+	clusterCapRate = 256 << 10
+)
+
+// clusterVMs are the VMs the cluster tests export, round-robin: the small
+// VMs first, then the demo vCenter's five, each with the request options
+// it needs (web-01 runs and legacy-centos-01 is suspended: snapshot
+// exports). More VMs let more exports run at once (one export of a VM
+// runs at a time).
+var clusterVMs = func() []map[string]any {
+	var vms []map[string]any
+	for i := 1; i <= clusterCapped; i++ {
+		vms = append(vms, map[string]any{"vm": fmt.Sprintf("bench-%03d", i)})
+	}
+	return append(vms,
+		map[string]any{"vm": "dev-ubuntu-01"},
+		map[string]any{"vm": "legacy-centos-01", "snapshot": true},
+		map[string]any{"vm": "app-win-01"},
+		map[string]any{"vm": "db-01"},
+		map[string]any{"vm": "web-01", "snapshot": true},
+	)
+}()
 
 // clusterConfig is the configuration every member shares: one PostgreSQL
 // database, one export directory (so a job's output directory, and what
 // an interrupted attempt left there, is reachable by whichever node
-// rescues it), short leases so rescue and hand-over fit a test, and a
-// webhook to the receiver.
+// rescues it), short leases so rescue and hand-over fit a test, a
+// webhook to the receiver, and a demo inventory with clusterCapped more
+// VMs and no cluster-wide cap on its exports (each node's max_concurrent
+// is the limit), so that up to twelve exports run at once.
 func clusterConfig(pgURL, exportDir, hookURL, secret string) string {
 	return fmt.Sprintf(`
 database:
@@ -46,13 +67,16 @@ jobs:
 cluster:
   heartbeat_interval: 500ms
   dead_after: 5s
+demo:
+  extra_vms: %d
+  max_concurrent: 0
 webhooks:
   - url: %s/hooks
     events: ["job.completed", "job.failed", "schedule.triggered"]
     secret: %s
 webhook_delivery:
   allow_private_targets: true
-`, pgURL, exportDir, hookURL, secret)
+`, pgURL, exportDir, clusterCapped, hookURL, secret)
 }
 
 // startCluster starts n `hypervisord --demo` processes on one fresh
@@ -120,10 +144,10 @@ func testClusterKill(t *testing.T, killLeader bool) {
 
 	submitted := map[string]bool{}
 	for i := range clusterJobs {
-		// Capped so that every export runs for seconds whatever the
-		// machine: on a quiet one the demo's small disks would otherwise
-		// finish between two progress records, leaving nothing to kill.
-		req := map[string]any{"provider": "demo", "max_attempts": 5, "bandwidth_limit": 6 << 20}
+		req := map[string]any{"provider": "demo", "max_attempts": 5}
+		if i < clusterCapped {
+			req["bandwidth_limit"] = clusterCapRate
+		}
 		for k, v := range clusterVMs[i%len(clusterVMs)] {
 			req[k] = v
 		}

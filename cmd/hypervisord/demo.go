@@ -51,12 +51,15 @@ A simulated AWS account (EC2, the EBS direct APIs, and an in-process S3
 for VM Export) is registered as provider %[4]q; its instance web-1 has two
 EBS volumes, read from a crash-consistent snapshot set that is deleted when
 the export ends; --method export-task has VM Export write db-1 to S3 first
-(web-1's two volumes are refused, as AWS refuses them):
+(web-1's two volumes are refused, as AWS refuses them); files-1 holds 32 MiB,
+enough to interrupt a capped export and see it resume (resumed_bytes), also
+on another node of a cluster sharing the exports directory:
 
   %[2]s vms list --provider %[4]s
   %[2]s export --provider %[4]s --vm web-1 --format disks --disk-format raw --wait
   %[2]s export --provider %[4]s --vm db-1 --format ova --wait
   %[2]s export --provider %[4]s --vm db-1 --method export-task --format ova --wait
+  %[2]s export --provider %[4]s --vm files-1 --bandwidth-limit 2MiB --wait
 
 A simulated Azure subscription (ARM and blob storage) is registered as
 provider %[7]q; its VM web-1 runs with three managed disks, each read

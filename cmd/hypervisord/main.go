@@ -270,7 +270,8 @@ func serve(ctx context.Context, cfg *config.Config, registry *providers.Registry
 
 	instConfigs := cfg.ProviderInstances()
 	if demo {
-		demos, stopDemos, err := registry.StartDemos(ctx, log.With("component", "demo"))
+		demos, stopDemos, err := registry.StartDemos(ctx, log.With("component", "demo"),
+			providers.DemoOptions{ExtraVMs: cfg.Demo.ExtraVMs, MaxConcurrent: cfg.Demo.DemoMaxConcurrent()})
 		if err != nil {
 			return err
 		}

@@ -20,10 +20,26 @@ import (
 	"github.com/hypersdk/hypersdk/internal/netguard"
 )
 
-// leaseFor bounds how long a claimed delivery is this daemon's: the
-// longest attempt timeout plus a margin. Another daemon takes over a lease
-// this old; a restarted daemon releases its own at once.
-const leaseFor = 5*time.Minute + 30*time.Second
+// A delivery is this daemon's while it holds the delivery's lease. The
+// lease taken when the delivery is claimed (claimLease) only covers the
+// wait for an idle worker; the attempt renews it, while it is still ours
+// and not lapsed, for the endpoint's timeout plus attemptMargin (load).
+// Another daemon takes over a lapsed lease; a restarted daemon releases
+// its own at once. Short leases matter when a daemon dies: what it had
+// claimed is delivered by the others within a minute or so, not after
+// the longest timeout an endpoint may have.
+//
+// What holds across daemons: one attempt of a delivery is in flight at a
+// time, because an attempt starts only under a live lease that outlasts
+// it, and its outcome is recorded only while the lease is still its own.
+// A delivery is sent again, with the same webhook-id, only after a crash
+// window: a daemon killed (or stopped, or cut off from the database)
+// between the receiver's answer and recording it; the lease then lapses
+// and another daemon repeats the attempt. Receivers dedupe on webhook-id.
+const (
+	claimLease    = 30 * time.Second
+	attemptMargin = 30 * time.Second
+)
 
 // maxRetryAfter caps how long a receiver's Retry-After may postpone a
 // delivery.
@@ -154,7 +170,7 @@ func (s *Service) claim(ctx context.Context, n int) ([]string, error) {
 			WHERE d.state = 'pending' AND d.next_attempt_at <= $3 AND (d.lease_until IS NULL OR d.lease_until < $3)
 				AND (e.enabled = 1 OR ev.type = 'webhook.test')
 			ORDER BY d.next_attempt_at LIMIT $4`+lock+`)
-		RETURNING id`, s.opts.NodeID, store.Micros(now.Add(leaseFor)), store.Micros(now), n))
+		RETURNING id`, s.opts.NodeID, store.Micros(now.Add(claimLease)), store.Micros(now), n))
 }
 
 func (s *Service) release(ids []string) {
@@ -183,7 +199,28 @@ func (s *Service) load(ctx context.Context, id string) (*target, error) {
 		prevUntil sql.NullInt64
 		timeoutMS int64
 	)
-	err := s.db.SQL.QueryRowContext(ctx, `SELECT d.event_id, ev.type, ev.payload, e.id, e.url, e.headers, e.secret, e.previous_secret,
+	// Renew the lease for this attempt, only while it is still ours. A
+	// claimed delivery can wait for an idle worker as long as the attempts
+	// ahead of it take, so the claim's lease may have lapsed, and another
+	// daemon may claim it any moment: sending it then would deliver it
+	// twice with no crash involved. Renewed here, the lease outlasts the
+	// attempt (the endpoint's timeout plus a margin), and a lapsed one is
+	// left to whoever claims it next.
+	now := s.opts.Now()
+	res, err := s.db.SQL.ExecContext(ctx, `UPDATE webhook_deliveries
+		SET lease_until = $3 + 1000 * (SELECT e.timeout_ms FROM webhook_endpoints e WHERE e.id = webhook_deliveries.endpoint_id)
+		WHERE id = $1 AND lease_node = $2 AND state = 'pending' AND lease_until > $4`,
+		id, s.opts.NodeID, store.Micros(now.Add(attemptMargin)), store.Micros(now))
+	if err != nil {
+		return nil, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		if err == nil {
+			err = sql.ErrNoRows
+		}
+		return nil, err
+	}
+	err = s.db.SQL.QueryRowContext(ctx, `SELECT d.event_id, ev.type, ev.payload, e.id, e.url, e.headers, e.secret, e.previous_secret,
 			e.previous_secret_until, e.timeout_ms, e.max_retries, d.attempts,
 			(SELECT COUNT(*) FROM webhook_attempts a WHERE a.delivery_id = d.id)
 		FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id JOIN webhook_endpoints e ON e.id = d.endpoint_id

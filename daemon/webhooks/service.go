@@ -247,42 +247,35 @@ func (s *Service) SyncConfig(ctx context.Context, hooks []config.Webhook) (creat
 		now := store.Micros(s.opts.Now())
 		var existing string
 		err := s.db.SQL.QueryRowContext(ctx, "SELECT secret FROM webhook_endpoints WHERE id = $1", id).Scan(&existing)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			secret := h.Secret.Reveal()
-			if secret == "" {
-				secret = NewSecret()
-				path := filepath.Join(s.opts.DataDir, "webhook-"+id+".secret")
-				if err := writeSecretFile(path, secret); err != nil {
-					return nil, fmt.Errorf("webhooks[%d]: %w", i, err)
-				}
-				created = append(created, path)
-			} else if err := ValidateSecret(secret); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			var inserted bool
+			inserted, err = s.insertConfigEndpoint(ctx, i, h, id, string(eb), string(hb), enabled, timeout, maxRetries, now, &created)
+			if err != nil {
+				return nil, err
+			}
+			if inserted {
+				continue
+			}
+			// Another node sharing the database inserted it first (nodes of
+			// a cluster starting at one instant): update it as a restart
+			// would.
+			err = s.db.SQL.QueryRowContext(ctx, "SELECT secret FROM webhook_endpoints WHERE id = $1", id).Scan(&existing)
+		}
+		if err != nil {
+			return nil, err
+		}
+		secret := existing
+		if h.Secret.IsSet() {
+			if err := ValidateSecret(h.Secret.Reveal()); err != nil {
 				return nil, fmt.Errorf("webhooks[%d].secret: %w", i, err)
 			}
-			_, err = s.db.SQL.ExecContext(ctx, `INSERT INTO webhook_endpoints
-				(id, url, events, headers, secret, enabled, timeout_ms, max_retries, source, created_at, updated_at)
-				VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'config', $9, $9)`,
-				id, h.URL, string(eb), string(hb), secret, enabled, timeout.Milliseconds(), maxRetries, now)
-			if err != nil {
-				return nil, err
-			}
-		case err != nil:
+			secret = h.Secret.Reveal()
+		}
+		_, err = s.db.SQL.ExecContext(ctx, `UPDATE webhook_endpoints SET url = $2, events = $3, headers = $4, secret = $5,
+			enabled = $6, timeout_ms = $7, max_retries = $8, updated_at = $9 WHERE id = $1`,
+			id, h.URL, string(eb), string(hb), secret, enabled, timeout.Milliseconds(), maxRetries, now)
+		if err != nil {
 			return nil, err
-		default:
-			secret := existing
-			if h.Secret.IsSet() {
-				if err := ValidateSecret(h.Secret.Reveal()); err != nil {
-					return nil, fmt.Errorf("webhooks[%d].secret: %w", i, err)
-				}
-				secret = h.Secret.Reveal()
-			}
-			_, err = s.db.SQL.ExecContext(ctx, `UPDATE webhook_endpoints SET url = $2, events = $3, headers = $4, secret = $5,
-				enabled = $6, timeout_ms = $7, max_retries = $8, updated_at = $9 WHERE id = $1`,
-				id, h.URL, string(eb), string(hb), secret, enabled, timeout.Milliseconds(), maxRetries, now)
-			if err != nil {
-				return nil, err
-			}
 		}
 	}
 	configured, err := s.db.Strings(ctx, "SELECT id FROM webhook_endpoints WHERE source = 'config'")
@@ -302,6 +295,56 @@ func (s *Service) SyncConfig(ctx context.Context, hooks []config.Webhook) (creat
 		s.log.Info("removed webhook endpoint no longer in the configuration", "endpoint", id)
 	}
 	return created, nil
+}
+
+// insertConfigEndpoint inserts configured endpoint id unless a row with
+// that id exists, and reports whether it did. Nodes sharing one database
+// may start at the same instant: ON CONFLICT DO NOTHING lets exactly one
+// insert win where a check-then-insert would fail the others' start on
+// the primary key. A generated secret's file is written inside the
+// transaction, before the commit, and only by the winner: the file always
+// holds the stored secret, and a failed write stores nothing.
+func (s *Service) insertConfigEndpoint(ctx context.Context, i int, h config.Webhook, id, events, headers string, enabled int,
+	timeout time.Duration, maxRetries int, now int64, created *[]string) (inserted bool, err error) {
+	secret := h.Secret.Reveal()
+	generated := secret == ""
+	if generated {
+		secret = NewSecret()
+	} else if err := ValidateSecret(secret); err != nil {
+		return false, fmt.Errorf("webhooks[%d].secret: %w", i, err)
+	}
+	tx, err := s.db.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		return false, err
+	}
+	defer func() {
+		if err != nil || !inserted {
+			_ = tx.Rollback()
+		}
+	}()
+	res, err := tx.ExecContext(ctx, `INSERT INTO webhook_endpoints
+		(id, url, events, headers, secret, enabled, timeout_ms, max_retries, source, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'config', $9, $9)
+		ON CONFLICT (id) DO NOTHING`,
+		id, h.URL, events, headers, secret, enabled, timeout.Milliseconds(), maxRetries, now)
+	if err != nil {
+		return false, err
+	}
+	if n, err := res.RowsAffected(); err != nil || n == 0 {
+		return false, err
+	}
+	inserted = true
+	if generated {
+		path := filepath.Join(s.opts.DataDir, "webhook-"+id+".secret")
+		if err := writeSecretFile(path, secret); err != nil {
+			return false, fmt.Errorf("webhooks[%d]: %w", i, err)
+		}
+		*created = append(*created, path)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, err
+	}
+	return true, nil
 }
 
 // configError names the configuration key of a request error in

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -672,5 +673,170 @@ func TestPrune(t *testing.T) {
 	}
 	if p, _ := s.Pending(context.Background()); p != 1 {
 		t.Fatalf("pending %d after pruning", p)
+	}
+}
+
+// Nodes of a cluster start at one instant on one PostgreSQL database, each
+// syncing the same configured webhooks: every start succeeds, each
+// endpoint is stored once, and a generated secret is written to exactly
+// one node's data directory, the one whose insert won, holding the stored
+// secret.
+func TestSyncConfigConcurrentNodes(t *testing.T) {
+	const nodes, rounds = 8, 5
+	url := storetest.PostgresURL(t)
+	hooks := []config.Webhook{
+		{URL: "http://receiver.example/generated", Events: []string{"job.*"}},
+		{URL: "http://receiver.example/given", Events: []string{"*"}, Secret: config.NewSecret(webhooks.NewSecret())},
+	}
+	for round := range rounds {
+		dbs := make([]*store.DB, nodes)
+		svcs := make([]*webhooks.Service, nodes)
+		dirs := make([]string, nodes)
+		for i := range nodes {
+			opts := storetest.Options(t, store.Postgres)
+			opts.URL = url
+			db, err := store.Open(context.Background(), opts)
+			if err != nil {
+				t.Fatalf("round %d: open node %d: %v", round, i, err)
+			}
+			t.Cleanup(func() { db.Close() })
+			dbs[i], dirs[i] = db, t.TempDir()
+			svcs[i] = newService(t, db, func(o *webhooks.Options) { o.NodeID, o.DataDir = fmt.Sprintf("node-%d", i), dirs[i] })
+		}
+		if round > 0 {
+			// Each round starts from an empty table, as a new cluster does.
+			if _, err := dbs[0].SQL.Exec("DELETE FROM webhook_endpoints"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var wg sync.WaitGroup
+		ready := make(chan struct{})
+		errs := make([]error, nodes)
+		files := make([][]string, nodes)
+		for i := range nodes {
+			wg.Go(func() {
+				<-ready
+				files[i], errs[i] = svcs[i].SyncConfig(context.Background(), hooks)
+			})
+		}
+		close(ready)
+		wg.Wait()
+		var written []string
+		for i := range nodes {
+			if errs[i] != nil {
+				t.Fatalf("round %d: node %d: SyncConfig: %v", round, i, errs[i])
+			}
+			written = append(written, files[i]...)
+		}
+		var stored int
+		if err := dbs[0].SQL.QueryRow("SELECT count(*) FROM webhook_endpoints").Scan(&stored); err != nil {
+			t.Fatal(err)
+		}
+		if stored != len(hooks) {
+			t.Fatalf("round %d: %d endpoints stored, want %d", round, stored, len(hooks))
+		}
+		if len(written) != 1 {
+			t.Fatalf("round %d: secret files %v, want exactly one", round, written)
+		}
+		var secret string
+		if err := dbs[0].SQL.QueryRow("SELECT secret FROM webhook_endpoints WHERE id = $1",
+			webhooks.ConfigEndpointID(hooks[0].URL)).Scan(&secret); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := os.ReadFile(written[0]); err != nil || strings.TrimSpace(string(b)) != secret {
+			t.Fatalf("round %d: secret file %s does not hold the stored secret (%v)", round, written[0], err)
+		}
+	}
+}
+
+// A claimed delivery can wait for a busy worker past its lease; its
+// attempt must not start on the lapsed lease, or a second daemon claiming
+// it sends it too: twice, with no crash involved. Daemon A (one worker)
+// claims e2 while its worker is stuck on e1; the clock passes e2's lease;
+// A's dispatcher holds e3 (due earlier) when the worker turns to e2, so
+// nothing renews e2's lease; then daemon B starts. e2 reaches the
+// receiver once.
+func TestLapsedLeaseIsNotSentTwice(t *testing.T) {
+	db := storetest.Open(t, store.SQLite)
+	var clockMu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time {
+		clockMu.Lock()
+		defer clockMu.Unlock()
+		return clock
+	}
+	setClock := func(d time.Duration) {
+		clockMu.Lock()
+		defer clockMu.Unlock()
+		clock = clock.Add(d)
+	}
+	gate1, gate2 := make(chan struct{}), make(chan struct{})
+	rcv := newReceiver(t, func(n int, w http.ResponseWriter) {
+		switch n {
+		case 1:
+			<-gate1
+		case 2:
+			<-gate2
+		}
+	})
+	var once1, once2 sync.Once
+	open1 := func() { once1.Do(func() { close(gate1) }) }
+	open2 := func() { once2.Do(func() { close(gate2) }) }
+	t.Cleanup(open1)
+	t.Cleanup(open2)
+	node := func(id string) *webhooks.Service {
+		return newService(t, db, func(o *webhooks.Options) { o.NodeID, o.Workers, o.Now = id, 1, now })
+	}
+	events := func() []string {
+		ids, err := db.Strings(context.Background(), "SELECT id FROM webhook_events ORDER BY id")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	leasedBy := func(node string) int {
+		var n int
+		_ = db.SQL.QueryRow("SELECT count(*) FROM webhook_deliveries WHERE lease_node = $1", node).Scan(&n)
+		return n
+	}
+
+	a := node("node-a")
+	if _, _, err := a.Create(context.Background(), apitypes.EndpointSpec{URL: rcv.URL, Events: []string{"*"}}); err != nil {
+		t.Fatal(err)
+	}
+	start(t, a)
+	emit(t, db, a, apitypes.EventJobCompleted, map[string]any{"n": 1})
+	waitFor(t, "e1 in flight", func() bool { return len(rcv.requests()) == 1 })
+	emit(t, db, a, apitypes.EventJobCompleted, map[string]any{"n": 2})
+	e2 := events()[1]
+	waitFor(t, "e2 claimed by A, waiting for its worker", func() bool { return leasedBy("node-a") == 2 })
+	// e3 is due before e2, so A's dispatcher claims it, not e2 again,
+	// once the worker takes e2.
+	setClock(-time.Hour)
+	emit(t, db, a, apitypes.EventJobCompleted, map[string]any{"n": 3})
+	setClock(time.Hour + 6*time.Minute) // past e2's lease
+	open1()
+	waitFor(t, "A's worker past e1, its dispatcher holding e3", func() bool {
+		return len(rcv.requests()) == 2 && leasedBy("node-a") >= 1
+	})
+
+	start(t, node("node-b"))
+	// B polls every 20 ms: a second is fifty chances to claim e2 while
+	// A's attempt of it (if any) is in flight.
+	time.Sleep(time.Second)
+	open2()
+	waitFor(t, "e2 delivered", func() bool {
+		var state string
+		_ = db.SQL.QueryRow("SELECT state FROM webhook_deliveries WHERE event_id = $1", e2).Scan(&state)
+		return state == string(apitypes.DeliveryDelivered)
+	})
+	sent := 0
+	for _, r := range rcv.requests() {
+		if r.id == e2 {
+			sent++
+		}
+	}
+	if sent != 1 {
+		t.Fatalf("event %s sent %d times", e2, sent)
 	}
 }

@@ -156,7 +156,7 @@ func TestDemo(t *testing.T) {
 	}
 	defer p.Disconnect()
 	vms, err := p.ListVMs(context.Background(), providers.VMFilter{})
-	if err != nil || len(vms) != 3 {
+	if err != nil || len(vms) != 4 {
 		t.Fatalf("demo lists %d instances, %v", len(vms), err)
 	}
 	web, err := p.GetVM(context.Background(), "web-1")

@@ -37,7 +37,7 @@ func New(name string, cfg *Config, deps providers.Deps) (providers.Provider, err
 
 // Registration is what type hyperv contributes to a composition root.
 func Registration() providers.Registration[Config] {
-	return providers.Registration[Config]{Decode: Decode, New: New, Demo: StartDemo}
+	return providers.Registration[Config]{Decode: Decode, New: New, Demo: providers.DemoWithoutOptions(StartDemo)}
 }
 
 // NewProvider creates an unconnected provider for one host.

@@ -15,8 +15,14 @@ import (
 // certificate pinned by thumbprint as a real vCenter's would be, and the
 // function that stops it.
 func StartDemo(ctx context.Context, log *slog.Logger) (*Config, func(), error) {
+	return startDemo(ctx, log, 0)
+}
+
+// startDemo is StartDemo with extraVMs small VMs added to the inventory
+// (vcsim.DemoSpecWith).
+func startDemo(ctx context.Context, log *slog.Logger, extraVMs int) (*Config, func(), error) {
 	start := time.Now()
-	env, err := vcsim.StartDemo(ctx)
+	env, err := vcsim.Start(ctx, vcsim.DemoSpecWith(extraVMs))
 	if err != nil {
 		return nil, nil, err
 	}

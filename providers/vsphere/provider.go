@@ -37,7 +37,9 @@ func New(name string, cfg *Config, deps providers.Deps) (providers.Provider, err
 
 // Registration is what type vsphere contributes to a composition root.
 func Registration() providers.Registration[Config] {
-	return providers.Registration[Config]{Decode: Decode, New: New, Demo: StartDemo}
+	return providers.Registration[Config]{Decode: Decode, New: New, Demo: func(ctx context.Context, log *slog.Logger, o providers.DemoOptions) (*Config, func(), error) {
+		return startDemo(ctx, log, o.ExtraVMs)
+	}}
 }
 
 // NewProvider creates an unconnected provider for one endpoint.

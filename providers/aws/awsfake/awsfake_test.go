@@ -636,3 +636,44 @@ func requireStatus(t *testing.T, err error, status int) {
 		t.Fatalf("error %v, want HTTP status %d", err, status)
 	}
 }
+
+// With StableSnapshotIDs two servers name the snapshots of the same call
+// alike (what lets demo daemons of a cluster agree on a job's snapshots);
+// another job's call, or a second call for the same job on one server,
+// gets other ids.
+func TestStableSnapshotIDs(t *testing.T) {
+	a := newFixture(t, Options{Spec: testSpec(t), StableSnapshotIDs: true})
+	b := newFixture(t, Options{Spec: testSpec(t), StableSnapshotIDs: true})
+	create := func(f *fixture, job string) []string {
+		t.Helper()
+		out, err := f.ec2.CreateSnapshots(context.Background(), &ec2.CreateSnapshotsInput{
+			InstanceSpecification: &ec2types.InstanceSpecification{InstanceId: aws.String("i-0000000000000000a")},
+			TagSpecifications: []ec2types.TagSpecification{{
+				ResourceType: ec2types.ResourceTypeSnapshot,
+				Tags:         []ec2types.Tag{{Key: aws.String("hypersdk:job"), Value: aws.String(job)}},
+			}},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ids []string
+		for _, sn := range out.Snapshots {
+			id := aws.ToString(sn.SnapshotId)
+			if len(id) != len("snap-")+17 || !strings.HasPrefix(id, "snap-") {
+				t.Fatalf("snapshot id %q is not in the long EC2 form", id)
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	onA, onB := create(a, "job-1"), create(b, "job-1")
+	if len(onA) != 2 || !slices.Equal(onA, onB) || onA[0] == onA[1] {
+		t.Fatalf("the same call on two servers: %v and %v, want the same two ids", onA, onB)
+	}
+	if again := create(a, "job-1"); slices.ContainsFunc(again, func(id string) bool { return slices.Contains(onA, id) }) {
+		t.Fatalf("a second set of job-1 on one server reuses ids: %v then %v", onA, again)
+	}
+	if other := create(b, "job-2"); slices.ContainsFunc(other, func(id string) bool { return slices.Contains(onA, id) }) {
+		t.Fatalf("job-2's snapshots %v share ids with job-1's %v", other, onA)
+	}
+}

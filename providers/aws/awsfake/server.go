@@ -14,6 +14,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,16 @@ type Options struct {
 	// blocks than asked for, and this lets small test volumes span pages.
 	// Zero means no cap.
 	MaxBlocksPerPage int
+
+	// StableSnapshotIDs derives a new snapshot's id from its volume id and
+	// the tags of the CreateSnapshots call (and how many snapshots this
+	// server already made from the same two) instead of drawing it at
+	// random: two servers given the same spec and the same calls name
+	// their snapshots alike. The demo sets it so that daemons of a cluster,
+	// each simulating the account in its own process, agree on a job's
+	// snapshot ids, and a job rescued on another daemon resumes from the
+	// block journal the first one left (whose identity is the snapshot id).
+	StableSnapshotIDs bool
 
 	// Log receives one line per refused or faulted request; nil discards.
 	// It never carries the secret key or a block token.
@@ -299,6 +310,24 @@ func (s *Server) countRefused() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.stats.refused++
+}
+
+// stableSnapshotID is the id of the first snapshot of volumeID with tags
+// that this server has not made yet, in the long EC2 id form: a hash of
+// the three, so it is the same on every server given the same calls.
+func (s *Server) stableSnapshotID(volumeID string, tags map[string]string) string {
+	keys := slices.Sorted(maps.Keys(tags))
+	for n := 0; ; n++ {
+		h := sha256.New()
+		fmt.Fprintf(h, "%s\x00%d", volumeID, n)
+		for _, k := range keys {
+			fmt.Fprintf(h, "\x00%s=%s", k, tags[k])
+		}
+		id := "snap-" + hex.EncodeToString(h.Sum(nil))[:17]
+		if _, taken := s.snapshots[id]; !taken {
+			return id
+		}
+	}
 }
 
 // newID returns prefix + 17 hex digits, the long EC2 id form.

@@ -120,8 +120,17 @@ func (s *Server) createSnapshots(q query) (ec2Response, error) {
 			continue
 		}
 		v := s.volumes[d.VolumeID]
+		snapTags := map[string]string{}
+		if copyFrom == "volume" {
+			maps.Copy(snapTags, s.tags[v.ID])
+		}
+		maps.Copy(snapTags, tags)
+		id := newID("snap-")
+		if s.opts.StableSnapshotIDs {
+			id = s.stableSnapshotID(v.ID, snapTags)
+		}
 		sn := &snapshot{
-			id:           newID("snap-"),
+			id:           id,
 			volumeID:     v.ID,
 			description:  q.get("Description"),
 			volumeSize:   v.SizeGiB,
@@ -131,11 +140,6 @@ func (s *Server) createSnapshots(q query) (ec2Response, error) {
 			pendingUntil: now.Add(faults.PendingFor),
 		}
 		sn.indexes = sortedKeys(sn.blocks)
-		snapTags := map[string]string{}
-		if copyFrom == "volume" {
-			maps.Copy(snapTags, s.tags[v.ID])
-		}
-		maps.Copy(snapTags, tags)
 		if len(snapTags) > 0 {
 			s.tags[sn.id] = snapTags
 		}

@@ -2,6 +2,7 @@ package vcsim
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/vmware/govmomi/vim25/types"
 )
@@ -60,4 +61,21 @@ func DemoSpec() Options {
 			},
 		},
 	}
+}
+
+// DemoSpecWith is DemoSpec with extra VMs bench-001, bench-002, … in
+// folder bench, each with one 64 MiB disk holding 4 MiB of generated
+// content (distinct per VM): an inventory large enough that a benchmark
+// runs more exports at once than the five demo VMs allow (one export of a
+// VM runs at a time).
+func DemoSpecWith(extra int) Options {
+	const mib = 1 << 20
+	o := DemoSpec()
+	for i := 1; i <= extra; i++ {
+		o.VMs = append(o.VMs, VMSpec{
+			Name: fmt.Sprintf("bench-%03d", i), Folder: "bench", GuestID: "ubuntu64Guest", CPUs: 1, MemoryMB: 1024,
+			Disks: []DiskSpec{{Capacity: 64 * mib, Seed: 1000 + uint64(i), Used: 4 * mib}},
+		})
+	}
+	return o
 }
