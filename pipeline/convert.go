@@ -320,8 +320,12 @@ func (r *run) commit(it *item, f *os.File, tmp string, h hash.Hash, size int64, 
 	return nil
 }
 
-// upload streams it into the object it.name through a hash.
+// upload streams it into the object it.name through a hash, or into its
+// member of the OVA object.
 func (r *run) upload(ctx context.Context, it *item, sizeHint int64, write func(io.Writer) error) error {
+	if r.arch != nil {
+		return r.member(ctx, it, write)
+	}
 	w, err := r.sink.Create(ctx, it.name, sizeHint)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", it.name, err)
