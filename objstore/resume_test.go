@@ -24,6 +24,7 @@ import (
 
 	"github.com/hypersdk/hypersdk/internal/s3test"
 	"github.com/hypersdk/hypersdk/objstore"
+	"github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -36,6 +37,7 @@ const (
 	childURL   = "HYPERSDK_OBJSTORE_ENDPOINT"
 	childKey   = "HYPERSDK_OBJSTORE_KEY"
 	childSec   = "HYPERSDK_OBJSTORE_SECRET"
+	childOVA   = "HYPERSDK_OBJSTORE_OVA"
 )
 
 const (
@@ -71,10 +73,20 @@ func childExport() error {
 	if err != nil {
 		return err
 	}
-	e := newExporter(readerDisk("disk-0", diskBytes(7, killSize)))
-	_, err = pipeline.Export(context.Background(), e, "vm-1", providers.ExportOptions{
-		OutputRoot: root, Output: sink, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw})
+	e, opts := killExport(os.Getenv(childOVA) == "1")
+	opts.OutputRoot, opts.Output = root, sink
+	_, err = pipeline.Export(context.Background(), e, "vm-1", opts)
 	return err
+}
+
+// killExport is the export TestS3KillResume interrupts: one raw disk, or
+// an OVA of two disks streamed into its object.
+func killExport(asOVA bool) (*exporter, providers.ExportOptions) {
+	if asOVA {
+		return newExporter(readerDisk("disk-0", diskBytes(7, killSize)), readerDisk("disk-1", diskBytes(8, 20<<20))),
+			providers.ExportOptions{Format: providers.FormatOVA}
+	}
+	return newExporter(readerDisk("disk-0", diskBytes(7, killSize))), providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}
 }
 
 // gate is a proxy in front of the S3 server that counts the parts it
@@ -184,15 +196,22 @@ func recordedParts(t *testing.T, stateDir, name string) []int {
 // multipart upload and resumes it: the parts the killed process had
 // finished are not sent again (counted by a proxy in front of versitygw),
 // the others are sent once, the object is the disk, and no upload is
-// left open.
+// left open. The OVA case interrupts an archive streaming into its
+// object: the resumed attempt writes the same bytes (the archive's time
+// was recorded by the first), so it skips the same parts.
 func TestS3KillResume(t *testing.T) {
+	t.Run("raw disk", func(t *testing.T) { testKillResume(t, false) })
+	t.Run("ova", func(t *testing.T) { testKillResume(t, true) })
+}
+
+func testKillResume(t *testing.T, asOVA bool) {
 	srv := s3test.Start(t, s3test.Options{})
 	srv.CreateBucket(t, killBucket)
 	g := newGate(t, srv.URL, 2)
 	state := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childState+"="+state, childURL+"="+g.srv.URL,
-		childKey+"="+srv.AccessKeyID, childSec+"="+srv.SecretAccessKey)
+		childKey+"="+srv.AccessKeyID, childSec+"="+srv.SecretAccessKey, childOVA+"="+map[bool]string{true: "1"}[asOVA])
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -200,7 +219,10 @@ func TestS3KillResume(t *testing.T) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	const name = "web01-disk-0.raw"
+	name := "web01-disk-0.raw"
+	if asOVA {
+		name = "web01.ova"
+	}
 	// Kill once two parts are durable in the state and the third waits
 	// at the gate.
 	deadline := time.Now().Add(3 * time.Minute)
@@ -241,14 +263,19 @@ func TestS3KillResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	data := diskBytes(7, killSize)
-	e := newExporter(readerDisk("disk-0", data))
-	if _, err := pipeline.Export(context.Background(), e, "vm-1", providers.ExportOptions{
-		OutputRoot: root, Output: sink, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err != nil {
+	e, opts := killExport(asOVA)
+	opts.OutputRoot, opts.Output = root, sink
+	res, err := pipeline.Export(context.Background(), e, "vm-1", opts)
+	if err != nil {
 		t.Fatal(err)
 	}
 	second, _ := g.snapshot()
 	key := "/" + killBucket + "/" + killPrefix + name
-	for n := 1; n <= killSize/(16<<20); n++ {
+	size := res.Files[len(res.Files)-1].Size
+	if asOVA {
+		size = res.Files[0].Size
+	}
+	for n := 1; int64(n-1)*(16<<20) < size; n++ {
 		want := 1
 		for _, r := range recorded {
 			if r == n {
@@ -268,11 +295,22 @@ func TestS3KillResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sumOf(got) != sumOf(data) {
-		t.Errorf("the object (%d bytes) is not the disk (%d bytes)", len(got), len(data))
-	}
 	dir := download(t, srv, killBucket, killPrefix)
-	checkManifest(t, dir, "web01.sha256")
+	if asOVA {
+		x := filepath.Join(t.TempDir(), "x")
+		if _, err := ova.Extract(context.Background(), filepath.Join(dir, name), x, ova.ExtractOptions{}); err != nil {
+			t.Fatalf("extract the resumed OVA: %v", err)
+		}
+		checkManifest(t, x, "web01.mf")
+		if sumOf(got) != res.Files[0].SHA256 {
+			t.Errorf("the object's SHA-256 is %s, the result says %s", sumOf(got), res.Files[0].SHA256)
+		}
+	} else {
+		if sumOf(got) != sumOf(data) {
+			t.Errorf("the object (%d bytes) is not the disk (%d bytes)", len(got), len(data))
+		}
+		checkManifest(t, dir, "web01.sha256")
+	}
 	if open := openUploads(t, srv, killBucket); len(open) > 0 {
 		t.Errorf("uploads left open: %v", open)
 	}

@@ -40,7 +40,10 @@
 //     Output bytes are hashed as they are written;
 //  4. the layout is written: FormatOVF — descriptor built from the metadata
 //     by ovf.Build, SHA-256 manifest (ovf.Manifest), disks; FormatOVA — the
-//     same, packed by ova.PackIn, keeping no second copy unless asked;
+//     same, packed by ova.PackIn, keeping no second copy unless asked
+//     (uncompressed to object storage: every item streams into its member
+//     of the archive object through ova.StreamWriter, in descriptor order,
+//     the descriptor filled last — see archive.go);
 //     FormatDisks — the disk files, a SHA-256 manifest `sha256sum -c`
 //     accepts and a JSON description of the VM, no descriptor;
 //  5. the provider's Finish is told the outcome (vSphere: lease complete or

@@ -209,9 +209,10 @@ func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportRes
 }
 
 // packTo packs the OVF folder in the output root into the object name
-// of out: the OVA streams into its upload (an OVA member's tar header
-// holds its size, so the members are complete before packing starts; the
-// folder is the staging and is removed). The archive's time is the
+// of out: a compressed OVA streams into its upload from the folder (its
+// headers cannot be patched inside the compressed stream, so the members
+// are complete before packing starts; the folder is the staging and is
+// removed). An uncompressed one never gets here: see archive. The archive's time is the
 // descriptor's, recorded by the first attempt, so that a resumed attempt
 // produces the same bytes and skips the parts already sent.
 func (r *run) packTo(ctx context.Context, out providers.Sink, ovfName, name string, res *providers.ExportResult, po ova.Options) (*ova.Result, error) {
