@@ -3,10 +3,13 @@ package ova
 import (
 	"archive/tar"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,9 +30,9 @@ type Patchable interface {
 	Reserve(n int64) (off int64, err error)
 }
 
-// StreamWriter writes a plain (uncompressed) OVA in one pass into a
-// Patchable destination, without knowing the size of any file before it
-// has streamed: what depends on the sizes is reserved and filled later.
+// StreamWriter writes an OVA in one pass into a Patchable destination,
+// without knowing the size of any file before it has streamed: what
+// depends on the sizes is reserved and filled later.
 //
 //   - The descriptor comes first (DSP0243 5.3) in a region of fixed
 //     length, reserved up front from an upper bound of its length (the
@@ -46,6 +49,13 @@ type Patchable interface {
 //   - The manifest follows the last file, as Writer places a generated
 //     manifest: its bytes are known only then, and DSP0243 allows it.
 //
+// A compressed archive (.ova.gz, .ova.zst) is a sequence of gzip members
+// or zstd frames, which gzip -d, zstd -d and every reader of either format
+// decode as one stream: each reserved region is a member (frame) of its
+// own whose data is stored, not compressed (deflate stored blocks, zstd
+// raw blocks), so that its length is known before its bytes; the bytes
+// between two such regions form one compressed member (frame).
+//
 // Members are hashed as they stream. The archive's own SHA-256 is not
 // computed (Result.SHA256 is empty): the descriptor and the headers are
 // written after the bytes behind them, so a one-pass hash cannot cover
@@ -56,6 +66,9 @@ type Patchable interface {
 // with the partial archive is the caller's.
 type StreamWriter struct {
 	dst      Patchable
+	out      *countingWriter // dst's appended bytes, compressed if so
+	comp     io.WriteCloser  // the compressed member (frame) being written; nil between
+	level    int
 	opts     Options
 	start    time.Time
 	descName string
@@ -63,7 +76,8 @@ type StreamWriter struct {
 	next     int
 
 	descHeader []byte
-	descOff    int64 // where the reserved descriptor bytes start
+	descOff    int64 // where the reserved descriptor bytes start in the tar stream
+	descAt     int64 // where their region starts in dst
 	descLen    int64 // the descriptor member's size (padded)
 	off        int64 // tar bytes so far
 
@@ -76,7 +90,7 @@ type StreamWriter struct {
 // streamFile is the file member being written.
 type streamFile struct {
 	name      string
-	headerOff int64
+	headerAt  int64 // where its header's region starts in dst
 	headerLen int
 	dataOff   int64
 	size      int64
@@ -90,10 +104,16 @@ type streamFile struct {
 // to add, in order. Options.Compression must be none (a compressed
 // stream cannot be patched); Options.ModTime is recorded for every member
 // (zero: now) and must be the same in every attempt that should produce
-// the same bytes.
+// the same bytes. Options.Compression, Level and Concurrency compress the
+// archive as Writer does (see StreamWriter for the form).
 func NewStreamWriter(dst Patchable, descriptorName string, bound []byte, opts Options) (*StreamWriter, error) {
-	if opts.Compression.normalize() != CompressionNone {
-		return nil, fmt.Errorf("ova: a streamed archive cannot be %s-compressed (its headers are filled after their members)", opts.Compression)
+	opts.Compression = opts.Compression.normalize()
+	comp, level, err := newCompressor(io.Discard, opts.Compression, opts.Level, opts.Concurrency)
+	if err != nil {
+		return nil, err
+	}
+	if comp != nil {
+		comp.Close()
 	}
 	if err := ovf.CheckPath(descriptorName); err != nil || strings.Contains(descriptorName, "/") ||
 		!strings.EqualFold(filepath.Ext(descriptorName), ".ovf") {
@@ -118,7 +138,7 @@ func NewStreamWriter(dst Patchable, descriptorName string, bound []byte, opts Op
 	if opts.Manifest.HexLen() == 0 {
 		return nil, fmt.Errorf("ova: unknown manifest algorithm %q", opts.Manifest)
 	}
-	w := &StreamWriter{dst: dst, opts: opts, start: time.Now(), descName: descriptorName, expected: expected}
+	w := &StreamWriter{dst: dst, out: &countingWriter{w: dst}, level: level, opts: opts, start: time.Now(), descName: descriptorName, expected: expected}
 	if w.opts.ModTime.IsZero() {
 		w.opts.ModTime = w.start
 	}
@@ -127,12 +147,12 @@ func NewStreamWriter(dst Patchable, descriptorName string, bound []byte, opts Op
 	if w.descHeader, err = ustarHeader(descriptorName, w.descLen, w.opts.ModTime); err != nil {
 		return nil, fmt.Errorf("ova: %s: %w", descriptorName, err)
 	}
-	if err := w.write(w.descHeader); err != nil {
+	// The descriptor's header is reserved with its bytes: one stored
+	// region for both when compressed.
+	if err := w.reserve(int64(len(w.descHeader))+w.descLen, &w.descOff, &w.descAt); err != nil {
 		return nil, err
 	}
-	if err := w.reserve(w.descLen, &w.descOff); err != nil {
-		return nil, err
-	}
+	w.descOff += int64(len(w.descHeader))
 	return w, nil
 }
 
@@ -147,35 +167,75 @@ func (w *StreamWriter) fail(err error) error {
 	return w.err
 }
 
+// write appends tar bytes, through the compressor if any (starting a
+// compressed member when none is open).
 func (w *StreamWriter) write(p []byte) error {
-	n, err := w.dst.Write(p)
-	w.off += int64(n)
-	if err == nil && n < len(p) {
-		err = io.ErrShortWrite
+	var err error
+	switch {
+	case w.opts.Compression == CompressionNone:
+		var n int
+		n, err = w.out.Write(p)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+	default:
+		if w.comp == nil {
+			w.comp, _, err = newCompressor(w.out, w.opts.Compression, w.opts.Level, w.opts.Concurrency)
+		}
+		if err == nil {
+			_, err = w.comp.Write(p)
+		}
 	}
 	if err != nil {
 		return w.fail(fmt.Errorf("ova: write: %w", err))
 	}
+	w.off += int64(len(p))
 	return nil
 }
 
-// reserve appends n bytes to fill later and stores their offset in off.
-func (w *StreamWriter) reserve(n int64, off *int64) error {
-	got, err := w.dst.Reserve(n)
+// endCompressed ends the compressed member (frame) being written, if any.
+func (w *StreamWriter) endCompressed() error {
+	if w.comp == nil {
+		return nil
+	}
+	err := w.comp.Close()
+	w.comp = nil
 	if err != nil {
-		return w.fail(fmt.Errorf("ova: reserve %d bytes: %w", n, err))
+		return w.fail(fmt.Errorf("ova: finish a %s member: %w", w.opts.Compression, err))
 	}
-	if got != w.off {
-		return w.fail(fmt.Errorf("ova: the destination reserved at %d, the archive is at %d", got, w.off))
+	return nil
+}
+
+// reserve appends a region for n tar bytes to fill later (stored in a
+// member or frame of its own when compressed), and stores where they
+// start in the tar stream (off) and where the region starts in dst (at).
+func (w *StreamWriter) reserve(n int64, off, at *int64) error {
+	if err := w.endCompressed(); err != nil {
+		return err
 	}
-	*off = got
+	size := storedLen(w.opts.Compression, n)
+	got, err := w.dst.Reserve(size)
+	if err != nil {
+		return w.fail(fmt.Errorf("ova: reserve %d bytes: %w", size, err))
+	}
+	if got != w.out.n {
+		return w.fail(fmt.Errorf("ova: the destination reserved at %d, the archive is at %d", got, w.out.n))
+	}
+	*off, *at = w.off, got
+	w.out.n += size
 	w.off += n
 	return nil
 }
 
-func (w *StreamWriter) writeAt(p []byte, off int64) error {
-	if _, err := w.dst.WriteAt(p, off); err != nil {
-		return w.fail(fmt.Errorf("ova: fill %d bytes at %d: %w", len(p), off, err))
+// fill writes the tar bytes p into the region reserved at at. The
+// compressed member being written, if any, is ended first: its
+// compressor writes to dst from goroutines of its own until then.
+func (w *StreamWriter) fill(p []byte, at int64) error {
+	if err := w.endCompressed(); err != nil {
+		return err
+	}
+	if _, err := w.dst.WriteAt(stored(w.opts.Compression, p), at); err != nil {
+		return w.fail(fmt.Errorf("ova: fill %d bytes at %d: %w", len(p), at, err))
 	}
 	return nil
 }
@@ -210,7 +270,8 @@ func (w *StreamWriter) Begin(name string) error {
 		return w.fail(fmt.Errorf("ova: begin %s: %w", name, err))
 	}
 	f := &streamFile{name: name, headerLen: len(hdr), d: ovf.NewDigester(ovf.SHA256, w.opts.Manifest)}
-	if err := w.reserve(int64(len(hdr)), &f.headerOff); err != nil {
+	var headerOff int64
+	if err := w.reserve(int64(len(hdr)), &headerOff, &f.headerAt); err != nil {
 		return err
 	}
 	f.dataOff = w.off
@@ -226,15 +287,16 @@ func (w *StreamWriter) Write(p []byte) (int, error) {
 	if w.cur == nil {
 		return 0, w.fail(errors.New("ova: write outside a file (Begin first)"))
 	}
-	before := w.off
-	err := w.write(p)
-	n := int(w.off - before)
-	w.cur.d.Write(p[:n])
+	if err := w.write(p); err != nil {
+		return 0, err
+	}
+	n := len(p)
+	w.cur.d.Write(p)
 	w.cur.size += int64(n)
 	if w.opts.Progress != nil && n > 0 {
 		w.opts.Progress(progress.Report{Phase: progress.PhasePackaging, Item: w.cur.name, ItemBytes: w.cur.size, BytesDone: w.off})
 	}
-	return n, err
+	return n, nil
 }
 
 // End finishes the file begun last: pads it to a block and fills its
@@ -261,7 +323,7 @@ func (w *StreamWriter) End() (Member, error) {
 		// fileHeader's invariant: what Begin reserved fits exactly.
 		return Member{}, w.fail(fmt.Errorf("ova: end %s: header of %d bytes for %d reserved", f.name, len(hdr), f.headerLen))
 	}
-	if err := w.writeAt(hdr, f.headerOff); err != nil {
+	if err := w.fill(hdr, f.headerAt); err != nil {
 		return Member{}, err
 	}
 	m := Member{Name: f.name, Kind: KindFile, Size: f.size, Offset: f.dataOff, Digests: f.d.Sums()}
@@ -330,7 +392,7 @@ func (w *StreamWriter) Close(descriptor []byte) (*Result, error) {
 	if len(descriptor) < len(padded) {
 		padded[len(padded)-1] = '\n'
 	}
-	if err := w.writeAt(padded, w.descOff); err != nil {
+	if err := w.fill(append(slices.Clone(w.descHeader), padded...), w.descAt); err != nil {
 		return nil, err
 	}
 	d := ovf.NewDigester(ovf.SHA1, ovf.SHA256, ovf.SHA512)
@@ -338,7 +400,7 @@ func (w *StreamWriter) Close(descriptor []byte) (*Result, error) {
 	descMember := Member{Name: w.descName, Kind: KindDescriptor, Size: w.descLen, Offset: w.descOff, Digests: d.Sums()}
 	w.members = append([]Member{descMember}, w.members...)
 
-	res := &Result{Compression: CompressionNone, Members: w.members}
+	res := &Result{Members: w.members}
 	if !w.opts.NoManifest {
 		mf := &ovf.Manifest{}
 		for _, m := range w.members {
@@ -367,13 +429,88 @@ func (w *StreamWriter) Close(descriptor []byte) (*Result, error) {
 	if err := w.write(make([]byte, 2*blockSize)); err != nil {
 		return nil, err
 	}
+	if err := w.endCompressed(); err != nil {
+		return nil, err
+	}
 	w.closed = true
-	res.Size, res.TarSize, res.Ratio = w.off, w.off, 1
+	res.Compression, res.Level = w.opts.Compression, w.level
+	res.Size, res.TarSize = w.out.n, w.off
+	res.Ratio = float64(res.TarSize) / float64(res.Size)
 	res.Duration = time.Since(w.start)
 	if s := res.Duration.Seconds(); s > 0 {
 		res.Throughput = float64(w.off) / s
 	}
 	return res, nil
+}
+
+// storedLen is the length of the region holding n tar bytes: n itself
+// in a plain archive; a gzip member of deflate stored blocks, or a zstd
+// frame of raw blocks, when compressed.
+func storedLen(c Compression, n int64) int64 {
+	switch c {
+	case CompressionGzip:
+		blocks := max(1, (n+maxStored-1)/maxStored)
+		return 10 + 5*blocks + n + 8
+	case CompressionZstd:
+		blocks := max(1, (n+maxRaw-1)/maxRaw)
+		return 4 + 1 + 4 + 3*blocks + n
+	}
+	return n
+}
+
+const (
+	maxStored = 65535     // bytes of one deflate stored block
+	maxRaw    = 128 << 10 // bytes of one zstd block
+)
+
+// stored returns p as the region storedLen describes: as it is, or a
+// gzip member (RFC 1952) of deflate stored blocks (RFC 1951 3.2.4), or a
+// zstd frame (RFC 8878) declaring its content size, of raw blocks.
+func stored(c Compression, p []byte) []byte {
+	out := make([]byte, 0, storedLen(c, int64(len(p))))
+	switch c {
+	case CompressionGzip:
+		// No name, no time, OS unknown: the same bytes in every attempt.
+		out = append(out, 0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255)
+		rest := p
+		for {
+			k := min(len(rest), maxStored)
+			final := byte(0)
+			if k == len(rest) {
+				final = 1
+			}
+			out = append(out, final, byte(k), byte(k>>8), ^byte(k), ^byte(k>>8))
+			out = append(out, rest[:k]...)
+			rest = rest[k:]
+			if final == 1 {
+				break
+			}
+		}
+		out = binary.LittleEndian.AppendUint32(out, crc32.ChecksumIEEE(p))
+		return binary.LittleEndian.AppendUint32(out, uint32(len(p)))
+	case CompressionZstd:
+		// Frame header descriptor 0xA0: a 4-byte content size, single
+		// segment (no window descriptor), no checksum, no dictionary.
+		out = append(out, 0x28, 0xb5, 0x2f, 0xfd, 0xa0)
+		out = binary.LittleEndian.AppendUint32(out, uint32(len(p)))
+		rest := p
+		for {
+			k := min(len(rest), maxRaw)
+			last := uint32(0)
+			if k == len(rest) {
+				last = 1
+			}
+			h := last | uint32(k)<<3 // block type 0: raw
+			out = append(out, byte(h), byte(h>>8), byte(h>>16))
+			out = append(out, rest[:k]...)
+			rest = rest[k:]
+			if last == 1 {
+				break
+			}
+		}
+		return out
+	}
+	return append(out, p...)
 }
 
 // ustarHeader is the header archive/tar writes for a regular member of

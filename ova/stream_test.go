@@ -63,6 +63,10 @@ func buildDescriptor(t testing.TB, s ovf.VMSpec) []byte {
 
 // streamOVA writes files through a StreamWriter into memory.
 func streamOVA(t *testing.T, names []string, data [][]byte) ([]byte, *Result) {
+	return streamOVAWith(t, names, data, CompressionNone)
+}
+
+func streamOVAWith(t *testing.T, names []string, data [][]byte, c Compression) ([]byte, *Result) {
 	t.Helper()
 	bound := make([]int64, len(names))
 	real := make([]int64, len(names))
@@ -70,7 +74,7 @@ func streamOVA(t *testing.T, names []string, data [][]byte) ([]byte, *Result) {
 		bound[i], real[i] = MaxSize, int64(len(data[i]))
 	}
 	dst := &memPatchable{}
-	w, err := NewStreamWriter(dst, "vm.ovf", buildDescriptor(t, streamSpec(names, bound)), Options{ModTime: fixedTime()})
+	w, err := NewStreamWriter(dst, "vm.ovf", buildDescriptor(t, streamSpec(names, bound)), Options{ModTime: fixedTime(), Compression: c})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,18 +107,44 @@ func streamOVA(t *testing.T, names []string, data [][]byte) ([]byte, *Result) {
 	return dst.b, res
 }
 
-// A streamed archive reads back with archive/tar and the package's own
-// validator, lists the descriptor first and the manifest last for GNU tar,
-// unpacks, passes `sha256sum -c`, and its descriptor declares the sizes of
-// the members the archive holds.
+// A streamed archive, plain or compressed, reads back with archive/tar
+// and the package's own validator, lists the descriptor first and the
+// manifest last for GNU tar (gzip -d, zstd -d), unpacks, passes `sha256sum
+// -c`, and its descriptor declares the sizes of the members the archive
+// holds.
 func TestStreamWriterArchiveReadsBack(t *testing.T) {
 	needTool(t, "tar", "apt-get install -y tar")
 	needTool(t, "sha256sum", "apt-get install -y coreutils")
-	names := []string{"vm-disk1.vmdk", "vm-disk2.vmdk", "vm-" + strings.Repeat("ü", 60) + ".vmdk"}
-	data := [][]byte{diskBytes(1, 200_000), diskBytes(2, 512), diskBytes(3, 0)}
-	archive, res := streamOVA(t, names, data)
+	needTool(t, "gzip", "apt-get install -y gzip")
+	needTool(t, "zstd", "apt-get install -y zstd")
+	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
+		t.Run(string(c), func(t *testing.T) { testStreamReadsBack(t, c) })
+	}
+}
 
-	tr := tar.NewReader(bytes.NewReader(archive))
+func testStreamReadsBack(t *testing.T, c Compression) {
+	names := []string{"vm-disk1.vmdk", "vm-disk2.vmdk", "vm-" + strings.Repeat("ü", 60) + ".vmdk"}
+	// disk1 spans several of the compressor's 1 MiB blocks.
+	data := [][]byte{diskBytes(1, 3<<20+200_000), diskBytes(2, 512), diskBytes(3, 0)}
+	archive, res := streamOVAWith(t, names, data, c)
+	if res.Compression != c || res.Size != int64(len(archive)) {
+		t.Errorf("result compression %s size %d, want %s %d", res.Compression, res.Size, c, len(archive))
+	}
+	plain := archive
+	if c != CompressionNone {
+		rc, err := newDecompressor(bytes.NewReader(archive), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain, err = io.ReadAll(rc); err != nil {
+			t.Fatalf("decompress: %v", err)
+		}
+		if int64(len(plain)) != res.TarSize {
+			t.Errorf("tar stream of %d bytes, result says %d", len(plain), res.TarSize)
+		}
+	}
+
+	tr := tar.NewReader(bytes.NewReader(plain))
 	var got []string
 	contents := map[string][]byte{}
 	for {
@@ -157,7 +187,7 @@ func TestStreamWriterArchiveReadsBack(t *testing.T) {
 			t.Errorf("descriptor references %s of %d bytes, want %s of %d", pf.Name, pf.Size, names[i], len(data[i]))
 		}
 	}
-	if res.Members[0].Size%512 != 0 || strings.TrimRight(string(contents["vm.ovf"]), " \n") != strings.TrimRight(string(buildDescriptor(t, streamSpec(names, []int64{200_000, 512, 0}))), " \n") {
+	if res.Members[0].Size%512 != 0 || strings.TrimRight(string(contents["vm.ovf"]), " \n") != strings.TrimRight(string(buildDescriptor(t, streamSpec(names, []int64{int64(len(data[0])), 512, 0}))), " \n") {
 		t.Errorf("the descriptor member is not the real descriptor padded with whitespace to a block")
 	}
 	if contents["vm.mf"] == nil || !bytes.Equal(contents["vm.mf"], res.Manifest.Marshal()) || !res.ManifestAtEnd {
@@ -165,19 +195,28 @@ func TestStreamWriterArchiveReadsBack(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	path := filepath.Join(dir, "vm.ova")
+	path := filepath.Join(dir, "vm"+c.Extension())
 	if err := os.WriteFile(path, archive, 0o644); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := Validate(context.Background(), path, ReadOptions{}); err != nil {
 		t.Fatalf("Validate: %v", err)
 	}
-	listing := strings.Split(strings.TrimSpace(run(t, "", "tar", "-tf", path)), "\n")
+	// GNU tar runs gzip -d or zstd -d on the archive, which read every
+	// member (frame) in turn.
+	var flags []string
+	switch c {
+	case CompressionGzip:
+		flags = []string{"-z"}
+	case CompressionZstd:
+		flags = []string{"--zstd"}
+	}
+	listing := strings.Split(strings.TrimSpace(run(t, "", "tar", append(flags, "-tf", path)...)), "\n")
 	if !reflect.DeepEqual(listing, want) {
 		t.Fatalf("tar -tf: %v, want %v", listing, want)
 	}
 	dest := t.TempDir()
-	run(t, dest, "tar", "-xf", path)
+	run(t, dest, "tar", append(flags, "-xf", path)...)
 	out := run(t, dest, "sha256sum", "--strict", "-c", "vm.mf")
 	for _, n := range want[:len(want)-1] {
 		if !strings.Contains(out, n+": OK") {
@@ -189,12 +228,42 @@ func TestStreamWriterArchiveReadsBack(t *testing.T) {
 // The same files give the same archive: a resumed upload skips the parts
 // an earlier attempt sent only if every byte repeats.
 func TestStreamWriterIsReproducible(t *testing.T) {
-	names := []string{"vm-disk1.vmdk"}
-	data := [][]byte{diskBytes(4, 70_000)}
-	a, _ := streamOVA(t, names, data)
-	b, _ := streamOVA(t, names, data)
-	if !bytes.Equal(a, b) {
-		t.Fatal("two archives of the same files differ")
+	names := []string{"vm-disk1.vmdk", "vm-disk2.vmdk"}
+	data := [][]byte{diskBytes(4, 3<<20), diskBytes(5, 70_000)}
+	for _, c := range []Compression{CompressionNone, CompressionGzip, CompressionZstd} {
+		a, _ := streamOVAWith(t, names, data, c)
+		b, _ := streamOVAWith(t, names, data, c)
+		if !bytes.Equal(a, b) {
+			for i := range a {
+				if i >= len(b) || a[i] != b[i] {
+					t.Fatalf("%s: two archives of the same files differ at %d of %d/%d", c, i, len(a), len(b))
+				}
+			}
+			t.Fatalf("%s: two archives of the same files differ", c)
+		}
+	}
+}
+
+// A stored region decodes with the standard decoders whatever its length
+// (several deflate stored blocks, several zstd raw blocks, none at all),
+// and is as long as storedLen says.
+func TestStoredRegionsDecode(t *testing.T) {
+	for _, n := range []int{0, 1, 65535, 65536, 128 << 10, 300_001} {
+		p := diskBytes(uint64(n), n)
+		for _, c := range []Compression{CompressionGzip, CompressionZstd} {
+			b := stored(c, p)
+			if int64(len(b)) != storedLen(c, int64(n)) {
+				t.Fatalf("%s %d: %d bytes, storedLen says %d", c, n, len(b), storedLen(c, int64(n)))
+			}
+			rc, err := newDecompressor(bytes.NewReader(b), c)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := io.ReadAll(rc)
+			if err != nil || !bytes.Equal(got, p) {
+				t.Fatalf("%s %d: decoded %d bytes (%v)", c, n, len(got), err)
+			}
+		}
 	}
 }
 
@@ -295,11 +364,11 @@ func must[T any](v T, err error) T {
 
 // The writer refuses what would make a wrong archive: files out of
 // order, a descriptor longer than its bound or declaring other sizes,
-// compression.
+// a compression level the codec lacks.
 func TestStreamWriterRefusals(t *testing.T) {
 	bound := buildDescriptor(t, streamSpec([]string{"a.vmdk", "b.vmdk"}, []int64{MaxSize, MaxSize}))
-	if _, err := NewStreamWriter(&memPatchable{}, "vm.ovf", bound, Options{Compression: CompressionGzip}); err == nil {
-		t.Error("a gzip stream writer was created")
+	if _, err := NewStreamWriter(&memPatchable{}, "vm.ovf", bound, Options{Compression: CompressionGzip, Level: 12}); err == nil {
+		t.Error("a gzip stream writer of level 12 was created")
 	}
 	w, _ := NewStreamWriter(&memPatchable{}, "vm.ovf", bound, Options{})
 	if err := w.Begin("b.vmdk"); err == nil || !strings.Contains(err.Error(), "out of order") {
