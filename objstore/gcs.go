@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io"
 	"net/http"
 	"path"
 	"strconv"
@@ -229,6 +230,10 @@ func (s *gcsStore) size(ctx context.Context, key string) (int64, bool, error) {
 		return 0, false, err
 	}
 	return a.Size, true, nil
+}
+
+func (s *gcsStore) read(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	return s.obj(key).NewRangeReader(ctx, off, n)
 }
 
 func (s *gcsStore) remove(ctx context.Context, key string) error {

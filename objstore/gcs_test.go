@@ -157,8 +157,9 @@ func TestGCSExport(t *testing.T) {
 }
 
 // TestGCSResume: an attempt that fails after two parts of a disk keeps
-// them; the next sends only the rest (counted at the server), and the
-// last attempt's failure removes everything.
+// the second (the first is held for WriteAt until Commit); the next
+// sends only the rest (counted at the server), and the last attempt's
+// failure removes everything.
 func TestGCSResume(t *testing.T) {
 	srv := startGCS(t, "resume")
 	ts := srv.targets("resume")
@@ -168,17 +169,17 @@ func TestGCSResume(t *testing.T) {
 	if _, err := exportGCS(t, ts, "gs://resume/x/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err == nil {
 		t.Fatal("the first attempt succeeded")
 	}
-	if got := len(recordedParts(t, state, "web01-disk-0.raw")); got != 2 {
-		t.Fatalf("%d parts recorded by the failed attempt, want 2", got)
+	if got := recordedParts(t, state, "web01-disk-0.raw"); len(got) != 1 || got[0] != 2 {
+		t.Fatalf("parts %v recorded by the failed attempt, want [2]", got)
 	}
 	srv.uploads.Store(0)
 	e = newExporter(readerDisk("disk-0", data))
 	if _, err := exportGCS(t, ts, "gs://resume/x/", state, e, providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err != nil {
 		t.Fatal(err)
 	}
-	// Parts 3 and 4, the metadata and the manifest.
-	if got := srv.uploads.Load(); got != 4 {
-		t.Errorf("the resumed attempt uploaded %d objects, want 4 (parts 3 and 4, metadata, manifest)", got)
+	// Parts 1, 3 and 4, the metadata and the manifest.
+	if got := srv.uploads.Load(); got != 5 {
+		t.Errorf("the resumed attempt uploaded %d objects, want 5 (parts 1, 3 and 4, metadata, manifest)", got)
 	}
 	dir := srv.download(t, "resume", "x/")
 	checkManifest(t, dir, "web01.sha256")
