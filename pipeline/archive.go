@@ -72,12 +72,7 @@ func (r *run) beginArchive(ctx context.Context, items []*item) error {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	r.noteObject(name)
-	pw, ok := obj.(ova.Patchable)
-	if !ok {
-		obj.Close()
-		return fmt.Errorf("write %s: the object store's writer cannot fill reserved bytes", name)
-	}
-	w, err := ova.NewStreamWriter(pw, r.base+".ovf", bound, ova.Options{ModTime: r.archiveTime(name)})
+	w, err := ova.NewStreamWriter(obj, r.base+".ovf", bound, ova.Options{ModTime: r.archiveTime(name)})
 	if err != nil {
 		obj.Close()
 		return fmt.Errorf("write %s: %w", name, err)
@@ -187,13 +182,7 @@ func (r *run) finishArchive(ctx context.Context, items []*item) (*providers.Expo
 // compared with it.
 func (r *run) archiveSum(ctx context.Context, name string, size int64) (string, error) {
 	start := time.Now()
-	src, ok := r.opts.Output.(interface {
-		Open(ctx context.Context, name string, off, n int64) (io.ReadCloser, error)
-	})
-	if !ok {
-		return "", fmt.Errorf("read back %s: the object store cannot read objects", name)
-	}
-	rc, err := src.Open(ctx, name, 0, -1)
+	rc, err := r.opts.Output.Open(ctx, name, 0, -1)
 	if err != nil {
 		return "", fmt.Errorf("read back %s: %w", name, err)
 	}
