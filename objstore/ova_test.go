@@ -2,6 +2,7 @@ package objstore_test
 
 import (
 	"archive/tar"
+	"compress/gzip"
 	"context"
 	"errors"
 	"io"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/internal/s3test"
@@ -62,16 +65,28 @@ func watchDir(dir string, done <-chan struct{}) int64 {
 	}
 }
 
-// TestS3OVAStreamsWithNoLocalCopy exports a three-disk VM as an OVA into
-// versitygw. The archive streams into its object: the output root holds
-// no more than the upload's state while the export runs. The object is
-// then checked by independent tools: GNU tar lists the descriptor first
-// and unpacks it, `sha256sum -c` accepts the manifest, qemu-img finds each
-// disk equal to its source, and the descriptor declares the member sizes
-// archive/tar reads.
+// TestS3OVAStreamsWithNoLocalCopy exports a three-disk VM as an OVA
+// (plain, gzip, zstd) into versitygw. The archive streams into its
+// object: the output root holds no more than the upload's state while the
+// export runs. The object is then checked by independent tools: GNU tar
+// (with gzip -d, zstd -d) lists the descriptor first and unpacks it,
+// `sha256sum -c` accepts the manifest, qemu-img finds each disk equal to
+// its source, and the descriptor declares the member sizes archive/tar
+// reads.
 func TestS3OVAStreamsWithNoLocalCopy(t *testing.T) {
 	needTool(t, "tar", "apt-get install -y tar")
 	needTool(t, "sha256sum", "apt-get install -y coreutils")
+	needTool(t, "gzip", "apt-get install -y gzip")
+	needTool(t, "zstd", "apt-get install -y zstd")
+	for _, c := range []struct {
+		name, compression string
+		tarFlags          []string
+	}{{"web01.ova", "", nil}, {"web01.ova.gz", "gzip", []string{"-z"}}, {"web01.ova.zst", "zstd", []string{"--zstd"}}} {
+		t.Run(c.name, func(t *testing.T) { testS3OVAStreams(t, c.name, c.compression, c.tarFlags) })
+	}
+}
+
+func testS3OVAStreams(t *testing.T, object, compression string, tarFlags []string) {
 	srv := s3test.Start(t, s3test.Options{})
 	srv.CreateBucket(t, "exports")
 	ts := s3Targets(srv, "exports")
@@ -87,7 +102,8 @@ func TestS3OVAStreamsWithNoLocalCopy(t *testing.T) {
 	done := make(chan struct{})
 	most := make(chan int64, 1)
 	go func() { most <- watchDir(state, done) }()
-	res, err := exportTo(t, ts, "s3://exports/vms/", state, e, providers.ExportOptions{Format: providers.FormatOVA, ParallelDownloads: 3})
+	res, err := exportTo(t, ts, "s3://exports/vms/", state, e, providers.ExportOptions{Format: providers.FormatOVA, ParallelDownloads: 3,
+		Compress: compression != "", Compression: compression})
 	close(done)
 	if err != nil {
 		t.Fatal(err)
@@ -101,17 +117,17 @@ func TestS3OVAStreamsWithNoLocalCopy(t *testing.T) {
 		t.Errorf("state left behind: %v", left)
 	}
 	got := download(t, srv, "exports", "vms/")
-	if names := listDir(t, got); !reflect.DeepEqual(names, []string{"web01.ova"}) {
+	if names := listDir(t, got); !reflect.DeepEqual(names, []string{object}) {
 		t.Fatalf("objects %v, want the OVA alone", names)
 	}
-	archive := filepath.Join(got, "web01.ova")
+	archive := filepath.Join(got, object)
 	if sum := fileSum(t, archive); len(res.Files) != 1 || res.Files[0].SHA256 != sum {
 		t.Errorf("result files %+v, the object's SHA-256 is %s", res.Files, sum)
 	}
 
 	want := []string{"web01.ovf", "web01-disk-0.vmdk", "web01-disk-1.vmdk", "web01-disk-2.vmdk", "web01.mf"}
 	var listed []string
-	for _, line := range strings.Split(strings.TrimSpace(runTool(t, "", "tar", "-tvf", archive)), "\n") {
+	for _, line := range strings.Split(strings.TrimSpace(runTool(t, "", "tar", append(tarFlags, "-tvf", archive)...)), "\n") {
 		f := strings.Fields(line)
 		listed = append(listed, f[len(f)-1])
 	}
@@ -119,7 +135,7 @@ func TestS3OVAStreamsWithNoLocalCopy(t *testing.T) {
 		t.Fatalf("tar -tvf lists %v, want %v", listed, want)
 	}
 	dir := t.TempDir()
-	runTool(t, dir, "tar", "-xf", archive)
+	runTool(t, dir, "tar", append(tarFlags, "-xf", archive)...)
 	out := runTool(t, dir, "sha256sum", "--strict", "-c", "web01.mf")
 	for _, n := range want[:len(want)-1] {
 		if !strings.Contains(out, n+": OK") {
@@ -130,7 +146,7 @@ func TestS3OVAStreamsWithNoLocalCopy(t *testing.T) {
 		disktest.Compare(t, filepath.Join(srcDir, name+".raw"), "raw", filepath.Join(dir, "web01-"+name+".vmdk"), "vmdk")
 	}
 
-	sizes := tarSizes(t, archive)
+	sizes := tarSizes(t, archive, compression)
 	b, err := os.ReadFile(filepath.Join(dir, "web01.ovf"))
 	if err != nil {
 		t.Fatal(err)
@@ -159,16 +175,33 @@ func TestS3OVAStreamsWithNoLocalCopy(t *testing.T) {
 	}
 }
 
-// tarSizes reads the member sizes of a tar file with archive/tar.
-func tarSizes(t *testing.T, path string) map[string]int64 {
+// tarSizes reads the member sizes of a tar file with archive/tar, after
+// the standard library's gzip or klauspost's zstd decoder.
+func tarSizes(t *testing.T, path, compression string) map[string]int64 {
 	t.Helper()
 	f, err := os.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
+	var r io.Reader = f
+	switch compression {
+	case "gzip":
+		zr, err := gzip.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = zr
+	case "zstd":
+		zr, err := zstd.NewReader(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer zr.Close()
+		r = zr
+	}
 	sizes := map[string]int64{}
-	tr := tar.NewReader(f)
+	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {

@@ -73,18 +73,22 @@ func childExport() error {
 	if err != nil {
 		return err
 	}
-	e, opts := killExport(os.Getenv(childOVA) == "1")
+	e, opts := killExport(os.Getenv(childOVA))
 	opts.OutputRoot, opts.Output = root, sink
 	_, err = pipeline.Export(context.Background(), e, "vm-1", opts)
 	return err
 }
 
-// killExport is the export TestS3KillResume interrupts: one raw disk, or
-// an OVA of two disks streamed into its object.
-func killExport(asOVA bool) (*exporter, providers.ExportOptions) {
-	if asOVA {
-		return newExporter(readerDisk("disk-0", diskBytes(7, killSize)), readerDisk("disk-1", diskBytes(8, 20<<20))),
-			providers.ExportOptions{Format: providers.FormatOVA}
+// killExport is the export TestS3KillResume interrupts: one raw disk
+// (ovaKind ""), or an OVA of two disks streamed into its object, plain
+// ("plain") or compressed ("gzip", "zstd").
+func killExport(ovaKind string) (*exporter, providers.ExportOptions) {
+	if ovaKind != "" {
+		opts := providers.ExportOptions{Format: providers.FormatOVA}
+		if ovaKind != "plain" {
+			opts.Compress, opts.Compression = true, ovaKind
+		}
+		return newExporter(readerDisk("disk-0", diskBytes(7, killSize)), readerDisk("disk-1", diskBytes(8, 20<<20))), opts
 	}
 	return newExporter(readerDisk("disk-0", diskBytes(7, killSize))), providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}
 }
@@ -200,18 +204,20 @@ func recordedParts(t *testing.T, stateDir, name string) []int {
 // object: the resumed attempt writes the same bytes (the archive's time
 // was recorded by the first), so it skips the same parts.
 func TestS3KillResume(t *testing.T) {
-	t.Run("raw disk", func(t *testing.T) { testKillResume(t, false) })
-	t.Run("ova", func(t *testing.T) { testKillResume(t, true) })
+	t.Run("raw disk", func(t *testing.T) { testKillResume(t, "") })
+	t.Run("ova", func(t *testing.T) { testKillResume(t, "plain") })
+	t.Run("ova.gz", func(t *testing.T) { testKillResume(t, "gzip") })
 }
 
-func testKillResume(t *testing.T, asOVA bool) {
+func testKillResume(t *testing.T, ovaKind string) {
+	asOVA := ovaKind != ""
 	srv := s3test.Start(t, s3test.Options{})
 	srv.CreateBucket(t, killBucket)
 	g := newGate(t, srv.URL, 2)
 	state := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childState+"="+state, childURL+"="+g.srv.URL,
-		childKey+"="+srv.AccessKeyID, childSec+"="+srv.SecretAccessKey, childOVA+"="+map[bool]string{true: "1"}[asOVA])
+		childKey+"="+srv.AccessKeyID, childSec+"="+srv.SecretAccessKey, childOVA+"="+ovaKind)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -220,8 +226,11 @@ func testKillResume(t *testing.T, asOVA bool) {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 	name := "web01-disk-0.raw"
-	if asOVA {
+	switch ovaKind {
+	case "plain":
 		name = "web01.ova"
+	case "gzip":
+		name = "web01.ova.gz"
 	}
 	// Kill once two parts are durable in the state and the third waits
 	// at the gate.
@@ -263,7 +272,7 @@ func testKillResume(t *testing.T, asOVA bool) {
 		t.Fatal(err)
 	}
 	data := diskBytes(7, killSize)
-	e, opts := killExport(asOVA)
+	e, opts := killExport(ovaKind)
 	opts.OutputRoot, opts.Output = root, sink
 	res, err := pipeline.Export(context.Background(), e, "vm-1", opts)
 	if err != nil {

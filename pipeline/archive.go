@@ -14,8 +14,8 @@ import (
 	"github.com/hypersdk/hypersdk/providers"
 )
 
-// archive is an OVA streaming straight into its object (FormatOVA,
-// uncompressed, to object storage): every item is encoded into its member
+// archive is an OVA streaming straight into its object (FormatOVA to
+// object storage, compressed or not): every item is encoded into its member
 // as it is produced, nothing of the disks is written to the output root.
 // Members follow each other in descriptor order, so items take turns:
 // an item's member begins once the previous item's member has ended.
@@ -28,15 +28,11 @@ type archive struct {
 }
 
 // streamsOVA reports whether the export's OVA streams into its object
-// rather than being packed from an OVF folder staged in the output root:
-// a compressed archive cannot be patched once its headers are known, so
-// it is still staged (see pack).
+// rather than being packed from an OVF folder in the output root (a
+// local OVA: see pack).
 func streamsOVA(opts providers.ExportOptions) bool {
-	return opts.Output != nil && opts.Format == providers.FormatOVA && !opts.Compress
+	return opts.Output != nil && opts.Format == providers.FormatOVA
 }
-
-// ovaName is the archive's object name.
-func (r *run) ovaName() string { return r.base + ova.CompressionNone.Extension() }
 
 // beginArchive creates the OVA object and writes what precedes the first
 // member: the descriptor's header and its reserved region, as long as
@@ -66,13 +62,15 @@ func (r *run) beginArchive(ctx context.Context, items []*item) error {
 		}
 		hint += max(size, 0) + 4<<10
 	}
-	name := r.ovaName()
+	comp := r.ovaCompression()
+	name := r.base + comp.Extension()
 	obj, err := r.opts.Output.Create(ctx, name, hint)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", name, err)
 	}
 	r.noteObject(name)
-	w, err := ova.NewStreamWriter(obj, r.base+".ovf", bound, ova.Options{ModTime: r.archiveTime(name)})
+	w, err := ova.NewStreamWriter(obj, r.base+".ovf", bound, ova.Options{ModTime: r.archiveTime(name),
+		Compression: comp, Level: r.opts.CompressionLevel})
 	if err != nil {
 		obj.Close()
 		return fmt.Errorf("write %s: %w", name, err)

@@ -41,7 +41,7 @@
 //  4. the layout is written: FormatOVF — descriptor built from the metadata
 //     by ovf.Build, SHA-256 manifest (ovf.Manifest), disks; FormatOVA — the
 //     same, packed by ova.PackIn, keeping no second copy unless asked
-//     (uncompressed to object storage: every item streams into its member
+//     (to object storage: every item streams into its member
 //     of the archive object through ova.StreamWriter, in descriptor order,
 //     the descriptor filled last — see archive.go);
 //     FormatDisks — the disk files, a SHA-256 manifest `sha256sum -c`

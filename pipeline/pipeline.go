@@ -103,10 +103,9 @@ func Export(ctx context.Context, p providers.Exporter, identifier string, opts p
 		defer exp.Cleanup()
 	}
 	r := &run{exp: exp, opts: opts, root: root, log: opts.Log(), base: fileBase(exp.VM.Name)}
-	if opts.Output != nil && (opts.Format != providers.FormatOVA || streamsOVA(opts)) {
-		// Files stream into the sink, an uncompressed OVA's members into
-		// its archive (see archive); a compressed OVA's members are
-		// written to the output root and packed into the sink (see pack).
+	if opts.Output != nil {
+		// Files stream into the sink, an OVA's members into its archive
+		// object (see archive).
 		r.sink = opts.Output
 	}
 	r.log = r.log.With("vm", exp.VM.Name)
