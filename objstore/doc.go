@@ -7,16 +7,7 @@
 // A file is cut into parts as it streams (the part size chosen from the
 // file's size bound so that a 2 TiB disk stays within S3's 10,000 parts),
 // each part uploaded with its SHA-256 checksum, which the store verifies.
-// A file smaller than one part is one PUT.
-//
-// A writer may patch bytes it wrote earlier (SinkWriter.WriteAt: a disk
-// image's header and tables at its front) as long as they are not
-// uploaded yet: part 1 is held in memory until Commit, and Reserve
-// appends a region whose parts are held until WriteAt has filled it. An
-// upload thus holds in memory part 1, the parts with reserved bytes not
-// yet filled, and partsInFlight+1 more; part 1 is sent by Commit, so an
-// interrupted attempt never leaves it behind and the next sends it again.
-// Sink.Open reads a published object back, in ranges. Before anything is relied on,
+// A file smaller than one part is one PUT. Before anything is relied on,
 // its state is recorded durably in a small file beside the export's
 // resume state (OutputDir): the object key before the upload is created
 // (so that an upload created by an attempt killed before it could record
@@ -27,4 +18,14 @@
 // the store confirms (ListParts) and whose checksum matches: after kill
 // -9, finished parts are not sent again. An upload that no attempt will
 // finish is aborted by Sink.Remove.
+//
+// A writer may patch bytes it wrote earlier (SinkWriter.WriteAt: a disk
+// image's header and tables at its front) as long as they are not
+// uploaded yet: part 1 is held in memory until Commit, and Reserve
+// appends a region whose parts are held until WriteAt has filled it. An
+// upload thus holds in memory part 1, the parts with reserved bytes not
+// yet filled, and partsInFlight+1 more; part 1 is sent by Commit, so an
+// interrupted attempt never leaves it behind and the next sends it again.
+// Sink.Open reads a published object back, in ranges (the pipeline
+// hashes a patched disk image that way).
 package objstore

@@ -46,7 +46,9 @@ type gcsStore struct {
 }
 
 func newGCS(ctx context.Context, cfg GCSConfig, bucket string) (*gcsStore, error) {
-	var opts []option.ClientOption
+	// Reads through the JSON API, as every other call: the endpoint is a
+	// JSON API URL (an emulator has no XML API).
+	opts := []option.ClientOption{storage.WithJSONReads()}
 	if cfg.Endpoint != "" {
 		opts = append(opts, option.WithEndpoint(cfg.Endpoint))
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -14,14 +13,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
+	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/internal/s3test"
 	"github.com/hypersdk/hypersdk/objstore"
 	"github.com/hypersdk/hypersdk/ova"
@@ -37,7 +35,7 @@ const (
 	childURL   = "HYPERSDK_OBJSTORE_ENDPOINT"
 	childKey   = "HYPERSDK_OBJSTORE_KEY"
 	childSec   = "HYPERSDK_OBJSTORE_SECRET"
-	childOVA   = "HYPERSDK_OBJSTORE_OVA"
+	childKind  = "HYPERSDK_OBJSTORE_KIND"
 )
 
 const (
@@ -73,24 +71,23 @@ func childExport() error {
 	if err != nil {
 		return err
 	}
-	e, opts := killExport(os.Getenv(childOVA))
+	e, opts := killExport(os.Getenv(childKind))
 	opts.OutputRoot, opts.Output = root, sink
 	_, err = pipeline.Export(context.Background(), e, "vm-1", opts)
 	return err
 }
 
-// killExport is the export TestS3KillResume interrupts: one raw disk
-// (ovaKind ""), or an OVA of two disks streamed into its object, plain
-// ("plain") or compressed ("gzip", "zstd").
-func killExport(ovaKind string) (*exporter, providers.ExportOptions) {
-	if ovaKind != "" {
-		opts := providers.ExportOptions{Format: providers.FormatOVA}
-		if ovaKind != "plain" {
-			opts.Compress, opts.Compression = true, ovaKind
-		}
-		return newExporter(readerDisk("disk-0", diskBytes(7, killSize)), readerDisk("disk-1", diskBytes(8, 20<<20))), opts
+// killExport is the export TestS3KillResume interrupts: one disk in the
+// disk format kind ("raw", "qcow2"), or an OVA of two disks streamed into
+// its object, plain ("ova") or gzip-compressed ("ova.gz").
+func killExport(kind string) (*exporter, providers.ExportOptions) {
+	switch kind {
+	case "ova", "ova.gz":
+		return newExporter(readerDisk("disk-0", diskBytes(7, killSize)), readerDisk("disk-1", diskBytes(8, 20<<20))),
+			providers.ExportOptions{Format: providers.FormatOVA, Compress: kind == "ova.gz"}
 	}
-	return newExporter(readerDisk("disk-0", diskBytes(7, killSize))), providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}
+	return newExporter(readerDisk("disk-0", diskBytes(7, killSize))),
+		providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskFormat(kind)}
 }
 
 // gate is a proxy in front of the S3 server that counts the parts it
@@ -200,24 +197,26 @@ func recordedParts(t *testing.T, stateDir, name string) []int {
 // multipart upload and resumes it: the parts the killed process had
 // finished are not sent again (counted by a proxy in front of versitygw),
 // the others are sent once, the object is the disk, and no upload is
-// left open. The OVA case interrupts an archive streaming into its
-// object: the resumed attempt writes the same bytes (the archive's time
-// was recorded by the first), so it skips the same parts.
+// left open. A qcow2 disk streams as a raw one does, its header patched
+// into part 1, which is held until the upload commits. The OVA cases
+// interrupt an archive streaming into its object: the resumed attempt
+// writes the same bytes (the archive's time was recorded by the first),
+// so it skips the same parts.
 func TestS3KillResume(t *testing.T) {
-	t.Run("raw disk", func(t *testing.T) { testKillResume(t, "") })
-	t.Run("ova", func(t *testing.T) { testKillResume(t, "plain") })
-	t.Run("ova.gz", func(t *testing.T) { testKillResume(t, "gzip") })
+	for _, kind := range []string{"raw", "qcow2", "ova", "ova.gz"} {
+		t.Run(kind, func(t *testing.T) { testKillResume(t, kind) })
+	}
 }
 
-func testKillResume(t *testing.T, ovaKind string) {
-	asOVA := ovaKind != ""
+func testKillResume(t *testing.T, kind string) {
+	asOVA := strings.HasPrefix(kind, "ova")
 	srv := s3test.Start(t, s3test.Options{})
 	srv.CreateBucket(t, killBucket)
 	g := newGate(t, srv.URL, 2)
 	state := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), childEnv+"=1", childState+"="+state, childURL+"="+g.srv.URL,
-		childKey+"="+srv.AccessKeyID, childSec+"="+srv.SecretAccessKey, childOVA+"="+ovaKind)
+		childKey+"="+srv.AccessKeyID, childSec+"="+srv.SecretAccessKey, childKind+"="+kind)
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -225,12 +224,9 @@ func testKillResume(t *testing.T, ovaKind string) {
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
-	name := "web01-disk-0.raw"
-	switch ovaKind {
-	case "plain":
-		name = "web01.ova"
-	case "gzip":
-		name = "web01.ova.gz"
+	name := "web01-disk-0." + kind
+	if asOVA {
+		name = "web01." + kind
 	}
 	// Kill once two parts are durable in the state and the third waits
 	// at the gate.
@@ -272,7 +268,7 @@ func testKillResume(t *testing.T, ovaKind string) {
 		t.Fatal(err)
 	}
 	data := diskBytes(7, killSize)
-	e, opts := killExport(ovaKind)
+	e, opts := killExport(kind)
 	opts.OutputRoot, opts.Output = root, sink
 	res, err := pipeline.Export(context.Background(), e, "vm-1", opts)
 	if err != nil {
@@ -280,11 +276,15 @@ func testKillResume(t *testing.T, ovaKind string) {
 	}
 	second, _ := g.snapshot()
 	key := "/" + killBucket + "/" + killPrefix + name
-	size := res.Files[len(res.Files)-1].Size
-	if asOVA {
-		size = res.Files[0].Size
+	dir := download(t, srv, killBucket, killPrefix)
+	if !asOVA {
+		checkManifest(t, dir, "web01.sha256")
 	}
-	for n := 1; int64(n-1)*(16<<20) < size; n++ {
+	st, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n := 1; int64(n-1)*(16<<20) < st.Size(); n++ {
 		want := 1
 		for _, r := range recorded {
 			if r == n {
@@ -295,30 +295,22 @@ func testKillResume(t *testing.T, ovaKind string) {
 			t.Errorf("part %d sent %d times by the resumed attempt, want %d (recorded before the kill: %v)", n, got, want, recorded)
 		}
 	}
-	out, err := srv.Client().GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(killBucket), Key: aws.String(killPrefix + name)})
-	if err != nil {
+	src := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(src, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	got, err := io.ReadAll(out.Body)
-	out.Body.Close()
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := download(t, srv, killBucket, killPrefix)
 	if asOVA {
 		x := filepath.Join(t.TempDir(), "x")
 		if _, err := ova.Extract(context.Background(), filepath.Join(dir, name), x, ova.ExtractOptions{}); err != nil {
 			t.Fatalf("extract the resumed OVA: %v", err)
 		}
 		checkManifest(t, x, "web01.mf")
-		if sumOf(got) != res.Files[0].SHA256 {
-			t.Errorf("the object's SHA-256 is %s, the result says %s", sumOf(got), res.Files[0].SHA256)
+		if sum := fileSum(t, filepath.Join(dir, name)); sum != res.Files[0].SHA256 {
+			t.Errorf("the object's SHA-256 is %s, the result says %s", sum, res.Files[0].SHA256)
 		}
+		disktest.Compare(t, src, "raw", filepath.Join(x, "web01-disk-0.vmdk"), "vmdk")
 	} else {
-		if sumOf(got) != sumOf(data) {
-			t.Errorf("the object (%d bytes) is not the disk (%d bytes)", len(got), len(data))
-		}
-		checkManifest(t, dir, "web01.sha256")
+		disktest.Compare(t, src, "raw", filepath.Join(dir, name), kind)
 	}
 	if open := openUploads(t, srv, killBucket); len(open) > 0 {
 		t.Errorf("uploads left open: %v", open)
