@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hypersdk/hypersdk/ovf"
@@ -66,8 +67,8 @@ type Patchable interface {
 // with the partial archive is the caller's.
 type StreamWriter struct {
 	dst      Patchable
-	out      *countingWriter // dst's appended bytes, compressed if so
-	comp     io.WriteCloser  // the compressed member (frame) being written; nil between
+	out      *streamOut     // dst's appended bytes, compressed if so
+	comp     io.WriteCloser // the compressed member (frame) being written; nil between
 	level    int
 	opts     Options
 	start    time.Time
@@ -138,7 +139,7 @@ func NewStreamWriter(dst Patchable, descriptorName string, bound []byte, opts Op
 	if opts.Manifest.HexLen() == 0 {
 		return nil, fmt.Errorf("ova: unknown manifest algorithm %q", opts.Manifest)
 	}
-	w := &StreamWriter{dst: dst, out: &countingWriter{w: dst}, level: level, opts: opts, start: time.Now(), descName: descriptorName, expected: expected}
+	w := &StreamWriter{dst: dst, out: &streamOut{w: dst}, level: level, opts: opts, start: time.Now(), descName: descriptorName, expected: expected}
 	if w.opts.ModTime.IsZero() {
 		w.opts.ModTime = w.start
 	}
@@ -238,6 +239,37 @@ func (w *StreamWriter) fill(p []byte, at int64) error {
 		return w.fail(fmt.Errorf("ova: fill %d bytes at %d: %w", len(p), at, err))
 	}
 	return nil
+}
+
+// streamOut counts the bytes appended to dst and, once the writer is
+// aborted, drops what a compressor still flushes (from its own
+// goroutines), so that an abandoned archive gets no more bytes.
+type streamOut struct {
+	w       io.Writer
+	n       int64
+	dropped atomic.Bool
+}
+
+func (o *streamOut) Write(p []byte) (int, error) {
+	if o.dropped.Load() {
+		return 0, errors.New("ova: the archive was aborted")
+	}
+	n, err := o.w.Write(p)
+	o.n += int64(n)
+	return n, err
+}
+
+// Abort stops the writer after a failure: the compressor's goroutines, if
+// any, end without writing to the destination, and later calls fail. The
+// destination is the caller's to discard or keep for a resumed attempt.
+// It is safe to call at any time, also after Close.
+func (w *StreamWriter) Abort() {
+	w.fail(errors.New("ova: the archive was aborted"))
+	w.out.dropped.Store(true)
+	if w.comp != nil {
+		w.comp.Close()
+		w.comp = nil
+	}
 }
 
 // Expected returns the names of the files still to add, in order.

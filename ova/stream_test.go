@@ -393,3 +393,28 @@ func TestStreamWriterRefusals(t *testing.T) {
 		t.Errorf("descriptor beyond its bound: %v", err)
 	}
 }
+
+// An aborted writer stops its compressor without writing more to the
+// destination, and refuses further calls.
+func TestStreamWriterAbortWritesNothingMore(t *testing.T) {
+	dst := &memPatchable{}
+	bound := buildDescriptor(t, streamSpec([]string{"a.vmdk"}, []int64{MaxSize}))
+	w, err := NewStreamWriter(dst, "vm.ovf", bound, Options{Compression: CompressionGzip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Begin("a.vmdk"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(diskBytes(9, 100_000)); err != nil {
+		t.Fatal(err)
+	}
+	before := len(dst.b)
+	w.Abort()
+	if len(dst.b) != before {
+		t.Errorf("abort wrote %d more bytes", len(dst.b)-before)
+	}
+	if _, err := w.Write([]byte("x")); err == nil {
+		t.Error("a write after Abort succeeded")
+	}
+}

@@ -135,11 +135,20 @@ func (r *run) member(ctx context.Context, it *item, write func(io.Writer) error)
 	return nil
 }
 
+// endArchive releases the archive's writers: after a failure, the
+// compressor stops without writing more and the upload stays open for
+// the next attempt (or is removed: see removeWritten).
+func (r *run) endArchive() {
+	if a := r.arch; a != nil {
+		a.w.Abort()
+		a.obj.Close()
+	}
+}
+
 // finishArchive fills the descriptor, appends the manifest, commits the
 // object and reads it back for its SHA-256 (see archiveSum).
 func (r *run) finishArchive(ctx context.Context, items []*item) (*providers.ExportResult, error) {
 	a := r.arch
-	defer a.obj.Close()
 	desc, err := ovf.Build(r.spec(items))
 	if err != nil {
 		return nil, providers.Permanent(fmt.Errorf("descriptor for %s: %w", r.exp.VM.Name, err))

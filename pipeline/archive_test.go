@@ -138,8 +138,8 @@ func TestOVAStreamsIntoTheObject(t *testing.T) {
 	sink := newMemSink()
 	dir := t.TempDir()
 	done := make(chan struct{})
-	var maxLocal int64
-	go func() { maxLocal = watchDir(dir, done) }()
+	most := make(chan int64, 1)
+	go func() { most <- watchDir(dir, done) }()
 	res, err := pipeline.Export(context.Background(), e, "vm-1", providers.ExportOptions{
 		OutputDir: dir, Format: providers.FormatOVA, Output: sink, ParallelDownloads: 3,
 	})
@@ -148,8 +148,8 @@ func TestOVAStreamsIntoTheObject(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.wantEnded(t, false)
-	if maxLocal > 4<<10 {
-		t.Errorf("the output root held %d bytes during the export", maxLocal)
+	if n := <-most; n > 4<<10 {
+		t.Errorf("the output root held %d bytes during the export", n)
 	}
 	if names := listDir(t, dir); len(names) != 0 {
 		t.Errorf("output root left with %v", names)

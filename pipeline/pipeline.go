@@ -286,6 +286,7 @@ func (r *run) run(ctx context.Context) (*providers.ExportResult, error) {
 		if err := r.beginArchive(ctx, items); err != nil {
 			return nil, err
 		}
+		defer r.endArchive()
 	}
 	got, err := r.fetch(ctx, items)
 	if err != nil {
