@@ -255,3 +255,47 @@ func TestOVAStreamFailureCommitsNothing(t *testing.T) {
 		t.Errorf("the failure is reported as a cancellation: %v", err)
 	}
 }
+
+// Filled disks (one stream fills them all, then each is encoded) take
+// their turns in the archive too, even with one download at a time: a
+// disk waiting for its turn holds no slot another needs.
+func TestOVAStreamOfFilledDisks(t *testing.T) {
+	data := [][]byte{diskBytes(16, 1<<20), diskBytes(17, 2<<20), diskBytes(18, 512<<10)}
+	e := newStreamExporter(data...)
+	sink := newMemSink()
+	dir := t.TempDir()
+	res, err := pipeline.Export(context.Background(), e, "vm-1", providers.ExportOptions{
+		OutputDir: dir, Format: providers.FormatOVA, Output: sink, ParallelDownloads: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "web01.ova")
+	if err := os.WriteFile(path, sink.objects["web01.ova"], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := ovapkg.Extract(context.Background(), path, out, ovapkg.ExtractOptions{}); err != nil {
+		t.Fatalf("extract: %v", err)
+	}
+	for i, want := range data {
+		b, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("web01-disk-%d.vmdk", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		s, err := vmdk.NewStreamReader(bytes.NewReader(b), "disk")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(s.Raw())
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("disk %d decodes to other bytes than its source (%v)", i, err)
+		}
+	}
+	if len(res.Members) != 5 {
+		t.Errorf("members %+v", res.Members)
+	}
+	if names := listDir(t, dir); len(names) != 0 {
+		t.Errorf("output root left with %v", names)
+	}
+}
