@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -184,6 +185,18 @@ func (s *azureStore) size(ctx context.Context, key string) (int64, bool, error) 
 		return 0, true, nil
 	}
 	return *p.ContentLength, true, nil
+}
+
+func (s *azureStore) read(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	if n == 0 {
+		return io.NopCloser(strings.NewReader("")), nil
+	}
+	// Count 0 reads to the end.
+	resp, err := s.blob(key).DownloadStream(ctx, &blob.DownloadStreamOptions{Range: blob.HTTPRange{Offset: off, Count: max(n, 0)}})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Body, nil
 }
 
 func (s *azureStore) remove(ctx context.Context, key string) error {

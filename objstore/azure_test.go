@@ -113,22 +113,25 @@ func TestAzureExport(t *testing.T) {
 		mf     string
 	}{
 		{"disks-raw", providers.FormatDisks, providers.DiskRaw, "web01.sha256"},
+		{"disks-qcow2", providers.FormatDisks, providers.DiskQCOW2, "web01.sha256"},
 		{"ovf", providers.FormatOVF, providers.DiskVMDK, "web01.mf"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			state := t.TempDir()
 			prefix := "vms/" + tc.name + "/"
 			e := newExporter(readerDisk("disk-0", big), readerDisk("disk-1", small))
+			watch := watchLocal(t, state)
 			res, err := exportTo(t, ts, "azblob://"+account+"/exports/"+prefix, state, e, providers.ExportOptions{Format: tc.format, DiskFormat: tc.disk})
 			if err != nil {
 				t.Fatal(err)
 			}
+			watch.check(t, 16<<10)
 			if res.OutputDir != "azblob://"+account+"/exports/"+prefix {
 				t.Errorf("result output %q", res.OutputDir)
 			}
 			dir := srv.download(t, prefix)
 			checkManifest(t, dir, tc.mf)
-			qemu := map[providers.DiskFormat]string{providers.DiskRaw: "raw", providers.DiskVMDK: "vmdk"}[tc.disk]
+			qemu := map[providers.DiskFormat]string{providers.DiskRaw: "raw", providers.DiskVMDK: "vmdk", providers.DiskQCOW2: "qcow2", providers.DiskVHDX: "vhdx"}[tc.disk]
 			for _, d := range []string{"disk-0", "disk-1"} {
 				disktest.Compare(t, filepath.Join(srcDir, d+".raw"), "raw", filepath.Join(dir, "web01-"+d+"."+string(tc.disk)), qemu)
 			}

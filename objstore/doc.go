@@ -34,4 +34,14 @@
 // Requests go through the target's HTTP client (GuardedClient: the SSRF
 // guard on every connection), with credentials too: GCS credentials wrap
 // its transport rather than replace the client.
+//
+// A writer may patch bytes it wrote earlier (SinkWriter.WriteAt: a disk
+// image's header and tables at its front) as long as they are not
+// uploaded yet: part 1 is held in memory until Commit, and Reserve
+// appends a region whose parts are held until WriteAt has filled it. An
+// upload thus holds in memory part 1, the parts with reserved bytes not
+// yet filled, and partsInFlight+1 more; part 1 is sent by Commit, so an
+// interrupted attempt never leaves it behind and the next sends it again.
+// Sink.Open reads a published object back, in ranges (the pipeline
+// hashes a patched disk image that way).
 package objstore

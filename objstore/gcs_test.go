@@ -119,15 +119,19 @@ func TestGCSExport(t *testing.T) {
 		mf     string
 	}{
 		{"disks-raw", providers.FormatDisks, providers.DiskRaw, "web01.sha256"},
+		{"disks-qcow2", providers.FormatDisks, providers.DiskQCOW2, "web01.sha256"},
+		{"disks-vhdx", providers.FormatDisks, providers.DiskVHDX, "web01.sha256"},
 		{"ovf", providers.FormatOVF, providers.DiskVMDK, "web01.mf"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			state := t.TempDir()
 			prefix := "vms/" + tc.name + "/"
 			e := newExporter(readerDisk("disk-0", big), readerDisk("disk-1", small))
+			watch := watchLocal(t, state)
 			if _, err := exportTo(t, ts, "gs://exports/"+prefix, state, e, providers.ExportOptions{Format: tc.format, DiskFormat: tc.disk}); err != nil {
 				t.Fatal(err)
 			}
+			watch.check(t, 16<<10)
 			for _, n := range srv.objects(t, "exports", prefix) {
 				if strings.Contains(n, ".parts/") {
 					t.Errorf("part object left: %s", n)
@@ -135,7 +139,7 @@ func TestGCSExport(t *testing.T) {
 			}
 			dir := srv.download(t, "exports", prefix)
 			checkManifest(t, dir, tc.mf)
-			qemu := map[providers.DiskFormat]string{providers.DiskRaw: "raw", providers.DiskVMDK: "vmdk"}[tc.disk]
+			qemu := map[providers.DiskFormat]string{providers.DiskRaw: "raw", providers.DiskVMDK: "vmdk", providers.DiskQCOW2: "qcow2", providers.DiskVHDX: "vhdx"}[tc.disk]
 			for _, d := range []string{"disk-0", "disk-1"} {
 				disktest.Compare(t, filepath.Join(srcDir, d+".raw"), "raw", filepath.Join(dir, "web01-"+d+"."+string(tc.disk)), qemu)
 			}

@@ -12,7 +12,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -168,4 +170,63 @@ func openUploads(t *testing.T, srv *s3test.Server, bucket string) []string {
 func sumOf(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
+}
+
+// localWatch polls a directory tree while an export runs: the most bytes
+// its files held at once, and every name seen that ends in ".stage".
+type localWatch struct {
+	once sync.Once
+	stop chan struct{}
+	done chan struct{}
+	max  int64
+	seen []string
+}
+
+func watchLocal(t *testing.T, dir string) *localWatch {
+	w := &localWatch{stop: make(chan struct{}), done: make(chan struct{})}
+	t.Cleanup(w.end)
+	go func() {
+		defer close(w.done)
+		for {
+			var total int64
+			_ = filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+				if err != nil || d.IsDir() {
+					return nil
+				}
+				if strings.HasSuffix(d.Name(), ".stage") && !contains(w.seen, d.Name()) {
+					w.seen = append(w.seen, d.Name())
+				}
+				if fi, err := d.Info(); err == nil {
+					total += fi.Size()
+				}
+				return nil
+			})
+			w.max = max(w.max, total)
+			select {
+			case <-w.stop:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+		}
+	}()
+	return w
+}
+
+// check stops the watch and fails t if the directory ever held more than
+// limit bytes or a staged copy.
+func (w *localWatch) check(t *testing.T, limit int64) {
+	t.Helper()
+	w.end()
+	if w.max > limit {
+		t.Errorf("the local directory held up to %d bytes during the export, want at most %d (no local copy)", w.max, limit)
+	}
+	if len(w.seen) > 0 {
+		t.Errorf("staged copies appeared: %v", w.seen)
+	}
+	t.Logf("the local directory held at most %d bytes", w.max)
+}
+
+func (w *localWatch) end() {
+	w.once.Do(func() { close(w.stop) })
+	<-w.done
 }

@@ -25,8 +25,10 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azblob/container"
 
+	"github.com/hypersdk/hypersdk/disk/disktest"
 	"github.com/hypersdk/hypersdk/internal/s3test"
 	"github.com/hypersdk/hypersdk/objstore"
+	"github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/pipeline"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -39,6 +41,7 @@ const (
 	childState   = "HYPERSDK_OBJSTORE_STATE"
 	childTargets = "HYPERSDK_OBJSTORE_TARGETS"
 	childOutput  = "HYPERSDK_OBJSTORE_OUTPUT"
+	childKind    = "HYPERSDK_OBJSTORE_KIND"
 )
 
 // killSize is the disk of the kill tests: five 16 MiB parts.
@@ -70,10 +73,23 @@ func childExport() error {
 	if err != nil {
 		return err
 	}
-	e := newExporter(readerDisk("disk-0", diskBytes(7, killSize)))
-	_, err = pipeline.Export(context.Background(), e, "vm-1", providers.ExportOptions{
-		OutputRoot: root, Output: sink, Format: providers.FormatDisks, DiskFormat: providers.DiskRaw})
+	e, opts := killExport(os.Getenv(childKind))
+	opts.OutputRoot, opts.Output = root, sink
+	_, err = pipeline.Export(context.Background(), e, "vm-1", opts)
 	return err
+}
+
+// killExport is the export TestObjectStorageKillResume interrupts: one
+// disk in the disk format kind ("raw", "qcow2"), or an OVA of two disks
+// streamed into its object, plain ("ova") or gzip-compressed ("ova.gz").
+func killExport(kind string) (*exporter, providers.ExportOptions) {
+	switch kind {
+	case "ova", "ova.gz":
+		return newExporter(readerDisk("disk-0", diskBytes(7, killSize)), readerDisk("disk-1", diskBytes(8, 20<<20))),
+			providers.ExportOptions{Format: providers.FormatOVA, Compress: kind == "ova.gz"}
+	}
+	return newExporter(readerDisk("disk-0", diskBytes(7, killSize))),
+		providers.ExportOptions{Format: providers.FormatDisks, DiskFormat: providers.DiskFormat(kind)}
 }
 
 // backend is an object store the resume tests export to, behind a gate
@@ -340,84 +356,115 @@ func checkResent(t *testing.T, sent map[string]int, key string, parts int, skipp
 }
 
 // TestObjectStorageKillResume kills an export with kill -9 in the middle
-// of a disk's upload and resumes it, against each store: the parts the
-// killed process had finished are not sent again (counted by a proxy in
-// front of the server), the others are sent once, the object is the disk,
-// and no upload is left open.
+// of an object's upload and resumes it: the parts the killed process had
+// finished are not sent again (counted by a proxy in front of the
+// server), the others are sent once, the object verifies, and no upload
+// is left open. A raw disk against each store; against S3 also a qcow2
+// disk (its header patched into part 1, held until the upload commits)
+// and an OVA streaming into its object, plain and gzip-compressed (the
+// resumed attempt writes the same bytes: the archive's time was recorded
+// by the first).
 func TestObjectStorageKillResume(t *testing.T) {
-	for _, scheme := range []string{"s3", "gs", "azblob"} {
-		t.Run(scheme, func(t *testing.T) {
-			b := startBackend(t, scheme, "resume", 2)
-			out := b.output("vm/")
-			state := t.TempDir()
-			tsJSON, err := json.Marshal(b.targets)
-			if err != nil {
-				t.Fatal(err)
-			}
-			cmd := exec.Command(os.Args[0], "-test.run=^$")
-			cmd.Env = append(os.Environ(), childEnv+"=1", childState+"="+state, childTargets+"="+string(tsJSON), childOutput+"="+out)
-			cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-			cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			const name = "web01-disk-0.raw"
-			// Kill once two parts are durable in the state and the third
-			// waits at the gate.
-			deadline := time.Now().Add(3 * time.Minute)
-			for {
-				_, held := b.gate.snapshot()
-				if len(recordedParts(t, state, name)) >= 2 && held > 0 {
-					break
-				}
-				select {
-				case err := <-exited:
-					t.Fatalf("the export ended before it was killed: %v", err)
-				default:
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("the export did not reach its third part within 3 minutes")
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-				t.Fatal(err)
-			}
-			<-exited
-			recorded := recordedParts(t, state, name)
-			first := b.gate.release()
-			t.Logf("killed after parts %v were recorded; first attempt sent %v", recorded, first)
-			if open := b.open(t, "vm/"); len(open) == 0 {
-				t.Fatal("no upload open after the kill: the test proves nothing")
-			}
+	for _, tc := range []struct{ scheme, kind string }{
+		{"s3", "raw"}, {"gs", "raw"}, {"azblob", "raw"}, {"s3", "qcow2"}, {"s3", "ova"}, {"s3", "ova.gz"},
+	} {
+		t.Run(tc.scheme+"/"+tc.kind, func(t *testing.T) { testKillResume(t, tc.scheme, tc.kind) })
+	}
+}
 
-			// The next attempt, in this process, resumes from the same state.
-			data := diskBytes(7, killSize)
-			if _, err := exportTo(t, b.targets, out, state, newExporter(readerDisk("disk-0", data)), providers.ExportOptions{
-				Format: providers.FormatDisks, DiskFormat: providers.DiskRaw}); err != nil {
-				t.Fatal(err)
-			}
-			second, _ := b.gate.snapshot()
-			checkResent(t, second, "vm/"+name, killSize/(16<<20), recorded)
-			dir := b.download(t, "vm/")
-			checkManifest(t, dir, "web01.sha256")
-			if fileSum(t, filepath.Join(dir, name)) != sumOf(data) {
-				t.Error("the object is not the disk")
-			}
-			if open := b.open(t, ""); len(open) > 0 {
-				t.Errorf("uploads left open: %v", open)
-			}
-			if left := listDir(t, state); len(left) > 0 {
-				t.Errorf("state left behind: %v", left)
-			}
-		})
+func testKillResume(t *testing.T, scheme, kind string) {
+	asOVA := strings.HasPrefix(kind, "ova")
+	b := startBackend(t, scheme, "resume", 2)
+	out := b.output("vm/")
+	state := t.TempDir()
+	tsJSON, err := json.Marshal(b.targets)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), childEnv+"=1", childState+"="+state, childTargets+"="+string(tsJSON), childOutput+"="+out, childKind+"="+kind)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	name := "web01-disk-0." + kind
+	if asOVA {
+		name = "web01." + kind
+	}
+	// Kill once two parts are durable in the state and the third waits
+	// at the gate.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		_, held := b.gate.snapshot()
+		if len(recordedParts(t, state, name)) >= 2 && held > 0 {
+			break
+		}
+		select {
+		case err := <-exited:
+			t.Fatalf("the export ended before it was killed: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the export did not reach its third part within 3 minutes")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-exited
+	recorded := recordedParts(t, state, name)
+	first := b.gate.release()
+	t.Logf("killed after parts %v were recorded; first attempt sent %v", recorded, first)
+	if open := b.open(t, "vm/"); len(open) == 0 {
+		t.Fatal("no upload open after the kill: the test proves nothing")
+	}
+
+	// The next attempt, in this process, resumes from the same state.
+	e, opts := killExport(kind)
+	res, err := exportTo(t, b.targets, out, state, e, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, _ := b.gate.snapshot()
+	dir := b.download(t, "vm/")
+	st, err := os.Stat(filepath.Join(dir, name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkResent(t, second, "vm/"+name, int((st.Size()+16<<20-1)/(16<<20)), recorded)
+	src := filepath.Join(t.TempDir(), "disk.raw")
+	if err := os.WriteFile(src, diskBytes(7, killSize), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if asOVA {
+		x := filepath.Join(t.TempDir(), "x")
+		if _, err := ova.Extract(context.Background(), filepath.Join(dir, name), x, ova.ExtractOptions{}); err != nil {
+			t.Fatalf("extract the resumed OVA: %v", err)
+		}
+		checkManifest(t, x, "web01.mf")
+		if sum := fileSum(t, filepath.Join(dir, name)); sum != res.Files[0].SHA256 {
+			t.Errorf("the object's SHA-256 is %s, the result says %s", sum, res.Files[0].SHA256)
+		}
+		disktest.Compare(t, src, "raw", filepath.Join(x, "web01-disk-0.vmdk"), "vmdk")
+	} else {
+		checkManifest(t, dir, "web01.sha256")
+		disktest.Compare(t, src, "raw", filepath.Join(dir, name), kind)
+	}
+	if open := b.open(t, ""); len(open) > 0 {
+		t.Errorf("uploads left open: %v", open)
+	}
+	if left := listDir(t, state); len(left) > 0 {
+		t.Errorf("state left behind: %v", left)
 	}
 }
 
 // TestObjectStorageResumeAfterFailure: against each store, an attempt
-// that fails after two parts of a disk keeps them; the next sends only
+// that fails after two parts of a disk keeps the second (the first is
+// held until Commit); the next sends only
 // the rest (counted at the server), and a last attempt's failure leaves
 // no object and no open upload.
 func TestObjectStorageResumeAfterFailure(t *testing.T) {
@@ -430,9 +477,11 @@ func TestObjectStorageResumeAfterFailure(t *testing.T) {
 			if _, err := exportTo(t, b.targets, b.output("x/"), state, newExporter(failingDisk("disk-0", data, 40<<20)), opts); err == nil {
 				t.Fatal("the first attempt succeeded")
 			}
+			// Part 1 is held until Commit (for WriteAt), so the failed
+			// attempt finished only part 2.
 			recorded := recordedParts(t, state, "web01-disk-0.raw")
-			if len(recorded) != 2 {
-				t.Fatalf("parts %v recorded by the failed attempt, want 2", recorded)
+			if !slices.Equal(recorded, []int{2}) {
+				t.Fatalf("parts %v recorded by the failed attempt, want [2]", recorded)
 			}
 			b.gate.release()
 			if _, err := exportTo(t, b.targets, b.output("x/"), state, newExporter(readerDisk("disk-0", data)), opts); err != nil {

@@ -5,7 +5,10 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
+	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
@@ -156,6 +159,21 @@ func (s *s3Store) size(ctx context.Context, key string) (int64, bool, error) {
 		return 0, false, err
 	}
 	return aws.ToInt64(out.ContentLength), true, nil
+}
+
+func (s *s3Store) read(ctx context.Context, key string, off, n int64) (io.ReadCloser, error) {
+	rng := fmt.Sprintf("bytes=%d-", off)
+	if n >= 0 {
+		if n == 0 {
+			return io.NopCloser(strings.NewReader("")), nil
+		}
+		rng = fmt.Sprintf("bytes=%d-%d", off, off+n-1)
+	}
+	out, err := s.c.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: &key, Range: &rng})
+	if err != nil {
+		return nil, err
+	}
+	return out.Body, nil
 }
 
 func (s *s3Store) remove(ctx context.Context, key string) error {

@@ -7,7 +7,9 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"slices"
 	"sync"
@@ -34,6 +36,9 @@ type store interface {
 	// size returns the size of the published object key, ok false when
 	// there is none.
 	size(ctx context.Context, key string) (n int64, ok bool, err error)
+	// read reads n bytes of the published object key from off (n < 0:
+	// to its end).
+	read(ctx context.Context, key string, off, n int64) (io.ReadCloser, error)
 	remove(ctx context.Context, key string) error
 }
 
@@ -45,8 +50,10 @@ const (
 	minPartSize = 16 << 20
 	maxPartSize = 5 << 30
 	partsTarget = 9000
-	// partsInFlight parts upload at once while the next one fills: the
-	// memory an upload holds is (partsInFlight+1) parts.
+	// partsInFlight parts upload at once while the next one fills. The
+	// memory an upload holds is (partsInFlight+1) parts, plus the first
+	// part (held until Commit, for WriteAt) and the parts holding
+	// reserved bytes not yet filled (Reserve).
 	partsInFlight = 2
 )
 
@@ -118,7 +125,7 @@ func (s *Sink) Create(ctx context.Context, name string, sizeHint int64) (provide
 	for _, p := range st.Parts {
 		w.prev[p.N] = p
 	}
-	w.buf = make([]byte, 0, st.PartSize)
+	w.held = map[int][]byte{}
 	return w, nil
 }
 
@@ -154,6 +161,17 @@ func (s *Sink) Remove(ctx context.Context, name string) error {
 	return nil
 }
 
+// Open reads n bytes of the published object name from off (n < 0: to
+// its end).
+func (s *Sink) Open(ctx context.Context, name string, off, n int64) (io.ReadCloser, error) {
+	key := s.key(name)
+	rc, err := s.st.read(ctx, key, off, n)
+	if err != nil {
+		return nil, fmt.Errorf("read %s at %d: %w", s.st.location(key), off, err)
+	}
+	return rc, nil
+}
+
 // Release forgets the state of a committed object.
 func (s *Sink) Release(name string) error { return removeState(s.state, name) }
 
@@ -169,8 +187,15 @@ type writer struct {
 	name, key string
 	prev      map[int]part // parts a previous attempt finished
 	buf       []byte
-	next      int // the number of the part buf fills
-	size      int64
+	next      int   // the number of the part buf fills
+	size      int64 // the bytes of the parts before it
+	// first is part 1 once full, held until Commit so that WriteAt can
+	// patch it (a disk image's header and tables); held are the later
+	// full parts that hold reserved bytes not yet filled (gaps), kept
+	// until WriteAt has filled them.
+	first     []byte
+	held      map[int][]byte
+	gaps      []span
 	slots     chan struct{}
 	wg        sync.WaitGroup
 	committed bool
@@ -202,6 +227,9 @@ func (w *writer) Write(p []byte) (int, error) {
 	}
 	written := 0
 	for len(p) > 0 {
+		if w.buf == nil {
+			w.buf = make([]byte, 0, w.st.PartSize)
+		}
 		k := min(len(p), cap(w.buf)-len(w.buf))
 		w.buf = append(w.buf, p[:k]...)
 		p, written = p[k:], written+k
@@ -214,14 +242,32 @@ func (w *writer) Write(p []byte) (int, error) {
 	return written, nil
 }
 
-// flush hands the full buffer to an uploader and starts the next part.
+// flush ends the full buffer's part: part 1 and parts holding gaps are
+// held, the others handed to an uploader.
 func (w *writer) flush(ctx context.Context) error {
+	data, n, start := w.buf, w.next, w.size
+	w.size += int64(len(data))
+	w.next++
+	// The next part fills a new buffer (allocated by the next Write): the
+	// uploader or the hold owns data now.
+	w.buf = nil
+	switch {
+	case n == 1:
+		w.first = data
+	case w.inGap(start, w.size):
+		w.held[n] = data
+	default:
+		return w.send(ctx, n, data)
+	}
+	return w.failed()
+}
+
+// send hands part n to an uploader. At most partsInFlight parts are in
+// flight (slots), so that memory stays bounded by the part size.
+func (w *writer) send(ctx context.Context, n int, data []byte) error {
 	if err := w.ensureUpload(ctx); err != nil {
 		return err
 	}
-	data, n := w.buf, w.next
-	w.size += int64(len(data))
-	w.next++
 	w.slots <- struct{}{}
 	w.wg.Go(func() {
 		defer func() { <-w.slots }()
@@ -229,11 +275,117 @@ func (w *writer) flush(ctx context.Context) error {
 			w.fail(err)
 		}
 	})
-	// The uploader owns data now; the next part fills a new buffer. At
-	// most partsInFlight buffers are in flight (slots), so memory stays
-	// bounded by the part size.
-	w.buf = make([]byte, 0, w.st.PartSize)
 	return w.failed()
+}
+
+// span is the bytes [off, end) of the object.
+type span struct{ off, end int64 }
+
+// inGap reports whether [off, end) overlaps reserved bytes not yet filled.
+func (w *writer) inGap(off, end int64) bool {
+	for _, g := range w.gaps {
+		if g.off < end && off < g.end {
+			return true
+		}
+	}
+	return false
+}
+
+// Reserve appends n zero bytes whose parts are held until WriteAt fills
+// them.
+func (w *writer) Reserve(n int64) (int64, error) {
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
+	if n < 0 {
+		return 0, fmt.Errorf("%s: reserve %d bytes", w.s.st.location(w.key), n)
+	}
+	off := w.size + int64(len(w.buf))
+	if n == 0 {
+		return off, nil
+	}
+	// Recorded first, so that flush holds the parts the zeros fill.
+	w.gaps = append(w.gaps, span{off, off + n})
+	zeros := make([]byte, min(n, 1<<20))
+	for left := n; left > 0; {
+		k, err := w.Write(zeros[:min(left, int64(len(zeros)))])
+		if err != nil {
+			return 0, err
+		}
+		left -= int64(k)
+	}
+	return off, nil
+}
+
+// WriteAt overwrites bytes not yet uploaded: those of part 1, of the part
+// filling, or of a part held for a gap.
+func (w *writer) WriteAt(p []byte, off int64) (int, error) {
+	if err := w.failed(); err != nil {
+		return 0, err
+	}
+	end := off + int64(len(p))
+	if written := w.size + int64(len(w.buf)); off < 0 || end > written {
+		return 0, fmt.Errorf("%s: write %d bytes at offset %d: only %d bytes are written", w.s.st.location(w.key), len(p), off, written)
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	ps := w.st.PartSize
+	// Every part the range touches is checked before any is changed.
+	bufs := map[int][]byte{}
+	for k := int(off/ps) + 1; int64(k-1)*ps < end; k++ {
+		var b []byte
+		switch {
+		case k == 1 && w.first != nil:
+			b = w.first
+		case k == w.next:
+			b = w.buf
+		default:
+			b = w.held[k]
+		}
+		if b == nil {
+			return 0, fmt.Errorf("%s: write at offset %d: part %d, which holds it, is already uploaded",
+				w.s.st.location(w.key), max(off, int64(k-1)*ps), k)
+		}
+		bufs[k] = b
+	}
+	for k, b := range bufs {
+		start := int64(k-1) * ps
+		lo, hi := max(off, start), min(end, start+int64(len(b)))
+		copy(b[lo-start:hi-start], p[lo-off:hi-off])
+	}
+	w.fill(off, end)
+	// Held parts whose gaps are all filled now go.
+	for _, k := range slices.Sorted(maps.Keys(w.held)) {
+		start := int64(k-1) * ps
+		if w.inGap(start, start+int64(len(w.held[k]))) {
+			continue
+		}
+		data := w.held[k]
+		delete(w.held, k)
+		if err := w.send(w.ctx, k, data); err != nil {
+			return 0, err
+		}
+	}
+	return len(p), nil
+}
+
+// fill removes [off, end) from the gaps.
+func (w *writer) fill(off, end int64) {
+	var left []span
+	for _, g := range w.gaps {
+		if g.end <= off || end <= g.off {
+			left = append(left, g)
+			continue
+		}
+		if g.off < off {
+			left = append(left, span{g.off, off})
+		}
+		if end < g.end {
+			left = append(left, span{end, g.end})
+		}
+	}
+	w.gaps = left
 }
 
 // ensureUpload creates the multipart upload unless the state holds one:
@@ -335,10 +487,26 @@ func (w *writer) commit(ctx context.Context) error {
 	// An object smaller than a part is one PUT, sent again by every
 	// attempt (the descriptor, the manifest).
 	single := w.next == 1
-	if !single && len(w.buf) > 0 {
-		if err := w.flush(ctx); err != nil {
-			w.wg.Wait()
-			return err
+	if !single {
+		// The last part, part 1 and the held parts go now, gaps or not.
+		if len(w.buf) > 0 {
+			w.held[w.next] = w.buf
+			w.size += int64(len(w.buf))
+			w.next++
+			w.buf = nil
+		}
+		w.gaps = nil
+		if w.first != nil {
+			w.held[1] = w.first
+			w.first = nil
+		}
+		for _, k := range slices.Sorted(maps.Keys(w.held)) {
+			data := w.held[k]
+			delete(w.held, k)
+			if err := w.send(ctx, k, data); err != nil {
+				w.wg.Wait()
+				return err
+			}
 		}
 	}
 	w.wg.Wait()
@@ -389,6 +557,6 @@ func (w *writer) commit(ctx context.Context) error {
 // with its state, for the next attempt.
 func (w *writer) Close() error {
 	w.wg.Wait()
-	w.buf = nil
+	w.buf, w.first, w.held = nil, nil, nil
 	return nil
 }

@@ -14,6 +14,15 @@
 // rename: a truncated archive is never reported as success. Pack turns an
 // OVF folder into an OVA.
 //
+// StreamWriter writes an OVA (plain, gzip or zstd) in one pass into a
+// destination that can fill regions it reserved (an object-storage
+// upload), before any file's size is known: the descriptor's region is
+// reserved from an upper bound of its length and filled, padded with
+// whitespace, at the end; each file's header has a fixed length (PAX,
+// size zero-padded) and is filled when the file ends; the manifest follows
+// the files. Compressed, each region is a gzip member (zstd frame) of
+// stored blocks, so its length is fixed too.
+//
 // Reading. Open, Extract, Validate and Inspect recognize plain, gzip and
 // zstd archives by their first bytes. They refuse unsafe names ("..",
 // absolute paths), links, devices, FIFOs, directories, sparse entries,

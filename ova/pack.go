@@ -56,15 +56,6 @@ func PackIn(ctx context.Context, root *os.Root, descriptorName string, dst *os.R
 	})
 }
 
-// PackTo is PackIn writing the archive to dst (an object-storage upload)
-// instead of a file: what dst does with a failed archive is the caller's.
-// Result.Path is empty.
-func PackTo(ctx context.Context, root *os.Root, descriptorName string, dst io.Writer, opts Options) (*Result, error) {
-	return pack(ctx, root, descriptorName, opts, func(descriptorName string, descriptor []byte, opts Options) (*Writer, error) {
-		return NewWriter(dst, descriptorName, descriptor, opts)
-	})
-}
-
 func pack(ctx context.Context, root *os.Root, descriptorName string, opts Options,
 	create func(descriptorName string, descriptor []byte, opts Options) (*Writer, error)) (*Result, error) {
 	dir := root.Name()

@@ -105,12 +105,11 @@ func (r *run) encode(ctx context.Context, it *item, data io.Reader, src disk.Sou
 // writeImage writes src in a format whose tables precede its data (qcow2,
 // VHD, VHDX): the writer appends the data, then writes its tables back at
 // the front, so the file is hashed once complete, by reading it back
-// (from the page cache it was just written through). Such a file cannot
-// be streamed: for an object-storage output it is written here (beside
-// the resume state) and then uploaded.
+// (from the page cache it was just written through). For an
+// object-storage output it streams into the object (streamImage).
 func (r *run) writeImage(ctx context.Context, it *item, spec formats.Spec, src disk.Source) error {
 	if r.sink != nil {
-		return r.stageImage(ctx, it, spec, src)
+		return r.streamImage(ctx, it, spec, src)
 	}
 	f, tmp, err := r.create(it.name)
 	if err != nil {
@@ -183,28 +182,6 @@ func (e *exactReader) Read(p []byte) (int, error) {
 		err = nil
 	}
 	return n, err
-}
-
-// stageImage writes an image that cannot be streamed (see writeImage)
-// to a local file, uploads it and removes it.
-func (r *run) stageImage(ctx context.Context, it *item, spec formats.Spec, src disk.Source) error {
-	tmp := it.name + ".stage"
-	f, err := safepath.OpenFile(r.root, tmp, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return providers.Permanent(fmt.Errorf("output %w", err))
-	}
-	defer func() {
-		f.Close()
-		_ = r.root.Remove(tmp)
-	}()
-	if err := spec.Write(ctx, f, src, disk.WriteOptions{Name: it.name, Subformat: r.opts.VHDType}); err != nil {
-		return fmt.Errorf("write %s: %w", it.name, err)
-	}
-	n, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		return err
-	}
-	return r.writeCopy(ctx, it, io.NewSectionReader(f, 0, n), n)
 }
 
 // writeCopy writes src as it is; size is its size (an upper bound), or 0
@@ -320,8 +297,12 @@ func (r *run) commit(it *item, f *os.File, tmp string, h hash.Hash, size int64, 
 	return nil
 }
 
-// upload streams it into the object it.name through a hash.
+// upload streams it into the object it.name through a hash, or into its
+// member of the OVA object.
 func (r *run) upload(ctx context.Context, it *item, sizeHint int64, write func(io.Writer) error) error {
+	if r.arch != nil {
+		return r.member(ctx, it, write)
+	}
 	w, err := r.sink.Create(ctx, it.name, sizeHint)
 	if err != nil {
 		return fmt.Errorf("write %s: %w", it.name, err)

@@ -37,10 +37,15 @@
 //     random access reads) is staged beside the output as "<disk>.src",
 //     recognised by disk/formats from its bytes, checked against the
 //     disk's capacity and decoded from there, the staged file then removed.
-//     Output bytes are hashed as they are written;
+//     Output bytes are hashed as they are written, except where a writer
+//     patches its front once the data is written (qcow2, dynamic VHD,
+//     VHDX): a file is read back then, an object from the store;
 //  4. the layout is written: FormatOVF — descriptor built from the metadata
 //     by ovf.Build, SHA-256 manifest (ovf.Manifest), disks; FormatOVA — the
-//     same, packed by ova.PackIn, keeping no second copy unless asked;
+//     same, packed by ova.PackIn, keeping no second copy unless asked
+//     (to object storage: every item streams into its member
+//     of the archive object through ova.StreamWriter, in descriptor order,
+//     the descriptor filled last — see archive.go);
 //     FormatDisks — the disk files, a SHA-256 manifest `sha256sum -c`
 //     accepts and a JSON description of the VM, no descriptor;
 //  5. the provider's Finish is told the outcome (vSphere: lease complete or

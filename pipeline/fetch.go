@@ -152,12 +152,8 @@ func countSet(set ...bool) (n int) {
 // fetch produces every item: HTTP sources through transfer (one
 // Downloader, each file with its own TLS client), readers streamed, block
 // sources by the block engine, Filled disks by the provider's Fill, all
-// concurrently.
-func (r *run) fetch(ctx context.Context) ([]*item, error) {
-	items, err := r.items()
-	if err != nil {
-		return nil, err
-	}
+// concurrently (into an OVA object, members take turns: see archive).
+func (r *run) fetch(ctx context.Context, items []*item) ([]*item, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	prog := newSizes(items, r)
@@ -197,6 +193,9 @@ func (r *run) fetch(ctx context.Context) ([]*item, error) {
 	sem := make(chan struct{}, par)
 	for _, i := range readers {
 		wg.Go(func() {
+			if r.waitTurn(ctx, items[i]) != nil {
+				return // failed or cancelled: fail was called
+			}
 			select {
 			case sem <- struct{}{}:
 			case <-ctx.Done():

@@ -86,6 +86,11 @@ func (r *run) fill(ctx context.Context, items []*item, idx []int, prog *sizes, p
 		it, f := items[i], files[k]
 		files[k] = nil // finished (and closed) below
 		wg.Go(func() {
+			if err := r.waitTurn(ctx, it); err != nil {
+				f.Close()
+				errOnce.Do(func() { firstErr = err })
+				return
+			}
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			if err := r.finishFilled(ctx, it, f); err != nil {

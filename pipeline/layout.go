@@ -158,15 +158,22 @@ func (r *run) layoutOVF(ctx context.Context, items []*item) (*providers.ExportRe
 	return res, nil
 }
 
-// pack turns the OVF folder into an OVA (compressed when asked).
-func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportResult) error {
-	comp := ova.CompressionNone
-	if r.opts.Compress {
-		comp = ova.CompressionGzip
-		if r.opts.Compression == "zstd" {
-			comp = ova.CompressionZstd
-		}
+// ovaCompression is the compression the export's OVA asks for.
+func (r *run) ovaCompression() ova.Compression {
+	switch {
+	case !r.opts.Compress:
+		return ova.CompressionNone
+	case r.opts.Compression == "zstd":
+		return ova.CompressionZstd
 	}
+	return ova.CompressionGzip
+}
+
+// pack turns the OVF folder into an OVA (compressed when asked). An OVA
+// to object storage never gets here: it streams into its object (see
+// archive).
+func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportResult) error {
+	comp := r.ovaCompression()
 	name := r.base + comp.Extension()
 	r.opts.Report(progress.Report{Phase: progress.PhasePackaging, BytesDone: 0, BytesTotal: res.Bytes})
 	po := ova.Options{
@@ -177,22 +184,14 @@ func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportRes
 			r.opts.Report(progress.Report{Phase: progress.PhasePackaging, BytesDone: min(p.BytesDone, res.Bytes), BytesTotal: res.Bytes, Item: p.Item})
 		},
 	}
-	var pr *ova.Result
-	var err error
-	if out := r.opts.Output; out != nil {
-		pr, err = r.packTo(ctx, out, ovfName, name, res, po)
-	} else {
-		pr, err = ova.PackIn(ctx, r.root, ovfName, r.root, name, po)
-	}
+	pr, err := ova.PackIn(ctx, r.root, ovfName, r.root, name, po)
 	if err != nil {
 		return fmt.Errorf("pack %s: %w", name, err)
 	}
-	if r.opts.Output == nil {
-		r.track(name)
-	}
+	r.track(name)
 	r.log.Info("packed OVA", "file", name, "bytes", pr.Size, "compression", string(pr.Compression), "ratio", fmt.Sprintf("%.2f", pr.Ratio),
 		"throughput_mib_s", fmt.Sprintf("%.1f", pr.Throughput/(1<<20)))
-	if r.opts.CleanupOVF || r.opts.Output != nil {
+	if r.opts.CleanupOVF {
 		res.Files = nil
 		res.Bytes = 0
 	}
@@ -206,32 +205,6 @@ func (r *run) pack(ctx context.Context, ovfName string, res *providers.ExportRes
 	res.Files = append(res.Files, providers.ExportedFile{Path: name, Size: pr.Size, SHA256: pr.SHA256, Kind: "ova"})
 	res.Bytes += pr.Size
 	return nil
-}
-
-// packTo packs the OVF folder in the output root into the object name
-// of out: the OVA streams into its upload (an OVA member's tar header
-// holds its size, so the members are complete before packing starts; the
-// folder is the staging and is removed). The archive's time is the
-// descriptor's, recorded by the first attempt, so that a resumed attempt
-// produces the same bytes and skips the parts already sent.
-func (r *run) packTo(ctx context.Context, out providers.Sink, ovfName, name string, res *providers.ExportResult, po ova.Options) (*ova.Result, error) {
-	po.ModTime = r.archiveTime(name)
-	po.CleanupOVF = true
-	w, err := out.Create(ctx, name, res.Bytes+int64(len(res.Files)+2)*3*512)
-	if err != nil {
-		return nil, err
-	}
-	r.noteObject(name)
-	defer w.Close()
-	pr, err := ova.PackTo(ctx, r.root, ovfName, w, po)
-	if err == nil {
-		err = w.Commit(ctx)
-	}
-	if err != nil {
-		return nil, err
-	}
-	_ = r.root.Remove(name + ".time")
-	return pr, nil
 }
 
 // archiveTime returns the time recorded for the archive name by the

@@ -103,9 +103,9 @@ func Export(ctx context.Context, p providers.Exporter, identifier string, opts p
 		defer exp.Cleanup()
 	}
 	r := &run{exp: exp, opts: opts, root: root, log: opts.Log(), base: fileBase(exp.VM.Name)}
-	if opts.Output != nil && opts.Format != providers.FormatOVA {
-		// An OVA's members are written to the output root and packed
-		// into the sink (see pack); other files stream into it.
+	if opts.Output != nil {
+		// Files stream into the sink, an OVA's members into its archive
+		// object (see archive).
 		r.sink = opts.Output
 	}
 	r.log = r.log.With("vm", exp.VM.Name)
@@ -150,6 +150,9 @@ type run struct {
 	// sink, when set, receives the export's files (object storage);
 	// root then holds only resume state and staged sources.
 	sink providers.Sink
+	// arch, when set, is the OVA the files stream into as its members
+	// (an uncompressed OVA to object storage).
+	arch *archive
 
 	mu      sync.Mutex
 	written []string // names in root, removed if the export fails
@@ -275,12 +278,24 @@ func (r *run) run(ctx context.Context) (*providers.ExportResult, error) {
 	if len(r.exp.Disks) == 0 && len(r.exp.Files) == 0 {
 		return nil, fmt.Errorf("export %s: the provider offers no files", r.exp.VM.Name)
 	}
-	got, err := r.fetch(ctx)
+	items, err := r.items()
 	if err != nil {
 		return nil, err
 	}
-	switch r.opts.Format {
-	case providers.FormatDisks:
+	if streamsOVA(r.opts) {
+		if err := r.beginArchive(ctx, items); err != nil {
+			return nil, err
+		}
+		defer r.endArchive()
+	}
+	got, err := r.fetch(ctx, items)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case r.arch != nil:
+		return r.finishArchive(ctx, got)
+	case r.opts.Format == providers.FormatDisks:
 		return r.layoutDisks(ctx, got)
 	default:
 		return r.layoutOVF(ctx, got)
