@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -253,7 +252,8 @@ func (r *run) fetch(ctx context.Context, items []*item) ([]*item, error) {
 // download fetches the HTTP items idx through one Downloader (so they share
 // its concurrency and bandwidth limit), each with its source's own client
 // (vSphere: one certificate pin per ESXi host), then converts those that are
-// not passed through.
+// not passed through. Into object storage only image sources come here
+// (streamsHTTP): staged, then decoded into the object.
 func (r *run) download(ctx context.Context, items []*item, idx []int, prog *sizes, par int) error {
 	var tf []transfer.File
 	var kept []string // part files a failure that may heal leaves for the next attempt
@@ -262,9 +262,9 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		it := items[i]
 		h, _, size := it.source()
 		path := it.name
-		if !it.passthrough || r.sink != nil {
-			// Decoded into it.name once complete, or uploaded as it is:
-			// the parallel ranged download writes out of order.
+		if !it.passthrough {
+			// Decoded into it.name once complete: the parallel ranged
+			// download writes out of order.
 			path = it.name + ".src"
 		}
 		byPath[path] = i
@@ -302,7 +302,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 			it := items[byPath[tf[k].Path]]
 			r.track(tf[k].Path)
 			r.dropPartial(tf[k].Path+".part", tf[k].Path+".part.version")
-			if it.passthrough && r.sink == nil {
+			if it.passthrough {
 				it.size, it.sha256 = res.Size, res.SHA256
 			}
 		}
@@ -312,7 +312,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 	}
 	for _, i := range idx {
 		it := items[i]
-		if it.passthrough && r.sink == nil {
+		if it.passthrough {
 			continue
 		}
 		src := it.name + ".src"
@@ -320,12 +320,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		if err != nil {
 			return err
 		}
-		if it.passthrough {
-			var st os.FileInfo
-			if st, err = f.Stat(); err == nil {
-				err = r.writeCopy(ctx, it, io.NewSectionReader(f, 0, st.Size()), st.Size())
-			}
-		} else if it.disk.Format == providers.SourceImage {
+		if it.disk.Format == providers.SourceImage {
 			err = r.convertImage(ctx, it, f)
 		} else {
 			err = r.convert(ctx, it, f)
