@@ -182,3 +182,44 @@ func watchTree(dir string, done <-chan struct{}) watchResult {
 		}
 	}
 }
+
+// TestDemoAWSExportTaskToS3StagesNothing: the AWS demo's VM Export object
+// (an OVA in its in-process S3, its VMDK member read in ranges) streams
+// into an object-storage output with nothing staged in the export
+// directory.
+func TestDemoAWSExportTaskToS3StagesNothing(t *testing.T) {
+	dmn := newDaemon(t, "", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	watchDone := make(chan struct{})
+	watched := make(chan watchResult, 1)
+	go func() { watched <- watchTree(filepath.Join(dmn.dataDir, "exports"), watchDone) }()
+	var j apitypes.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": demoAWSProvider, "vm": "db-1", "method": "export-task",
+		"format": "disks", "disk_format": "qcow2", "output": "s3://demo-exports/db-1/"}, &j); code != 201 {
+		t.Fatalf("submit: %d", code)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for !j.State.Terminal() {
+		if time.Now().After(deadline) {
+			t.Fatalf("export still %s", j.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+	}
+	close(watchDone)
+	w := <-watched
+	if j.State != apitypes.JobSucceeded {
+		t.Fatalf("export %s: %s\n%s", j.State, j.Error, dmn.out.String())
+	}
+	if len(j.Result.Files) == 0 {
+		t.Fatal("no files in the result")
+	}
+	for _, name := range w.names {
+		if strings.HasSuffix(name, ".src") || strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".qcow2") {
+			t.Errorf("%s appeared in the export directory: a disk was staged locally (seen: %v)", name, w.names)
+		}
+	}
+	if w.most > 64<<10 {
+		t.Errorf("the export directory held %d bytes at once (seen: %v)", w.most, w.names)
+	}
+}
