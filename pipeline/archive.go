@@ -123,6 +123,9 @@ func (r *run) member(ctx context.Context, it *item, write func(io.Writer) error)
 	if err == nil {
 		err = bw.Flush()
 	}
+	if err == nil {
+		err = it.endSource()
+	}
 	if err != nil {
 		return fmt.Errorf("write %s into %s: %w", it.name, a.name, err)
 	}

@@ -86,11 +86,21 @@ func (o *memObject) Reserve(n int64) (int64, error) {
 	return off, nil
 }
 
+// WriteAt fills a reserved region, or patches written bytes (an image
+// writer's tables: nothing of the object is uploaded before Commit here).
 func (o *memObject) WriteAt(p []byte, off int64) (int, error) {
-	if n, ok := o.reserved[off]; !ok || n != int64(len(p)) {
-		return 0, fmt.Errorf("%s: %d bytes at %d: not a reserved region", o.name, len(p), off)
+	if n, ok := o.reserved[off]; ok && n == int64(len(p)) {
+		delete(o.reserved, off)
+		return copy(o.b[off:], p), nil
 	}
-	delete(o.reserved, off)
+	for r, n := range o.reserved {
+		if off < r+n && r < off+int64(len(p)) {
+			return 0, fmt.Errorf("%s: %d bytes at %d: overlaps the reserved region at %d", o.name, len(p), off, r)
+		}
+	}
+	if off < 0 || off+int64(len(p)) > int64(len(o.b)) {
+		return 0, fmt.Errorf("%s: %d bytes at %d: beyond the %d written", o.name, len(p), off, len(o.b))
+	}
 	return copy(o.b[off:], p), nil
 }
 

@@ -317,6 +317,9 @@ func (r *run) upload(ctx context.Context, it *item, sizeHint int64, write func(i
 		err = bw.Flush()
 	}
 	if err == nil {
+		err = it.endSource()
+	}
+	if err == nil {
 		err = w.Commit(ctx)
 	}
 	if err != nil {

@@ -11,7 +11,12 @@
 //     next attempt from its kept part file, checked against the digests
 //     the platform holds of it, a byte range of the object when it is a
 //     member of an uncompressed archive; a raw disk passed through is
-//     written sparse), reader sources streamed,
+//     written sparse) — or, into object storage, read as a stream
+//     straight into the upload (ranged sources by transfer.Reader,
+//     others such as NFC in one GET; digests checked before the object
+//     is committed; an image source is still staged), so a resumed
+//     attempt reads such a source from its start again and only the
+//     upload resumes — reader sources streamed,
 //     block sources (providers.BlockSource: EBS snapshot blocks, Azure
 //     page ranges) by the block engine — the listed blocks fetched by
 //     many workers under an adaptive (AIMD) concurrency limit, each

@@ -1,14 +1,17 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
-	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+
+	"golang.org/x/time/rate"
 
 	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
@@ -37,6 +40,19 @@ type item struct {
 
 	size   int64
 	sha256 string
+	// srcEnd, when set, reads the source on to its end, where its digests
+	// are checked: a decoder may stop at the disk's last byte (a VMDK's
+	// end-of-stream marker), and nothing may be committed before the
+	// check. Called once the output is written, before it is committed.
+	srcEnd func() error
+}
+
+// endSource runs srcEnd, if any.
+func (it *item) endSource() error {
+	if it.srcEnd == nil {
+		return nil
+	}
+	return it.srcEnd()
 }
 
 func (it *item) source() (*providers.HTTPSource, func(context.Context) (io.ReadCloser, error), int64) {
@@ -150,9 +166,10 @@ func countSet(set ...bool) (n int) {
 }
 
 // fetch produces every item: HTTP sources through transfer (one
-// Downloader, each file with its own TLS client), readers streamed, block
-// sources by the block engine, Filled disks by the provider's Fill, all
-// concurrently (into an OVA object, members take turns: see archive).
+// Downloader, each file with its own TLS client) or, into object storage,
+// streamed like readers (streamsHTTP), readers streamed, block sources by
+// the block engine, Filled disks by the provider's Fill, all concurrently
+// (into an OVA object, members take turns: see archive).
 func (r *run) fetch(ctx context.Context, items []*item) ([]*item, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -161,7 +178,7 @@ func (r *run) fetch(ctx context.Context, items []*item) ([]*item, error) {
 
 	var downloads, filled, readers []int // readers: reader and block sources
 	for i, it := range items {
-		if h, _, _ := it.source(); h != nil {
+		if h, _, _ := it.source(); h != nil && !r.streamsHTTP(it) {
 			downloads = append(downloads, i)
 		} else if it.disk != nil && it.disk.Filled {
 			filled = append(filled, i)
@@ -170,6 +187,11 @@ func (r *run) fetch(ctx context.Context, items []*item) ([]*item, error) {
 		}
 	}
 	par := max(1, r.opts.ParallelDownloads)
+	if r.sink != nil && r.opts.BandwidthLimit > 0 {
+		// One limit for every streamed HTTP source, as the Downloader
+		// shares one between its files.
+		r.httpLimit = rate.NewLimiter(rate.Limit(r.opts.BandwidthLimit), int(min(max(r.opts.BandwidthLimit/10, 32<<10), 1<<20)))
+	}
 	var wg sync.WaitGroup
 	var firstErr error
 	var errOnce sync.Once
@@ -230,7 +252,8 @@ func (r *run) fetch(ctx context.Context, items []*item) ([]*item, error) {
 // download fetches the HTTP items idx through one Downloader (so they share
 // its concurrency and bandwidth limit), each with its source's own client
 // (vSphere: one certificate pin per ESXi host), then converts those that are
-// not passed through.
+// not passed through. Into object storage only image sources come here
+// (streamsHTTP): staged, then decoded into the object.
 func (r *run) download(ctx context.Context, items []*item, idx []int, prog *sizes, par int) error {
 	var tf []transfer.File
 	var kept []string // part files a failure that may heal leaves for the next attempt
@@ -239,9 +262,9 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		it := items[i]
 		h, _, size := it.source()
 		path := it.name
-		if !it.passthrough || r.sink != nil {
-			// Decoded into it.name once complete, or uploaded as it is:
-			// the parallel ranged download writes out of order.
+		if !it.passthrough {
+			// Decoded into it.name once complete: the parallel ranged
+			// download writes out of order.
 			path = it.name + ".src"
 		}
 		byPath[path] = i
@@ -279,7 +302,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 			it := items[byPath[tf[k].Path]]
 			r.track(tf[k].Path)
 			r.dropPartial(tf[k].Path+".part", tf[k].Path+".part.version")
-			if it.passthrough && r.sink == nil {
+			if it.passthrough {
 				it.size, it.sha256 = res.Size, res.SHA256
 			}
 		}
@@ -289,7 +312,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 	}
 	for _, i := range idx {
 		it := items[i]
-		if it.passthrough && r.sink == nil {
+		if it.passthrough {
 			continue
 		}
 		src := it.name + ".src"
@@ -297,12 +320,7 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 		if err != nil {
 			return err
 		}
-		if it.passthrough {
-			var st os.FileInfo
-			if st, err = f.Stat(); err == nil {
-				err = r.writeCopy(ctx, it, io.NewSectionReader(f, 0, st.Size()), st.Size())
-			}
-		} else if it.disk.Format == providers.SourceImage {
+		if it.disk.Format == providers.SourceImage {
 			err = r.convertImage(ctx, it, f)
 		} else {
 			err = r.convert(ctx, it, f)
@@ -319,20 +337,128 @@ func (r *run) download(ctx context.Context, items []*item, idx []int, prog *size
 	return nil
 }
 
-// stream produces a reader item.
+// streamsHTTP says whether the HTTP item it is read as a stream (into
+// object storage, nothing is staged in the output root) rather than
+// downloaded to a file. An image source stays staged: it is read with
+// random access.
+func (r *run) streamsHTTP(it *item) bool {
+	return r.sink != nil && (it.disk == nil || it.disk.Format != providers.SourceImage)
+}
+
+// stream produces a reader item, or an HTTP item read as a stream.
 func (r *run) stream(ctx context.Context, it *item, count func(int64)) error {
-	_, open, _ := it.source()
-	rc, err := open(ctx)
-	if err != nil {
+	h, open, size := it.source()
+	var rc io.ReadCloser
+	var err error
+	if h != nil {
+		rc, err = r.openHTTP(ctx, h, size)
+		if err != nil {
+			return transferErr(r.exp.VM.Name, err)
+		}
+	} else if rc, err = open(ctx); err != nil {
 		return fmt.Errorf("export %s: open %s: %w", r.exp.VM.Name, it.name, err)
 	}
 	defer rc.Close()
 	src := &countingReader{ctx: ctx, r: rc, count: count}
+	if h != nil && len(h.Digests) > 0 {
+		it.srcEnd = func() error {
+			_, err := io.Copy(io.Discard, src)
+			return err
+		}
+	}
 	if it.passthrough {
 		_, _, size := it.source()
 		return r.writeCopy(ctx, it, src, max(size, 0))
 	}
 	return r.convert(ctx, it, src)
+}
+
+// openHTTP opens an HTTP source as a stream: a ranged source of known
+// size through transfer.Reader (parallel ranged GETs ahead of the reader,
+// each broken range retried, every answer of the version the platform
+// named), any other in one GET (an NFC stream, which cannot be resumed).
+// The source's digests are checked at its end, where a mismatch fails
+// the read instead of ending it, so the object is never committed. A
+// resumed attempt reads the source from its start again: only the
+// object's upload resumes.
+func (r *run) openHTTP(ctx context.Context, h *providers.HTTPSource, size int64) (io.ReadCloser, error) {
+	var rc io.ReadCloser
+	if h.Ranged && size > 0 {
+		rd, err := transfer.NewReader(ctx, transfer.ReaderOptions{URL: h.URL, Header: h.Header, Client: h.Client,
+			Size: size, Offset: h.Offset, Validator: h.Validator,
+			ChunkSize: rangedChunkSize, Concurrency: rangedStreams, Logger: r.log})
+		if err != nil {
+			return nil, err
+		}
+		rc = rd
+	} else {
+		body, err := transfer.OpenStream(ctx, transfer.StreamOptions{URL: h.URL, Header: h.Header, Client: h.Client, Offset: h.Offset, Size: size})
+		if err != nil {
+			return nil, err
+		}
+		rc = body
+	}
+	var rd io.Reader = rc
+	if r.httpLimit != nil {
+		rd = &limitedReader{ctx: ctx, r: rd, lim: r.httpLimit}
+	}
+	if len(h.Digests) > 0 {
+		dr := &digestReader{r: rd, url: transfer.RedactURL(h.URL)}
+		for _, d := range h.Digests {
+			dr.digests = append(dr.digests, d)
+			dr.hashes = append(dr.hashes, d.New())
+		}
+		rd = dr
+	}
+	return struct {
+		io.Reader
+		io.Closer
+	}{rd, rc}, nil
+}
+
+// limitedReader paces reads by a byte rate shared with other readers.
+type limitedReader struct {
+	ctx context.Context
+	r   io.Reader
+	lim *rate.Limiter
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	p = p[:min(len(p), l.lim.Burst())]
+	n, err := l.r.Read(p)
+	if n > 0 {
+		if werr := l.lim.WaitN(l.ctx, n); werr != nil {
+			return n, werr
+		}
+	}
+	return n, err
+}
+
+// digestReader hashes what it reads and, at the end, returns a mismatch
+// instead of io.EOF.
+type digestReader struct {
+	r       io.Reader
+	url     string
+	digests []providers.Digest
+	hashes  []hash.Hash
+	n       int64
+}
+
+func (d *digestReader) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	for _, h := range d.hashes {
+		h.Write(p[:n])
+	}
+	d.n += int64(n)
+	if err == io.EOF {
+		for i, h := range d.hashes {
+			if got := h.Sum(nil); !bytes.Equal(got, d.digests[i].Sum) {
+				return n, fmt.Errorf("read %s: %s of the %d bytes read is %x, the platform says %x: %w",
+					d.url, d.digests[i].Name, d.n, got, d.digests[i].Sum, transfer.ErrDigestMismatch)
+			}
+		}
+	}
+	return n, err
 }
 
 // countingReader reports what it reads and stops when ctx ends.

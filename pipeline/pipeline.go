@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/hypersdk/hypersdk/internal/fielderr"
 	"github.com/hypersdk/hypersdk/internal/safepath"
 	"github.com/hypersdk/hypersdk/providers"
@@ -170,6 +172,9 @@ type run struct {
 	// resumed counts the source bytes an earlier attempt had already
 	// fetched, reported in the result (and by the daemon as a metric).
 	resumed atomic.Int64
+	// httpLimit paces the HTTP sources streamed into object storage
+	// (BandwidthLimit); nil: unlimited.
+	httpLimit *rate.Limiter
 }
 
 func (r *run) notePartial(names ...string) {

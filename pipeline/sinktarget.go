@@ -105,6 +105,9 @@ func (r *run) streamImage(ctx context.Context, it *item, spec formats.Spec, src 
 	t := &sinkTarget{w: w, name: it.name, h: sha256.New()}
 	err = spec.Write(ctx, t, src, disk.WriteOptions{Name: it.name, Subformat: r.opts.VHDType})
 	if err == nil {
+		err = it.endSource()
+	}
+	if err == nil {
 		err = w.Commit(ctx)
 	}
 	if err != nil {

@@ -58,7 +58,11 @@
 // hashes every byte in order and the Read that delivers the last byte
 // fails with ErrDigestMismatch when the sums differ. Nothing is resumed
 // across Readers: a consumer that has already acted on the bytes it read
-// starts a new Reader from the first byte.
+// starts a new Reader from the first byte. ReaderOptions.Offset reads a
+// part of the object (an archive member) in ranges only; Validator names
+// the version to read (an ETag is sent as If-Match). OpenStream is the
+// one-GET counterpart for a source that is neither ranged nor resumable
+// (a vSphere NFC stream read straight into an upload).
 //
 // Each stream is a pipeline: the body is read into 64 KiB buffers while a
 // writer goroutine writes earlier ones at their offsets and a third stage

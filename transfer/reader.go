@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -35,7 +36,18 @@ type ReaderOptions struct {
 	Client *http.Client
 	// Size is the object's length in bytes, known in advance (from the
 	// store's metadata); a server that reports another fails the read.
+	// With Offset it is the length of the part read.
 	Size int64
+	// Offset > 0 reads bytes [Offset, Offset+Size) of the object (a member
+	// of an uncompressed archive), in ranges only: a server that answers
+	// with the whole object fails the read.
+	Offset int64
+	// Validator is the object's strong ETag or Last-Modified as the store
+	// reported it: every answer must carry it (another version fails the
+	// read rather than splicing two), and an ETag is sent as If-Match.
+	// Empty: the first answer's validator is the one every later answer
+	// must carry.
+	Validator string
 	// ChunkSize is the length of one ranged GET (default 8 MiB) and
 	// Concurrency how many are in flight at once (default 4). Memory is
 	// bounded by Concurrency × ChunkSize whatever the object's size.
@@ -123,8 +135,8 @@ type streamState struct {
 // only when that request fails for good (4xx, certificate, no retries
 // left) or ctx ends.
 func NewReader(ctx context.Context, opts ReaderOptions) (*Reader, error) {
-	if opts.Size < 0 {
-		return nil, permanent(fmt.Errorf("transfer: read %s: negative size %d", RedactURL(opts.URL), opts.Size))
+	if opts.Size < 0 || opts.Offset < 0 {
+		return nil, permanent(fmt.Errorf("transfer: read %s: negative size %d or offset %d", RedactURL(opts.URL), opts.Size, opts.Offset))
 	}
 	if opts.ChunkSize <= 0 {
 		opts.ChunkSize = defaultReadChunk
@@ -147,7 +159,7 @@ func NewReader(ctx context.Context, opts ReaderOptions) (*Reader, error) {
 	case opts.StallTimeout < 0:
 		opts.StallTimeout = 0
 	}
-	r := &Reader{opts: opts, url: RedactURL(opts.URL), client: opts.Client, log: opts.Logger}
+	r := &Reader{opts: opts, url: RedactURL(opts.URL), client: opts.Client, log: opts.Logger, validator: opts.Validator}
 	if r.client == nil {
 		r.client, _ = NewHTTPClient(ClientOptions{})
 	}
@@ -182,14 +194,18 @@ func (r *Reader) probe() error {
 			switch c.resp.StatusCode {
 			case http.StatusOK:
 				if err = r.checkLength(c.resp); err == nil {
-					r.validator = validatorOf(c.resp)
+					err = r.checkVersion(c.resp)
+				}
+				if err == nil {
 					r.log.Warn("the server ignores Range: reading the object as one stream")
 					r.bufs <- first.buf
 					r.stream = &streamState{body: c.resp.Body, cc: c}
 					return nil
 				}
 			case http.StatusPartialContent:
-				r.validator = validatorOf(c.resp)
+				if err = r.checkVersion(c.resp); err != nil {
+					break
+				}
 				r.queue = append(r.queue, first)
 				r.next = first.end
 				r.wg.Go(func() { r.fill(first, c) })
@@ -288,10 +304,10 @@ func (r *Reader) body(c *call, ch *readChunk, pos int64) (int64, error) {
 	switch c.resp.StatusCode {
 	case http.StatusPartialContent:
 		first, _, total, ok := parseContentRange(c.resp.Header.Get("Content-Range"))
-		if ok && total >= 0 && total != r.opts.Size {
-			return 0, permanent(fmt.Errorf("read %s: %w: the server has %d bytes, expected %d", r.url, ErrSizeMismatch, total, r.opts.Size))
+		if ok && total >= 0 && (r.opts.Offset == 0 && total != r.opts.Size || total < r.opts.Offset+r.opts.Size) {
+			return 0, permanent(fmt.Errorf("read %s: %w: the server has %d bytes, expected %d", r.url, ErrSizeMismatch, total, r.opts.Offset+r.opts.Size))
 		}
-		if !ok || first != pos {
+		if !ok || first != r.opts.Offset+pos {
 			return 0, fmt.Errorf("read %s: %w (%q for byte %d)", r.url, errBadContentRange, c.resp.Header.Get("Content-Range"), pos)
 		}
 	case http.StatusOK:
@@ -306,8 +322,8 @@ func (r *Reader) body(c *call, ch *readChunk, pos int64) (int64, error) {
 	default:
 		return 0, r.statusErr(c.resp)
 	}
-	if v := validatorOf(c.resp); v != "" && r.validator != "" && v != r.validator {
-		return 0, permanent(fmt.Errorf("read %s: %w", r.url, errObjectChanged))
+	if err := r.checkVersion(c.resp); err != nil {
+		return 0, err
 	}
 	dst := ch.buf[pos-ch.off:]
 	n, err := r.readBody(c, dst)
@@ -510,9 +526,7 @@ func (r *Reader) readStream(p []byte) (int, error) {
 				err = r.statusErr(c.resp)
 			}
 			if err == nil {
-				if v := validatorOf(c.resp); v != "" && r.validator != "" && v != r.validator {
-					err = permanent(fmt.Errorf("read %s: %w", r.url, errObjectChanged))
-				}
+				err = r.checkVersion(c.resp)
 			}
 			if err == nil {
 				r.stream.body, r.stream.cc, r.stream.at = c.resp.Body, c, r.pos
@@ -553,8 +567,15 @@ func (r *Reader) Stats() ReaderStats {
 	return ReaderStats{BytesTransferred: r.transferred.Load(), Retries: r.retries.Load(), Restarts: r.restarts.Load()}
 }
 
-// get sends a GET for bytes [from, to] (to < 0: to the end).
+// get sends a GET for bytes [from, to] of what is read (to < 0: to the
+// end), shifted by Offset into the object.
 func (r *Reader) get(from, to int64) (*call, error) {
+	if off := r.opts.Offset; off > 0 {
+		if to < 0 {
+			to = r.opts.Size - 1
+		}
+		from, to = from+off, to+off
+	}
 	cctx, cancel := context.WithCancelCause(r.ctx)
 	c := &call{ctx: cctx, cancel: cancel}
 	req, err := http.NewRequestWithContext(cctx, http.MethodGet, r.opts.URL, nil)
@@ -571,6 +592,9 @@ func (r *Reader) get(from, to int64) (*call, error) {
 		rng += strconv.FormatInt(to, 10)
 	}
 	req.Header.Set("Range", rng)
+	if v := r.opts.Validator; strings.HasPrefix(v, `"`) {
+		req.Header.Set("If-Match", v)
+	}
 	resp, err := r.client.Do(req)
 	if err != nil {
 		err = r.netErr(c, err)
@@ -582,8 +606,27 @@ func (r *Reader) get(from, to int64) (*call, error) {
 	return c, nil
 }
 
-// checkLength refuses a whole-object answer of another size.
+// checkVersion refuses, for good, an answer of another version than the
+// one read so far (or the one the caller named), and records the first.
+func (r *Reader) checkVersion(resp *http.Response) error {
+	v := validatorOf(resp)
+	if r.validator == "" {
+		r.validator = v
+		return nil
+	}
+	if v != "" && v != r.validator {
+		return permanent(fmt.Errorf("read %s: %w: it carries %s, expected %s", r.url, errObjectChanged, v, r.validator))
+	}
+	return nil
+}
+
+// checkLength refuses a whole-object answer of another size, and any
+// whole-object answer where a part of the object (Offset) is read.
 func (r *Reader) checkLength(resp *http.Response) error {
+	if r.opts.Offset > 0 {
+		return permanent(fmt.Errorf("read %s: %w (HTTP %s): bytes %d-%d of the object cannot be read on their own",
+			r.url, errSpanIgnored, resp.Status, r.opts.Offset, r.opts.Offset+r.opts.Size-1))
+	}
 	if resp.ContentLength >= 0 && resp.ContentLength != r.opts.Size {
 		return permanent(fmt.Errorf("read %s: %w: the server has %d bytes, expected %d", r.url, ErrSizeMismatch, resp.ContentLength, r.opts.Size))
 	}
@@ -593,6 +636,9 @@ func (r *Reader) checkLength(resp *http.Response) error {
 func (r *Reader) statusErr(resp *http.Response) error {
 	se := &StatusError{URL: r.url, StatusCode: resp.StatusCode, Status: resp.Status}
 	_, _ = io.CopyN(io.Discard, resp.Body, 64<<10)
+	if resp.StatusCode == http.StatusPreconditionFailed {
+		return permanent(fmt.Errorf("%w: %w (If-Match %s)", se, errObjectChanged, r.opts.Validator))
+	}
 	if retryableStatus(resp.StatusCode) {
 		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable {
 			se.RetryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
@@ -270,4 +271,64 @@ func TestReaderCancel(t *testing.T) {
 		t.Errorf("read after cancel: %v", err)
 	}
 	rd.Close()
+}
+
+// A part of an object (Offset) is read in ranges within the part, each
+// sent with If-Match on the caller's ETag; another version is refused for
+// good, and so is a server that answers a part with the whole object.
+func TestReaderPartOfAVersionedObject(t *testing.T) {
+	obj := randomObject(5<<20 + 77)
+	const etag = `"v1"`
+	var mu sync.Mutex
+	var ranges, ifMatch []string
+	ignoreRange := false
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		ranges = append(ranges, r.Header.Get("Range"))
+		ifMatch = append(ifMatch, r.Header.Get("If-Match"))
+		ignore := ignoreRange
+		mu.Unlock()
+		w.Header().Set("ETag", etag)
+		if ignore {
+			r.Header.Del("Range")
+		}
+		http.ServeContent(w, r, "", time.Time{}, bytes.NewReader(obj))
+	}))
+	defer srv.Close()
+	const off, size = 1<<20 + 3, 3<<20 + 5
+	rd, err := NewReader(context.Background(), ReaderOptions{URL: srv.URL, Size: size, Offset: off, Validator: etag, ChunkSize: 1 << 20, Concurrency: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rd)
+	rd.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, obj[off:off+size]) {
+		t.Fatal("the part read differs from the object's bytes")
+	}
+	mu.Lock()
+	for i, rg := range ranges {
+		var a, b int64
+		if _, err := fmt.Sscanf(rg, "bytes=%d-%d", &a, &b); err != nil || a < off || b >= off+size {
+			t.Errorf("Range %q is not within the part [%d, %d)", rg, off, off+size)
+		}
+		if ifMatch[i] != etag {
+			t.Errorf("If-Match %q, want %s", ifMatch[i], etag)
+		}
+	}
+	mu.Unlock()
+
+	_, err = NewReader(context.Background(), ReaderOptions{URL: srv.URL, Size: size, Offset: off, Validator: `"v0"`, Retry: fastRetry()})
+	if !errors.Is(err, errObjectChanged) {
+		t.Errorf("another version: err = %v, want the object changed", err)
+	}
+	mu.Lock()
+	ignoreRange = true
+	mu.Unlock()
+	_, err = NewReader(context.Background(), ReaderOptions{URL: srv.URL, Size: size, Offset: off, Retry: fastRetry()})
+	if !errors.Is(err, errSpanIgnored) {
+		t.Errorf("whole object for a part: err = %v, want the range ignored", err)
+	}
 }

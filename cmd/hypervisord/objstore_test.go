@@ -57,6 +57,11 @@ func TestDemoExportToS3ThroughTheDaemon(t *testing.T) {
 		t.Errorf("the refusal does not name the output field: %s", b)
 	}
 
+	// The NFC disk streams into the upload: no staged copy (<disk>.src)
+	// or part file ever appears in the export directory.
+	watchDone := make(chan struct{})
+	watched := make(chan watchResult, 1)
+	go func() { watched <- watchTree(filepath.Join(dmn.dataDir, "exports"), watchDone) }()
 	var j apitypes.Job
 	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": "demo", "vm": "/DC0/vm/production/db/db-01",
 		"output": "s3://exports/demo/db-01/"}, &j); code != 201 {
@@ -69,6 +74,16 @@ func TestDemoExportToS3ThroughTheDaemon(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+	}
+	close(watchDone)
+	w := <-watched
+	for _, name := range w.names {
+		if strings.HasSuffix(name, ".src") || strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".vmdk") {
+			t.Errorf("%s appeared in the export directory: a disk was staged locally (seen: %v)", name, w.names)
+		}
+	}
+	if w.most > 64<<10 {
+		t.Errorf("the export directory held %d bytes at once (seen: %v)", w.most, w.names)
 	}
 	if j.State != apitypes.JobSucceeded {
 		t.Fatalf("export %s: %s\n%s", j.State, j.Error, dmn.out.String())
@@ -386,4 +401,80 @@ func openUploadKeys(t *testing.T, c *s3.Client, bucket string) []string {
 		keys = append(keys, aws.ToString(u.Key))
 	}
 	return keys
+}
+
+// watchResult is what watchTree saw: every file name, and the most bytes
+// the files held at once.
+type watchResult struct {
+	names []string
+	most  int64
+}
+
+// watchTree polls dir (which may not exist yet) until done.
+func watchTree(dir string, done <-chan struct{}) watchResult {
+	seen := map[string]bool{}
+	var res watchResult
+	for {
+		var n int64
+		filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+			if name := filepath.Base(path); !seen[name] {
+				seen[name] = true
+				res.names = append(res.names, name)
+			}
+			return nil
+		})
+		res.most = max(res.most, n)
+		select {
+		case <-done:
+			return res
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
+// TestDemoAWSExportTaskToS3StagesNothing: the AWS demo's VM Export object
+// (an OVA in its in-process S3, its VMDK member read in ranges) streams
+// into an object-storage output with nothing staged in the export
+// directory.
+func TestDemoAWSExportTaskToS3StagesNothing(t *testing.T) {
+	dmn := newDaemon(t, "", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	watchDone := make(chan struct{})
+	watched := make(chan watchResult, 1)
+	go func() { watched <- watchTree(filepath.Join(dmn.dataDir, "exports"), watchDone) }()
+	var j apitypes.Job
+	if code := dmn.call("POST", "/api/v1/jobs", map[string]any{"provider": demoAWSProvider, "vm": "db-1", "method": "export-task",
+		"format": "disks", "disk_format": "qcow2", "output": "s3://demo-exports/db-1/"}, &j); code != 201 {
+		t.Fatalf("submit: %d", code)
+	}
+	deadline := time.Now().Add(3 * time.Minute)
+	for !j.State.Terminal() {
+		if time.Now().After(deadline) {
+			t.Fatalf("export still %s", j.State)
+		}
+		time.Sleep(100 * time.Millisecond)
+		dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+	}
+	close(watchDone)
+	w := <-watched
+	if j.State != apitypes.JobSucceeded {
+		t.Fatalf("export %s: %s\n%s", j.State, j.Error, dmn.out.String())
+	}
+	if len(j.Result.Files) == 0 {
+		t.Fatal("no files in the result")
+	}
+	for _, name := range w.names {
+		if strings.HasSuffix(name, ".src") || strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".qcow2") {
+			t.Errorf("%s appeared in the export directory: a disk was staged locally (seen: %v)", name, w.names)
+		}
+	}
+	if w.most > 64<<10 {
+		t.Errorf("the export directory held %d bytes at once (seen: %v)", w.most, w.names)
+	}
 }

@@ -77,7 +77,7 @@ func TestSweepUploadsOwnership(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := w.Write(make([]byte, 20<<20)); err != nil {
+			if _, err := w.Write(make([]byte, 40<<20)); err != nil { // part 2 sent (part 1 is held until Commit)
 				t.Fatal(err)
 			}
 			if err := w.Close(); err != nil {
