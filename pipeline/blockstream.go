@@ -35,8 +35,11 @@ func (r *run) streamBlocks(ctx context.Context, it *item, report func(done, tota
 	start := time.Now()
 	blocks, err := e.listAll(ctx)
 	if err == nil {
-		ctx, cancel := context.WithCancelCause(ctx)
-		s := newBlockStream(ctx, cancel, e, blocks, max(1, int(blockStreamWindow/e.src.BlockSize)))
+		// The encoder runs under ctx, not fctx: a failed fetch reaches it
+		// as the stream's read error, not as its context's plain
+		// "canceled".
+		fctx, cancel := context.WithCancelCause(ctx)
+		s := newBlockStream(fctx, cancel, e, blocks, max(1, int(blockStreamWindow/e.src.BlockSize)))
 		err = r.convert(ctx, it, s)
 		cancel(context.Canceled) // ends the fetchers if the encoder failed
 		s.wait()
