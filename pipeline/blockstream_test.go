@@ -3,6 +3,7 @@ package pipeline_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hypersdk/hypersdk/disk/disktest"
+	ovapkg "github.com/hypersdk/hypersdk/ova"
 	"github.com/hypersdk/hypersdk/progress"
 	"github.com/hypersdk/hypersdk/providers"
 )
@@ -122,5 +124,44 @@ func TestBlockSourceStreamFailureCommitsNothing(t *testing.T) {
 				t.Errorf("committed %v, objects left %d", sink.committed, len(sink.objects))
 			}
 		})
+	}
+}
+
+// Two block disks stream into their members of an OVA object in turn,
+// and the archive extracts and verifies to their bytes.
+func TestBlockSourcesStreamIntoAnOVA(t *testing.T) {
+	const blockSize = 64 << 10
+	var (
+		datas [][]byte
+		disks []providers.DiskSource
+	)
+	for i := range 2 {
+		data, listed := sparseDisk(uint64(20+i), int64(6<<20+i*4096+512), blockSize)
+		p := newBlockPlatform(fmt.Sprintf("snap-%d", i), data, listed, blockSize)
+		d := p.disk(fmt.Sprintf("disk-%d", i))
+		d.Blocks = shuffledJittery(p, uint64(i))
+		datas, disks = append(datas, data), append(disks, d)
+	}
+	sink := newMemSink()
+	if _, err := exportToSink(t, newExporter(disks...), sink, providers.ExportOptions{Format: providers.FormatOVA, ParallelDownloads: 2}); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "web01.ova")
+	if err := os.WriteFile(path, sink.objects["web01.ova"], 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	rep, err := ovapkg.Extract(context.Background(), path, out, ovapkg.ExtractOptions{})
+	if err != nil || !rep.Verified {
+		t.Fatalf("extract: %v (verified %v)", err, rep != nil && rep.Verified)
+	}
+	for i, data := range datas {
+		b, err := os.ReadFile(filepath.Join(out, fmt.Sprintf("web01-disk-%d.vmdk", i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(decodeVMDK(t, b), data) {
+			t.Errorf("disk %d decodes to other bytes than its source", i)
+		}
 	}
 }
