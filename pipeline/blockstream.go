@@ -28,8 +28,9 @@ const blockStreamWindow = 2 * blockBufferBudget
 // fetches every block again, and the sink skips the parts it holds.
 //
 // Memory: the window (128 MiB), the listing (a Block per listed block:
-// about 32 bytes and its token, e.g. some 100 MiB for a full 1 TiB EBS
-// snapshot of 2 Mi blocks), and the sink's part buffers.
+// about 32 bytes plus its token; a fully written 1 TiB EBS snapshot lists
+// 2 Mi blocks, some 200 MiB with tokens of ~70 bytes), and the sink's
+// part buffers.
 func (r *run) streamBlocks(ctx context.Context, it *item, report func(done, total int64)) error {
 	e := r.newBlockEngine(it.disk, report)
 	start := time.Now()
@@ -93,7 +94,7 @@ type blockStream struct {
 	cur     []byte   // the unread rest of the block being read
 	curBuf  []byte   // its buffer
 	capBuf  int      // size of a buffer: the block size
-	windowN int
+	windowN int      // the window's slots
 }
 
 // newBlockStream starts fetching blocks into a window of windowN
