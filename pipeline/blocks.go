@@ -80,8 +80,12 @@ func (r *run) blockFiles(it *item) (part, journal string) {
 // sparse raw part file (resuming from the journal an earlier attempt
 // left), the file then hashed, or encoded in the requested format. The
 // part file and journal outlive a failure that may heal (Export removes
-// them on a permanent one).
+// them on a permanent one). Into object storage the blocks stream instead
+// (streamBlocks).
 func (r *run) fetchBlocks(ctx context.Context, it *item, report func(done, total int64)) error {
+	if r.sink != nil {
+		return r.streamBlocks(ctx, it, report)
+	}
 	d := it.disk
 	src := d.Blocks
 	partName, journalName := r.blockFiles(it)
@@ -127,24 +131,12 @@ func (r *run) fetchBlocks(ctx context.Context, it *item, report func(done, total
 			return fmt.Errorf("write %s: %w", partName, err)
 		}
 	}
-	e := &blockEngine{
-		src: src, disk: d.Name, capacity: d.Capacity, file: part, journal: j, done: done,
-		timeout: src.Timeout, report: report,
-	}
-	if e.timeout <= 0 {
-		e.timeout = blockFetchTimeout
-	}
-	if r.opts.BandwidthLimit > 0 {
-		e.bandwidth = rate.NewLimiter(rate.Limit(r.opts.BandwidthLimit), int(src.BlockSize))
-	}
+	e := r.newBlockEngine(d, report)
+	e.file, e.journal, e.done = part, j, done
 	start := time.Now()
 	err = e.run(ctx)
 	r.resumed.Add(e.resumedBytes.Load())
-	limit, peak := e.limiter.state()
-	r.log.Info("disk blocks fetched", "disk", d.Name, "resumed_blocks", e.skipped.Load(), "fetched_blocks", e.fetched.Load(),
-		"bytes", e.doneBytes.Load(), "throttled", e.throttled.Load(), "checksum_mismatches", e.mismatches.Load(),
-		"retries", e.retries.Load(), "concurrency", limit, "peak_concurrency", peak,
-		"syncs", e.syncs, "sync_ms", e.syncTime.Milliseconds(), "duration", time.Since(start).Round(time.Millisecond).String(), "error", err)
+	e.logDone(r, start, err)
 	if err != nil {
 		part.Close()
 		return err
@@ -168,6 +160,31 @@ func (r *run) fetchBlocks(ctx context.Context, it *item, report func(done, total
 	}
 	r.dropPartial(partName, journalName)
 	return nil
+}
+
+// newBlockEngine returns the engine of block source disk d, without its
+// part file and journal.
+func (r *run) newBlockEngine(d *providers.DiskSource, report func(done, total int64)) *blockEngine {
+	e := &blockEngine{src: d.Blocks, disk: d.Name, capacity: d.Capacity, timeout: d.Blocks.Timeout, report: report}
+	if e.timeout <= 0 {
+		e.timeout = blockFetchTimeout
+	}
+	if r.opts.BandwidthLimit > 0 {
+		e.bandwidth = rate.NewLimiter(rate.Limit(r.opts.BandwidthLimit), int(d.Blocks.BlockSize))
+	}
+	return e
+}
+
+// logDone logs what the download of a disk's blocks did.
+func (e *blockEngine) logDone(r *run, start time.Time, err error) {
+	limit, peak := 0, 0
+	if e.limiter != nil {
+		limit, peak = e.limiter.state()
+	}
+	r.log.Info("disk blocks fetched", "disk", e.disk, "resumed_blocks", e.skipped.Load(), "fetched_blocks", e.fetched.Load(),
+		"bytes", e.doneBytes.Load(), "throttled", e.throttled.Load(), "checksum_mismatches", e.mismatches.Load(),
+		"retries", e.retries.Load(), "concurrency", limit, "peak_concurrency", peak,
+		"syncs", e.syncs, "sync_ms", e.syncTime.Milliseconds(), "duration", time.Since(start).Round(time.Millisecond).String(), "error", err)
 }
 
 // encodeRawFile encodes the complete raw disk in f in the requested disk
@@ -247,11 +264,18 @@ type finished struct {
 	written int64 // bytes written (0 for an all-zero block)
 }
 
-func (e *blockEngine) run(ctx context.Context) error {
-	workers := min(blockMaxConcurrency, max(1, int(blockBufferBudget/e.src.BlockSize)))
+// workers is how many fetchers the engine runs: the concurrency cap,
+// lowered by the block buffer budget and the source's own cap.
+func (e *blockEngine) workers() int {
+	n := min(blockMaxConcurrency, max(1, int(blockBufferBudget/e.src.BlockSize)))
 	if e.src.MaxConcurrency > 0 {
-		workers = min(workers, e.src.MaxConcurrency)
+		n = min(n, e.src.MaxConcurrency)
 	}
+	return n
+}
+
+func (e *blockEngine) run(ctx context.Context) error {
+	workers := e.workers()
 	e.limiter = newAIMD(blockStartConcurrency, workers)
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -325,16 +349,10 @@ func (e *blockEngine) list(ctx context.Context, work chan<- providers.Block) err
 		if err != nil {
 			return fmt.Errorf("disk %s: list blocks: %w", e.disk, err)
 		}
+		if err := e.checkListed(b, seen); err != nil {
+			return err
+		}
 		cell := b.Offset / bs
-		// A listing that breaks the contract will break it again.
-		if b.Offset < 0 || b.Length <= 0 || b.Offset+b.Length > e.capacity || b.Offset+b.Length > (cell+1)*bs {
-			return providers.Permanent(fmt.Errorf("disk %s: the platform listed a block of %d bytes at %d, outside its %d-byte cell or the %d-byte disk",
-				e.disk, b.Length, b.Offset, bs, e.capacity))
-		}
-		if seen.has(cell) {
-			return providers.Permanent(fmt.Errorf("disk %s: the platform listed two blocks in cell %d", e.disk, cell))
-		}
-		seen.add(cell)
 		e.listedBytes.Add(b.Length)
 		if e.done.has(cell) {
 			e.skipped.Add(1)
@@ -352,19 +370,53 @@ func (e *blockEngine) list(ctx context.Context, work chan<- providers.Block) err
 	return nil
 }
 
+// checkListed refuses a listed block that breaks the contract (outside
+// its cell or the disk, or a second one in a cell) and adds its cell to
+// seen. A listing that breaks the contract will break it again: the error
+// is permanent.
+func (e *blockEngine) checkListed(b providers.Block, seen cellSet) error {
+	bs := e.src.BlockSize
+	cell := b.Offset / bs
+	if b.Offset < 0 || b.Length <= 0 || b.Offset+b.Length > e.capacity || b.Offset+b.Length > (cell+1)*bs {
+		return providers.Permanent(fmt.Errorf("disk %s: the platform listed a block of %d bytes at %d, outside its %d-byte cell or the %d-byte disk",
+			e.disk, b.Length, b.Offset, bs, e.capacity))
+	}
+	if seen.has(cell) {
+		return providers.Permanent(fmt.Errorf("disk %s: the platform listed two blocks in cell %d", e.disk, cell))
+	}
+	seen.add(cell)
+	return nil
+}
+
 // fetchBlock fetches, verifies and writes block b through buf (b.Length
 // long), retrying what may heal.
 func (e *blockEngine) fetchBlock(ctx context.Context, b providers.Block, buf []byte) (finished, error) {
-	cell := b.Offset / e.src.BlockSize
+	if err := e.get(ctx, b, buf); err != nil {
+		return finished{}, err
+	}
+	f := finished{cell: b.Offset / e.src.BlockSize}
+	if !disk.IsZero(buf) {
+		if _, err := e.file.WriteAt(buf, b.Offset); err != nil {
+			return finished{}, fmt.Errorf("disk %s: write block at %d: %w", e.disk, b.Offset, err)
+		}
+		f.written = b.Length
+	}
+	e.report(e.doneBytes.Add(b.Length), -1)
+	return f, nil
+}
+
+// get fetches block b into buf (b.Length long) and verifies it, under
+// the bandwidth and concurrency limits, retrying what may heal.
+func (e *blockEngine) get(ctx context.Context, b providers.Block, buf []byte) error {
 	for attempt := 1; ; attempt++ {
 		if e.bandwidth != nil {
 			if err := e.bandwidth.WaitN(ctx, len(buf)); err != nil {
-				return finished{}, context.Cause(ctx)
+				return context.Cause(ctx)
 			}
 		}
 		epoch, err := e.limiter.acquire(ctx)
 		if err != nil {
-			return finished{}, err
+			return err
 		}
 		gen := e.refreshGen.Load()
 		err = e.fetchOnce(ctx, b, buf)
@@ -381,38 +433,30 @@ func (e *blockEngine) fetchBlock(ctx context.Context, b providers.Block, buf []b
 			break
 		}
 		if ctx.Err() != nil {
-			return finished{}, context.Cause(ctx)
+			return context.Cause(ctx)
 		}
 		err = fmt.Errorf("disk %s: block at %d: %w", e.disk, b.Offset, err)
 		if providers.IsPermanent(err) {
-			return finished{}, err
+			return err
 		}
 		if errors.Is(err, providers.ErrExpired) {
 			if e.src.Refresh == nil {
-				return finished{}, err
+				return err
 			}
 			if rerr := e.refresh(ctx, gen); rerr != nil {
-				return finished{}, fmt.Errorf("disk %s: renew access: %w (after %w)", e.disk, rerr, err)
+				return fmt.Errorf("disk %s: renew access: %w (after %w)", e.disk, rerr, err)
 			}
 		}
 		if attempt >= blockAttempts {
-			return finished{}, fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
+			return fmt.Errorf("%w (gave up after %d attempts)", err, attempt)
 		}
 		e.retries.Add(1)
 		if err := blockRetry.Sleep(ctx, attempt); err != nil {
-			return finished{}, context.Cause(ctx)
+			return context.Cause(ctx)
 		}
 	}
 	e.fetched.Add(1)
-	f := finished{cell: cell}
-	if !disk.IsZero(buf) {
-		if _, err := e.file.WriteAt(buf, b.Offset); err != nil {
-			return finished{}, fmt.Errorf("disk %s: write block at %d: %w", e.disk, b.Offset, err)
-		}
-		f.written = b.Length
-	}
-	e.report(e.doneBytes.Add(b.Length), -1)
-	return f, nil
+	return nil
 }
 
 // fetchOnce makes one request for b under the per-request deadline and

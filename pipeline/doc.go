@@ -24,8 +24,14 @@
 //     its offset into a sparse raw part file (all-zero blocks and
 //     unlisted ranges stay holes), finished blocks recorded in a journal
 //     beside it once durable, the raw file then hashed by reading its
-//     data back (a raw export) or encoded like any raw source. The block
-//     buffers (one per busy worker) are mapped outside the Go heap on
+//     data back (a raw export) or encoded like any raw source; into
+//     object storage nothing is kept in the output root (blockstream.go):
+//     the listing is read whole and sorted by offset, the blocks fetched
+//     by the same workers into an in-memory reorder window of at most
+//     128 MiB, and the disk's bytes, zeros between blocks, read in order
+//     into the encoder, so a resumed attempt fetches every block again
+//     and only the upload resumes. The block buffers (one per busy
+//     worker, or per window slot) are mapped outside the Go heap on
 //     Linux and macOS, so the collector's pacing does not count them
 //     twice, and unmapped when the download ends. Filled disks
 //     (providers.Export.Fill: several disks out of one stream, a Proxmox
@@ -58,7 +64,8 @@
 //
 // A failed or cancelled export removes every file it created (a Filled
 // disk's part file too: a stream is not resumed), except the part files
-// and journals of block sources when the failure may heal: the
+// and journals of block sources exported into a directory when the
+// failure may heal: the
 // next export into the same directory (the job engine's retry, a daemon
 // restarted after kill -9) resumes them, fetching only the blocks that
 // were not yet durable; a journal of another source (ID, capacity, block

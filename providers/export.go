@@ -122,7 +122,10 @@ type DiskSource struct {
 // DiskSource.Capacity long (unlisted ranges and all-zero blocks stay
 // holes), and journals finished blocks so that an export interrupted by a
 // failure, a cancellation or a kill -9 resumes, in the same output
-// directory, with only the blocks that were in flight.
+// directory, with only the blocks that were in flight. Into object
+// storage the blocks are instead written in disk order straight into the
+// upload, through a bounded in-memory reorder window, and not journaled:
+// a resumed attempt fetches them all again.
 //
 // Blocks live on a grid of BlockSize cells: block k lies inside
 // [k×BlockSize, (k+1)×BlockSize) and no two blocks share a cell. EBS

@@ -478,3 +478,75 @@ func TestDemoAWSExportTaskToS3StagesNothing(t *testing.T) {
 		t.Errorf("the export directory held %d bytes at once (seen: %v)", w.most, w.names)
 	}
 }
+
+// TestDemoAWSEBSDirectToS3StagesNothing: the AWS demo's web-1, exported
+// through the EBS direct APIs into s3://demo-exports/, streams its
+// blocks into the objects with no part file or journal in the export
+// directory; each disk object has the digest of the same disk exported
+// locally (the journaled block engine, the oracle).
+func TestDemoAWSEBSDirectToS3StagesNothing(t *testing.T) {
+	dmn := newDaemon(t, "", "HYPERVISORD_TEST_REAL_PROVIDERS=1")
+	dmn.start("--demo")
+	run := func(output string, watch bool) (apitypes.Job, watchResult) {
+		t.Helper()
+		watchDone := make(chan struct{})
+		watched := make(chan watchResult, 1)
+		if watch {
+			go func() { watched <- watchTree(filepath.Join(dmn.dataDir, "exports"), watchDone) }()
+		}
+		spec := map[string]any{"provider": demoAWSProvider, "vm": "web-1", "method": "ebs-direct", "format": "disks", "disk_format": "raw"}
+		if output != "" {
+			spec["output"] = output
+		}
+		var j apitypes.Job
+		if code := dmn.call("POST", "/api/v1/jobs", spec, &j); code != 201 {
+			t.Fatalf("submit: %d", code)
+		}
+		deadline := time.Now().Add(3 * time.Minute)
+		for !j.State.Terminal() {
+			if time.Now().After(deadline) {
+				t.Fatalf("export still %s", j.State)
+			}
+			time.Sleep(100 * time.Millisecond)
+			dmn.call("GET", "/api/v1/jobs/"+j.ID, nil, &j)
+		}
+		close(watchDone)
+		var w watchResult
+		if watch {
+			w = <-watched
+		}
+		if j.State != apitypes.JobSucceeded {
+			t.Fatalf("export %s: %s\n%s", j.State, j.Error, dmn.out.String())
+		}
+		return j, w
+	}
+	streamed, w := run("s3://demo-exports/web-1/", true)
+	for _, name := range w.names {
+		if strings.HasSuffix(name, ".part") || strings.HasSuffix(name, ".journal") || strings.HasSuffix(name, ".raw") {
+			t.Errorf("%s appeared in the export directory: a disk was assembled locally (seen: %v)", name, w.names)
+		}
+	}
+	if w.most > 64<<10 {
+		t.Errorf("the export directory held %d bytes at once (seen: %v)", w.most, w.names)
+	}
+	local, _ := run("", false)
+	digests := map[string]string{}
+	for _, f := range local.Result.Files {
+		if f.Kind == "disk" {
+			digests[f.Path] = f.SHA256
+		}
+	}
+	disks := 0
+	for _, f := range streamed.Result.Files {
+		if f.Kind != "disk" {
+			continue
+		}
+		disks++
+		if want, ok := digests[f.Path]; !ok || f.SHA256 != want {
+			t.Errorf("%s: streamed SHA-256 %s, the local export's %q", f.Path, f.SHA256, want)
+		}
+	}
+	if disks != 2 || len(digests) != 2 {
+		t.Errorf("%d disks streamed, %d exported locally: web-1 has 2", disks, len(digests))
+	}
+}
