@@ -98,14 +98,18 @@ type Reader struct {
 	cancel context.CancelCauseFunc
 	wg     sync.WaitGroup
 
-	bufs      chan []byte // free chunk buffers, Concurrency of them
-	queue     []*readChunk
-	next      int64 // offset of the next chunk to launch
-	pos       int64 // bytes handed to the caller
-	cur       *readChunk
-	stream    *streamState // non-nil once the server ignored Range
-	validator string       // ETag or Last-Modified of the first answer
-	err       error        // sticky
+	bufs   chan []byte // free chunk buffers, Concurrency of them
+	queue  []*readChunk
+	next   int64 // offset of the next chunk to launch
+	pos    int64 // bytes handed to the caller
+	cur    *readChunk
+	stream *streamState // non-nil once the server ignored Range
+	err    error        // sticky
+
+	// validator is the ETag or Last-Modified of the first answer; the
+	// probe and the chunk workers answer concurrently.
+	validatorMu sync.Mutex
+	validator   string
 
 	transferred, retries, restarts atomic.Int64
 	once                           sync.Once
@@ -610,6 +614,8 @@ func (r *Reader) get(from, to int64) (*call, error) {
 // one read so far (or the one the caller named), and records the first.
 func (r *Reader) checkVersion(resp *http.Response) error {
 	v := validatorOf(resp)
+	r.validatorMu.Lock()
+	defer r.validatorMu.Unlock()
 	if r.validator == "" {
 		r.validator = v
 		return nil
